@@ -1,0 +1,64 @@
+# Operator and developer entry points. `make rehearse` and `make test` do all
+# the set-up themselves on a fresh clone.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: setup protos protos-check binaries system-deps lint typecheck test test-unit \
+        regtest-up regtest-down rehearse run bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+# Regenerate the Python gRPC stubs from protos/ (hand-written LND subsets).
+protos: setup
+	scripts/gen-protos.sh
+
+# CI: regenerating must not change the committed stubs.
+protos-check: setup
+	scripts/gen-protos.sh --check
+
+# lnd, lncli, btcd, btcctl: built from the Go module proxy once, cached by version.
+binaries:
+	deploy/regtest/build.sh >/dev/null
+
+# PostgreSQL and Prometheus from Debian's packages (tests start their own instances).
+system-deps:
+	scripts/ensure-system-deps.sh
+
+lint: setup
+	$(PY) -m ruff check gateway tests bench
+	$(PY) -m ruff format --check gateway tests bench
+
+typecheck: setup
+	$(PY) -m mypy gateway
+
+test-unit: setup
+	$(PY) -m pytest -m "not regtest and not postgres and not prometheus" -q
+
+test: setup binaries system-deps protos-check lint typecheck
+	$(PY) -m pytest -q -p no:cacheprovider
+
+regtest-up: setup binaries
+	$(PY) -m gateway.regtest up
+
+regtest-down: setup
+	$(PY) -m gateway.regtest down
+
+rehearse: setup binaries
+	$(PY) -m gateway.rehearse
+
+run: setup binaries
+	$(PY) -m gateway.rehearse --serve
+
+bench: setup binaries
+	$(PY) bench/gateway_bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
