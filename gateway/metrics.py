@@ -1,0 +1,142 @@
+"""Every Prometheus metric the gateway exports, on one registry per process.
+
+Label values come only from configuration (route names) and closed sets of
+reason codes, never from request paths or headers, so cardinality is bounded
+and no secret can reach a label.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from gateway import __version__
+
+# Buckets for latencies the gateway adds itself (sub-millisecond matters) and
+# for upstream / LND round trips (milliseconds to tens of seconds).
+_FAST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+_RPC_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+PREFIX = "l402"
+
+
+@dataclass
+class GatewayMetrics:
+    """The gateway's metric families, bound to their own registry."""
+
+    registry: CollectorRegistry = field(
+        default_factory=lambda: CollectorRegistry(auto_describe=True)
+    )
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.challenges_issued = Counter(
+            f"{PREFIX}_challenges_issued", "402 challenges issued", ["route"], registry=r
+        )
+        self.invoice_failures = Counter(
+            f"{PREFIX}_invoice_failures",
+            "Challenges that could not be minted (LND or store failure)",
+            ["route", "reason"],
+            registry=r,
+        )
+        self.paid_requests = Counter(
+            f"{PREFIX}_paid_requests",
+            "Requests admitted with a valid L402 credential",
+            ["route"],
+            registry=r,
+        )
+        self.tokens_consumed = Counter(
+            f"{PREFIX}_tokens_consumed",
+            "Single-use (per-request) tokens consumed",
+            ["route"],
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            f"{PREFIX}_auth_failures",
+            "Credentials refused, by reason code",
+            ["route", "reason"],
+            registry=r,
+        )
+        self.upstream_requests = Counter(
+            f"{PREFIX}_upstream_requests",
+            "Requests proxied upstream, by status class (or error / timeout)",
+            ["route", "status_class"],
+            registry=r,
+        )
+        self.upstream_latency = Histogram(
+            f"{PREFIX}_upstream_latency_seconds",
+            "Time from sending the request upstream to its response headers",
+            ["route"],
+            buckets=_RPC_BUCKETS,
+            registry=r,
+        )
+        self.added_latency = Histogram(
+            f"{PREFIX}_gateway_added_latency_seconds",
+            "Time the gateway itself adds to a paid request (total minus upstream)",
+            ["route"],
+            buckets=_FAST_BUCKETS,
+            registry=r,
+        )
+        self.lnd_rpc_latency = Histogram(
+            f"{PREFIX}_lnd_rpc_latency_seconds",
+            "LND RPC latency",
+            ["method"],
+            buckets=_RPC_BUCKETS,
+            registry=r,
+        )
+        self.lnd_rpc_errors = Counter(
+            f"{PREFIX}_lnd_rpc_errors",
+            "LND RPC errors by gRPC status code",
+            ["method", "code"],
+            registry=r,
+        )
+        self.lnd_up = Gauge(f"{PREFIX}_lnd_up", "1 when the last LND call succeeded", registry=r)
+        self.settled_invoices = Counter(
+            f"{PREFIX}_settled_invoices",
+            "Settled invoices attributed to a route",
+            ["route"],
+            registry=r,
+        )
+        self.revenue_msats = Counter(
+            f"{PREFIX}_revenue_msats",
+            "Revenue from settled invoices, in millisatoshis",
+            ["route"],
+            registry=r,
+        )
+        self.settle_index = Gauge(
+            f"{PREFIX}_settle_index", "Last LND settle index processed", registry=r
+        )
+        self.config_reloads = Counter(
+            f"{PREFIX}_config_reloads", "routes.yaml reloads by result", ["result"], registry=r
+        )
+        self.build_info = Gauge(
+            f"{PREFIX}_build_info", "Gateway build information", ["version", "python"], registry=r
+        )
+        self.build_info.labels(version=__version__, python=platform.python_version()).set(1)
+
+    def declare_routes(self, routes: list[str]) -> None:
+        """Create zero-valued series per route so rates and alerts work from the start."""
+        for route in routes:
+            for family in (
+                self.challenges_issued,
+                self.paid_requests,
+                self.tokens_consumed,
+                self.settled_invoices,
+                self.revenue_msats,
+            ):
+                family.labels(route=route)
+
+
+def exported_metric_names() -> set[str]:
+    """Every series name the gateway can export (for dashboard and alert checks)."""
+    suffixes = {
+        "counter": ("_total",),
+        "gauge": ("",),
+        "histogram": ("_bucket", "_sum", "_count"),
+    }
+    names: set[str] = set()
+    for family in GatewayMetrics().registry.collect():
+        names.update(family.name + suffix for suffix in suffixes.get(family.type, ("",)))
+    return names
