@@ -1,0 +1,1 @@
+"""Real regtest Lightning network (btcd + two LND nodes) for tests, rehearsal and demos."""
