@@ -1,4 +1,4 @@
-"""`python -m gateway.regtest up|down`: the network behind `make regtest-up` / `make regtest-down`."""
+"""`python -m gateway.regtest up|down`: behind `make regtest-up` and `make regtest-down`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Child processes the regtest network owns: started with their own log, stopped by their own PID."""
+"""Child processes of the regtest network: own log each, stopped by their own PID."""
 
 from __future__ import annotations
 
