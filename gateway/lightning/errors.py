@@ -54,7 +54,7 @@ def _lnd_wording(details: str) -> type[LndError] | None:
         return LndPermissionDenied
     if "unable to locate invoice" in text or "there are no existing invoices" in text:
         return LndNotFound
-    if "server is still in the process of starting" in text or "waiting to start" in text:
+    if "in the process of starting" in text or "waiting to start" in text:
         return LndUnavailable
     if "invalid" in text and ("payment request" in text or "bech32" in text or "checksum" in text):
         return LndInvalidArgument
