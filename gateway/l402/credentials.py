@@ -1,0 +1,185 @@
+"""Find and parse the L402 credential in request headers.
+
+Forms accepted (L402-FACTS §1):
+
+- `Authorization: L402 <b64 macaroon>:<hex preimage>` (also `LSAT`);
+- `Authorization: L402 macaroon="<b64>", preimage="<hex>"` (`token=` may
+  replace `macaroon=`; `version="0"` is tolerated);
+- `Grpc-Metadata-Macaroon: <hex>` or `Macaroon: <hex>` whose macaroon carries
+  a `preimage=<hex>` first-party caveat (gRPC clients).
+
+Header names and auth schemes are case-insensitive, hex may be either case.
+Several L402/LSAT `Authorization` headers are fine when they carry the same
+credential (same macaroon bytes and preimage); disagreeing ones are
+`malformed`. When an L402/LSAT `Authorization` header is present the
+macaroon headers are ignored (they may be LND macaroons meant for the
+upstream); otherwise `Grpc-Metadata-Macaroon` is preferred over `Macaroon`,
+Aperture's order. Other schemes (e.g. `Bearer`) are ignored. A preimage must
+be exactly 64 hex characters; l402-requests' 96-character bug is named.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from gateway.l402 import caveats as caveat_rules
+from gateway.l402 import macaroons
+from gateway.l402.errors import malformed
+from gateway.l402.macaroons import DecodedMacaroon
+
+SCHEME_L402 = "L402"
+SCHEME_LSAT = "LSAT"
+SCHEME_MACAROON_HEADER = "macaroon-header"
+
+PREIMAGE_HEX_LEN = 64
+MAX_HEADER_LEN = 8192
+
+_SCHEME = re.compile(r"([A-Za-z0-9!#$%&'*+.^_`|~-]+)(?:[ \t]+(.*))?", re.DOTALL)
+_PARAM_START = re.compile(r"(?:macaroon|token|preimage|version)[ \t]*=", re.IGNORECASE)
+_PARAM = re.compile(r'[ \t]*([A-Za-z_]+)[ \t]*=[ \t]*(?:"([^"\\]*)"|([^",\s]*))[ \t]*(,|\Z)')
+_HEX = re.compile(r"[0-9a-fA-F]*")
+_MACAROON_HEADERS = ("grpc-metadata-macaroon", "macaroon")
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """A parsed (not yet verified) credential; repr hides the secrets."""
+
+    macaroon: DecodedMacaroon = field(repr=False)
+    preimage: bytes = field(repr=False)
+    scheme: str
+
+    @property
+    def macaroon_b64(self) -> str:
+        return macaroons.encode_b64(self.macaroon.raw)
+
+    @property
+    def authorization(self) -> str:
+        """The single `Authorization` value to forward upstream."""
+        return format_authorization(self.macaroon_b64, self.preimage.hex())
+
+
+def format_authorization(macaroon_b64: str, preimage_hex: str) -> str:
+    return f"{SCHEME_L402} {macaroon_b64}:{preimage_hex}"
+
+
+def parse_preimage(text: str) -> bytes:
+    """Exactly 32 bytes as 64 hex characters, either case."""
+    if len(text) != PREIMAGE_HEX_LEN:
+        raise malformed(
+            f"preimage must be {PREIMAGE_HEX_LEN} hex characters (32 bytes), got {len(text)}"
+        )
+    if not _HEX.fullmatch(text):
+        raise malformed("preimage is not hex")
+    return bytes.fromhex(text)
+
+
+def _params(text: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+    pos = 0
+    while pos < len(text):
+        match = _PARAM.match(text, pos)
+        if match is None or match.end() == pos:
+            raise malformed("L402 credential parameters are not name=value pairs")
+        name = match.group(1).lower()
+        if name in found:
+            raise malformed(f"duplicate credential parameter {name!r}")
+        value = match.group(2) if match.group(2) is not None else match.group(3)
+        found[name] = value
+        pos = match.end()
+        if match.group(4) == ",":
+            while pos < len(text) and text[pos] in " \t":
+                pos += 1
+            if pos == len(text):
+                raise malformed("trailing comma in L402 credential")
+    return found
+
+
+def _from_params(text: str, scheme: str) -> Credential:
+    params = _params(text)
+    unknown = set(params) - {"macaroon", "token", "preimage", "version"}
+    if unknown:
+        raise malformed(f"unknown credential parameter {sorted(unknown)[0][:20]!r}")
+    if params.get("version", "0") != "0":
+        raise malformed("unsupported L402 credential version")
+    if "macaroon" in params and "token" in params:
+        raise malformed("both macaroon= and token= given")
+    mac_text = params.get("macaroon", params.get("token"))
+    if mac_text is None or "preimage" not in params:
+        raise malformed("L402 credential needs macaroon= (or token=) and preimage=")
+    return Credential(macaroons.decode(mac_text), parse_preimage(params["preimage"]), scheme)
+
+
+def _from_authorization(value: str) -> Credential | None:
+    match = _SCHEME.fullmatch(value.strip(" \t"))
+    if match is None:
+        return None
+    scheme = match.group(1).upper()
+    if scheme not in (SCHEME_L402, SCHEME_LSAT):
+        return None
+    if len(value) > MAX_HEADER_LEN:
+        raise malformed(f"Authorization header longer than {MAX_HEADER_LEN} characters")
+    rest = (match.group(2) or "").strip(" \t")
+    if not rest:
+        raise malformed(f"empty {scheme} credential")
+    if _PARAM_START.match(rest):
+        return _from_params(rest, scheme)
+    mac_text, sep, preimage_text = rest.partition(":")
+    if not sep or ":" in preimage_text:
+        raise malformed(f"{scheme} credential is not <macaroon>:<preimage>")
+    return Credential(macaroons.decode(mac_text), parse_preimage(preimage_text), scheme)
+
+
+def _from_macaroon_header(value: str) -> Credential:
+    if len(value) > MAX_HEADER_LEN:
+        raise malformed(f"macaroon header longer than {MAX_HEADER_LEN} characters")
+    decoded = macaroons.decode_hex(value)
+    preimages: set[bytes] = set()
+    for caveat in decoded.caveats:
+        condition, caveat_value = caveat_rules.split(caveat)
+        if condition == caveat_rules.PREIMAGE:
+            preimages.add(parse_preimage(caveat_value))
+    if not preimages:
+        raise malformed("macaroon header without a preimage caveat")
+    if len(preimages) > 1:
+        raise malformed("macaroon carries conflicting preimage caveats")
+    return Credential(decoded, preimages.pop(), SCHEME_MACAROON_HEADER)
+
+
+def _same(a: Credential, b: Credential) -> bool:
+    return a.macaroon.raw == b.macaroon.raw and hmac.compare_digest(a.preimage, b.preimage)
+
+
+def _agree(found: list[Credential]) -> Credential:
+    first = found[0]
+    for other in found[1:]:
+        if not _same(first, other):
+            raise malformed("several L402 credentials that disagree")
+    for cred in found:
+        if cred.scheme == SCHEME_L402:
+            return cred
+    return first
+
+
+def parse(headers: Sequence[tuple[str, str]]) -> Credential | None:
+    """The request's L402 credential; None if there is none at all.
+
+    Raises `L402Error(malformed)` when one is present but broken.
+    """
+    found: list[Credential] = []
+    for name, value in headers:
+        if name.lower() == "authorization":
+            cred = _from_authorization(value)
+            if cred is not None:
+                found.append(cred)
+    if found:
+        return _agree(found)
+    for header in _MACAROON_HEADERS:
+        values = [v.strip(" \t") for n, v in headers if n.lower() == header]
+        found = [_from_macaroon_header(v) for v in values if v]
+        if found:
+            return _agree(found)
+    return None
