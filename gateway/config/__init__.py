@@ -1,0 +1,31 @@
+"""routes.yaml schema and loader (see docs/configuration.md)."""
+
+from gateway.config.errors import ConfigError, ConfigErrors
+from gateway.config.loader import load_config, parse_host_port
+from gateway.config.model import (
+    GatewayConfig,
+    ListenConfig,
+    Listener,
+    LndConfig,
+    PathRewrite,
+    Route,
+    RouteTable,
+    StoreConfig,
+    TokenMode,
+)
+
+__all__ = [
+    "ConfigError",
+    "ConfigErrors",
+    "GatewayConfig",
+    "ListenConfig",
+    "Listener",
+    "LndConfig",
+    "PathRewrite",
+    "Route",
+    "RouteTable",
+    "StoreConfig",
+    "TokenMode",
+    "load_config",
+    "parse_host_port",
+]

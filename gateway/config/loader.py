@@ -1,0 +1,177 @@
+"""routes.yaml -> GatewayConfig, with every error located by file, line and field."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import yaml
+
+from gateway.config.errors import ConfigError, ConfigErrors
+from gateway.config.model import (
+    GatewayConfig,
+    IPNetwork,
+    ListenConfig,
+    Listener,
+    LndConfig,
+    RouteTable,
+    StoreConfig,
+)
+from gateway.config.nodes import Reader, Section
+from gateway.config.routes import parse_routes
+from gateway.store.url import parse_store_url
+
+TOP_KEYS = frozenset({"listen", "trusted_proxies", "lnd", "store", "verified_cache_size", "routes"})
+DEFAULT_PUBLIC = "127.0.0.1:8080"
+DEFAULT_ADMIN = "127.0.0.1:9090"
+DEFAULT_TRUSTED_PROXIES = ("127.0.0.1/32", "::1/128")
+DEFAULT_LND_HOST = "127.0.0.1:10009"
+DEFAULT_STORE_URL = "sqlite:///var/lib/l402-gateway/tokens.db"
+DEFAULT_VERIFIED_CACHE_SIZE = 10_000
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?"
+)
+
+
+def load_config(
+    path: str | os.PathLike[str],
+    *,
+    check_files: bool = True,
+    environ: Mapping[str, str] | None = None,
+) -> GatewayConfig:
+    """Load and validate; raises ConfigErrors listing every problem found.
+
+    `check_files=False` skips the existence checks for tls_cert, macaroon and
+    upstream_ca_file (for checking a config on a machine other than the server).
+    """
+    source = Path(path)
+    display = str(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigErrors([ConfigError(display, 0, "", f"cannot read: {reason}")]) from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 0
+        message = f"YAML syntax: {exc.problem or exc.context}"
+        raise ConfigErrors([ConfigError(display, line, "", message)]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigErrors([ConfigError(display, 0, "", f"YAML: {exc}")]) from None
+    reader = Reader(
+        display, source.resolve().parent, os.environ if environ is None else environ, check_files
+    )
+    if root is None:
+        raise ConfigErrors([ConfigError(display, 1, "", "the file is empty")])
+    top = Section.of(reader, root, "", TOP_KEYS)
+    if top is None:
+        raise ConfigErrors(reader.errors)
+    config = GatewayConfig(
+        source=source.resolve(),
+        listen=_listen(top),
+        trusted_proxies=_trusted_proxies(top),
+        lnd=_lnd(top),
+        store=_store(top),
+        verified_cache_size=top.integer(
+            "verified_cache_size", DEFAULT_VERIFIED_CACHE_SIZE, minimum=0
+        ),
+        routes=RouteTable(parse_routes(reader, top.get("routes"), top.node)),
+    )
+    if reader.errors:
+        raise ConfigErrors(reader.errors)
+    return config
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """ "host:port" or "[v6]:port" -> (host, port); raises ValueError."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError('expected "host:port"')
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        ipaddress.IPv6Address(host)
+    elif ":" in host:
+        raise ValueError('IPv6 hosts need brackets: "[::1]:9090"')
+    else:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            if _HOSTNAME.fullmatch(host) is None:
+                raise ValueError(f"bad host {host!r}") from None
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"bad port {port_text!r}")
+    return host, int(port_text)
+
+
+def _address(section: Section | None, key: str, default: str, field: str) -> Listener:
+    text = section.string(key, default) if section is not None else default
+    try:
+        host, port = parse_host_port(text)
+    except ValueError as exc:
+        assert section is not None  # the defaults are valid
+        section.reader.error(section.get(key) or section.node, field, str(exc))
+        return Listener("127.0.0.1", 1)
+    return Listener(host, port)
+
+
+def _listen(top: Section) -> ListenConfig:
+    s = Section.of(top.reader, top.get("listen"), "listen", frozenset({"public", "admin"}))
+    public = _address(s, "public", DEFAULT_PUBLIC, "listen.public")
+    admin = _address(s, "admin", DEFAULT_ADMIN, "listen.admin")
+    if public == admin and s is not None:
+        s.reader.error(s.get("admin") or s.node, "listen.admin", "same address as listen.public")
+    return ListenConfig(public, admin)
+
+
+def _trusted_proxies(top: Section) -> tuple[IPNetwork, ...]:
+    items = top.string_list("trusted_proxies")
+    if items is None:
+        return tuple(ipaddress.ip_network(c) for c in DEFAULT_TRUSTED_PROXIES)
+    networks: list[IPNetwork] = []
+    for index, (text, node) in enumerate(items):
+        try:
+            networks.append(ipaddress.ip_network(text, strict=True))
+        except ValueError as exc:
+            top.reader.error(node, f"trusted_proxies[{index}]", f"bad CIDR: {exc}")
+    return tuple(networks)
+
+
+def _lnd(top: Section) -> LndConfig:
+    keys = frozenset({"host", "tls_cert", "macaroon", "timeout_seconds"})
+    node = top.get("lnd")
+    s = Section.of(top.reader, node, "lnd", keys)
+    if s is None:
+        if node is None:
+            top.missing("lnd")
+        return LndConfig(DEFAULT_LND_HOST, Path(), Path(), 5.0)
+    host = _address(s, "host", DEFAULT_LND_HOST, "lnd.host")
+    files = []
+    for key in ("tls_cert", "macaroon"):
+        text = s.string(key, "", required=True)
+        value_node = s.get(key)
+        if text and value_node is not None:
+            files.append(s.reader.file_path(value_node, f"lnd.{key}", text))
+        else:
+            if value_node is not None and not text:
+                s.reader.error(value_node, f"lnd.{key}", "must not be empty")
+            files.append(Path())
+    return LndConfig(str(host), files[0], files[1], s.positive_number("timeout_seconds", 5.0))
+
+
+def _store(top: Section) -> StoreConfig:
+    s = Section.of(top.reader, top.get("store"), "store", frozenset({"url"}))
+    if s is None:
+        return StoreConfig(parse_store_url(DEFAULT_STORE_URL).url)
+    text = s.string("url", DEFAULT_STORE_URL)
+    node = s.get("url") or s.node
+    text = s.reader.interpolate(node, "store.url", text)
+    try:
+        return StoreConfig(parse_store_url(text, s.reader.base_dir).url)
+    except ValueError as exc:
+        s.reader.error(node, "store.url", str(exc))
+        return StoreConfig(text)

@@ -1,0 +1,216 @@
+"""Typed reads from PyYAML nodes that remember where every value came from.
+
+The loader works on `yaml.compose` output instead of plain dicts so that each
+error can name the line it is about. A failed read records an error and
+returns a harmless default: loading continues and reports every problem at once.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import yaml
+
+from gateway.config.errors import ConfigError
+
+_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def line_of(node: yaml.Node) -> int:
+    return int(node.start_mark.line) + 1
+
+
+class Reader:
+    """Shared state of one load: the file, the environment and the errors so far."""
+
+    def __init__(
+        self, file: str, base_dir: Path, environ: Mapping[str, str], check_files: bool
+    ) -> None:
+        self.file = file
+        self.base_dir = base_dir
+        self.environ = environ
+        self.check_files = check_files
+        self.errors: list[ConfigError] = []
+        self._constructor = yaml.SafeLoader("")
+
+    def error(self, where: yaml.Node | int, field: str, message: str) -> None:
+        line = where if isinstance(where, int) else line_of(where)
+        self.errors.append(ConfigError(self.file, line, field, message))
+
+    def scalar(self, node: yaml.Node, field: str) -> tuple[bool, object]:
+        """Construct a scalar's Python value; (False, None) after recording an error."""
+        if not isinstance(node, yaml.ScalarNode):
+            kind = "a mapping" if isinstance(node, yaml.MappingNode) else "a list"
+            self.error(node, field, f"expected a single value, got {kind}")
+            return False, None
+        try:
+            return True, self._constructor.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            self.error(node, field, f"invalid value: {exc}")
+            return False, None
+
+    def interpolate(self, node: yaml.Node, field: str, text: str) -> str:
+        """Replace ${VAR} from the environment; `$$` is a literal `$`."""
+
+        def repl(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name is None:
+                return "$"
+            value = self.environ.get(name)
+            if value is None:
+                self.error(node, field, f"environment variable {name} is not set")
+                return ""
+            return value
+
+        return _ENV_REF.sub(repl, text)
+
+    def file_path(self, node: yaml.Node, field: str, text: str) -> Path:
+        """Resolve against the config file's directory and, if asked, require the file."""
+        path = Path(text).expanduser()
+        if not path.is_absolute():
+            path = self.base_dir / path
+        if self.check_files and not path.is_file():
+            self.error(node, field, f"file not found: {path}")
+        return path
+
+
+class Section:
+    """A YAML mapping with a fixed set of allowed keys; unknown keys are errors."""
+
+    def __init__(
+        self, reader: Reader, node: yaml.MappingNode, field: str, allowed: frozenset[str]
+    ) -> None:
+        self.reader = reader
+        self.node = node
+        self.field = field
+        self._values: dict[str, yaml.Node] = {}
+        for key_node, value_node in node.value:
+            ok, key = reader.scalar(key_node, field or "<top level>")
+            if not ok:
+                continue
+            if not isinstance(key, str):
+                reader.error(key_node, self.path(str(key)), "keys must be strings")
+            elif key in self._values:
+                reader.error(key_node, self.path(key), "duplicate key")
+            elif key not in allowed:
+                reader.error(key_node, self.path(key), "unknown key")
+            else:
+                self._values[key] = value_node
+
+    @classmethod
+    def of(
+        cls, reader: Reader, node: yaml.Node | None, field: str, allowed: frozenset[str]
+    ) -> Section | None:
+        """A section from a node; None (no error) for a missing or null node."""
+        if node is None or is_null(node):
+            return None
+        if not isinstance(node, yaml.MappingNode):
+            reader.error(node, field or "<top level>", "expected a mapping")
+            return None
+        return cls(reader, node, field, allowed)
+
+    def path(self, key: str) -> str:
+        return f"{self.field}.{key}" if self.field else key
+
+    def get(self, key: str) -> yaml.Node | None:
+        return self._values.get(key)
+
+    def has(self, key: str) -> bool:
+        return key in self._values
+
+    def missing(self, key: str) -> None:
+        self.reader.error(self.node, self.path(key), "required key is missing")
+
+    def _value(self, key: str, kinds: tuple[type, ...], what: str) -> tuple[bool, object]:
+        """(True, value) when present and of a wanted type, (True, None) for null."""
+        node = self._values.get(key)
+        if node is None:
+            return False, None
+        ok, value = self.reader.scalar(node, self.path(key))
+        if not ok or value is None:
+            return ok, None
+        # bool is a subclass of int: `price_sats: true` must not pass as 1.
+        if isinstance(value, bool) and bool not in kinds:
+            ok = False
+        if not ok or not isinstance(value, kinds):
+            self.reader.error(node, self.path(key), f"expected {what}")
+            return False, None
+        return True, value
+
+    def string(self, key: str, default: str, *, required: bool = False) -> str:
+        found, value = self._value(key, (str,), "a string")
+        if isinstance(value, str):
+            return value
+        if found:
+            self.reader.error(self._values[key], self.path(key), "must not be null")
+        elif required and key not in self._values:
+            self.missing(key)
+        return default
+
+    def opt_string(self, key: str) -> str | None:
+        _, value = self._value(key, (str,), "a string")
+        return value if isinstance(value, str) else None
+
+    def integer(self, key: str, default: int, *, minimum: int | None = None) -> int:
+        value = self.opt_integer(key, default, minimum=minimum)
+        if value is None:
+            self.reader.error(self._values[key], self.path(key), "must not be null")
+            return default
+        return value
+
+    def opt_integer(
+        self, key: str, default: int | None, *, minimum: int | None = None
+    ) -> int | None:
+        if key not in self._values:
+            return default
+        found, value = self._value(key, (int,), "an integer")
+        if not found or not isinstance(value, int):
+            return None if found else default
+        if minimum is not None and value < minimum:
+            self.reader.error(self._values[key], self.path(key), f"must be >= {minimum}")
+            return default
+        return value
+
+    def positive_number(self, key: str, default: float) -> float:
+        found, value = self._value(key, (int, float), "a number")
+        if not isinstance(value, int | float):
+            if found:
+                self.reader.error(self._values[key], self.path(key), "must not be null")
+            return default
+        if not value > 0 or not math.isfinite(value):
+            self.reader.error(self._values[key], self.path(key), "must be > 0")
+            return default
+        return float(value)
+
+    def boolean(self, key: str, default: bool) -> bool:
+        found, value = self._value(key, (bool,), "true or false")
+        if isinstance(value, bool):
+            return value
+        if found:
+            self.reader.error(self._values[key], self.path(key), "must not be null")
+        return default
+
+    def string_list(self, key: str) -> list[tuple[str, yaml.Node]] | None:
+        """Strings of a list with their nodes; None when absent or null."""
+        node = self._values.get(key)
+        if node is None or is_null(node):
+            return None
+        if not isinstance(node, yaml.SequenceNode):
+            self.reader.error(node, self.path(key), "expected a list")
+            return []
+        items: list[tuple[str, yaml.Node]] = []
+        for index, item in enumerate(node.value):
+            field = f"{self.path(key)}[{index}]"
+            ok, value = self.reader.scalar(item, field)
+            if ok and isinstance(value, str):
+                items.append((value, item))
+            elif ok:
+                self.reader.error(item, field, "expected a string")
+        return items
+
+
+def is_null(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"

@@ -1,0 +1,124 @@
+"""The TokenStore contract shared by the SQLite and PostgreSQL adapters.
+
+Root keys are secrets: no adapter logs them, and StoreError messages carry
+the database's message only, never bound parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+from gateway.store.records import TokenRecord
+
+SCHEMA_VERSION = 1
+
+
+class StoreError(Exception):
+    """The database failed or refused an operation."""
+
+
+class ReserveResult(StrEnum):
+    RESERVED = "reserved"
+    ALREADY_USED = "already_used"
+    IN_USE = "in_use"  # another holder's lease has not expired yet
+    UNKNOWN = "unknown"  # no such token, or revoked
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    day: str  # YYYY-MM-DD, UTC
+    route: str
+    settled_invoices: int
+    revenue_msat: int
+    paid_requests: int
+
+
+class TokenStore(Protocol):
+    async def put_token(self, record: TokenRecord) -> None: ...
+
+    async def get_root_key(self, key_id: bytes) -> bytes | None: ...
+
+    async def reserve(self, key_id: bytes, now: int, lease_seconds: int) -> ReserveResult: ...
+
+    async def commit(self, key_id: bytes, now: int) -> bool: ...
+
+    async def release(self, key_id: bytes) -> None: ...
+
+    async def is_used(self, key_id: bytes) -> bool: ...
+
+    async def revoke(self, token_id_hex: str) -> bool: ...
+
+    async def route_for_payment_hash(self, payment_hash: bytes) -> str | None: ...
+
+    async def record_settlement(
+        self,
+        payment_hash: bytes,
+        route: str,
+        amt_paid_msat: int,
+        settle_index: int,
+        settled_at: int,
+    ) -> bool: ...
+
+    async def last_settle_index(self) -> int: ...
+
+    async def add_paid_requests(self, route: str, day: str, count: int) -> None: ...
+
+    async def revenue_report(
+        self, days: int | None = None, *, now: int | None = None
+    ) -> list[ReportRow]: ...
+
+    async def check_writable(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def utc_day(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).date().isoformat()
+
+
+def check_day(day: str) -> str:
+    """Reject anything but a real YYYY-MM-DD date (raises ValueError)."""
+    try:
+        valid = len(day) == 10 and date.fromisoformat(day).isoformat() == day
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ValueError(f"day must be YYYY-MM-DD, got {day!r}")
+    return day
+
+
+def first_report_day(days: int | None, now: int | None) -> str:
+    """Oldest day included in a report of the last `days` UTC days (today counts)."""
+    if days is None:
+        return "0000-00-00"
+    if days < 1:
+        raise ValueError("days must be >= 1")
+    today = datetime.fromtimestamp(now if now is not None else _now(), UTC).date()
+    return (today - timedelta(days=days - 1)).isoformat()
+
+
+def merge_report(
+    settled: list[tuple[str, str, int, int]], paid: list[tuple[str, str, int]]
+) -> list[ReportRow]:
+    """Join (day, route, invoices, msat) with (day, route, requests), sorted by day, route."""
+    rows: dict[tuple[str, str], list[int]] = {}
+    for day, route, invoices, msat in settled:
+        rows.setdefault((day, route), [0, 0, 0])[:2] = [int(invoices), int(msat)]
+    for day, route, requests in paid:
+        rows.setdefault((day, route), [0, 0, 0])[2] = int(requests)
+    return [ReportRow(d, r, *v) for (d, r), v in sorted(rows.items())]
+
+
+def parse_token_id(token_id_hex: str) -> bytes:
+    """Operator input for revoke: 64 hex characters (raises ValueError)."""
+    raw = bytes.fromhex(token_id_hex.strip())
+    if len(raw) != 32:
+        raise ValueError("token id must be 32 bytes (64 hex characters)")
+    return raw
+
+
+def _now() -> int:
+    return int(datetime.now(UTC).timestamp())
