@@ -1,0 +1,303 @@
+"""The L402 client: request, and on 402 decide, pay once, retry, cache.
+
+Flow of `fetch`:
+  cached credential (HIT) -> send it; 401/402 -> invalidate, continue without it
+  no credential           -> send plainly; anything but 402 is returned as is
+  402 -> host checks -> parse challenge -> decode invoice -> full policy
+      -> approval callback (optional) -> pay -> store credential -> retry once
+  retry answered 401/402 -> `credential_rejected_after_payment`; never loop.
+
+So a cached credential that stops working costs at most one new payment, and
+a seller that refuses a fresh, valid proof costs exactly one. Every refusal
+before paying is a `FetchResult` with `denied` set, never an exception; only
+transport failures raise (`TransportError`). Redirects are not followed so a
+credential is never replayed to another origin. The gRPC "trailers-only"
+challenge form (HTTP 200 + grpc-status) is not handled: this is an HTTP buyer.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from gateway.buyer.cache import CacheStatus, Credential, CredentialCache
+from gateway.buyer.challenge import parse_challenge
+from gateway.buyer.errors import (
+    BuyerError,
+    ChallengeError,
+    InvoiceError,
+    PaymentError,
+    TransportError,
+)
+from gateway.buyer.invoice import Quote, decode_invoice, inspect_macaroon
+from gateway.buyer.payers import Payer, PaymentReceipt, validate_preimage
+from gateway.buyer.policy import Decision, DenyReason, SpendPolicy
+
+_REFUSED = (401, 402)
+
+
+class Outcome(StrEnum):
+    OK = "ok"  # no payment needed: free route, or the cached credential was accepted
+    PAID = "paid"
+    DENIED = "denied"  # spend policy refused the quote
+    DENIED_BY_USER = "denied_by_user"
+    CHALLENGE_ERROR = "challenge_error"
+    INVOICE_ERROR = "invoice_error"
+    PAYMENT_FAILED = "payment_failed"
+    CREDENTIAL_REJECTED_AFTER_PAYMENT = "credential_rejected_after_payment"
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    """What a human (or supervising agent) is shown before a payment."""
+
+    host: str
+    url: str
+    amount_msats: int
+    cap_msats: int
+    description: str | None
+    budget_remaining_msats: int | None
+
+
+Approval = Callable[[ApprovalRequest], Awaitable[bool]]
+EventSink = Callable[[str, Mapping[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """Everything an agent needs to know about one `fetch`."""
+
+    status: int
+    body: bytes = field(repr=False)
+    headers: CIMultiDictProxy[str] = field(repr=False)
+    paid: bool
+    payment: PaymentReceipt | None
+    cache_status: CacheStatus
+    quote_msats: int | None
+    denied: Decision | None
+    outcome: Outcome
+    request_id: str
+    challenge_status: int | None = None
+    error: BuyerError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in (Outcome.OK, Outcome.PAID) and 200 <= self.status < 300
+
+
+@dataclass(frozen=True)
+class _Response:
+    status: int
+    body: bytes
+    headers: CIMultiDictProxy[str]
+
+
+@dataclass
+class _Call:
+    """One `fetch` in progress."""
+
+    method: str
+    url: str
+    host: str
+    cache_host: str
+    scope: str
+    request_id: str
+    json: Any
+    data: bytes | str | None
+    headers: Mapping[str, str] | None
+    cache_status: CacheStatus = CacheStatus.MISS
+
+
+class L402Client:
+    """An agent's HTTP client that can pay L402 challenges within a spend policy."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        payer: Payer,
+        policy: SpendPolicy,
+        cache: CredentialCache,
+        approval: Approval | None = None,
+        events: EventSink | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.session = session
+        self.payer = payer
+        self.policy = policy
+        self.cache = cache
+        self.approval = approval
+        self.events = events
+        self.clock = clock
+
+    def _emit(self, name: str, call: _Call, **details: Any) -> None:
+        if self.events is not None:
+            self.events(name, {"requestId": call.request_id, "host": call.host, **details})
+
+    async def _send(self, call: _Call, authorization: str | None) -> _Response:
+        headers: CIMultiDict[str] = CIMultiDict(call.headers or {})
+        headers.popall("Authorization", None)
+        if authorization is not None:
+            headers["Authorization"] = authorization
+        try:
+            async with self.session.request(
+                call.method,
+                call.url,
+                json=call.json,
+                data=call.data,
+                headers=headers,
+                allow_redirects=False,
+            ) as resp:
+                body = await resp.read()
+                return _Response(resp.status, body, resp.headers)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransportError(
+                "transport_error", f"{call.method} {call.host} failed: {type(exc).__name__}"
+            ) from None
+
+    def _result(self, call: _Call, resp: _Response, outcome: Outcome, **kw: Any) -> FetchResult:
+        kw.setdefault("paid", False)
+        kw.setdefault("payment", None)
+        kw.setdefault("quote_msats", None)
+        kw.setdefault("denied", None)
+        return FetchResult(
+            status=resp.status,
+            body=resp.body,
+            headers=resp.headers,
+            cache_status=call.cache_status,
+            outcome=outcome,
+            request_id=call.request_id,
+            **kw,
+        )
+
+    async def fetch(
+        self,
+        method: str,
+        url: str,
+        *,
+        scope: str | None = None,
+        json: Any = None,
+        data: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+        force_refresh: bool = False,
+        request_id: str | None = None,
+    ) -> FetchResult:
+        """Request `url`, paying an L402 challenge if policy (and approval) allow."""
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        if parts.scheme not in ("http", "https") or not host:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        call = _Call(
+            method=method.upper(),
+            url=url,
+            host=host,
+            cache_host=f"{host}:{parts.port}" if parts.port else host,
+            scope=scope or parts.path or "/",
+            request_id=request_id or f"l402-{uuid.uuid4().hex[:16]}",
+            json=json,
+            data=data,
+            headers=headers,
+        )
+        status, credential = self.cache.lookup(
+            call.cache_host, call.scope, self.clock(), force_refresh=force_refresh
+        )
+        call.cache_status = status
+        if status is CacheStatus.HIT and credential is not None:
+            resp = await self._send(call, credential.authorization())
+            if resp.status not in _REFUSED:
+                self._emit("cache_hit", call, status=resp.status)
+                return self._result(call, resp, Outcome.OK)
+            self.cache.invalidate(call.cache_host, call.scope)
+            call.cache_status = CacheStatus.INVALID
+            self._emit("credential_refused", call, status=resp.status)
+            if resp.status == 401:  # 401 carries no challenge: ask again without a credential
+                resp = await self._send(call, None)
+        else:
+            resp = await self._send(call, None)
+        if resp.status != 402:
+            return self._result(call, resp, Outcome.OK)
+        return await self._pay_and_retry(call, resp)
+
+    async def _pay_and_retry(self, call: _Call, challenge_resp: _Response) -> FetchResult:
+        def done(resp: _Response, outcome: Outcome, **kw: Any) -> FetchResult:
+            return self._result(call, resp, outcome, challenge_status=challenge_resp.status, **kw)
+
+        host_decision = self.policy.check_host(call.host)
+        if not host_decision.allowed:
+            self._emit("denied", call, reason=host_decision.reason_code)
+            return done(challenge_resp, Outcome.DENIED, denied=host_decision)
+        try:
+            challenge = parse_challenge(challenge_resp.headers.getall("WWW-Authenticate", []))
+            token = inspect_macaroon(challenge.macaroon)
+        except ChallengeError as exc:
+            self._emit("challenge_error", call, code=exc.code)
+            return done(challenge_resp, Outcome.CHALLENGE_ERROR, error=exc)
+        try:
+            invoice = decode_invoice(challenge.invoice)
+        except InvoiceError as exc:
+            self._emit("invoice_error", call, code=exc.code)
+            return done(challenge_resp, Outcome.INVOICE_ERROR, error=exc)
+        quote = Quote(invoice, token.payment_hash, challenge.amount_msats, token.valid_until)
+        amount = invoice.amount_msats
+        self._emit("challenge", call, amountMsats=amount, network=invoice.network)
+        now = self.clock()
+        decision = self.policy.evaluate(call.host, quote, now)
+        if not decision.allowed or amount is None:
+            self._emit("denied", call, reason=decision.reason_code, amountMsats=amount)
+            return done(challenge_resp, Outcome.DENIED, denied=decision, quote_msats=amount)
+        max_amount = self.policy.cap_msats
+        remaining = self.policy.budget_remaining_msats
+        if remaining is not None:
+            max_amount = min(max_amount, remaining)
+        if self.approval is not None:
+            request = ApprovalRequest(
+                call.host, call.url, amount, max_amount, invoice.description, remaining
+            )
+            if not await self.approval(request):
+                refused = Decision(
+                    False, DenyReason.DENIED_BY_USER, call.host, amount, max_amount,
+                    "payment not approved", remaining,
+                )  # fmt: skip
+                self._emit("denied", call, reason=refused.reason_code, amountMsats=amount)
+                return done(
+                    challenge_resp, Outcome.DENIED_BY_USER, denied=refused, quote_msats=amount
+                )
+        try:
+            receipt = await self.payer.pay(
+                challenge.invoice, max_amount, call.host, call.request_id
+            )
+            validate_preimage(receipt.preimage_hex, invoice.payment_hash)
+        except PaymentError as exc:
+            self._emit("payment_failed", call, code=exc.code)
+            return done(challenge_resp, Outcome.PAYMENT_FAILED, quote_msats=amount, error=exc)
+        self.policy.record_spend(receipt.amount_msats)
+        self._emit(
+            "paid", call, amountMsats=receipt.amount_msats, proofReference=receipt.proof_reference
+        )
+        credential = Credential(
+            challenge.macaroon,
+            receipt.preimage_hex.lower(),
+            now,
+            self.cache.expiry_for(now, token.valid_until),
+        )
+        # Stored before the retry: if the retry's transport fails, the paid token is not lost.
+        self.cache.store(call.cache_host, call.scope, credential)
+        retry = await self._send(call, credential.authorization())
+        paid = {"paid": True, "payment": receipt, "quote_msats": amount}
+        if retry.status in _REFUSED:
+            self.cache.invalidate(call.cache_host, call.scope)
+            self._emit("credential_rejected_after_payment", call, status=retry.status)
+            error = PaymentError(
+                "credential_rejected_after_payment",
+                f"seller answered {retry.status} to a fresh, valid payment proof",
+            )
+            return done(retry, Outcome.CREDENTIAL_REJECTED_AFTER_PAYMENT, error=error, **paid)
+        return done(retry, Outcome.PAID, **paid)

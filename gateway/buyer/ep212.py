@@ -1,0 +1,258 @@
+"""EP212 rehearsal runner: the old `smoke:ep212-full-flow` harness, reproduced.
+
+Steps, each one recorded as a stage in `events.jsonl`:
+  sats4ai.challenge / sats4ai.first -- POST the text-generation request: 402, pay, 2xx.
+  sats4ai.cached -- the same request again: a reusable-token seller answers from the
+      cache (cacheHit=true), a pay-per-request seller demands a second payment
+      (cacheHit=false). Both pass; the summary says which happened.
+  openagents.route_success -- route A (10 sats): paid, then repeated; the repeat MUST
+      be a cache hit with the payer's call count unchanged (recorded as `repeat*`
+      fields, additions to the facts' schema, not renames).
+  openagents.over_cap_block -- route B (250 sats) must be refused with
+      `amount_over_cap` before the payer is called.
+Each payment gets its own request id (`<run>-<step>`) because wallet executors
+use it for idempotency.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from gateway.buyer.cache import CacheStatus, CredentialCache
+from gateway.buyer.client import FetchResult, L402Client, Outcome
+from gateway.buyer.errors import BuyerError, Ep212Error
+from gateway.buyer.payers import Payer
+from gateway.buyer.policy import DenyReason, SpendPolicy
+from gateway.buyer.settings import Ep212Settings
+
+STAGES = (
+    "sats4ai.challenge",
+    "sats4ai.first",
+    "sats4ai.cached",
+    "openagents.route_success",
+    "openagents.over_cap_block",
+)
+
+
+class _Artifacts:
+    """summary.json (pretty) and events.jsonl (one event per line, appended as it happens)."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.summary_path = directory / "summary.json"
+        self.events_path = directory / "events.jsonl"
+        self.events_path.write_text("", encoding="utf-8")
+
+    def event(self, stage: str, request_id: str, status: str, details: dict[str, Any]) -> None:
+        ts = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        line = {
+            "ts": ts,
+            "stage": stage,
+            "requestId": request_id,
+            "status": status,
+            "details": details,
+        }
+        with self.events_path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(line, sort_keys=False) + "\n")
+
+    def summary(self, summary: dict[str, Any]) -> None:
+        tmp = self.summary_path.with_name(f".{self.summary_path.name}.tmp")
+        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        tmp.replace(self.summary_path)
+
+
+def _sha256(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def _describe(result: FetchResult) -> str:
+    text = f"outcome={result.outcome.value} status={result.status}"
+    if result.denied is not None and result.denied.reason_code is not None:
+        text += f" reason={result.denied.reason_code.value}"
+    if result.error is not None:
+        text += f" error={result.error.code}"
+    return text
+
+
+class _Run:
+    def __init__(
+        self, settings: Ep212Settings, client: L402Client, payer: Payer, artifacts: _Artifacts
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.payer = payer
+        self.artifacts = artifacts
+        self.request_id = settings.request_id or f"ep212-{uuid.uuid4().hex[:12]}"
+
+    def step_id(self, step: str) -> str:
+        return f"{self.request_id}-{step}"
+
+    def fail(self, stage: str, step: str, code: str, message: str) -> Ep212Error:
+        self.artifacts.event(stage, self.step_id(step), "error", {"code": code, "error": message})
+        return Ep212Error(code, f"{stage}: {message}")
+
+    async def fetch(self, stage: str, step: str, method: str, url: str, **kw: Any) -> FetchResult:
+        try:
+            return await self.client.fetch(method, url, request_id=self.step_id(step), **kw)
+        except BuyerError as exc:
+            raise self.fail(stage, step, exc.code, exc.message) from None
+
+    async def sats4ai(self) -> dict[str, Any]:
+        url, body = self.settings.sats4ai_url, dict(self.settings.sats4ai_body)
+        first = await self.fetch("sats4ai.first", "sats4ai-first", "POST", url, json=body)
+        calls_after_first = self.payer.calls
+        quote = {"endpointUrl": url, "challengeStatusCode": first.challenge_status}
+        if first.challenge_status != 402:
+            raise self.fail("sats4ai.challenge", "sats4ai-first", "no_challenge", _describe(first))
+        self.artifacts.event(
+            "sats4ai.challenge",
+            self.step_id("sats4ai-first"),
+            "ok",
+            {**quote, "quotedAmountMsats": first.quote_msats},
+        )
+        if first.outcome is not Outcome.PAID or not first.ok or first.payment is None:
+            raise self.fail("sats4ai.first", "sats4ai-first", "first_not_paid", _describe(first))
+        receipt = first.payment
+        first_fields = {
+            "firstStatusCode": first.status,
+            "firstPaid": first.paid,
+            "firstPaymentId": receipt.payment_id,
+            "firstAmountMsats": receipt.amount_msats,
+            "firstProofReference": receipt.proof_reference,
+            "firstCacheStatus": first.cache_status.value,
+            "firstResponseBytes": len(first.body),
+            "firstResponseSha256": _sha256(first.body),
+        }
+        self.artifacts.event(
+            "sats4ai.first",
+            self.step_id("sats4ai-first"),
+            "ok",
+            {**first_fields, "payerCalls": calls_after_first},
+        )
+        second = await self.fetch("sats4ai.cached", "sats4ai-second", "POST", url, json=body)
+        if not second.ok:
+            raise self.fail("sats4ai.cached", "sats4ai-second", "second_failed", _describe(second))
+        cache_hit = second.cache_status is CacheStatus.HIT and not second.paid
+        second_fields = {
+            "secondStatusCode": second.status,
+            "secondPaid": second.paid,
+            "secondCacheStatus": second.cache_status.value,
+            "cacheHit": cache_hit,
+            "payerCallsAfterFirst": calls_after_first,
+            "payerCallsAfterSecond": self.payer.calls,
+        }
+        details: dict[str, Any] = dict(second_fields)
+        if second.payment is not None:
+            details["proofReference"] = second.payment.proof_reference
+            details["amountMsats"] = second.payment.amount_msats
+        self.artifacts.event("sats4ai.cached", self.step_id("sats4ai-second"), "ok", details)
+        return {**quote, **first_fields, **second_fields}
+
+    async def route_a(self) -> dict[str, Any]:
+        stage, url = "openagents.route_success", self.settings.route_a_url
+        paid = await self.fetch(stage, "route-a", "GET", url)
+        if paid.outcome is not Outcome.PAID or not paid.ok or paid.payment is None:
+            raise self.fail(stage, "route-a", "route_not_paid", _describe(paid))
+        calls_after_paid = self.payer.calls
+        repeat = await self.fetch(stage, "route-a-repeat", "GET", url)
+        fields = {
+            "endpointUrl": url,
+            "challengeStatusCode": paid.challenge_status,
+            "paidStatusCode": paid.status,
+            "paidAmountMsats": paid.payment.amount_msats,
+            "paymentId": paid.payment.payment_id,
+            "proofReference": paid.payment.proof_reference,
+            "responseBytes": len(paid.body),
+            "responseSha256": _sha256(paid.body),
+            "repeatStatusCode": repeat.status,
+            "repeatPaid": repeat.paid,
+            "repeatCacheStatus": repeat.cache_status.value,
+            "repeatCacheHit": repeat.cache_status is CacheStatus.HIT and not repeat.paid,
+            "payerCallsAfterPaid": calls_after_paid,
+            "payerCallsAfterRepeat": self.payer.calls,
+        }
+        if not (repeat.ok and fields["repeatCacheHit"] and self.payer.calls == calls_after_paid):
+            raise self.fail(
+                stage,
+                "route-a-repeat",
+                "route_not_cached",
+                f"repeat of a paid reusable route was not a free cache hit: {_describe(repeat)}",
+            )
+        self.artifacts.event(stage, self.step_id("route-a"), "ok", dict(fields))
+        return fields
+
+    async def over_cap(self) -> dict[str, Any]:
+        stage, url = "openagents.over_cap_block", self.settings.route_b_url
+        before = self.payer.calls
+        result = await self.fetch(stage, "route-b", "GET", url)
+        after = self.payer.calls
+        reason = result.denied.reason_code if result.denied is not None else None
+        fields = {
+            "endpointUrl": url,
+            "challengeStatusCode": result.challenge_status,
+            "quotedAmountMsats": result.quote_msats,
+            "maxSpendMsats": self.settings.max_spend_msats,
+            "blocked": result.outcome is Outcome.DENIED and not result.paid,
+            "denyReasonCode": reason.value if reason is not None else None,
+            "payerCallsBefore": before,
+            "payerCallsAfter": after,
+        }
+        if not (fields["blocked"] and reason is DenyReason.AMOUNT_OVER_CAP and before == after):
+            raise self.fail(stage, "route-b", "over_cap_not_blocked", _describe(result))
+        self.artifacts.event(stage, self.step_id("route-b"), "ok", dict(fields))
+        return fields
+
+
+async def run_ep212(
+    settings: Ep212Settings,
+    session: aiohttp.ClientSession,
+    payer: Payer,
+    *,
+    cache: CredentialCache | None = None,
+    clock: Callable[[], float] = time.time,
+) -> dict[str, Any]:
+    """Run the rehearsal, write summary.json and events.jsonl, return the summary.
+
+    Raises `Ep212Error` (after writing `{"ok": false, "error": ...}` plus whatever
+    sections completed to summary.json) when any step misbehaves.
+    """
+    artifacts = _Artifacts(settings.artifact_dir)
+    policy = SpendPolicy(
+        max_spend_msats=settings.max_spend_msats,
+        allowed_hosts=settings.hosts,
+        expected_network=settings.network,
+    )
+    client = L402Client(session, payer, policy, cache or CredentialCache(), clock=clock)
+    run = _Run(settings, client, payer, artifacts)
+    summary: dict[str, Any] = {
+        "ok": False,
+        "requestId": run.request_id,
+        "mode": settings.mode,
+        "walletBackend": settings.wallet_backend,
+    }
+    paths = {
+        "summaryPath": str(artifacts.summary_path),
+        "eventsPath": str(artifacts.events_path),
+    }
+    try:
+        summary["sats4ai"] = await run.sats4ai()
+        summary["openAgentsRoute"] = await run.route_a()
+        summary["overCap"] = await run.over_cap()
+    except Ep212Error as exc:
+        summary["error"] = str(exc)
+        summary["artifacts"] = paths
+        artifacts.summary(summary)
+        raise
+    summary["ok"] = True
+    summary["artifacts"] = paths
+    artifacts.summary(summary)
+    return summary

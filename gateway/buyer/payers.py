@@ -1,0 +1,271 @@
+"""Payers: the only code that moves money.
+
+A payer is anything with `async pay(invoice, max_amount_msats, host,
+request_id) -> PaymentReceipt` and an observable `calls` counter (how many
+times `pay` was actually invoked: the EP212 gate proves a blocked quote never
+reached the payer by comparing it before and after).
+
+Every payer checks its receipt: the preimage must be 64 hex characters whose
+sha256 is the invoice's payment hash. A receipt that fails this is not proof
+of payment and would be refused by the seller anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aiohttp
+
+from gateway.buyer.errors import InvoiceError, PaymentError
+from gateway.buyer.invoice import decode_invoice
+
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+@dataclass(frozen=True)
+class PaymentReceipt:
+    """Proof of one payment. `preimage_hex` is a secret: log `proof_reference` instead."""
+
+    payment_id: str
+    amount_msats: int
+    preimage_hex: str = field(repr=False)
+    paid_at_ms: int
+
+    @property
+    def proof_reference(self) -> str:
+        return proof_reference(self.preimage_hex)
+
+
+def proof_reference(preimage_hex: str) -> str:
+    """`preimage:<first 16 hex>`: enough to correlate, useless to replay."""
+    return f"preimage:{preimage_hex[:16].lower()}"
+
+
+def validate_preimage(preimage_hex: object, payment_hash: bytes) -> str:
+    """Return the lower-case preimage if it is 64 hex chars hashing to `payment_hash`."""
+    if not isinstance(preimage_hex, str) or not _HEX64.fullmatch(preimage_hex):
+        raise PaymentError("invalid_preimage", "preimage is not 64 hex characters")
+    if hashlib.sha256(bytes.fromhex(preimage_hex)).digest() != payment_hash:
+        raise PaymentError("preimage_mismatch", "sha256(preimage) is not the payment hash")
+    return preimage_hex.lower()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Payer(Protocol):
+    """What the L402 client needs from a wallet."""
+
+    calls: int
+
+    async def pay(
+        self, invoice: str, max_amount_msats: int, host: str, request_id: str
+    ) -> PaymentReceipt: ...
+
+
+def _payment_hash(invoice: str) -> bytes:
+    try:
+        return decode_invoice(invoice).payment_hash
+    except InvoiceError as exc:
+        raise PaymentError("invalid_invoice", exc.message) from None
+
+
+class _LndPayment(Protocol):
+    @property
+    def preimage(self) -> bytes: ...
+
+    @property
+    def value_msat(self) -> int: ...
+
+
+class _PayingClient(Protocol):
+    """The slice of `gateway.lightning.client.LndClient` this payer uses."""
+
+    async def pay_invoice(
+        self, bolt11: str, *, fee_limit_msat: int, timeout_seconds: int = 60
+    ) -> _LndPayment: ...
+
+
+class LndPayer:
+    """Pays through our own LND (SendPaymentV2); needs an admin/offchain macaroon."""
+
+    def __init__(
+        self, client: _PayingClient, fee_limit_msat: int = 10_000, timeout_seconds: int = 60
+    ) -> None:
+        self.client = client
+        self.fee_limit_msat = fee_limit_msat
+        self.timeout_seconds = timeout_seconds
+        self.calls = 0
+
+    async def pay(
+        self, invoice: str, max_amount_msats: int, host: str, request_id: str
+    ) -> PaymentReceipt:
+        # Imported here so the buyer imports (and its tests run) without gRPC stubs.
+        from gateway.lightning.errors import LndError, PaymentFailed
+
+        self.calls += 1
+        try:
+            decoded = decode_invoice(invoice)
+        except InvoiceError as exc:
+            raise PaymentError("invalid_invoice", exc.message) from None
+        if decoded.amount_msats is None:
+            raise PaymentError("amount_unknown", "refusing to pay an invoice without an amount")
+        if decoded.amount_msats > max_amount_msats:
+            raise PaymentError("amount_exceeds_max", "invoice amount is above the allowed maximum")
+        try:
+            async with asyncio.timeout(self.timeout_seconds + 10):
+                payment = await self.client.pay_invoice(
+                    invoice,
+                    fee_limit_msat=self.fee_limit_msat,
+                    timeout_seconds=self.timeout_seconds,
+                )
+        except PaymentFailed as exc:
+            raise PaymentError(
+                "payment_failed", f"LND payment failed: {exc.reason}", upstream_code=exc.reason
+            ) from None
+        except LndError as exc:
+            raise PaymentError(
+                "lnd_error", f"LND error {exc.code}", upstream_code=exc.code
+            ) from None
+        except TimeoutError:
+            raise PaymentError(
+                "payment_timeout", "LND did not settle the payment in time"
+            ) from None
+        preimage = validate_preimage(payment.preimage.hex(), decoded.payment_hash)
+        return PaymentReceipt(
+            payment_id=decoded.payment_hash.hex(),
+            amount_msats=int(payment.value_msat) or decoded.amount_msats,
+            preimage_hex=preimage,
+            paid_at_ms=now_ms(),
+        )
+
+
+@dataclass(frozen=True)
+class ExecutorStatus:
+    """`GET /status` of the wallet executor."""
+
+    ready: bool
+    balance_sats: int | None
+    lifecycle: str | None
+    raw: dict[str, Any] = field(repr=False)
+
+
+def _executor_error(status: int, body: Any) -> PaymentError:
+    error = body.get("error") if isinstance(body, dict) else None
+    upstream = None
+    message = f"wallet executor answered HTTP {status}"
+    if isinstance(error, dict):
+        code, text = error.get("code"), error.get("message")
+        upstream = code if isinstance(code, str) else None
+        if isinstance(text, str):
+            message = f"{message}: {text[:200]}"
+    elif isinstance(error, str):
+        upstream = error[:100]
+    if status in (401, 403):
+        return PaymentError("executor_unauthorized", message, upstream_code=upstream)
+    return PaymentError("executor_rejected", message, upstream_code=upstream)
+
+
+class WalletExecutorPayer:
+    """Pays through the EP212 wallet executor's HTTP contract (`POST /pay-bolt11`)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        auth_token: str,
+        timeout_ms: int = 60_000,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError("wallet executor base URL must be http(s)")
+        if timeout_ms <= 0:
+            raise ValueError("timeout_ms must be positive")
+        self.base_url = base_url.rstrip("/")
+        self._token = auth_token
+        self.timeout_ms = timeout_ms
+        self.session = session
+        self.calls = 0
+
+    def __repr__(self) -> str:
+        return f"WalletExecutorPayer({self.base_url!r}, timeout_ms={self.timeout_ms})"
+
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
+        if self.session is None:
+            raise PaymentError("executor_unavailable", "no HTTP session given to the payer")
+        headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
+        timeout = self.timeout_ms / 1000
+        try:
+            async with asyncio.timeout(timeout):
+                async with self.session.request(
+                    method, f"{self.base_url}{path}", json=body, headers=headers
+                ) as resp:
+                    raw = await resp.read()
+                    status = resp.status
+        except TimeoutError:
+            raise PaymentError(
+                "executor_timeout", f"wallet executor gave no answer in {self.timeout_ms} ms"
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise PaymentError(
+                "executor_unreachable", f"wallet executor request failed: {type(exc).__name__}"
+            ) from None
+        try:
+            parsed = json.loads(raw) if raw else None
+        except (ValueError, UnicodeDecodeError):
+            parsed = None
+        if not 200 <= status < 300:
+            raise _executor_error(status, parsed)
+        if not isinstance(parsed, dict):
+            raise PaymentError("executor_bad_response", "wallet executor answer is not JSON")
+        return parsed
+
+    async def pay(
+        self, invoice: str, max_amount_msats: int, host: str, request_id: str
+    ) -> PaymentReceipt:
+        self.calls += 1
+        payment_hash = _payment_hash(invoice)
+        body = {
+            "requestId": request_id,
+            "payment": {"invoice": invoice, "maxAmountMsats": max_amount_msats, "host": host},
+        }
+        answer = await self._call("POST", "/pay-bolt11", body)
+        result = answer.get("result")
+        payment = result.get("payment") if isinstance(result, dict) else None
+        if not isinstance(payment, dict):
+            raise PaymentError("executor_bad_response", "answer lacks result.payment")
+        payment_id = payment.get("paymentId")
+        amount = payment.get("amountMsats")
+        paid_at = payment.get("paidAtMs")
+        if not isinstance(payment_id, str) or not payment_id:
+            raise PaymentError("executor_bad_response", "paymentId missing")
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+            raise PaymentError("executor_bad_response", "amountMsats is not an integer")
+        if paid_at is None:
+            paid_at = now_ms()
+        if isinstance(paid_at, bool) or not isinstance(paid_at, int):
+            raise PaymentError("executor_bad_response", "paidAtMs is not an integer")
+        preimage = validate_preimage(payment.get("preimageHex"), payment_hash)
+        if amount > max_amount_msats:
+            raise PaymentError(
+                "amount_exceeds_max",
+                f"executor reports {amount} msat paid, above the {max_amount_msats} msat maximum",
+            )
+        return PaymentReceipt(payment_id, amount, preimage, paid_at)
+
+    async def status(self) -> ExecutorStatus:
+        answer = await self._call("GET", "/status", None)
+        balance = answer.get("balanceSats")
+        lifecycle = answer.get("lifecycle")
+        return ExecutorStatus(
+            ready=answer.get("ready") is True,
+            balance_sats=balance if isinstance(balance, int) else None,
+            lifecycle=lifecycle if isinstance(lifecycle, str) else None,
+            raw=answer,
+        )

@@ -1,0 +1,179 @@
+"""`l402-gateway`: serve, check-config, revoke, report, signal-upstream."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+from pathlib import Path
+
+from gateway import __version__
+from gateway.config import ConfigErrors, load_config
+
+DEFAULT_CONFIG = Path("/etc/l402-gateway/routes.yaml")
+
+
+def _load(path: Path, *, check_files: bool = True) -> int | None:
+    """Validate; on error print every problem (file:line: field: message) and return 2."""
+    try:
+        load_config(path, check_files=check_files)
+    except ConfigErrors as exc:
+        print(str(exc), file=sys.stderr)
+        print(f"{path}: {len(exc.errors)} error(s); not starting", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
+        return 2
+    return None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gateway import logs
+    from gateway.server.serve import serve
+
+    failed = _load(args.config)
+    if failed is not None:
+        return failed
+    logs.configure(args.log_level)
+    asyncio.run(serve(args.config))
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    failed = _load(args.config, check_files=not args.skip_file_checks)
+    if failed is not None:
+        return failed
+    config = load_config(args.config, check_files=not args.skip_file_checks)
+    print(f"{args.config}: OK, {len(config.routes)} route(s)")
+    for route in config.routes.routes:
+        price = "free" if route.is_free else f"{route.price_msat} msat"
+        print(
+            f"  {route.name}: {route.path.pattern} -> {route.upstream} ({price}, "
+            f"{route.token_mode.value})"
+        )
+    return 0
+
+
+async def _with_store(config_path: Path, action: str, arg: str | None, days: int | None) -> int:
+    from gateway.store import open_store
+
+    config = load_config(config_path, check_files=False)
+    store = await open_store(config.store.url, config.base_dir)
+    try:
+        if action == "revoke":
+            assert arg is not None
+            try:
+                revoked = await store.revoke(arg)
+            except ValueError as exc:
+                print(f"invalid token id: {exc}", file=sys.stderr)
+                return 2
+            if not revoked:
+                print(f"token {arg}: not found or already revoked", file=sys.stderr)
+                return 1
+            print(
+                f"token {arg}: revoked (running gateways drop it from their cache "
+                "within 60 s, or at once on SIGHUP)"
+            )
+            return 0
+        rows = await store.revenue_report(days)
+        print(
+            f"{'day':<10}  {'route':<28} {'settled':>8} {'revenue_sat':>12} {'paid_requests':>13}"
+        )
+        for r in rows:
+            print(
+                f"{r.day:<10}  {r.route:<28} {r.settled_invoices:>8} "
+                f"{r.revenue_msat / 1000:>12.3f} {r.paid_requests:>13}"
+            )
+        if not rows:
+            print("(no settled invoices or paid requests in the period)")
+        return 0
+    finally:
+        await store.close()
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    return asyncio.run(_with_store(args.config, "revoke", args.token_id, None))
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    if args.json:
+        return asyncio.run(_report_json(args.config, args.days))
+    return asyncio.run(_with_store(args.config, "report", None, args.days))
+
+
+async def _report_json(config_path: Path, days: int | None) -> int:
+    from gateway.store import open_store
+
+    config = load_config(config_path, check_files=False)
+    store = await open_store(config.store.url, config.base_dir)
+    try:
+        rows = await store.revenue_report(days)
+    finally:
+        await store.close()
+    print(json.dumps([r.__dict__ for r in rows], indent=2))
+    return 0
+
+
+def cmd_signal_upstream(args: argparse.Namespace) -> int:
+    from gateway.demo_upstream import run_signal_upstream
+
+    def started(port: int) -> None:
+        print(f"signal upstream listening on http://{args.host}:{port}", flush=True)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_signal_upstream(args.host, args.port, started=started))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="l402-gateway", description="Aperture-compatible L402 payment gateway"
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", "-c", type=Path, default=DEFAULT_CONFIG)
+
+    p = sub.add_parser("serve", help="run the gateway (public + admin listeners)")
+    with_config(p)
+    p.add_argument("--log-level", default="info")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("check-config", help="validate routes.yaml and exit")
+    p.add_argument("config", type=Path)
+    p.add_argument(
+        "--skip-file-checks",
+        action="store_true",
+        help="do not require tls_cert/macaroon/CA files to exist (CI, review)",
+    )
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("revoke", help="revoke a token by its id (hex)")
+    with_config(p)
+    p.add_argument("token_id")
+    p.set_defaults(func=cmd_revoke)
+
+    p = sub.add_parser("report", help="revenue and paid requests per route per day")
+    with_config(p)
+    p.add_argument("--days", type=int, default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("signal-upstream", help="serve the EP212 demo payload")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8090)
+    p.set_defaults(func=cmd_signal_upstream)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Admin listener: /healthz (process alive), /readyz (LND reachable, store writable), /metrics.
+
+Kept off the public listener so probes and metrics are never exposed to buyers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gateway.lightning import LndError, WalletState
+from gateway.server.keys import LND_KEY, METRICS_KEY, PUBLIC_APP_KEY, STORE_KEY
+from gateway.store.base import StoreError
+
+READY_TIMEOUT = 3.0
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    public = request.app[PUBLIC_APP_KEY]
+    checks: dict[str, str] = {}
+    try:
+        state = await public[LND_KEY].get_state(timeout=READY_TIMEOUT)
+        ok = state in (WalletState.RPC_ACTIVE, WalletState.SERVER_ACTIVE)
+        checks["lnd"] = "ok" if ok else f"not ready: {state.name}"
+    except LndError as exc:
+        checks["lnd"] = f"unreachable: {exc.code}"
+    public[METRICS_KEY].lnd_up.set(1 if checks["lnd"] == "ok" else 0)
+    try:
+        await asyncio.wait_for(public[STORE_KEY].check_writable(), READY_TIMEOUT)
+        checks["store"] = "ok"
+    except (StoreError, TimeoutError) as exc:
+        checks["store"] = f"not writable: {type(exc).__name__}"
+    ready = all(v == "ok" for v in checks.values())
+    return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    registry = request.app[PUBLIC_APP_KEY][METRICS_KEY].registry
+    return web.Response(
+        body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
+
+
+def create_admin_app(public: web.Application) -> web.Application:
+    app = web.Application()
+    app[PUBLIC_APP_KEY] = public
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app

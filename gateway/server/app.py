@@ -1,0 +1,144 @@
+"""Application factory for the public listener; services live in cleanup contexts.
+
+Tests and the rehearsal may inject an already-open store or LND client; the
+app then leaves closing them to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from gateway.config.model import GatewayConfig
+from gateway.lightning import LndClient
+from gateway.metrics import GatewayMetrics
+from gateway.proxy import proxy_ctx
+from gateway.server.auth import Authenticator, VerifiedCache
+from gateway.server.challenges import ChallengeIssuer
+from gateway.server.errors import error_middleware
+from gateway.server.handler import handle
+from gateway.server.keys import (
+    AUTH_KEY,
+    ISSUER_KEY,
+    LND_KEY,
+    METRICS_KEY,
+    ROUTES_KEY,
+    STORE_KEY,
+    USAGE_KEY,
+)
+from gateway.server.middleware import request_context
+from gateway.server.runtime import RouteHolder, RuntimeRoutes
+from gateway.server.usage import UsageCounter, run_flusher
+from gateway.settlement import SettlementFollower
+from gateway.store import open_store
+from gateway.store.base import TokenStore
+
+VERIFIED_CACHE_TTL = 60.0
+SETTLEMENT_KEY = web.AppKey("settlement", SettlementFollower)
+
+CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
+
+
+def lnd_observer(metrics: GatewayMetrics) -> Callable[[str, float, str | None], None]:
+    """Feeds the LND client's call timings into the metrics (and the lnd_up gauge)."""
+    unavailable = {"UNAVAILABLE", "DEADLINE_EXCEEDED"}
+
+    def observe(method: str, seconds: float, code: str | None) -> None:
+        metrics.lnd_rpc_latency.labels(method=method).observe(seconds)
+        if code is not None:
+            metrics.lnd_rpc_errors.labels(method=method, code=code).inc()
+        metrics.lnd_up.set(0 if code in unavailable else 1)
+
+    return observe
+
+
+def _store_ctx(config: GatewayConfig, injected: TokenStore | None) -> CleanupCtx:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        store = injected or await open_store(config.store.url, config.base_dir)
+        app[STORE_KEY] = store
+        yield
+        if injected is None:
+            await store.close()
+
+    return ctx
+
+
+def _lnd_ctx(config: GatewayConfig, injected: LndClient | None) -> CleanupCtx:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        lnd = injected or LndClient.connect(
+            config.lnd.host,
+            tls_cert=config.lnd.tls_cert,
+            macaroon=config.lnd.macaroon,
+            timeout=config.lnd.timeout_seconds,
+            observer=lnd_observer(app[METRICS_KEY]),
+        )
+        app[LND_KEY] = lnd
+        yield
+        if injected is None:
+            await lnd.close()
+
+    return ctx
+
+
+def _services_ctx(clock: Callable[[], float]) -> CleanupCtx:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        config = app[ROUTES_KEY].current.config
+        cache = VerifiedCache(config.verified_cache_size, VERIFIED_CACHE_TTL)
+        app[AUTH_KEY] = Authenticator(app[STORE_KEY], cache, clock)
+        app[ISSUER_KEY] = ChallengeIssuer.for_lnd(
+            app[LND_KEY], app[STORE_KEY], app[METRICS_KEY], clock
+        )
+        yield
+
+    return ctx
+
+
+async def _settlement_ctx(app: web.Application) -> AsyncIterator[None]:
+    follower = SettlementFollower(app[LND_KEY], app[STORE_KEY], app[METRICS_KEY])
+    app[SETTLEMENT_KEY] = follower
+    task = asyncio.create_task(follower.run(), name="settlement-follower")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def _usage_ctx(app: web.Application) -> AsyncIterator[None]:
+    async for _ in run_flusher(app[USAGE_KEY], app[STORE_KEY]):
+        yield
+
+
+def create_app(
+    config: GatewayConfig,
+    metrics: GatewayMetrics | None = None,
+    *,
+    store: TokenStore | None = None,
+    lnd: LndClient | None = None,
+    follow_settlements: bool = True,
+    clock: Callable[[], float] = time.time,
+) -> web.Application:
+    """`clock` (wall time) is injectable so tests can move past token expiry without waiting."""
+    metrics = metrics or GatewayMetrics()
+    metrics.declare_routes(list(config.routes.names))
+    app = web.Application(
+        middlewares=[request_context, error_middleware],
+        client_max_size=max((r.max_body_bytes for r in config.routes.routes), default=1 << 20),
+    )
+    app[METRICS_KEY] = metrics
+    app[ROUTES_KEY] = RouteHolder(RuntimeRoutes.from_config(config))
+    app[USAGE_KEY] = UsageCounter()
+    app.cleanup_ctx.extend(
+        [
+            _store_ctx(config, store),
+            _lnd_ctx(config, lnd),
+            _services_ctx(clock),
+            proxy_ctx,
+            _usage_ctx,
+        ]
+    )
+    if follow_settlements:
+        app.cleanup_ctx.append(_settlement_ctx)
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app

@@ -1,0 +1,110 @@
+"""Issuing 402 challenges: an LND invoice, a fresh token, and Aperture's two headers."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+
+from gateway.config.model import Route
+from gateway.l402 import challenge as l402_challenge
+from gateway.l402.errors import Reason
+from gateway.l402.mint import InvoiceLike, Minter, MintRequest
+from gateway.lightning import LndClient, LndError
+from gateway.metrics import GatewayMetrics
+from gateway.server.errors import LightningUnavailable, StoreUnavailable
+from gateway.store.base import StoreError, TokenStore
+
+log = logging.getLogger("gateway.challenges")
+
+
+class LndInvoiceSource:
+    """Adapts the LND client to the core's InvoiceSource protocol."""
+
+    def __init__(self, lnd: LndClient) -> None:
+        self._lnd = lnd
+
+    async def create_invoice(
+        self, value_msat: int, memo: str, expiry: int, private: bool
+    ) -> InvoiceLike:
+        return await self._lnd.add_invoice(value_msat, memo, expiry, private)
+
+
+def is_grpc(request: web.Request) -> bool:
+    return request.headers.get("Content-Type", "").startswith("application/grpc")
+
+
+class ChallengeIssuer:
+    """Mints a token per challenge and renders it for HTTP or gRPC clients."""
+
+    def __init__(self, minter: Minter, metrics: GatewayMetrics) -> None:
+        self._minter = minter
+        self._metrics = metrics
+
+    @classmethod
+    def for_lnd(
+        cls,
+        lnd: LndClient,
+        store: TokenStore,
+        metrics: GatewayMetrics,
+        clock: Callable[[], float] = time.time,
+    ) -> ChallengeIssuer:
+        return cls(Minter(LndInvoiceSource(lnd), store, clock), metrics)
+
+    async def respond(
+        self, request: web.Request, route: Route, *, status: int = 402, reason: Reason | None = None
+    ) -> web.Response:
+        """A fresh challenge; `reason` says why an offered credential was not enough."""
+        mint_request = MintRequest(
+            route=route.name,
+            service=route.name,
+            price_msat=route.price_msat,
+            memo=route.memo,
+            expiry=route.invoice_expiry_seconds,
+            private=route.private_invoices,
+            capabilities=route.capabilities,
+            validity_seconds=route.token_validity_seconds,
+            single_use=route.single_use,
+        )
+        start = time.perf_counter()
+        try:
+            ch = await self._minter.mint(mint_request)
+        except LndError as exc:
+            self._metrics.invoice_failures.labels(
+                route=route.name, reason="lnd_" + exc.code.lower()
+            ).inc()
+            log.warning(
+                "invoice creation failed",
+                extra={"route": route.name, "lnd_code": exc.code, "lnd_method": exc.method},
+            )
+            raise LightningUnavailable("could not create a Lightning invoice; retry later") from exc
+        except StoreError as exc:
+            self._metrics.invoice_failures.labels(route=route.name, reason="store").inc()
+            raise StoreUnavailable("could not store the new token; retry later") from exc
+        self._metrics.challenges_issued.labels(route=route.name).inc()
+        request["mint_seconds"] = time.perf_counter() - start
+
+        if is_grpc(request):
+            headers = l402_challenge.grpc_headers(ch.macaroon_b64, ch.invoice, ch.amount_msats)
+            response = web.Response(status=200)
+            for name, value in headers:
+                response.headers.add(name, value)
+            return response
+
+        body = l402_challenge.body(
+            route.name,
+            ch.amount_msats,
+            ch.invoice,
+            ch.macaroon_b64,
+            ch.payment_hash.hex(),
+            ch.expires_at,
+        )
+        if reason is not None:
+            body["reason"] = reason.value
+        response = web.json_response(body, status=status)
+        for name, value in l402_challenge.headers(ch.macaroon_b64, ch.invoice, ch.amount_msats):
+            response.headers.add(name, value)
+        response.headers["Cache-Control"] = "no-store"
+        return response

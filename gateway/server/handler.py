@@ -1,0 +1,150 @@
+"""The public listener's only handler: match a route, demand or check payment, proxy.
+
+Order for a priced route: parse the credential (none: challenge) -> verify
+(cached) -> reserve a single-use token -> open the upstream -> commit the
+token only if the upstream answered below 500, else release it -> stream the
+body back. A failure on our side or upstream never burns a paid credential.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+
+from aiohttp import web
+
+from gateway.config.model import Route
+from gateway.l402 import credentials
+from gateway.l402.errors import L402Error, Reason
+from gateway.l402.verify import VerifiedToken
+from gateway.proxy import PROXY_KEY, ProxyError, UpstreamResponse, client_address
+from gateway.server.errors import AUTH_STATUS, NoRoute, StoreUnavailable, TokenInUse
+from gateway.server.keys import AUTH_KEY, ISSUER_KEY, METRICS_KEY, ROUTES_KEY, STORE_KEY, USAGE_KEY
+from gateway.store.base import ReserveResult, StoreError
+
+LEASE_MARGIN_SECONDS = 30
+log = logging.getLogger("gateway.handler")
+
+
+def _status_class(status: int) -> str:
+    return f"{status // 100}xx"
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    started = time.perf_counter()
+    runtime = app[ROUTES_KEY].current
+    route = runtime.match(request.host, request.path, request.method)
+    if route is None:
+        raise NoRoute(f"no route for {request.method} {request.path}")
+    request["route"] = route.name
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    client_ip = client_address(
+        peer[0] if peer else None,
+        request.headers.getall("X-Forwarded-For", []),
+        runtime.trusted_proxies,
+    )
+
+    if route.is_free:
+        request["outcome"] = "free"
+        return await _proxy(request, route, None, client_ip, started, reserved_key=None)
+
+    try:
+        credential = credentials.parse(list(request.headers.items()))
+        if credential is None:
+            request["outcome"] = "challenge"
+            return await app[ISSUER_KEY].respond(request, route)
+        token = await app[AUTH_KEY].authenticate(credential, route)
+        reserved = await _reserve(request, route, token) if route.single_use else None
+    except L402Error as exc:
+        return await _refuse(request, route, exc.reason)
+
+    app[METRICS_KEY].paid_requests.labels(route=route.name).inc()
+    app[USAGE_KEY].add(route.name)
+    request["outcome"] = "paid"
+    request["token_id"] = token.token_id_hex
+    forwarded = credential.authorization if route.forward_authorization else None
+    return await _proxy(request, route, forwarded, client_ip, started, reserved_key=reserved)
+
+
+async def _refuse(request: web.Request, route: Route, reason: Reason) -> web.StreamResponse:
+    app = request.app
+    app[METRICS_KEY].auth_failures.labels(route=route.name, reason=reason.value).inc()
+    request["outcome"] = f"refused_{reason.value}"
+    status = AUTH_STATUS[reason]
+    if status == 409:
+        raise TokenInUse()
+    return await app[ISSUER_KEY].respond(request, route, status=status, reason=reason)
+
+
+async def _reserve(request: web.Request, route: Route, token: VerifiedToken) -> bytes:
+    """Take a lease on a single-use token; exactly one concurrent request gets it."""
+    lease = int(route.upstream_timeout_seconds) + LEASE_MARGIN_SECONDS
+    try:
+        result = await request.app[STORE_KEY].reserve(token.key_id, int(time.time()), lease)
+    except StoreError as exc:
+        raise StoreUnavailable(f"token store unavailable: {exc}") from exc
+    if result is ReserveResult.RESERVED:
+        return token.key_id
+    if result is ReserveResult.IN_USE:
+        raise L402Error(Reason.IN_USE, "token is in use by another request")
+    if result is ReserveResult.ALREADY_USED:
+        raise L402Error(Reason.ALREADY_USED, "single-use token already used")
+    raise L402Error(Reason.REVOKED, "unknown or revoked token")
+
+
+async def _proxy(
+    request: web.Request,
+    route: Route,
+    authorization: str | None,
+    client_ip: str,
+    started: float,
+    *,
+    reserved_key: bytes | None,
+) -> web.StreamResponse:
+    app = request.app
+    metrics = app[METRICS_KEY]
+    target = app[ROUTES_KEY].current.targets[route.name]
+    try:
+        opened = await app[PROXY_KEY].open(request, target, authorization, client_ip)
+    except ProxyError as exc:
+        kind = "timeout" if exc.status == 504 else "error"
+        if exc.status != 413:
+            metrics.upstream_requests.labels(route=route.name, status_class=kind).inc()
+        if reserved_key is not None:
+            await _release(request, reserved_key)
+        raise
+    metrics.upstream_latency.labels(route=route.name).observe(opened.elapsed)
+    metrics.upstream_requests.labels(
+        route=route.name, status_class=_status_class(opened.status)
+    ).inc()
+    if reserved_key is not None:
+        await _settle_reservation(request, route, reserved_key, opened)
+    overhead = time.perf_counter() - started - opened.elapsed
+    metrics.added_latency.labels(route=route.name).observe(max(overhead, 0.0))
+    request["upstream_status"] = opened.status
+    return await app[PROXY_KEY].relay(request, opened)
+
+
+async def _settle_reservation(
+    request: web.Request, route: Route, key_id: bytes, opened: UpstreamResponse
+) -> None:
+    """The upstream answered: a 5xx gives the token back, anything else consumes it."""
+    if opened.status >= 500:
+        await _release(request, key_id)
+        return
+    try:
+        await request.app[STORE_KEY].commit(key_id, int(time.time()))
+    except StoreError:
+        # The buyer still gets the answer it paid for; the lease lapses and the
+        # token becomes usable once more rather than being burned by our failure.
+        log.warning("could not mark a single-use token used", extra={"route": route.name})
+        return
+    request.app[METRICS_KEY].tokens_consumed.labels(route=route.name).inc()
+
+
+async def _release(request: web.Request, key_id: bytes) -> None:
+    # If this fails the lease expires on its own and the token becomes usable again.
+    with contextlib.suppress(StoreError):
+        await request.app[STORE_KEY].release(key_id)

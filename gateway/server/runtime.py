@@ -1,0 +1,49 @@
+"""The route table currently in force, with each route's proxy target built once.
+
+SIGHUP swaps in a new `RuntimeRoutes` as one object, so a request sees either
+the old configuration or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.config.model import GatewayConfig, IPNetwork, Route
+from gateway.proxy.target import ProxyTarget
+
+
+def build_target(route: Route) -> ProxyTarget:
+    rewrite = route.path_rewrite
+    return ProxyTarget.create(
+        route.upstream,
+        path_rewrite=(rewrite.pattern.pattern, rewrite.replacement) if rewrite else None,
+        extra_headers=dict(route.upstream_headers),
+        timeout_seconds=route.upstream_timeout_seconds,
+        max_body_bytes=route.max_body_bytes,
+        tls_verify=route.upstream_tls_verify,
+        ca_file=str(route.upstream_ca_file) if route.upstream_ca_file else None,
+    )
+
+
+@dataclass(frozen=True)
+class RuntimeRoutes:
+    config: GatewayConfig
+    targets: dict[str, ProxyTarget]
+
+    @classmethod
+    def from_config(cls, config: GatewayConfig) -> RuntimeRoutes:
+        return cls(config, {r.name: build_target(r) for r in config.routes.routes})
+
+    @property
+    def trusted_proxies(self) -> tuple[IPNetwork, ...]:
+        return self.config.trusted_proxies
+
+    def match(self, host: str, path: str, method: str) -> Route | None:
+        return self.config.routes.match(host, path, method)
+
+
+class RouteHolder:
+    """Mutable cell for the current RuntimeRoutes (an app's state is frozen after start-up)."""
+
+    def __init__(self, routes: RuntimeRoutes) -> None:
+        self.current = routes
