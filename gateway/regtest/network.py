@@ -7,6 +7,7 @@ had started and raises; `stop()` ends every process by the PID it recorded.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -144,10 +145,29 @@ class RegtestNetwork:
         self.procs.remove(proc)
 
     def start_node(self, name: str) -> None:
+        """Restart a stopped LND and wait until its channels are active again."""
         node = self.nodes[name]
         self._spawn_lnd(node)
-        self._wait_lnd_ready(node)
+        self._wait_lnd_ready(node, synced=True)
         node.pid = self._lnd[name].pid
+        self.wait_channels_active()
+
+    def wait_channels_active(self, timeout: float = 90) -> None:
+        """Both channels active on both nodes (after a restart peers reconnect on their own)."""
+
+        def active(name: str) -> bool:
+            chans = self._lncli(name, "listchannels", "--active_only")["channels"]
+            return len(chans) >= 2
+
+        def reconnect_and_check() -> bool:
+            if all(map(active, self.nodes)):
+                return True
+            seller = self.nodes["seller"]
+            with contextlib.suppress(RuntimeError):  # "already connected" is fine
+                self._lncli("buyer", "connect", f"{seller.pubkey}@{seller.p2p}")
+            return False
+
+        wait_until("channels to be active again", reconnect_and_check, timeout, interval=0.5)
 
     # -- bring-up ---------------------------------------------------------------
 
