@@ -1,0 +1,115 @@
+"""Credential cache state machine and 0600 atomic persistence."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.buyer.cache import CacheStatus, Credential, CredentialCache
+from gateway.buyer.errors import CacheError
+
+NOW = 1_771_000_000.0
+
+
+def cred(expires_at: float | None = NOW + 60, mac: str = "AgEEbHNhdA==") -> Credential:
+    return Credential(mac, "ab" * 32, NOW, expires_at)
+
+
+def test_state_machine() -> None:
+    cache = CredentialCache()
+    assert cache.lookup("h", "/a", NOW) == (CacheStatus.MISS, None)
+    cache.store("h", "/a", cred())
+    assert cache.lookup("h", "/a", NOW) == (CacheStatus.HIT, cred())
+    assert cache.lookup("h", "/b", NOW)[0] is CacheStatus.MISS
+    assert cache.lookup("other", "/a", NOW)[0] is CacheStatus.MISS
+    assert cache.lookup("h", "/a", NOW + 60) == (CacheStatus.STALE, cred())
+    assert cache.invalidate("h", "/a")
+    assert cache.lookup("h", "/a", NOW) == (CacheStatus.INVALID, None)
+    cache.store("h", "/a", cred(mac="AgEEbHNhdB=="))
+    status, found = cache.lookup("h", "/a", NOW)
+    assert status is CacheStatus.HIT
+    assert found is not None
+    assert found.macaroon == "AgEEbHNhdB=="
+    assert not cache.invalidate("h", "/missing")
+
+
+def test_force_refresh_bypasses_a_hit() -> None:
+    cache = CredentialCache()
+    cache.store("h", "/a", cred())
+    assert cache.lookup("h", "/a", NOW, force_refresh=True) == (CacheStatus.MISS, None)
+    assert cache.lookup("h", "/a", NOW)[0] is CacheStatus.HIT
+
+
+def test_never_expiring_credential() -> None:
+    cache = CredentialCache(default_ttl_seconds=None)
+    assert cache.expiry_for(NOW) is None
+    cache.store("h", "/a", cred(expires_at=None))
+    assert cache.lookup("h", "/a", NOW + 10**9)[0] is CacheStatus.HIT
+
+
+def test_expiry_is_earlier_of_ttl_and_token_caveat() -> None:
+    cache = CredentialCache(default_ttl_seconds=600)
+    assert cache.expiry_for(NOW) == NOW + 600
+    assert cache.expiry_for(NOW, valid_until=int(NOW) + 30) == NOW + 30
+    assert cache.expiry_for(NOW, valid_until=int(NOW) + 6000) == NOW + 600
+
+
+def test_authorization_header_form() -> None:
+    assert cred().authorization() == "L402 AgEEbHNhdA==:" + "ab" * 32
+    assert "ab" * 32 not in repr(cred())
+    assert "AgEE" not in repr(cred())
+
+
+@pytest.fixture
+def permissive_umask() -> Iterator[None]:
+    old = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.usefixtures("permissive_umask")
+def test_persistence_is_0600_atomic_and_reloads(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "credentials.json"
+    cache = CredentialCache(path)
+    cache.store("h:8080", "/a", cred())
+    cache.store("h:8080", "/b", cred())
+    cache.invalidate("h:8080", "/b")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert sorted(p.name for p in path.parent.iterdir()) == ["credentials.json"]
+    data = json.loads(path.read_text())
+    assert data["version"] == 1
+    assert len(data["entries"]) == 2
+
+    reloaded = CredentialCache(path)
+    assert reloaded.lookup("h:8080", "/a", NOW) == (CacheStatus.HIT, cred())
+    assert reloaded.lookup("h:8080", "/b", NOW)[0] is CacheStatus.INVALID
+    reloaded.clear()
+    assert CredentialCache(path).lookup("h:8080", "/a", NOW)[0] is CacheStatus.MISS
+
+
+def test_refuses_a_world_readable_file(tmp_path: Path) -> None:
+    path = tmp_path / "credentials.json"
+    CredentialCache(path).store("h", "/a", cred())
+    path.chmod(0o644)
+    with pytest.raises(CacheError) as info:
+        CredentialCache(path)
+    assert info.value.code == "insecure_permissions"
+
+
+@pytest.mark.parametrize(
+    "content", ["not json", '{"version": 9, "entries": []}', '{"entries": [{}]}']
+)
+def test_refuses_a_corrupt_file(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "credentials.json"
+    path.write_text(content)
+    path.chmod(0o600)
+    with pytest.raises(CacheError) as info:
+        CredentialCache(path)
+    assert info.value.code == "corrupt_cache"
