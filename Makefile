@@ -52,10 +52,10 @@ regtest-down: setup
 	$(PY) -m gateway.regtest down
 
 rehearse: setup binaries
-	$(PY) -m gateway.rehearse
+	$(PY) -m gateway.rehearsal
 
 run: setup binaries
-	$(PY) -m gateway.rehearse --serve
+	$(PY) -m gateway.rehearsal --serve
 
 bench: setup binaries
 	$(PY) bench/gateway_bench.py

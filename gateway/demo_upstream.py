@@ -68,10 +68,12 @@ async def text_generation(request: web.Request) -> web.Response:
         payload = await request.json()
     except ValueError:
         return _bad_request("bad_json", "body must be a JSON object", request_id)
-    prompt = payload.get("prompt") if isinstance(payload, dict) else None
-    if not isinstance(prompt, str) or not prompt.strip():
+    prompt = _prompt(payload)
+    if prompt is None:
         return _bad_request(
-            "missing_prompt", "field 'prompt' must be a non-empty string", request_id
+            "missing_prompt",
+            "send 'prompt' (a string) or sats4ai's 'input' (a list of {role, content})",
+            request_id,
         )
     return web.json_response(
         {
@@ -82,6 +84,22 @@ async def text_generation(request: web.Request) -> web.Response:
             **_authorization_facts(request),
         }
     )
+
+
+def _prompt(payload: Any) -> str | None:
+    """The prompt in our shape (`prompt`) or sats4ai's (`input`: chat messages, last one wins)."""
+    if not isinstance(payload, dict):
+        return None
+    prompt = payload.get("prompt")
+    if isinstance(prompt, str) and prompt.strip():
+        return prompt
+    messages = payload.get("input")
+    if isinstance(messages, list) and messages:
+        last = messages[-1]
+        content = last.get("content") if isinstance(last, dict) else None
+        if isinstance(content, str) and content.strip():
+            return content
+    return None
 
 
 def _bad_request(code: str, message: str, request_id: str) -> web.Response:

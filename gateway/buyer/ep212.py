@@ -173,6 +173,8 @@ class _Run:
             "proofReference": paid.payment.proof_reference,
             "responseBytes": len(paid.body),
             "responseSha256": _sha256(paid.body),
+            "payloadSource": _json_field(paid.body, "source"),
+            "payloadTier": _json_field(paid.body, "tier"),
             "repeatStatusCode": repeat.status,
             "repeatPaid": repeat.paid,
             "repeatCacheStatus": repeat.cache_status.value,
@@ -256,3 +258,12 @@ async def run_ep212(
     summary["artifacts"] = paths
     artifacts.summary(summary)
     return summary
+
+
+def _json_field(body: bytes, name: str) -> Any:
+    """A top-level field of a JSON object body, or None (the payload is the seller's)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    return data.get(name) if isinstance(data, dict) else None

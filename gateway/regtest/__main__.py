@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from gateway.regtest.network import REPO_ROOT, RegtestNetwork, stop_from_descriptor
+from gateway.regtest.processes import stop_pid
 
 DEFAULT_DESCRIPTOR = REPO_ROOT / ".regtest" / "network.json"
+# Written by `make run`: the gateway and demo upstream it left running beside the network.
+SERVICES_FILE = REPO_ROOT / ".regtest" / "services.json"
+
+
+def stop_services() -> list[int]:
+    if not SERVICES_FILE.exists():
+        return []
+    pids = json.loads(SERVICES_FILE.read_text()).get("pids", {})
+    stopped = [pid for pid in pids.values() if stop_pid(int(pid))]
+    SERVICES_FILE.unlink()
+    return stopped
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,10 +40,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"regtest network up in {network.timings['total']:.1f}s")
         print(f"descriptor: {args.descriptor}")
         return 0
+    stopped = stop_services()
     if not args.descriptor.exists():
-        print(f"no network descriptor at {args.descriptor}; nothing to stop")
+        print(f"no network descriptor at {args.descriptor}; stopped {len(stopped)} service(s)")
         return 0
-    stopped = stop_from_descriptor(args.descriptor, keep=args.keep)
+    stopped += stop_from_descriptor(args.descriptor, keep=args.keep)
     print(f"stopped {len(stopped)} process(es): {' '.join(map(str, stopped))}")
     return 0
 
