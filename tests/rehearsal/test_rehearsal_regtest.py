@@ -1,0 +1,48 @@
+"""The whole EP212 rehearsal (`make rehearse`) on the session's regtest network."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gateway.regtest.network import Descriptor
+from gateway.rehearsal.__main__ import run_rehearsal
+from gateway.rehearsal.checks import SUMMARY_KEYS
+
+pytestmark = pytest.mark.regtest
+
+STAGES = {
+    "sats4ai.challenge",
+    "sats4ai.first",
+    "sats4ai.cached",
+    "openagents.route_success",
+    "openagents.over_cap_block",
+}
+
+
+def test_ep212_rehearsal_end_to_end(regtest: Descriptor, tmp_path: Path) -> None:
+    result = run_rehearsal(regtest, tmp_path)
+    assert result.problems == []
+
+    on_disk = json.loads((result.artifact_dir / "summary.json").read_text())
+    assert on_disk == result.summary
+    for section, keys in SUMMARY_KEYS.items():
+        assert keys <= set(on_disk[section]), section
+    assert on_disk["walletBackend"] == "lnd"
+    assert set(on_disk["artifacts"]) >= {"summaryPath", "eventsPath"}
+
+    events = [
+        json.loads(line) for line in (result.artifact_dir / "events.jsonl").read_text().splitlines()
+    ]
+    assert {e["stage"] for e in events} == STAGES
+    for event in events:
+        assert set(event) == {"ts", "stage", "requestId", "status", "details"}
+    text = (result.artifact_dir / "events.jsonl").read_text()
+    assert "preimageHex" not in text
+    assert "macaroon" not in text.lower()
+
+    # The seller's processes were stopped by the rehearsal itself.
+    log = (tmp_path / "seller" / "gateway.log").read_text()
+    assert "shutting down" in log

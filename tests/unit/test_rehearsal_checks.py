@@ -1,0 +1,99 @@
+"""The rehearsal's outcome checks catch each way a run can differ from production's."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from gateway.rehearsal.checks import SUMMARY_KEYS, check_metrics, check_summary
+
+
+def _good() -> dict[str, Any]:
+    section: dict[str, dict[str, Any]] = {k: dict.fromkeys(v, 0) for k, v in SUMMARY_KEYS.items()}
+    section["openAgentsRoute"].update(
+        challengeStatusCode=402,
+        paidStatusCode=200,
+        paidAmountMsats=10_000,
+        payloadSource="openagents.ep212",
+        payloadTier="under-cap",
+        repeatStatusCode=200,
+        repeatCacheHit=True,
+        repeatPaid=False,
+        payerCallsAfterPaid=3,
+        payerCallsAfterRepeat=3,
+        proofReference="preimage:0123456789abcdef",
+    )
+    section["overCap"].update(
+        challengeStatusCode=402,
+        quotedAmountMsats=250_000,
+        maxSpendMsats=100_000,
+        blocked=True,
+        denyReasonCode="amount_over_cap",
+        payerCallsBefore=3,
+        payerCallsAfter=3,
+    )
+    section["sats4ai"].update(
+        challengeStatusCode=402,
+        firstPaid=True,
+        firstAmountMsats=42_000,
+        secondPaid=True,
+        cacheHit=False,
+        payerCallsAfterFirst=1,
+        payerCallsAfterSecond=2,
+    )
+    return {"ok": True, "mode": "regtest", **section}
+
+
+def test_good_summary_passes() -> None:
+    assert check_summary(_good()) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "needle"),
+    [
+        ("openAgentsRoute.paidAmountMsats", 1_000, "paidAmountMsats"),
+        ("openAgentsRoute.repeatCacheHit", False, "repeatCacheHit"),
+        ("openAgentsRoute.payerCallsAfterRepeat", 4, "payerCallsAfterRepeat"),
+        ("openAgentsRoute.payloadSource", "elsewhere", "payloadSource"),
+        ("openAgentsRoute.proofReference", "preimage:" + "ab" * 32, "proofReference"),
+        ("overCap.blocked", False, "blocked"),
+        ("overCap.denyReasonCode", "amount_unknown", "denyReasonCode"),
+        ("overCap.payerCallsAfter", 4, "payerCallsAfter"),
+        ("sats4ai.cacheHit", True, "cacheHit"),
+        ("sats4ai.payerCallsAfterSecond", 1, "payerCallsAfterSecond"),
+        ("ok", False, "ok"),
+    ],
+)
+def test_each_difference_is_reported(path: str, value: Any, needle: str) -> None:
+    summary = copy.deepcopy(_good())
+    *parents, leaf = path.split(".")
+    node = summary
+    for p in parents:
+        node = node[p]
+    node[leaf] = value
+    problems = check_summary(summary)
+    assert len(problems) == 1
+    assert needle in problems[0]
+
+
+def test_missing_fields_are_named() -> None:
+    summary = _good()
+    del summary["sats4ai"]["firstPaymentId"]
+    assert any("firstPaymentId" in p for p in check_summary(summary))
+
+
+def test_metrics_must_match_payments() -> None:
+    metrics = {
+        'l402_revenue_msats_total{route="ep212-premium-signal"}': 10_000.0,
+        'l402_revenue_msats_total{route="sats4ai-text-generation"}': 84_000.0,
+        'l402_revenue_msats_total{route="ep212-expensive-signal"}': 0.0,
+        'l402_paid_requests_total{route="ep212-premium-signal"}': 2.0,
+        'l402_paid_requests_total{route="sats4ai-text-generation"}': 2.0,
+        'l402_tokens_consumed_total{route="sats4ai-text-generation"}': 2.0,
+        'l402_challenges_issued_total{route="ep212-expensive-signal"}': 1.0,
+    }
+    assert check_metrics(metrics) == []
+    metrics['l402_revenue_msats_total{route="ep212-premium-signal"}'] = 20_000.0
+    assert len(check_metrics(metrics)) == 1
