@@ -183,5 +183,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     else:
         sys.stdout.write(report["body"])
         extra = f" ({report['proofReference']})" if report["proofReference"] else ""
+        if report["denyReasonCode"]:
+            extra = f": {report['denyReasonCode']} (quote {report['quoteMsats']} msat)"
+        elif report["error"]:
+            extra = f": {report['error']}"
         print(f"\n[{result.status} {result.outcome.value}{extra}]", file=sys.stderr)
     return 0 if result.ok else 1
