@@ -178,13 +178,16 @@ class LndClient:
         *,
         pending_only: bool = False,
         reversed_order: bool = False,
+        creation_date_start: int = 0,
         timeout: float | None = None,
     ) -> list[Invoice]:
+        """One page of invoices; `creation_date_start` (unix s) skips older history."""
         request = lightning_pb2.ListInvoiceRequest(
             index_offset=index_offset,
             num_max_invoices=num_max,
             pending_only=pending_only,
             reversed=reversed_order,
+            creation_date_start=creation_date_start,
         )
         r = await self._unary("ListInvoices", self._lightning.ListInvoices, request, timeout)
         return [_invoice(i) for i in r.invoices]

@@ -47,6 +47,7 @@ SCHEMA = [
     )""",
     "CREATE INDEX l402_tokens_token_id ON l402_tokens (token_id)",
     "CREATE INDEX l402_tokens_payment_hash ON l402_tokens (payment_hash)",
+    "CREATE INDEX l402_tokens_created_at ON l402_tokens (created_at)",
     """CREATE TABLE l402_settlements (
         payment_hash BYTEA PRIMARY KEY,
         route TEXT NOT NULL,
@@ -277,6 +278,13 @@ class PostgresTokenStore:
             return 0 if value is None else int(value)
 
         return await self._run("last_settle_index", op)
+
+    async def first_token_created_at(self) -> int | None:
+        async def op(conn: Any) -> int | None:
+            value = await conn.fetchval("SELECT min(created_at) FROM l402_tokens")
+            return None if value is None else int(value)
+
+        return await self._run("first_token_created_at", op)
 
     async def add_paid_requests(self, route: str, day: str, count: int) -> None:
         check_day(day)

@@ -54,6 +54,7 @@ CREATE TABLE l402_tokens (
 );
 CREATE INDEX l402_tokens_token_id ON l402_tokens (token_id);
 CREATE INDEX l402_tokens_payment_hash ON l402_tokens (payment_hash);
+CREATE INDEX l402_tokens_created_at ON l402_tokens (created_at);
 CREATE TABLE l402_settlements (
     payment_hash BLOB PRIMARY KEY,
     route TEXT NOT NULL,
@@ -306,6 +307,13 @@ class SqliteTokenStore:
             return 0 if row is None else int(row[0])
 
         return await self._run("last_settle_index", op)
+
+    async def first_token_created_at(self) -> int | None:
+        def op(conn: sqlite3.Connection) -> int | None:
+            row = conn.execute("SELECT min(created_at) FROM l402_tokens").fetchone()
+            return None if row is None or row[0] is None else int(row[0])
+
+        return await self._run("first_token_created_at", op)
 
     async def add_paid_requests(self, route: str, day: str, count: int) -> None:
         check_day(day)

@@ -9,11 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.store import TokenStore, open_store
-
-try:
-    from support.postgres import PostgresServer, find_bindir
-except ImportError:  # tests/ turned into a package
-    from tests.support.postgres import PostgresServer, find_bindir
+from tests.support.postgres import PostgresServer, find_bindir
 
 OpenStore = Callable[[], Awaitable[TokenStore]]
 

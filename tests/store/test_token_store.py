@@ -205,3 +205,10 @@ async def test_report_window_counts_today(store: TokenStore) -> None:
 async def test_paid_requests_reject_bad_days(store: TokenStore, day: str) -> None:
     with pytest.raises(ValueError, match="YYYY-MM-DD"):
         await store.add_paid_requests("a", day, 1)
+
+
+async def test_first_token_created_at_bounds_the_settlement_catch_up(store: TokenStore) -> None:
+    assert await store.first_token_created_at() is None
+    for created_at in (1_700_000_500, 1_700_000_100, 1_700_000_900):
+        await store.put_token(make_record(created_at=created_at))
+    assert await store.first_token_created_at() == 1_700_000_100

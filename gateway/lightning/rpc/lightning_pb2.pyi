@@ -133,16 +133,18 @@ class PaymentHash(_message.Message):
     def __init__(self, r_hash: _Optional[bytes] = ...) -> None: ...
 
 class ListInvoiceRequest(_message.Message):
-    __slots__ = ("pending_only", "index_offset", "num_max_invoices", "reversed")
+    __slots__ = ("pending_only", "index_offset", "num_max_invoices", "reversed", "creation_date_start")
     PENDING_ONLY_FIELD_NUMBER: _ClassVar[int]
     INDEX_OFFSET_FIELD_NUMBER: _ClassVar[int]
     NUM_MAX_INVOICES_FIELD_NUMBER: _ClassVar[int]
     REVERSED_FIELD_NUMBER: _ClassVar[int]
+    CREATION_DATE_START_FIELD_NUMBER: _ClassVar[int]
     pending_only: bool
     index_offset: int
     num_max_invoices: int
     reversed: bool
-    def __init__(self, pending_only: _Optional[bool] = ..., index_offset: _Optional[int] = ..., num_max_invoices: _Optional[int] = ..., reversed: _Optional[bool] = ...) -> None: ...
+    creation_date_start: int
+    def __init__(self, pending_only: _Optional[bool] = ..., index_offset: _Optional[int] = ..., num_max_invoices: _Optional[int] = ..., reversed: _Optional[bool] = ..., creation_date_start: _Optional[int] = ...) -> None: ...
 
 class ListInvoiceResponse(_message.Message):
     __slots__ = ("invoices", "last_index_offset", "first_index_offset")
