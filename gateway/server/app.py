@@ -22,6 +22,7 @@ from gateway.server.errors import error_middleware
 from gateway.server.handler import handle
 from gateway.server.keys import (
     AUTH_KEY,
+    CLOCK_KEY,
     ISSUER_KEY,
     LND_KEY,
     METRICS_KEY,
@@ -127,6 +128,7 @@ def create_app(
         client_max_size=max((r.max_body_bytes for r in config.routes.routes), default=1 << 20),
     )
     app[METRICS_KEY] = metrics
+    app[CLOCK_KEY] = clock
     app[ROUTES_KEY] = RouteHolder(RuntimeRoutes.from_config(config))
     app[USAGE_KEY] = UsageCounter()
     app.cleanup_ctx.extend(

@@ -10,11 +10,12 @@ from aiohttp import web
 
 from gateway.config.model import Route
 from gateway.l402 import challenge as l402_challenge
-from gateway.l402.errors import Reason
+from gateway.l402.errors import L402Error
 from gateway.l402.mint import InvoiceLike, Minter, MintRequest
 from gateway.lightning import LndClient, LndError
 from gateway.metrics import GatewayMetrics
 from gateway.server.errors import LightningUnavailable, StoreUnavailable
+from gateway.server.reqkeys import MINT_SECONDS
 from gateway.store.base import StoreError, TokenStore
 
 log = logging.getLogger("gateway.challenges")
@@ -54,9 +55,14 @@ class ChallengeIssuer:
         return cls(Minter(LndInvoiceSource(lnd), store, clock), metrics)
 
     async def respond(
-        self, request: web.Request, route: Route, *, status: int = 402, reason: Reason | None = None
+        self,
+        request: web.Request,
+        route: Route,
+        *,
+        status: int = 402,
+        refusal: L402Error | None = None,
     ) -> web.Response:
-        """A fresh challenge; `reason` says why an offered credential was not enough."""
+        """A fresh challenge; `refusal` says why an offered credential was not enough."""
         mint_request = MintRequest(
             route=route.name,
             service=route.name,
@@ -84,7 +90,7 @@ class ChallengeIssuer:
             self._metrics.invoice_failures.labels(route=route.name, reason="store").inc()
             raise StoreUnavailable("could not store the new token; retry later") from exc
         self._metrics.challenges_issued.labels(route=route.name).inc()
-        request["mint_seconds"] = time.perf_counter() - start
+        request[MINT_SECONDS] = time.perf_counter() - start
 
         if is_grpc(request):
             headers = l402_challenge.grpc_headers(ch.macaroon_b64, ch.invoice, ch.amount_msats)
@@ -101,8 +107,11 @@ class ChallengeIssuer:
             ch.payment_hash.hex(),
             ch.expires_at,
         )
-        if reason is not None:
-            body["reason"] = reason.value
+        if refusal is not None:
+            if status == 401:
+                body["error"] = "invalid_credential"
+            body["reason"] = refusal.reason.value
+            body["message"] = refusal.detail  # the core keeps details free of secrets
         response = web.json_response(body, status=status)
         for name, value in l402_challenge.headers(ch.macaroon_b64, ch.invoice, ch.amount_msats):
             response.headers.add(name, value)

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from gateway.l402.errors import Reason
 from gateway.proxy.errors import ProxyError
+from gateway.server.reqkeys import OUTCOME, REQUEST_ID
 
 log = logging.getLogger("gateway.errors")
 
@@ -106,14 +107,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except GatewayError as exc:
-        request["outcome"] = exc.reason
+        request[OUTCOME] = exc.reason
         return json_error(exc.status, exc.reason, exc.message, retry_after=exc.retry_after)
     except ProxyError as exc:
-        request["outcome"] = exc.reason
+        request[OUTCOME] = exc.reason
         return json_error(exc.status, exc.reason, exc.detail)
     except web.HTTPException:
         raise
     except Exception:
-        request["outcome"] = "internal_error"
-        log.exception("unhandled error", extra={"request_id": request.get("request_id")})
+        request[OUTCOME] = "internal_error"
+        log.exception("unhandled error", extra={"request_id": request.get(REQUEST_ID)})
         return json_error(500, "internal_error", "internal error")

@@ -20,7 +20,16 @@ from gateway.l402.errors import L402Error, Reason
 from gateway.l402.verify import VerifiedToken
 from gateway.proxy import PROXY_KEY, ProxyError, UpstreamResponse, client_address
 from gateway.server.errors import AUTH_STATUS, NoRoute, StoreUnavailable, TokenInUse
-from gateway.server.keys import AUTH_KEY, ISSUER_KEY, METRICS_KEY, ROUTES_KEY, STORE_KEY, USAGE_KEY
+from gateway.server.keys import (
+    AUTH_KEY,
+    CLOCK_KEY,
+    ISSUER_KEY,
+    METRICS_KEY,
+    ROUTES_KEY,
+    STORE_KEY,
+    USAGE_KEY,
+)
+from gateway.server.reqkeys import OUTCOME, REFUSAL, ROUTE, TOKEN_ID, UPSTREAM_STATUS
 from gateway.store.base import ReserveResult, StoreError
 
 LEASE_MARGIN_SECONDS = 30
@@ -38,7 +47,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     route = runtime.match(request.host, request.path, request.method)
     if route is None:
         raise NoRoute(f"no route for {request.method} {request.path}")
-    request["route"] = route.name
+    request[ROUTE] = route.name
     peer = request.transport.get_extra_info("peername") if request.transport else None
     client_ip = client_address(
         peer[0] if peer else None,
@@ -47,42 +56,46 @@ async def handle(request: web.Request) -> web.StreamResponse:
     )
 
     if route.is_free:
-        request["outcome"] = "free"
+        request[OUTCOME] = "free"
         return await _proxy(request, route, None, client_ip, started, reserved_key=None)
 
     try:
         credential = credentials.parse(list(request.headers.items()))
         if credential is None:
-            request["outcome"] = "challenge"
+            request[OUTCOME] = "challenge"
             return await app[ISSUER_KEY].respond(request, route)
         token = await app[AUTH_KEY].authenticate(credential, route)
         reserved = await _reserve(request, route, token) if route.single_use else None
     except L402Error as exc:
-        return await _refuse(request, route, exc.reason)
+        return await _refuse(request, route, exc)
 
     app[METRICS_KEY].paid_requests.labels(route=route.name).inc()
     app[USAGE_KEY].add(route.name)
-    request["outcome"] = "paid"
-    request["token_id"] = token.token_id_hex
+    request[OUTCOME] = "paid"
+    request[TOKEN_ID] = token.token_id_hex
     forwarded = credential.authorization if route.forward_authorization else None
     return await _proxy(request, route, forwarded, client_ip, started, reserved_key=reserved)
 
 
-async def _refuse(request: web.Request, route: Route, reason: Reason) -> web.StreamResponse:
+async def _refuse(request: web.Request, route: Route, exc: L402Error) -> web.StreamResponse:
+    reason = exc.reason
     app = request.app
     app[METRICS_KEY].auth_failures.labels(route=route.name, reason=reason.value).inc()
-    request["outcome"] = f"refused_{reason.value}"
+    request[OUTCOME] = f"refused_{reason.value}"
+    request[REFUSAL] = exc.detail
     status = AUTH_STATUS[reason]
     if status == 409:
         raise TokenInUse()
-    return await app[ISSUER_KEY].respond(request, route, status=status, reason=reason)
+    return await app[ISSUER_KEY].respond(request, route, status=status, refusal=exc)
 
 
 async def _reserve(request: web.Request, route: Route, token: VerifiedToken) -> bytes:
     """Take a lease on a single-use token; exactly one concurrent request gets it."""
     lease = int(route.upstream_timeout_seconds) + LEASE_MARGIN_SECONDS
     try:
-        result = await request.app[STORE_KEY].reserve(token.key_id, int(time.time()), lease)
+        result = await request.app[STORE_KEY].reserve(
+            token.key_id, int(request.app[CLOCK_KEY]()), lease
+        )
     except StoreError as exc:
         raise StoreUnavailable(f"token store unavailable: {exc}") from exc
     if result is ReserveResult.RESERVED:
@@ -123,7 +136,7 @@ async def _proxy(
         await _settle_reservation(request, route, reserved_key, opened)
     overhead = time.perf_counter() - started - opened.elapsed
     metrics.added_latency.labels(route=route.name).observe(max(overhead, 0.0))
-    request["upstream_status"] = opened.status
+    request[UPSTREAM_STATUS] = opened.status
     return await app[PROXY_KEY].relay(request, opened)
 
 
@@ -135,7 +148,7 @@ async def _settle_reservation(
         await _release(request, key_id)
         return
     try:
-        await request.app[STORE_KEY].commit(key_id, int(time.time()))
+        await request.app[STORE_KEY].commit(key_id, int(request.app[CLOCK_KEY]()))
     except StoreError:
         # The buyer still gets the answer it paid for; the lease lapses and the
         # token becomes usable once more rather than being burned by our failure.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 from gateway.lightning import LndClient
@@ -20,3 +22,5 @@ AUTH_KEY = web.AppKey("authenticator", Authenticator)
 ISSUER_KEY = web.AppKey("issuer", ChallengeIssuer)
 USAGE_KEY = web.AppKey("usage", UsageCounter)
 PUBLIC_APP_KEY = web.AppKey("public_app", web.Application)
+# Wall clock for token expiry and single-use leases (injectable: tests move time forward).
+CLOCK_KEY = web.AppKey[Callable[[], float]]("clock")

@@ -1,0 +1,16 @@
+"""Typed per-request state keys (aiohttp warns about plain string keys).
+
+Kept free of imports from the rest of the server so every module can use them.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+REQUEST_ID = web.RequestKey("request_id", str)
+ROUTE = web.RequestKey("route", str)
+OUTCOME = web.RequestKey("outcome", str)
+TOKEN_ID = web.RequestKey("token_id", str)
+UPSTREAM_STATUS = web.RequestKey("upstream_status", int)
+MINT_SECONDS = web.RequestKey("mint_seconds", float)
+REFUSAL = web.RequestKey("refusal", str)  # why a credential was refused (secret-free)
