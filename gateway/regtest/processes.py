@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,9 +24,17 @@ def free_port() -> int:
 
 
 def _die_with_parent() -> None:
-    """Linux: SIGTERM the child if the Python process that owns it dies, even by SIGKILL."""
+    """Linux: SIGTERM the child if the Python process that owns it dies, even by SIGKILL.
+
+    The kernel ties this to the *thread* that forked, so it is only armed for
+    children spawned from the main thread (see ManagedProcess).
+    """
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _on_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 class ManagedProcess:
@@ -43,7 +52,10 @@ class ManagedProcess:
                 stderr=subprocess.STDOUT,
                 # Detached daemons outlive `make regtest-up`; attached ones die with their owner.
                 start_new_session=detached,
-                preexec_fn=None if detached else _die_with_parent,
+                # From a worker thread, PDEATHSIG would fire when that thread ends
+                # (e.g. asyncio.to_thread's executor shutting down), killing a
+                # healthy daemon; such children are stopped by their owner instead.
+                preexec_fn=_die_with_parent if (not detached and _on_main_thread()) else None,
             )
         finally:
             log.close()
