@@ -15,11 +15,17 @@ credential (same macaroon bytes and preimage); disagreeing ones are
 macaroon headers are ignored (they may be LND macaroons meant for the
 upstream); otherwise `Grpc-Metadata-Macaroon` is preferred over `Macaroon`,
 Aperture's order. Other schemes (e.g. `Bearer`) are ignored. A preimage must
-be exactly 64 hex characters; l402-requests' 96-character bug is named.
+be exactly 64 hex characters, with one tolerated exception: l402-requests'
+LND wallet base64-decodes LND's hex preimage and sends those 48 bytes as 96
+hex characters. Re-encoding them recovers the 64 hex characters exactly, so
+that form is accepted when (and only when) it round-trips to hex; the payment
+is still proven by sha256(preimage) == payment hash. Any other length is
+refused with a detail that names it.
 """
 
 from __future__ import annotations
 
+import base64
 import hmac
 import re
 from collections.abc import Sequence
@@ -35,6 +41,7 @@ SCHEME_LSAT = "LSAT"
 SCHEME_MACAROON_HEADER = "macaroon-header"
 
 PREIMAGE_HEX_LEN = 64
+MANGLED_PREIMAGE_HEX_LEN = 96  # l402-requests: base64-decoded hex, re-encoded as hex
 MAX_HEADER_LEN = 8192
 
 _SCHEME = re.compile(r"([A-Za-z0-9!#$%&'*+.^_`|~-]+)(?:[ \t]+(.*))?", re.DOTALL)
@@ -66,8 +73,17 @@ def format_authorization(macaroon_b64: str, preimage_hex: str) -> str:
     return f"{SCHEME_L402} {macaroon_b64}:{preimage_hex}"
 
 
+def _unmangle_preimage(text: str) -> str | None:
+    """The 64 hex characters behind l402-requests' 96-hex form, or None."""
+    if len(text) != MANGLED_PREIMAGE_HEX_LEN or not _HEX.fullmatch(text):
+        return None
+    recovered = base64.b64encode(bytes.fromhex(text)).decode("ascii")
+    return recovered if _HEX.fullmatch(recovered) else None
+
+
 def parse_preimage(text: str) -> bytes:
-    """Exactly 32 bytes as 64 hex characters, either case."""
+    """Exactly 32 bytes as 64 hex characters, either case (or the known 96-hex mangling)."""
+    text = _unmangle_preimage(text) or text
     if len(text) != PREIMAGE_HEX_LEN:
         raise malformed(
             f"preimage must be {PREIMAGE_HEX_LEN} hex characters (32 bytes), got {len(text)}"

@@ -176,6 +176,15 @@ def test_one_broken_l402_header_poisons_the_request() -> None:
     _malformed([("Authorization", f"L402 {MAC}:{PRE}"), ("Authorization", "L402 garbage")])
 
 
+def test_l402_requests_mangled_preimage_is_recovered() -> None:
+    """l402-requests' LND wallet base64-decodes the hex preimage and sends 96 hex chars."""
+    mangled = base64.b64decode(PRE).hex()
+    assert len(mangled) == 96
+    credential = credentials.parse([("Authorization", f"L402 {MAC}:{mangled}")])
+    assert credential is not None
+    assert credential.preimage.hex() == PRE.lower()
+
+
 def test_96_hex_preimage_is_rejected_naming_the_length() -> None:
     detail = _malformed([("Authorization", f"L402 {MAC}:{PRE}{'ab' * 16}")])
     assert "96" in detail
