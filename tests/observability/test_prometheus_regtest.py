@@ -11,7 +11,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from support.prometheus import PrometheusServer, sample_value
 
 from gateway.buyer.cache import CredentialCache
 from gateway.buyer.client import L402Client
@@ -20,6 +19,7 @@ from gateway.buyer.policy import SpendPolicy
 from gateway.lightning import LndClient
 from gateway.regtest.network import Descriptor
 from gateway.rehearsal.stack import ROUTE_A_PATH, SATS4AI_PATH, SellerStack
+from tests.support.prometheus import PrometheusServer, sample_value
 
 pytestmark = [pytest.mark.regtest, pytest.mark.prometheus]
 
