@@ -115,6 +115,14 @@ class GatewayMetrics:
             f"{PREFIX}_build_info", "Gateway build information", ["version", "python"], registry=r
         )
         self.build_info.labels(version=__version__, python=platform.python_version()).set(1)
+        self._routes: dict[str, RouteSeries] = {}
+
+    def route(self, name: str) -> RouteSeries:
+        """The hot-path series of one route, bound once (labels() costs a lock and lookups)."""
+        series = self._routes.get(name)
+        if series is None:
+            series = self._routes[name] = RouteSeries(self, name)
+        return series
 
     def declare_routes(self, routes: list[str]) -> None:
         """Create zero-valued series per route so rates and alerts work from the start."""
@@ -127,6 +135,25 @@ class GatewayMetrics:
                 self.revenue_msats,
             ):
                 family.labels(route=route)
+
+
+class RouteSeries:
+    """Children of the per-request families for one route."""
+
+    def __init__(self, metrics: GatewayMetrics, route: str) -> None:
+        self.paid_requests = metrics.paid_requests.labels(route=route)
+        self.upstream_latency = metrics.upstream_latency.labels(route=route)
+        self.added_latency = metrics.added_latency.labels(route=route)
+        self._upstream_requests = metrics.upstream_requests
+        self._route = route
+        self._by_class: dict[str, Counter] = {}
+
+    def upstream_requests(self, status_class: str) -> Counter:
+        child = self._by_class.get(status_class)
+        if child is None:
+            child = self._upstream_requests.labels(route=self._route, status_class=status_class)
+            self._by_class[status_class] = child
+        return child
 
 
 def exported_metric_names() -> set[str]:

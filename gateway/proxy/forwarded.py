@@ -7,6 +7,7 @@ the right, stopping at the first address that is not a trusted proxy.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 
@@ -25,6 +26,13 @@ def parse_ip(text: str | None) -> IPAddress | None:
     """An address from a peer or XFF entry; tolerates ports and IPv4-mapped IPv6."""
     if not text:
         return None
+    return _parse_ip(text)
+
+
+# Parsing with ipaddress costs more than the rest of the trust walk; peers repeat.
+# Bounded, so attacker-chosen XFF values cannot grow it.
+@functools.lru_cache(maxsize=4096)
+def _parse_ip(text: str) -> IPAddress | None:
     candidate = text.strip()
     if candidate.startswith("["):  # "[2001:db8::1]:443"
         candidate = candidate[1 : candidate.find("]")] if "]" in candidate else ""

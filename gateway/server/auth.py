@@ -11,26 +11,45 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 
 from gateway.config.model import Route
+from gateway.l402 import credentials
 from gateway.l402 import verify as l402_verify
-from gateway.l402.credentials import Credential
 from gateway.l402.errors import L402Error, Reason
 from gateway.l402.verify import VerifiedToken
 from gateway.server.errors import StoreUnavailable
 from gateway.store.base import StoreError, TokenStore
 
+CREDENTIAL_HEADERS = frozenset({"authorization", "grpc-metadata-macaroon", "macaroon"})
+
+
+def credential_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The request headers that can carry an L402 credential, in order."""
+    return [(name, value) for name, value in headers if name.lower() in CREDENTIAL_HEADERS]
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """A verified credential and the one Authorization value to forward upstream."""
+
+    token: VerifiedToken
+    authorization: str = field(repr=False)
+
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
-    token: VerifiedToken
+    admission: Admission
     cached_until: float  # monotonic deadline of this cache entry
 
 
 class VerifiedCache:
-    """LRU of credential digests → verified tokens; holds no macaroon or preimage."""
+    """LRU of credential-header digests -> admissions; keyed by digest, not by the secret.
+
+    Keying on the raw header values (not the parsed credential) lets a repeat
+    request skip base64, macaroon and preimage parsing as well as the HMAC.
+    """
 
     def __init__(self, size: int, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.size = size
@@ -41,14 +60,15 @@ class VerifiedCache:
         self.misses = 0
 
     @staticmethod
-    def key(credential: Credential, route: str) -> bytes:
+    def key(route: str, headers: Sequence[tuple[str, str]]) -> bytes:
         h = hashlib.sha256(route.encode())
-        h.update(b"\0")
-        h.update(credential.macaroon.raw)
-        h.update(credential.preimage)
+        for name, value in headers:
+            h.update(
+                b"\0" + name.lower().encode() + b"\0" + value.encode("utf-8", "surrogateescape")
+            )
         return h.digest()
 
-    def get(self, key: bytes) -> VerifiedToken | None:
+    def get(self, key: bytes) -> Admission | None:
         entry = self._entries.get(key)
         if entry is None or entry.cached_until < self._clock():
             if entry is not None:
@@ -57,12 +77,12 @@ class VerifiedCache:
             return None
         self._entries.move_to_end(key)
         self.hits += 1
-        return entry.token
+        return entry.admission
 
-    def put(self, key: bytes, token: VerifiedToken) -> None:
+    def put(self, key: bytes, admission: Admission) -> None:
         if self.size <= 0:
             return
-        self._entries[key] = _Entry(token, self._clock() + self.ttl)
+        self._entries[key] = _Entry(admission, self._clock() + self.ttl)
         self._entries.move_to_end(key)
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
@@ -78,7 +98,7 @@ class VerifiedCache:
 
 
 class Authenticator:
-    """Verifies credentials for a route: cache, then preimage, then root key, then HMAC."""
+    """Admits credentials for a route: cache, then parse, preimage, root key, HMAC, caveats."""
 
     def __init__(
         self,
@@ -90,20 +110,28 @@ class Authenticator:
         self.cache = cache
         self._clock = clock
 
-    async def authenticate(self, credential: Credential, route: Route) -> VerifiedToken:
+    async def admit(self, headers: Sequence[tuple[str, str]], route: Route) -> Admission | None:
+        """None when the headers carry no L402 credential at all (the caller challenges)."""
+        if not headers:
+            return None
         now = int(self._clock())
-        key = VerifiedCache.key(credential, route.name)
-        token = self.cache.get(key)
-        if token is not None:
-            if token.valid_until is not None and now > token.valid_until:
+        key = VerifiedCache.key(route.name, headers)
+        admission = self.cache.get(key)
+        if admission is not None:
+            valid_until = admission.token.valid_until
+            if valid_until is not None and now > valid_until:
                 self.cache.discard(key)
                 raise L402Error(Reason.EXPIRED, "token has expired")
-            return token
+            return admission
+        credential = credentials.parse(headers)
+        if credential is None:
+            return None
         identifier = l402_verify.precheck(credential)  # wrong preimage: refused with no I/O
         try:
             root_key = await self._store.get_root_key(identifier.key_id)
         except StoreError as exc:
             raise StoreUnavailable(f"token store unavailable: {exc}") from exc
         token = l402_verify.verify(credential, root_key, route.name, route.required_capability, now)
-        self.cache.put(key, token)
-        return token
+        admission = Admission(token, credential.authorization)
+        self.cache.put(key, admission)
+        return admission

@@ -15,10 +15,10 @@ import time
 from aiohttp import web
 
 from gateway.config.model import Route
-from gateway.l402 import credentials
 from gateway.l402.errors import L402Error, Reason
 from gateway.l402.verify import VerifiedToken
 from gateway.proxy import PROXY_KEY, ProxyError, UpstreamResponse, client_address
+from gateway.server.auth import credential_headers
 from gateway.server.errors import AUTH_STATUS, NoRoute, StoreUnavailable, TokenInUse
 from gateway.server.keys import (
     AUTH_KEY,
@@ -60,20 +60,21 @@ async def handle(request: web.Request) -> web.StreamResponse:
         return await _proxy(request, route, None, client_ip, started, reserved_key=None)
 
     try:
-        credential = credentials.parse(list(request.headers.items()))
-        if credential is None:
+        offered = credential_headers(request.headers.items())
+        admission = await app[AUTH_KEY].admit(offered, route)
+        if admission is None:
             request[OUTCOME] = "challenge"
             return await app[ISSUER_KEY].respond(request, route)
-        token = await app[AUTH_KEY].authenticate(credential, route)
+        token = admission.token
         reserved = await _reserve(request, route, token) if route.single_use else None
     except L402Error as exc:
         return await _refuse(request, route, exc)
 
-    app[METRICS_KEY].paid_requests.labels(route=route.name).inc()
+    app[METRICS_KEY].route(route.name).paid_requests.inc()
     app[USAGE_KEY].add(route.name)
     request[OUTCOME] = "paid"
     request[TOKEN_ID] = token.token_id_hex
-    forwarded = credential.authorization if route.forward_authorization else None
+    forwarded = admission.authorization if route.forward_authorization else None
     return await _proxy(request, route, forwarded, client_ip, started, reserved_key=reserved)
 
 
@@ -117,25 +118,23 @@ async def _proxy(
     reserved_key: bytes | None,
 ) -> web.StreamResponse:
     app = request.app
-    metrics = app[METRICS_KEY]
+    series = app[METRICS_KEY].route(route.name)
     target = app[ROUTES_KEY].current.targets[route.name]
     try:
         opened = await app[PROXY_KEY].open(request, target, authorization, client_ip)
     except ProxyError as exc:
         kind = "timeout" if exc.status == 504 else "error"
         if exc.status != 413:
-            metrics.upstream_requests.labels(route=route.name, status_class=kind).inc()
+            series.upstream_requests(kind).inc()
         if reserved_key is not None:
             await _release(request, reserved_key)
         raise
-    metrics.upstream_latency.labels(route=route.name).observe(opened.elapsed)
-    metrics.upstream_requests.labels(
-        route=route.name, status_class=_status_class(opened.status)
-    ).inc()
+    series.upstream_latency.observe(opened.elapsed)
+    series.upstream_requests(_status_class(opened.status)).inc()
     if reserved_key is not None:
         await _settle_reservation(request, route, reserved_key, opened)
     overhead = time.perf_counter() - started - opened.elapsed
-    metrics.added_latency.labels(route=route.name).observe(max(overhead, 0.0))
+    series.added_latency.observe(max(overhead, 0.0))
     request[UPSTREAM_STATUS] = opened.status
     return await app[PROXY_KEY].relay(request, opened)
 
