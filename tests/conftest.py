@@ -10,6 +10,7 @@ import pytest
 
 from gateway.lightning import LndClient
 from gateway.regtest.network import Descriptor, RegtestNetwork
+from tests.support.bodies import traced  # noqa: F401 (a fixture, shared by all suites)
 
 
 def _alive(pid: int) -> bool:

@@ -10,7 +10,7 @@ import asyncio
 import hashlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,9 +28,9 @@ from gateway.lightning import LndClient
 from gateway.regtest.network import Descriptor
 from gateway.regtest.processes import free_port
 from gateway.server.serve import GatewayServer
+from tests.support.bodies import pattern_stream
 
 MiB = 1024 * 1024
-CHUNK = 64 * 1024
 BIG_BODY_LIMIT = 64 * MiB
 PRICES_SATS = {
     "premium": 10,
@@ -76,31 +76,6 @@ class UpstreamState:
 
 
 STATE_KEY = web.AppKey("test_upstream_state", UpstreamState)
-
-
-def pattern_chunk(index: int) -> bytes:
-    """64 KiB of deterministic bytes, generated on demand."""
-    return hashlib.sha256(index.to_bytes(8, "big")).digest() * (CHUNK // 32)
-
-
-async def pattern_stream(total: int) -> AsyncIterator[bytes]:
-    sent = index = 0
-    while sent < total:
-        chunk = pattern_chunk(index)[: total - sent]
-        sent += len(chunk)
-        index += 1
-        yield chunk
-
-
-def pattern_sha256(total: int) -> str:
-    digest = hashlib.sha256()
-    sent = index = 0
-    while sent < total:
-        chunk = pattern_chunk(index)[: total - sent]
-        digest.update(chunk)
-        sent += len(chunk)
-        index += 1
-    return digest.hexdigest()
 
 
 def _auth_count(request: web.Request) -> int:

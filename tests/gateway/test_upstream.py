@@ -7,7 +7,6 @@ import hashlib
 import socket
 import time
 import tracemalloc
-from collections.abc import Iterator
 
 import aiohttp
 import pytest
@@ -18,12 +17,11 @@ from tests.gateway.harness import (
     Gateway,
     MiB,
     fetch,
-    pattern_sha256,
-    pattern_stream,
     poll,
     route_of,
     write_config,
 )
+from tests.support.bodies import pattern_sha256, pattern_stream
 
 pytestmark = pytest.mark.regtest
 
@@ -104,15 +102,6 @@ async def test_per_request_token_down_upstream_keeps_token(
         body = await r.json()
     assert body["text"] == "echo: hello"
     assert body["authorizationHeaders"] == 1
-
-
-@pytest.fixture
-def traced() -> Iterator[None]:
-    tracemalloc.start()
-    try:
-        yield
-    finally:
-        tracemalloc.stop()
 
 
 async def test_big_bodies_stream_with_bounded_memory(

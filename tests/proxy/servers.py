@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,36 +22,9 @@ from gateway.proxy import (
     proxy_ctx,
 )
 from gateway.proxy.forwarded import IPNetwork
+from tests.support.bodies import pattern_chunk, pattern_stream
 
-CHUNK = 64 * 1024
 GZIP_BODY = gzip.compress(b'{"hello": "compressed world"}' * 200, mtime=0)
-
-
-def pattern_chunk(index: int) -> bytes:
-    """64 KiB of deterministic, index-dependent bytes (generated, never stored)."""
-    return hashlib.sha256(index.to_bytes(8, "big")).digest() * (CHUNK // 32)
-
-
-async def pattern_stream(total: int) -> AsyncIterator[bytes]:
-    index = 0
-    sent = 0
-    while sent < total:
-        chunk = pattern_chunk(index)[: total - sent]
-        sent += len(chunk)
-        index += 1
-        yield chunk
-
-
-def pattern_sha256(total: int) -> str:
-    digest = hashlib.sha256()
-    index = 0
-    sent = 0
-    while sent < total:
-        chunk = pattern_chunk(index)[: total - sent]
-        digest.update(chunk)
-        sent += len(chunk)
-        index += 1
-    return digest.hexdigest()
 
 
 @dataclass

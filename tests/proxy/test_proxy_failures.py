@@ -11,7 +11,8 @@ import aiohttp
 import pytest
 
 from gateway.proxy import BodyTooLarge, UpstreamTimeout, UpstreamUnreachable
-from tests.proxy.servers import CHUNK, RigFactory
+from tests.proxy.servers import RigFactory
+from tests.support.bodies import CHUNK
 
 
 def _closed_port() -> int:

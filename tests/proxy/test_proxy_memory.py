@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import tracemalloc
-from collections.abc import Iterator
 
 import pytest
 
-from tests.proxy.servers import RigFactory, pattern_sha256, pattern_stream
+from tests.proxy.servers import RigFactory
+from tests.support.bodies import pattern_sha256, pattern_stream
 
 SIZE = 64 * 1024 * 1024
 PEAK_LIMIT = 8 * 1024 * 1024
-
-
-@pytest.fixture
-def traced() -> Iterator[None]:
-    tracemalloc.start()
-    try:
-        yield
-    finally:
-        tracemalloc.stop()
 
 
 @pytest.mark.parametrize("declared", [False, True], ids=["chunked", "content-length"])
