@@ -103,6 +103,7 @@ def run_rehearsal(desc: Descriptor, workdir: Path) -> RehearsalResult:
                 )
             timings["settlement"] = time.monotonic() - t
             problems += check_metrics(stack.metrics())
+        (workdir / "seller" / "metrics.txt").write_text(stack.metrics_text())
     finally:
         stack.stop()
     return RehearsalResult(summary, problems, artifact_dir, workdir, timings)
@@ -122,7 +123,7 @@ def report(result: RehearsalResult, wall: float) -> str:
         f"second paid={c.get('secondPaid')}, cacheHit={c.get('cacheHit')}",
         f"  artifacts: {result.artifact_dir / 'summary.json'}",
         f"             {result.artifact_dir / 'events.jsonl'}",
-        f"  seller logs: {result.workdir / 'seller'}",
+        f"  seller logs and /metrics snapshot: {result.workdir / 'seller'}",
     ]
     lines += [f"  DIFFERENCE: {p}" for p in result.problems]
     return "\n".join(lines)

@@ -143,12 +143,15 @@ class SellerStack:
         for proc in reversed(self.processes):
             proc.stop()
 
+    def metrics_text(self) -> str:
+        """The gateway's /metrics exposition, as Prometheus would scrape it."""
+        with urllib.request.urlopen(self.admin_url + "/metrics", timeout=5) as r:  # noqa: S310
+            return str(r.read().decode())
+
     def metrics(self) -> dict[str, float]:
         """The gateway's l402_* samples, keyed by their exposition name with labels."""
-        with urllib.request.urlopen(self.admin_url + "/metrics", timeout=5) as r:  # noqa: S310
-            text = r.read().decode()
         out: dict[str, float] = {}
-        for line in text.splitlines():
+        for line in self.metrics_text().splitlines():
             if line.startswith("l402_"):
                 name, _, value = line.rpartition(" ")
                 out[name] = float(value)

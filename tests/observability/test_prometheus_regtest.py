@@ -66,7 +66,9 @@ async def test_prometheus_sees_exactly_what_was_paid(
                 results = await prom.wait_for_async(
                     promql, lambda r: bool(r) and float(r[0]["value"][1]) == want, timeout=30
                 )
-                return sample_value(results)
+                got = sample_value(results)
+                print(f"prometheus: {promql} = {got:g} (buyer side: {want:g})")  # -s shows it
+                return got
 
             for route in (ROUTE_A, PER_REQUEST):
                 sel = f'{{route="{route}"}}'
