@@ -1,0 +1,116 @@
+"""The `l402-gateway` console script as an operator runs it (subprocesses, real SQLite)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from gateway.store import open_store
+from tests.store.factories import make_record
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = REPO / "config" / "routes.yaml"
+
+
+def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
+
+
+def write_config(tmp_path: Path, routes: str) -> Path:
+    path = tmp_path / "routes.yaml"
+    path.write_text(
+        "lnd:\n"
+        "  host: 127.0.0.1:10009\n"
+        "  tls_cert: missing/tls.cert\n"
+        "  macaroon: missing/invoice.macaroon\n"
+        f"store:\n  url: sqlite:///{tmp_path}/tokens.db\n"
+        "routes:\n" + routes
+    )
+    return path
+
+
+GOOD_ROUTE = (
+    "  - name: premium\n    path: '^/p$'\n    upstream: http://127.0.0.1:9/\n    price_sats: 10\n"
+)
+
+
+def test_shipped_config_is_valid() -> None:
+    out = run("check-config", str(SHIPPED), "--skip-file-checks")
+    assert out.returncode == 0, out.stderr
+    assert "ep212-premium-signal" in out.stdout
+    assert "10000 msat" in out.stdout
+    assert "250000 msat" in out.stdout
+
+
+def test_check_config_names_file_line_and_field_for_every_error(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path,
+        GOOD_ROUTE + "  - name: bad\n"
+        "    path: '^/(unclosed$'\n"
+        "    upstream: ftp://example.org/\n"
+        "    price_sats: -1\n"
+        "    colour: blue\n",
+    )
+    out = run("check-config", str(path), "--skip-file-checks")
+    assert out.returncode == 2
+    lines = out.stderr.splitlines()
+    for field in (
+        "routes[1].path",
+        "routes[1].upstream",
+        "routes[1].price_sats",
+        "routes[1].colour",
+    ):
+        assert any(line.startswith(f"{path}:") and f": {field}:" in line for line in lines), (
+            field,
+            out.stderr,
+        )
+    assert "not starting" in out.stderr
+
+
+def test_serve_refuses_an_invalid_file_without_starting(tmp_path: Path) -> None:
+    path = write_config(tmp_path, GOOD_ROUTE)  # lnd files do not exist
+    out = run("serve", "--config", str(path), timeout=20)
+    assert out.returncode == 2
+    assert f"{path}:3: lnd.tls_cert: file not found" in out.stderr
+    assert not (tmp_path / "tokens.db").exists()
+
+
+async def test_report_and_revoke_against_the_store(tmp_path: Path) -> None:
+    path = write_config(tmp_path, GOOD_ROUTE)
+    store = await open_store(f"sqlite:///{tmp_path}/tokens.db")
+    record = make_record("premium", created_at=1_790_000_000)
+    try:
+        await store.put_token(record)
+        await store.record_settlement(record.payment_hash, "premium", 10_000, 1, 1_790_000_000)
+        await store.add_paid_requests("premium", "2026-09-21", 3)
+    finally:
+        await store.close()
+
+    out = run("report", "--config", str(path), "--json")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert {
+        "day": "2026-09-21",
+        "route": "premium",
+        "settled_invoices": 1,
+        "revenue_msat": 10_000,
+        "paid_requests": 3,
+    } in rows
+
+    table = run("report", "--config", str(path))
+    assert "premium" in table.stdout
+    assert "10.000" in table.stdout
+
+    assert run("revoke", record.token_id_hex, "--config", str(path)).returncode == 0
+    again = run("revoke", record.token_id_hex, "--config", str(path))
+    assert again.returncode == 1
+    assert "not found or already revoked" in again.stderr
+    assert run("revoke", "not-hex", "--config", str(path)).returncode == 2
