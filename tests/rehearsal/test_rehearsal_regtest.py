@@ -46,3 +46,11 @@ def test_ep212_rehearsal_end_to_end(regtest: Descriptor, tmp_path: Path) -> None
     # The seller's processes were stopped by the rehearsal itself.
     log = (tmp_path / "seller" / "gateway.log").read_text()
     assert "shutting down" in log
+    # No secret reached the gateway's logs or metrics: every lsat macaroon starts with
+    # the same base64 prefix, and the proof reference is the preimage's first 16 hex.
+    metrics = (tmp_path / "seller" / "metrics.txt").read_text()
+    proof = on_disk["openAgentsRoute"]["proofReference"].removeprefix("preimage:")
+    for text in (log, metrics):
+        assert "AgEEbHNhdA" not in text
+        assert proof not in text
+    assert '"outcome":"paid"' in log
