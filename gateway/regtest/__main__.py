@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.descriptor.exists():
             print(f"a network is already up ({args.descriptor}); run `make regtest-down`")
             return 1
-        network = RegtestNetwork(detached=True, keep=True)
+        # On success the daemons outlive us and `down` removes the data; a failed or
+        # interrupted start removes it at once.
+        network = RegtestNetwork(detached=True)
         desc = network.start()
         desc.write(args.descriptor)
         print(f"regtest network up in {network.timings['total']:.1f}s")

@@ -144,7 +144,7 @@ def serve(workdir: Path) -> int:
     if DEFAULT_DESCRIPTOR.exists():
         print(f"a network is already up ({DEFAULT_DESCRIPTOR}); run `make regtest-down` first")
         return 1
-    network = RegtestNetwork(detached=True, keep=True)
+    network = RegtestNetwork(detached=True)  # `make regtest-down` removes the data
     desc = network.start()
     desc.write(DEFAULT_DESCRIPTOR)
     try:

@@ -1,0 +1,80 @@
+"""The regtest bring-up leaves nothing behind when it fails or is interrupted."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from gateway.regtest.network import RegtestNetwork, binary_dir
+from gateway.regtest.processes import wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid:
+            kids.append(int(entry.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_failed_bring_up_stops_everything_and_removes_its_data(tmp_path: Path) -> None:
+    """A fake btcd that dies at once stands in for a daemon that cannot start."""
+    real = binary_dir()
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    for tool in ("lnd", "lncli", "btcctl"):
+        (fake_bin / tool).symlink_to(real / tool)
+    (fake_bin / "btcd").write_text("#!/bin/sh\necho 'fake btcd: refusing to start' >&2\nexit 3\n")
+    (fake_bin / "btcd").chmod(0o755)
+    network = RegtestNetwork(bin_dir=fake_bin)
+    with pytest.raises(RuntimeError, match="btcd exited early"):
+        network.start()
+    assert not network.dir.exists()
+    assert network.procs == []
+
+
+@pytest.mark.regtest
+def test_ctrl_c_during_regtest_up_leaves_no_process(tmp_path: Path) -> None:
+    descriptor = tmp_path / "network.json"
+    before = set(Path(tempfile.gettempdir()).glob("l402-regtest-*"))
+    up = subprocess.Popen(
+        [sys.executable, "-m", "gateway.regtest", "up", "--descriptor", str(descriptor)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        # Interrupt once the daemons exist (btcd first, then the two lnd nodes).
+        wait_until("daemons started by `regtest up`", lambda: len(_children(up.pid)) >= 2, 60)
+        daemons = _children(up.pid)
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=60) != 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+    wait_until("the interrupted daemons to exit", lambda: not any(map(_alive, daemons)), 30)
+    assert not descriptor.exists()
+    assert set(Path(tempfile.gettempdir()).glob("l402-regtest-*")) <= before
