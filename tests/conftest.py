@@ -11,6 +11,22 @@ import pytest
 from gateway.lightning import LndClient
 from gateway.regtest.network import Descriptor, RegtestNetwork
 from tests.support.bodies import traced  # noqa: F401 (a fixture, shared by all suites)
+from tests.support.postgres import PostgresServer, find_bindir
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A private PostgreSQL for the session; fails (not skips) in CI when missing."""
+    if find_bindir() is None:
+        message = (
+            "PostgreSQL server binaries (/usr/lib/postgresql/*/bin/initdb) are missing: "
+            "run scripts/ensure-system-deps.sh"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with PostgresServer() as server:
+        yield server
 
 
 def _alive(pid: int) -> bool:

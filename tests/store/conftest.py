@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from gateway.store import TokenStore, open_store
-from tests.support.postgres import PostgresServer, find_bindir
+from tests.support.postgres import PostgresServer
 
 OpenStore = Callable[[], Awaitable[TokenStore]]
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """A private PostgreSQL for the session; fails (not skips) in CI when missing."""
-    if find_bindir() is None:
-        message = (
-            "PostgreSQL server binaries (/usr/lib/postgresql/*/bin/initdb) are missing: "
-            "run scripts/ensure-system-deps.sh"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    with PostgresServer() as server:
-        yield server
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
