@@ -1,4 +1,4 @@
-"""`l402-gateway`: serve, check-config, revoke, report, signal-upstream."""
+"""`l402-gateway`: serve, check-config, revoke, report, prune, signal-upstream."""
 
 from __future__ import annotations
 
@@ -116,6 +116,63 @@ async def _report_json(config_path: Path, days: int | None) -> int:
     return 0
 
 
+def cmd_prune(args: argparse.Namespace) -> int:
+    failed = _load(args.config)
+    if failed is not None:
+        return failed
+    if args.older_than_days is not None and args.older_than_days < 1:
+        print("--older-than-days must be >= 1", file=sys.stderr)
+        return 2
+    return asyncio.run(_prune(args.config, args.older_than_days, args.dry_run))
+
+
+async def _prune(config_path: Path, older_than_days: int | None, dry_run: bool) -> int:
+    """Rounds until no candidates remain; exit 1 when LND or the store failed."""
+    import time
+
+    from gateway.lightning import LndClient
+    from gateway.metrics import GatewayMetrics
+    from gateway.pruning import DAY_SECONDS, DEFAULT_OLDER_THAN_DAYS, PruneResult, TokenPruner
+    from gateway.store import StoreError, open_store
+
+    config = load_config(config_path)
+    days = older_than_days or config.store.prune_after_days or DEFAULT_OLDER_THAN_DAYS
+    verb = "would delete" if dry_run else "deleted"
+    store = await open_store(config.store.url, config.base_dir)
+    lnd = LndClient.connect(
+        config.lnd.host,
+        tls_cert=config.lnd.tls_cert,
+        macaroon=config.lnd.macaroon,
+        timeout=config.lnd.timeout_seconds,
+    )
+    pruner = TokenPruner(lnd, store, GatewayMetrics(), days * DAY_SECONDS, dry_run=dry_run)
+    now = int(time.time())
+    total = PruneResult(0, 0, 0)
+    print(f"pruning unpaid tokens older than {days} day(s){' (dry run)' if dry_run else ''}")
+    try:
+        while True:
+            result = await pruner.prune_once(now)
+            total += result
+            print(
+                f"round: checked {result.checked}, {verb} {result.deleted}, kept {result.kept}"
+                f" ({result.not_found} unknown to LND)",
+                flush=True,
+            )
+            if result.finished or result.error is not None:
+                break
+    except StoreError as exc:
+        print(f"store error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await lnd.close()
+        await store.close()
+    print(f"total: checked {total.checked}, {verb} {total.deleted}, kept {total.kept}")
+    if total.error is not None:
+        print(f"stopped: LND error {total.error}; the remaining rows were kept", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_signal_upstream(args: argparse.Namespace) -> int:
     from gateway.demo_upstream import run_signal_upstream
 
@@ -161,6 +218,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, default=None)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("prune", help="delete tokens whose invoice expired unpaid")
+    with_config(p)
+    p.add_argument(
+        "--older-than-days",
+        type=int,
+        default=None,
+        help="grace period (default: store.prune_after_days, or 7 when that is 0)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="check with LND but delete nothing")
+    p.set_defaults(func=cmd_prune)
 
     p = sub.add_parser("signal-upstream", help="serve the EP212 demo payload")
     p.add_argument("--host", default="127.0.0.1")

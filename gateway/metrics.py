@@ -108,6 +108,11 @@ class GatewayMetrics:
         self.settle_index = Gauge(
             f"{PREFIX}_settle_index", "Last LND settle index processed", registry=r
         )
+        self.tokens_pruned = Counter(
+            f"{PREFIX}_tokens_pruned",
+            "Token rows deleted because their invoice was canceled unpaid",
+            registry=r,
+        )
         self.config_reloads = Counter(
             f"{PREFIX}_config_reloads", "routes.yaml reloads by result", ["result"], registry=r
         )

@@ -31,6 +31,7 @@ DEFAULT_TRUSTED_PROXIES = ("127.0.0.1/32", "::1/128")
 DEFAULT_LND_HOST = "127.0.0.1:10009"
 DEFAULT_STORE_URL = "sqlite:///var/lib/l402-gateway/tokens.db"
 DEFAULT_VERIFIED_CACHE_SIZE = 10_000
+DEFAULT_PRUNE_AFTER_DAYS = 7
 _HOSTNAME = re.compile(
     r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?"
 )
@@ -164,14 +165,16 @@ def _lnd(top: Section) -> LndConfig:
 
 
 def _store(top: Section) -> StoreConfig:
-    s = Section.of(top.reader, top.get("store"), "store", frozenset({"url"}))
+    keys = frozenset({"url", "prune_after_days"})
+    s = Section.of(top.reader, top.get("store"), "store", keys)
     if s is None:
-        return StoreConfig(parse_store_url(DEFAULT_STORE_URL).url)
+        return StoreConfig(parse_store_url(DEFAULT_STORE_URL).url, DEFAULT_PRUNE_AFTER_DAYS)
+    prune_after_days = s.integer("prune_after_days", DEFAULT_PRUNE_AFTER_DAYS, minimum=0)
     text = s.string("url", DEFAULT_STORE_URL)
     node = s.get("url") or s.node
     text = s.reader.interpolate(node, "store.url", text)
     try:
-        return StoreConfig(parse_store_url(text, s.reader.base_dir).url)
+        return StoreConfig(parse_store_url(text, s.reader.base_dir).url, prune_after_days)
     except ValueError as exc:
         s.reader.error(node, "store.url", str(exc))
-        return StoreConfig(text)
+        return StoreConfig(text, prune_after_days)

@@ -51,9 +51,13 @@ class LndConfig:
 
 @dataclass(frozen=True)
 class StoreConfig:
-    """`url` is `sqlite:///absolute/path` or a `postgresql://` URL."""
+    """`url` is `sqlite:///absolute/path` or a `postgresql://` URL.
+
+    `prune_after_days`: age after which unpaid, canceled tokens are pruned; 0 = never.
+    """
 
     url: str
+    prune_after_days: int = 7
 
 
 @dataclass(frozen=True)

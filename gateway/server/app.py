@@ -16,6 +16,7 @@ from gateway.config.model import GatewayConfig
 from gateway.lightning import LndClient
 from gateway.metrics import GatewayMetrics
 from gateway.proxy import proxy_ctx
+from gateway.pruning import DAY_SECONDS, TokenPruner
 from gateway.server.auth import Authenticator, VerifiedCache
 from gateway.server.challenges import ChallengeIssuer
 from gateway.server.errors import error_middleware
@@ -39,6 +40,7 @@ from gateway.store.base import TokenStore
 
 VERIFIED_CACHE_TTL = 60.0
 SETTLEMENT_KEY = web.AppKey("settlement", SettlementFollower)
+PRUNER_KEY = web.AppKey("pruner", TokenPruner)
 
 CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
 
@@ -106,6 +108,20 @@ async def _settlement_ctx(app: web.Application) -> AsyncIterator[None]:
     await asyncio.gather(task, return_exceptions=True)
 
 
+def _pruner_ctx(days: int, clock: Callable[[], float]) -> CleanupCtx:
+    """Hourly pruning of unpaid, canceled tokens; the first pass waits a few minutes."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        pruner = TokenPruner(app[LND_KEY], app[STORE_KEY], app[METRICS_KEY], days * DAY_SECONDS)
+        app[PRUNER_KEY] = pruner
+        task = asyncio.create_task(pruner.run(clock), name="token-pruner")
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    return ctx
+
+
 async def _usage_ctx(app: web.Application) -> AsyncIterator[None]:
     async for _ in run_flusher(app[USAGE_KEY], app[STORE_KEY]):
         yield
@@ -142,5 +158,7 @@ def create_app(
     )
     if follow_settlements:
         app.cleanup_ctx.append(_settlement_ctx)
+    if config.store.prune_after_days > 0:
+        app.cleanup_ctx.append(_pruner_ctx(config.store.prune_after_days, clock))
     app.router.add_route("*", "/{tail:.*}", handle)
     return app

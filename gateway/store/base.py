@@ -6,10 +6,11 @@ the database's message only, never bound parameters.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from gateway.store.records import TokenRecord
 
@@ -34,6 +35,44 @@ class ReportRow:
     settled_invoices: int
     revenue_msat: int
     paid_requests: int
+
+
+class PruneCandidate(NamedTuple):
+    """A token row that may be pruned if LND confirms its invoice is canceled.
+
+    `created_at` rides along so callers can page past rows they keep
+    (`after=(created_at, key_id)`) instead of re-reading them every round.
+    """
+
+    key_id: bytes
+    payment_hash: bytes
+    created_at: int
+
+
+# Rows `delete_tokens` may remove: never used, never leased (a lease means a valid
+# preimage was shown), and no settlement booked for the payment hash. Evaluated
+# again at delete time, so a settlement or a use recorded meanwhile wins.
+PRUNABLE_SQL = (
+    "used_at IS NULL AND lease_until IS NULL AND NOT EXISTS"
+    " (SELECT 1 FROM l402_settlements s WHERE s.payment_hash = l402_tokens.payment_hash)"
+)
+
+
+def prune_candidates_sql(after: bool, numbered: bool) -> str:
+    """The candidate query; parameters in order: created_before, [created_at, key_id], limit.
+
+    `created_at >= cursor` is redundant with the row comparison but lets both
+    databases bound the created_at index range instead of filtering.
+    """
+    sql = "SELECT key_id, payment_hash, created_at FROM l402_tokens WHERE created_at < ?"
+    sql += f" AND {PRUNABLE_SQL}"
+    if after:
+        sql += " AND created_at >= ? AND (created_at, key_id) > (?, ?)"
+    sql += " ORDER BY created_at, key_id LIMIT ?"
+    if numbered:  # asyncpg: $1, $2, ...
+        parts = sql.split("?")
+        sql = parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], 1))
+    return sql
 
 
 class TokenStore(Protocol):
@@ -71,6 +110,19 @@ class TokenStore(Protocol):
     async def revenue_report(
         self, days: int | None = None, *, now: int | None = None
     ) -> list[ReportRow]: ...
+
+    async def prune_candidates(
+        self, created_before: int, limit: int, *, after: tuple[int, bytes] | None = None
+    ) -> list[PruneCandidate]:
+        """Unsettled, unused rows created before `created_before`, oldest first.
+
+        `after` = (created_at, key_id) of the last row seen continues a scan.
+        """
+        ...
+
+    async def delete_tokens(self, key_ids: Sequence[bytes]) -> int:
+        """Delete those of `key_ids` still prunable, in one transaction; return the count."""
+        ...
 
     async def check_writable(self) -> None: ...
 

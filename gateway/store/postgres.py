@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
 
 from gateway.store.base import (
+    PRUNABLE_SQL,
     SCHEMA_VERSION,
+    PruneCandidate,
     ReportRow,
     ReserveResult,
     StoreError,
@@ -23,12 +25,15 @@ from gateway.store.base import (
     first_report_day,
     merge_report,
     parse_token_id,
+    prune_candidates_sql,
     utc_day,
 )
 from gateway.store.records import TokenRecord
 
 T = TypeVar("T")
 _SCHEMA_LOCK = 0x1402_5C4E  # pg_advisory_xact_lock key: one migrator at a time
+DELETE_PRUNABLE = "DELETE FROM l402_tokens WHERE key_id = ANY($1::bytea[])"
+DELETE_PRUNABLE += f" AND {PRUNABLE_SQL}"
 
 SCHEMA = [
     """CREATE TABLE l402_tokens (
@@ -322,6 +327,35 @@ class PostgresTokenStore:
             )
 
         return await self._run("revenue_report", op)
+
+    async def prune_candidates(
+        self, created_before: int, limit: int, *, after: tuple[int, bytes] | None = None
+    ) -> list[PruneCandidate]:
+        sql = prune_candidates_sql(after is not None, numbered=True)
+        cursor = () if after is None else (after[0], after[0], after[1])
+        params = (created_before, *cursor, limit)
+
+        async def op(conn: Any) -> list[PruneCandidate]:
+            rows = await conn.fetch(sql, *params)
+            return [PruneCandidate(bytes(r[0]), bytes(r[1]), int(r[2])) for r in rows]
+
+        return await self._run("prune_candidates", op)
+
+    async def delete_tokens(self, key_ids: Sequence[bytes]) -> int:
+        keys = list(key_ids)
+        if not keys:
+            return 0
+
+        async def op(conn: Any) -> int:
+            async with conn.transaction():
+                # SHARE blocks settlement inserts until we commit, and the DELETE's
+                # snapshot (taken after the lock) sees every settlement committed
+                # before it: a settlement either wins or books after the delete.
+                await conn.execute("LOCK TABLE l402_settlements IN SHARE MODE")
+                status = await conn.execute(DELETE_PRUNABLE, keys)
+            return _rowcount(status)
+
+        return await self._run("delete_tokens", op)
 
     async def check_writable(self) -> None:
         now = int(time.time())

@@ -15,13 +15,15 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
 from gateway.store.base import (
+    PRUNABLE_SQL,
     SCHEMA_VERSION,
+    PruneCandidate,
     ReportRow,
     ReserveResult,
     StoreError,
@@ -29,6 +31,7 @@ from gateway.store.base import (
     first_report_day,
     merge_report,
     parse_token_id,
+    prune_candidates_sql,
     utc_day,
 )
 from gateway.store.records import TokenRecord
@@ -36,6 +39,8 @@ from gateway.store.url import MEMORY
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+DELETE_PRUNABLE = "DELETE FROM l402_tokens WHERE key_id = ?"
+DELETE_PRUNABLE += f" AND {PRUNABLE_SQL}"
 
 SCHEMA = """
 CREATE TABLE l402_tokens (
@@ -347,6 +352,31 @@ class SqliteTokenStore:
             return merge_report(settled, paid)
 
         return await self._run("revenue_report", op)
+
+    async def prune_candidates(
+        self, created_before: int, limit: int, *, after: tuple[int, bytes] | None = None
+    ) -> list[PruneCandidate]:
+        sql = prune_candidates_sql(after is not None, numbered=False)
+        cursor = () if after is None else (after[0], after[0], after[1])
+        params = (created_before, *cursor, limit)
+
+        def op(conn: sqlite3.Connection) -> list[PruneCandidate]:
+            rows = conn.execute(sql, params).fetchall()
+            return [PruneCandidate(bytes(k), bytes(h), int(c)) for k, h, c in rows]
+
+        return await self._run("prune_candidates", op)
+
+    async def delete_tokens(self, key_ids: Sequence[bytes]) -> int:
+        keys = list(key_ids)
+        if not keys:
+            return 0
+
+        def op(conn: sqlite3.Connection) -> int:
+            with _write(conn):  # the write lock holds off record_settlement meanwhile
+                cur = conn.executemany(DELETE_PRUNABLE, [(key,) for key in keys])
+            return cur.rowcount  # executemany: the sum over all rows
+
+        return await self._run("delete_tokens", op)
 
     async def check_writable(self) -> None:
         now = int(time.time())
