@@ -8,7 +8,9 @@ One run measures, on 127.0.0.1 only:
              (paid once on regtest up front, then served from the verified cache);
 3. uncached: the same GETs through a second gateway with `verified_cache_size: 0`
              (every request does the store lookup and the macaroon HMAC chain);
-4. challenge: unauthenticated GETs, each answered 402 with a fresh LND invoice.
+4. challenge: unauthenticated GETs, each answered 402 with a fresh LND invoice
+             (`challenge_rate_limit` is turned off in the bench's gateways: all
+             of these come from one client and would otherwise get 429).
 
 Process layout: the upstream and each gateway run as their own processes via the
 real `l402-gateway` CLI (`signal-upstream`, `serve`); this process drives the load
@@ -372,6 +374,9 @@ listen: {{public: "{HOST}:{public}", admin: "{HOST}:{admin}"}}
 lnd: {{host: "{seller.rpc}", tls_cert: "{seller.tls_cert}", macaroon: "{seller.invoice_macaroon}"}}
 store: {{url: "sqlite:///{stack.workdir}/tokens.db"}}
 verified_cache_size: {cache_size}
+# The challenge phases mint hundreds of invoices from one client (127.0.0.1):
+# the per-client challenge rate limit is off so they measure minting, not 429s.
+challenge_rate_limit: {{per_minute: 0}}
 routes:
   - name: premium
     path: '^{PATH}$'

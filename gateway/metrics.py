@@ -35,6 +35,12 @@ class GatewayMetrics:
         self.challenges_issued = Counter(
             f"{PREFIX}_challenges_issued", "402 challenges issued", ["route"], registry=r
         )
+        self.challenges_rate_limited = Counter(
+            f"{PREFIX}_challenges_rate_limited",
+            "Challenges refused (429) because the client exceeded challenge_rate_limit",
+            ["route"],
+            registry=r,
+        )
         self.invoice_failures = Counter(
             f"{PREFIX}_invoice_failures",
             "Challenges that could not be minted (LND or store failure)",
@@ -134,6 +140,7 @@ class GatewayMetrics:
         for route in routes:
             for family in (
                 self.challenges_issued,
+                self.challenges_rate_limited,
                 self.paid_requests,
                 self.tokens_consumed,
                 self.settled_invoices,

@@ -3,6 +3,7 @@
 from gateway.config.errors import ConfigError, ConfigErrors
 from gateway.config.loader import load_config, parse_host_port
 from gateway.config.model import (
+    ChallengeRateLimit,
     GatewayConfig,
     ListenConfig,
     Listener,
@@ -15,6 +16,7 @@ from gateway.config.model import (
 )
 
 __all__ = [
+    "ChallengeRateLimit",
     "ConfigError",
     "ConfigErrors",
     "GatewayConfig",

@@ -12,6 +12,7 @@ import yaml
 
 from gateway.config.errors import ConfigError, ConfigErrors
 from gateway.config.model import (
+    ChallengeRateLimit,
     GatewayConfig,
     IPNetwork,
     ListenConfig,
@@ -24,7 +25,17 @@ from gateway.config.nodes import Reader, Section
 from gateway.config.routes import parse_routes
 from gateway.store.url import parse_store_url
 
-TOP_KEYS = frozenset({"listen", "trusted_proxies", "lnd", "store", "verified_cache_size", "routes"})
+TOP_KEYS = frozenset(
+    {
+        "listen",
+        "trusted_proxies",
+        "lnd",
+        "store",
+        "verified_cache_size",
+        "challenge_rate_limit",
+        "routes",
+    }
+)
 DEFAULT_PUBLIC = "127.0.0.1:8080"
 DEFAULT_ADMIN = "127.0.0.1:9090"
 DEFAULT_TRUSTED_PROXIES = ("127.0.0.1/32", "::1/128")
@@ -82,6 +93,7 @@ def load_config(
             "verified_cache_size", DEFAULT_VERIFIED_CACHE_SIZE, minimum=0
         ),
         routes=RouteTable(parse_routes(reader, top.get("routes"), top.node)),
+        challenge_rate_limit=_challenge_rate_limit(top),
     )
     if reader.errors:
         raise ConfigErrors(reader.errors)
@@ -178,3 +190,14 @@ def _store(top: Section) -> StoreConfig:
     except ValueError as exc:
         s.reader.error(node, "store.url", str(exc))
         return StoreConfig(text, prune_after_days)
+
+
+def _challenge_rate_limit(top: Section) -> ChallengeRateLimit:
+    default = ChallengeRateLimit()
+    keys = frozenset({"per_minute", "burst"})
+    s = Section.of(top.reader, top.get("challenge_rate_limit"), "challenge_rate_limit", keys)
+    if s is None:
+        return default
+    per_minute = s.integer("per_minute", default.per_minute, minimum=0)
+    burst = s.integer("burst", default.burst, minimum=1)
+    return ChallengeRateLimit(per_minute, burst)

@@ -61,6 +61,21 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class ChallengeRateLimit:
+    """Challenges one client (IP address) may obtain: `per_minute` refill, `burst` at once.
+
+    `per_minute == 0` turns the limit off.
+    """
+
+    per_minute: int = 60
+    burst: int = 20
+
+    @property
+    def enabled(self) -> bool:
+        return self.per_minute > 0
+
+
+@dataclass(frozen=True)
 class PathRewrite:
     """A regex substitution applied to the request path before joining the upstream."""
 
@@ -164,6 +179,7 @@ class GatewayConfig:
     store: StoreConfig
     verified_cache_size: int
     routes: RouteTable
+    challenge_rate_limit: ChallengeRateLimit = ChallengeRateLimit()
 
     @property
     def base_dir(self) -> Path:

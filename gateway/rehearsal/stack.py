@@ -33,6 +33,8 @@ lnd:
   timeout_seconds: 5
 store:
   url: "sqlite:///{store}"
+# challenge_rate_limit: the defaults (60 per minute, burst 20 per client) as in
+# production; the rehearsal's few challenges from 127.0.0.1 stay well inside them.
 routes:
   - name: sats4ai-text-generation
     path: '^{sats4ai}$'

@@ -92,7 +92,7 @@ def _services_ctx(clock: Callable[[], float]) -> CleanupCtx:
         cache = VerifiedCache(config.verified_cache_size, VERIFIED_CACHE_TTL)
         app[AUTH_KEY] = Authenticator(app[STORE_KEY], cache, clock)
         app[ISSUER_KEY] = ChallengeIssuer.for_lnd(
-            app[LND_KEY], app[STORE_KEY], app[METRICS_KEY], clock
+            app[LND_KEY], app[STORE_KEY], app[METRICS_KEY], config.challenge_rate_limit, clock
         )
         yield
 

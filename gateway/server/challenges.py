@@ -1,4 +1,8 @@
-"""Issuing 402 challenges: an LND invoice, a fresh token, and Aperture's two headers."""
+"""Issuing 402 challenges: an LND invoice, a fresh token, and Aperture's two headers.
+
+Minting is rate limited per client (`challenge_rate_limit`) before anything
+touches LND or the store: a limited client gets 429 + Retry-After instead.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,14 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from gateway.config.model import Route
+from gateway.config.model import ChallengeRateLimit, Route
 from gateway.l402 import challenge as l402_challenge
 from gateway.l402.errors import L402Error
 from gateway.l402.mint import InvoiceLike, Minter, MintRequest
 from gateway.lightning import LndClient, LndError
 from gateway.metrics import GatewayMetrics
-from gateway.server.errors import LightningUnavailable, StoreUnavailable
+from gateway.ratelimit import TokenBucketLimiter, retry_after_seconds
+from gateway.server.errors import ChallengeRateLimited, LightningUnavailable, StoreUnavailable
 from gateway.server.reqkeys import MINT_SECONDS
 from gateway.store.base import StoreError, TokenStore
 
@@ -38,11 +43,20 @@ def is_grpc(request: web.Request) -> bool:
 
 
 class ChallengeIssuer:
-    """Mints a token per challenge and renders it for HTTP or gRPC clients."""
+    """Mints a token per challenge (at most as fast as each client's limit allows)
+    and renders it for HTTP or gRPC clients."""
 
-    def __init__(self, minter: Minter, metrics: GatewayMetrics) -> None:
+    def __init__(
+        self,
+        minter: Minter,
+        metrics: GatewayMetrics,
+        limit: ChallengeRateLimit,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._minter = minter
         self._metrics = metrics
+        self._clock = clock
+        self.limiter = TokenBucketLimiter(limit.per_minute, limit.burst)
 
     @classmethod
     def for_lnd(
@@ -50,19 +64,30 @@ class ChallengeIssuer:
         lnd: LndClient,
         store: TokenStore,
         metrics: GatewayMetrics,
+        limit: ChallengeRateLimit,
         clock: Callable[[], float] = time.time,
     ) -> ChallengeIssuer:
-        return cls(Minter(LndInvoiceSource(lnd), store, clock), metrics)
+        return cls(Minter(LndInvoiceSource(lnd), store, clock), metrics, limit, clock)
+
+    def set_limit(self, limit: ChallengeRateLimit) -> None:
+        """Apply a reloaded `challenge_rate_limit`; clients keep their remaining tokens."""
+        self.limiter.configure(limit.per_minute, limit.burst)
 
     async def respond(
         self,
         request: web.Request,
         route: Route,
         *,
+        client: str,
         status: int = 402,
         refusal: L402Error | None = None,
     ) -> web.Response:
-        """A fresh challenge; `refusal` says why an offered credential was not enough."""
+        """A fresh challenge for `client` (its address, the rate-limit key); `refusal` says
+        why an offered credential was not enough. Raises ChallengeRateLimited (429)."""
+        wait = self.limiter.allow(client, self._clock())
+        if wait is not None:
+            self._metrics.challenges_rate_limited.labels(route=route.name).inc()
+            raise ChallengeRateLimited(retry_after_seconds(wait))
         mint_request = MintRequest(
             route=route.name,
             service=route.name,

@@ -6,6 +6,8 @@ Status policy (see docs/status-codes.md):
 - 402 + fresh challenge: the credential was genuine but cannot buy this request
   (expired, used up, revoked, minted for another route, lacks a capability).
 - 409: a per-request token is being used by a concurrent request right now.
+- 429 + Retry-After: the client asked for challenges faster than
+  `challenge_rate_limit` allows; nothing was minted or stored.
 - 413 / 502 / 504: the request body or the upstream failed (`ProxyError`).
 - 503 + Retry-After: LND or the token store is unavailable; nothing was stored.
 """
@@ -67,6 +69,19 @@ class TokenInUse(GatewayError):
 
     def __init__(self) -> None:
         super().__init__("this single-use token is being used by another request", retry_after=1)
+
+
+class ChallengeRateLimited(GatewayError):
+    """Minting refused for this client (`challenge_rate_limit`); no invoice, nothing stored."""
+
+    status = 429
+    reason = "rate_limited"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            f"too many payment challenges from this client; retry in {retry_after} s",
+            retry_after=retry_after,
+        )
 
 
 class LightningUnavailable(GatewayError):

@@ -1,6 +1,7 @@
 """The public listener's only handler: match a route, demand or check payment, proxy.
 
-Order for a priced route: parse the credential (none: challenge) -> verify
+Order for a priced route: parse the credential (none: challenge, if the
+client's `challenge_rate_limit` allows another, else 429) -> verify
 (cached) -> reserve a single-use token -> open the upstream -> commit the
 token only if the upstream answered below 500, else release it -> stream the
 body back. A failure on our side or upstream never burns a paid credential.
@@ -64,11 +65,11 @@ async def handle(request: web.Request) -> web.StreamResponse:
         admission = await app[AUTH_KEY].admit(offered, route)
         if admission is None:
             request[OUTCOME] = "challenge"
-            return await app[ISSUER_KEY].respond(request, route)
+            return await app[ISSUER_KEY].respond(request, route, client=client_ip)
         token = admission.token
         reserved = await _reserve(request, route, token) if route.single_use else None
     except L402Error as exc:
-        return await _refuse(request, route, exc)
+        return await _refuse(request, route, exc, client_ip)
 
     app[METRICS_KEY].route(route.name).paid_requests.inc()
     app[USAGE_KEY].add(route.name)
@@ -78,7 +79,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
     return await _proxy(request, route, forwarded, client_ip, started, reserved_key=reserved)
 
 
-async def _refuse(request: web.Request, route: Route, exc: L402Error) -> web.StreamResponse:
+async def _refuse(
+    request: web.Request, route: Route, exc: L402Error, client_ip: str
+) -> web.StreamResponse:
     reason = exc.reason
     app = request.app
     app[METRICS_KEY].auth_failures.labels(route=route.name, reason=reason.value).inc()
@@ -87,7 +90,9 @@ async def _refuse(request: web.Request, route: Route, exc: L402Error) -> web.Str
     status = AUTH_STATUS[reason]
     if status == 409:
         raise TokenInUse()
-    return await app[ISSUER_KEY].respond(request, route, status=status, refusal=exc)
+    return await app[ISSUER_KEY].respond(
+        request, route, client=client_ip, status=status, refusal=exc
+    )
 
 
 async def _reserve(request: web.Request, route: Route, token: VerifiedToken) -> bytes:

@@ -18,7 +18,7 @@ from gateway.lightning import LndClient
 from gateway.metrics import GatewayMetrics
 from gateway.server.admin import create_admin_app
 from gateway.server.app import create_app
-from gateway.server.keys import AUTH_KEY, ROUTES_KEY
+from gateway.server.keys import AUTH_KEY, ISSUER_KEY, ROUTES_KEY
 from gateway.server.runtime import RuntimeRoutes
 from gateway.store.base import TokenStore
 
@@ -88,6 +88,7 @@ class GatewayServer:
             log.warning("listener, LND and store changes need a restart; routes reloaded")
         self.app[ROUTES_KEY].current = routes
         self.app[AUTH_KEY].cache.clear()
+        self.app[ISSUER_KEY].set_limit(config.challenge_rate_limit)
         self.metrics.declare_routes(list(config.routes.names))
         self.metrics.config_reloads.labels(result="ok").inc()
         log.info("config reloaded", extra={"config": str(path)})

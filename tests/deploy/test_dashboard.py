@@ -32,6 +32,7 @@ UNUSED_ALLOWED: dict[str, str] = {}
 DASHBOARD_REQUIRED = {
     "l402_revenue_msats",
     "l402_challenges_issued",
+    "l402_challenges_rate_limited",
     "l402_paid_requests",
     "l402_auth_failures",
     "l402_invoice_failures",
@@ -47,6 +48,7 @@ DASHBOARD_REQUIRED = {
 # Families labelled by route (docs/architecture.md metrics table).
 ROUTE_LABELLED = {
     "l402_challenges_issued",
+    "l402_challenges_rate_limited",
     "l402_invoice_failures",
     "l402_paid_requests",
     "l402_tokens_consumed",

@@ -46,6 +46,7 @@ PRICES_SATS = {
 TIP_MSATS = 1_234  # not a whole number of satoshis
 VALIDITY_SECONDS = 60
 SLOW_TIMEOUT_SECONDS = 1
+GENEROUS_RATE = 10_000
 
 
 class FakeClock:
@@ -173,6 +174,9 @@ def routes_document(
             "macaroon": regtest.seller.invoice_macaroon,
         },
         "store": {"url": f"sqlite:///{tmp_path / 'tokens.db'}"},
+        # Every test's unpaid requests come from 127.0.0.1: a limit no test reaches
+        # (the limiter still runs); test_rate_limit.py sets a small one.
+        "challenge_rate_limit": {"per_minute": GENEROUS_RATE, "burst": GENEROUS_RATE},
         "routes": [
             paid("premium", "^/ep212/premium-signal$"),
             paid("expensive", "^/ep212/expensive-signal$"),
