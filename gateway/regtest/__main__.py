@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -24,6 +25,10 @@ def stop_services() -> list[int]:
     return stopped
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gateway.regtest")
     parser.add_argument("command", choices=["up", "down"])
@@ -31,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the data directory on down")
     args = parser.parse_args(argv)
     if args.command == "up":
+        # Its daemons are detached, so a SIGTERM must unwind like Ctrl-C to stop them.
+        signal.signal(signal.SIGTERM, _interrupt)
         if args.descriptor.exists():
             print(f"a network is already up ({args.descriptor}); run `make regtest-down`")
             return 1

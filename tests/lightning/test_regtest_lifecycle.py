@@ -57,7 +57,8 @@ def test_failed_bring_up_stops_everything_and_removes_its_data(tmp_path: Path) -
 
 
 @pytest.mark.regtest
-def test_ctrl_c_during_regtest_up_leaves_no_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupted_regtest_up_leaves_no_process(tmp_path: Path, signum: int) -> None:
     descriptor = tmp_path / "network.json"
     before = set(Path(tempfile.gettempdir()).glob("l402-regtest-*"))
     up = subprocess.Popen(
@@ -65,13 +66,16 @@ def test_ctrl_c_during_regtest_up_leaves_no_process(tmp_path: Path) -> None:
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        # A shell's background job ignores SIGINT, and so would this child: undo that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         # Interrupt once the daemons exist (btcd first, then the two lnd nodes).
         wait_until("daemons started by `regtest up`", lambda: len(_children(up.pid)) >= 2, 60)
         daemons = _children(up.pid)
-        up.send_signal(signal.SIGINT)
-        assert up.wait(timeout=60) != 0
+        up.send_signal(signum)
+        output = up.communicate(timeout=60)[0].decode(errors="replace")
+        assert up.returncode != 0, output[-3000:]
     finally:
         if up.poll() is None:
             up.kill()
