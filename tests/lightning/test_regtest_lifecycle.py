@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -30,6 +30,19 @@ def _children(pid: int) -> list[int]:
         if ppid == pid:
             kids.append(int(entry.name))
     return kids
+
+
+def _regtest_dir(pid: int) -> Path | None:
+    """The l402-regtest-* directory a daemon was started in (from its command line)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+    except OSError:
+        return None
+    for arg in argv:
+        match = re.search(r"(/[^=]*/l402-regtest-[^/]+)", arg)
+        if match:
+            return Path(match.group(1))
+    return None
 
 
 def _alive(pid: int) -> bool:
@@ -60,7 +73,6 @@ def test_failed_bring_up_stops_everything_and_removes_its_data(tmp_path: Path) -
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_interrupted_regtest_up_leaves_no_process(tmp_path: Path, signum: int) -> None:
     descriptor = tmp_path / "network.json"
-    before = set(Path(tempfile.gettempdir()).glob("l402-regtest-*"))
     up = subprocess.Popen(
         [sys.executable, "-m", "gateway.regtest", "up", "--descriptor", str(descriptor)],
         cwd=REPO,
@@ -73,6 +85,7 @@ def test_interrupted_regtest_up_leaves_no_process(tmp_path: Path, signum: int) -
         # Interrupt once the daemons exist (btcd first, then the two lnd nodes).
         wait_until("daemons started by `regtest up`", lambda: len(_children(up.pid)) >= 2, 60)
         daemons = _children(up.pid)
+        data_dirs = {_regtest_dir(pid) for pid in daemons} - {None}
         up.send_signal(signum)
         output = up.communicate(timeout=60)[0].decode(errors="replace")
         assert up.returncode != 0, output[-3000:]
@@ -81,4 +94,5 @@ def test_interrupted_regtest_up_leaves_no_process(tmp_path: Path, signum: int) -
             up.kill()
     wait_until("the interrupted daemons to exit", lambda: not any(map(_alive, daemons)), 30)
     assert not descriptor.exists()
-    assert set(Path(tempfile.gettempdir()).glob("l402-regtest-*")) <= before
+    assert data_dirs, "could not tell the network's data directory from its daemons"
+    assert not [d for d in data_dirs if d.exists()]
