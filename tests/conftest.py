@@ -10,6 +10,7 @@ import pytest
 
 from gateway.lightning import LndClient
 from gateway.regtest.network import Descriptor, RegtestNetwork
+from gateway.regtest.processes import pid_alive
 from tests.support.bodies import traced  # noqa: F401 (a fixture, shared by all suites)
 from tests.support.postgres import PostgresServer, find_bindir
 
@@ -29,14 +30,6 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 @pytest.fixture(scope="session")
 def regtest_network() -> Iterator[RegtestNetwork]:
     """btcd + seller/buyer LND with funded channels; built from source on first use.
@@ -50,7 +43,7 @@ def regtest_network() -> Iterator[RegtestNetwork]:
     finally:
         pids = [p.pid for p in network.procs]
         network.stop()
-        leftover = [pid for pid in pids if _alive(pid)]
+        leftover = [pid for pid in pids if pid_alive(pid)]
         assert not leftover, f"regtest processes still running after stop: {leftover}"
         assert not Path(network.dir).exists(), "regtest data directory was left behind"
 

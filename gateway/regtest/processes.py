@@ -95,6 +95,15 @@ class ManagedProcess:
             self.popen.wait(5)
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this PID exists (ours or not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def stop_pid(pid: int, timeout: float = 20.0) -> bool:
     """Stop a daemon started by an earlier `regtest up` (not our child); True if it was running."""
     try:
@@ -103,9 +112,7 @@ def stop_pid(pid: int, timeout: float = 20.0) -> bool:
         return False
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not pid_alive(pid):
             return True
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError):

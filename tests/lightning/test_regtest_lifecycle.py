@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.regtest.network import RegtestNetwork, binary_dir
-from gateway.regtest.processes import wait_until
+from gateway.regtest.processes import pid_alive, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,14 +42,6 @@ def _regtest_dir(pid: int) -> Path | None:
         if match:
             return Path(match.group(1))
     return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_failed_bring_up_stops_everything_and_removes_its_data(tmp_path: Path) -> None:
@@ -92,7 +83,7 @@ def test_interrupted_regtest_up_leaves_no_process(tmp_path: Path, signum: int) -
     finally:
         if up.poll() is None:
             up.kill()
-    wait_until("the interrupted daemons to exit", lambda: not any(map(_alive, daemons)), 30)
+    wait_until("the interrupted daemons to exit", lambda: not any(map(pid_alive, daemons)), 30)
     assert not descriptor.exists()
     assert data_dirs, "could not tell the network's data directory from its daemons"
     assert not [d for d in data_dirs if d.exists()]
