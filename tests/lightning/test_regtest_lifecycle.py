@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.regtest.network import RegtestNetwork, binary_dir
+from gateway.regtest.network import RegtestNetwork, binary_dir, stop_from_descriptor
 from gateway.regtest.processes import pid_alive, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,6 +83,8 @@ def test_interrupted_regtest_up_leaves_no_process(tmp_path: Path, signum: int) -
     finally:
         if up.poll() is None:
             up.kill()
+        if descriptor.exists():  # `up` finished despite the signal: do not leak its network
+            stop_from_descriptor(descriptor)
     wait_until("the interrupted daemons to exit", lambda: not any(map(pid_alive, daemons)), 30)
     assert not descriptor.exists()
     assert data_dirs, "could not tell the network's data directory from its daemons"
