@@ -38,8 +38,6 @@ class SettlementFollower:
         self._lnd = lnd
         self._store = store
         self._metrics = metrics
-        self.settled = asyncio.Event()  # set after each booked settlement (tests wait on it)
-        self.booked = 0
         self._caught_up_to = 0  # highest settle index a ListInvoices catch-up has seen
 
     async def run(self) -> None:
@@ -106,7 +104,6 @@ class SettlementFollower:
         if new:
             self._metrics.settled_invoices.labels(route=route).inc()
             self._metrics.revenue_msats.labels(route=route).inc(invoice.amt_paid_msat)
-            self.booked += 1
             log.info(
                 "invoice settled",
                 extra={
@@ -115,5 +112,4 @@ class SettlementFollower:
                     "amt_paid_msat": invoice.amt_paid_msat,
                 },
             )
-        self.settled.set()
         return True

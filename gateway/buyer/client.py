@@ -245,7 +245,7 @@ class L402Client:
         except InvoiceError as exc:
             self._emit("invoice_error", call, code=exc.code)
             return done(challenge_resp, Outcome.INVOICE_ERROR, error=exc)
-        quote = Quote(invoice, token.payment_hash, challenge.amount_msats, token.valid_until)
+        quote = Quote(invoice, token.payment_hash, challenge.amount_msats)
         amount = invoice.amount_msats
         self._emit("challenge", call, amountMsats=amount, network=invoice.network)
         now = self.clock()

@@ -168,7 +168,6 @@ class Quote:
     invoice: DecodedInvoice
     token_payment_hash: bytes
     advertised_amount_msats: int | None = None
-    token_valid_until: int | None = None
 
     @property
     def amount_msats(self) -> int | None:

@@ -82,9 +82,6 @@ class PathRewrite:
     pattern: re.Pattern[str]
     replacement: str
 
-    def apply(self, path: str) -> str:
-        return self.pattern.sub(self.replacement, path)
-
 
 @dataclass(frozen=True)
 class Route:

@@ -20,7 +20,6 @@ from gateway.lightning import LndClient, LndError
 from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import TokenBucketLimiter, retry_after_seconds
 from gateway.server.errors import ChallengeRateLimited, LightningUnavailable, StoreUnavailable
-from gateway.server.reqkeys import MINT_SECONDS
 from gateway.store.base import StoreError, TokenStore
 
 log = logging.getLogger("gateway.challenges")
@@ -99,7 +98,6 @@ class ChallengeIssuer:
             validity_seconds=route.token_validity_seconds,
             single_use=route.single_use,
         )
-        start = time.perf_counter()
         try:
             ch = await self._minter.mint(mint_request)
         except LndError as exc:
@@ -115,7 +113,6 @@ class ChallengeIssuer:
             self._metrics.invoice_failures.labels(route=route.name, reason="store").inc()
             raise StoreUnavailable("could not store the new token; retry later") from exc
         self._metrics.challenges_issued.labels(route=route.name).inc()
-        request[MINT_SECONDS] = time.perf_counter() - start
 
         if is_grpc(request):
             headers = l402_challenge.grpc_headers(ch.macaroon_b64, ch.invoice, ch.amount_msats)

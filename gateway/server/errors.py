@@ -58,11 +58,6 @@ class NoRoute(GatewayError):
     reason = "no_route"
 
 
-class MethodNotAllowed(GatewayError):
-    status = 405
-    reason = "method_not_allowed"
-
-
 class TokenInUse(GatewayError):
     status = 409
     reason = "in_use"

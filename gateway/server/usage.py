@@ -12,8 +12,6 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 
-from aiohttp import web
-
 from gateway.store.base import StoreError, TokenStore, utc_day
 
 log = logging.getLogger("gateway.usage")
@@ -50,6 +48,3 @@ async def run_flusher(counter: UsageCounter, store: TokenStore) -> AsyncIterator
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     await counter.flush(store)
-
-
-_ = web  # aiohttp idiom module; cleanup_ctx generators are registered in app.py

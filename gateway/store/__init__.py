@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gateway.l402.records import TokenRecord
 from gateway.store.base import ReportRow, ReserveResult, StoreError, TokenStore
-from gateway.store.records import TokenRecord
 from gateway.store.url import StoreLocation, parse_store_url
 
 

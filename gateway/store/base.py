@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import NamedTuple, Protocol
 
-from gateway.store.records import TokenRecord
+from gateway.l402.records import TokenRecord
 
 SCHEMA_VERSION = 1
 

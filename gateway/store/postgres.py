@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from gateway.l402.records import TokenRecord
 from gateway.store.base import (
     PRUNABLE_SQL,
     SCHEMA_VERSION,
@@ -28,7 +29,6 @@ from gateway.store.base import (
     prune_candidates_sql,
     utc_day,
 )
-from gateway.store.records import TokenRecord
 
 T = TypeVar("T")
 _SCHEMA_LOCK = 0x1402_5C4E  # pg_advisory_xact_lock key: one migrator at a time

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from gateway.l402.records import TokenRecord
 from gateway.store.base import (
     PRUNABLE_SQL,
     SCHEMA_VERSION,
@@ -34,7 +35,6 @@ from gateway.store.base import (
     prune_candidates_sql,
     utc_day,
 )
-from gateway.store.records import TokenRecord
 from gateway.store.url import MEMORY
 
 log = logging.getLogger(__name__)
