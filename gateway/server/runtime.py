@@ -6,6 +6,7 @@ the old configuration or the new one, never a mix.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from gateway.config.model import GatewayConfig, IPNetwork, Route
@@ -13,16 +14,19 @@ from gateway.proxy.target import ProxyTarget
 
 
 def build_target(route: Route) -> ProxyTarget:
-    rewrite = route.path_rewrite
-    return ProxyTarget.create(
+    """The route's proxy target; the rewrite pattern is the one the config loader compiled."""
+    target = ProxyTarget.create(
         route.upstream,
-        path_rewrite=(rewrite.pattern.pattern, rewrite.replacement) if rewrite else None,
         extra_headers=dict(route.upstream_headers),
         timeout_seconds=route.upstream_timeout_seconds,
         max_body_bytes=route.max_body_bytes,
         tls_verify=route.upstream_tls_verify,
         ca_file=str(route.upstream_ca_file) if route.upstream_ca_file else None,
     )
+    rewrite = route.path_rewrite
+    if rewrite is None:
+        return target
+    return dataclasses.replace(target, path_rewrite=(rewrite.pattern, rewrite.replacement))
 
 
 @dataclass(frozen=True)

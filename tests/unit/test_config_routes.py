@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yarl
 
 from gateway.config import ConfigErrors, RouteTable, load_config
+from gateway.server.runtime import build_target
 
 HEAD = """\
 lnd: {tls_cert: c, macaroon: m}
@@ -84,7 +86,11 @@ def test_path_rewrite(tmp_path: Path) -> None:
     extra = "    path_rewrite: {pattern: '^/ep212', replacement: ''}\n"
     (only,) = table(tmp_path, route("a", "^/ep212/", extra=extra)).routes
     assert only.path_rewrite is not None
-    assert only.path_rewrite.apply("/ep212/premium-signal") == "/premium-signal"
+    # Applied by the proxy target built from the route, first occurrence only.
+    target = build_target(only)
+    url = target.url_for(yarl.URL("/ep212/premium-signal/ep212?x=1"))
+    assert url.raw_path.endswith("/premium-signal/ep212")
+    assert url.raw_query_string == "x=1"
 
 
 def test_duplicate_names(tmp_path: Path) -> None:
