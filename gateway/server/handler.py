@@ -18,7 +18,7 @@ from aiohttp import web
 from gateway.config.model import Route
 from gateway.l402.errors import L402Error, Reason
 from gateway.l402.verify import VerifiedToken
-from gateway.proxy import PROXY_KEY, ProxyError, UpstreamResponse, client_address
+from gateway.proxy import PROXY_KEY, ProxyError, ProxyTarget, UpstreamResponse, client_address
 from gateway.server.auth import credential_headers
 from gateway.server.errors import AUTH_STATUS, NoRoute, StoreUnavailable, TokenInUse
 from gateway.server.keys import (
@@ -30,7 +30,7 @@ from gateway.server.keys import (
     STORE_KEY,
     USAGE_KEY,
 )
-from gateway.server.reqkeys import OUTCOME, REFUSAL, ROUTE, TOKEN_ID, UPSTREAM_STATUS
+from gateway.server.reqkeys import ERROR, OUTCOME, ROUTE, TOKEN_ID, UPSTREAM_STATUS
 from gateway.store.base import ReserveResult, StoreError
 
 LEASE_MARGIN_SECONDS = 30
@@ -58,7 +58,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
 
     if route.is_free:
         request[OUTCOME] = "free"
-        return await _proxy(request, route, None, client_ip, started, reserved_key=None)
+        target = runtime.targets[route.name]
+        return await _proxy(request, route, target, None, client_ip, started, reserved_key=None)
 
     try:
         offered = credential_headers(request.headers.items())
@@ -76,7 +77,12 @@ async def handle(request: web.Request) -> web.StreamResponse:
     request[OUTCOME] = "paid"
     request[TOKEN_ID] = token.token_id_hex
     forwarded = admission.authorization if route.forward_authorization else None
-    return await _proxy(request, route, forwarded, client_ip, started, reserved_key=reserved)
+    # The target from the same route table the route was matched in: a SIGHUP
+    # reload while this request was being verified must not change it under us.
+    target = runtime.targets[route.name]
+    return await _proxy(
+        request, route, target, forwarded, client_ip, started, reserved_key=reserved
+    )
 
 
 async def _refuse(
@@ -86,7 +92,7 @@ async def _refuse(
     app = request.app
     app[METRICS_KEY].auth_failures.labels(route=route.name, reason=reason.value).inc()
     request[OUTCOME] = f"refused_{reason.value}"
-    request[REFUSAL] = exc.detail
+    request[ERROR] = exc.detail
     status = AUTH_STATUS[reason]
     if status == 409:
         raise TokenInUse()
@@ -116,6 +122,7 @@ async def _reserve(request: web.Request, route: Route, token: VerifiedToken) -> 
 async def _proxy(
     request: web.Request,
     route: Route,
+    target: ProxyTarget,
     authorization: str | None,
     client_ip: str,
     started: float,
@@ -124,7 +131,6 @@ async def _proxy(
 ) -> web.StreamResponse:
     app = request.app
     series = app[METRICS_KEY].route(route.name)
-    target = app[ROUTES_KEY].current.targets[route.name]
     try:
         opened = await app[PROXY_KEY].open(request, target, authorization, client_ip)
     except ProxyError as exc:
@@ -141,7 +147,19 @@ async def _proxy(
     overhead = time.perf_counter() - started - opened.elapsed
     series.added_latency.observe(max(overhead, 0.0))
     request[UPSTREAM_STATUS] = opened.status
-    return await app[PROXY_KEY].relay(request, opened)
+    try:
+        return await app[PROXY_KEY].relay(request, opened)
+    finally:
+        # Past the headers nothing can be answered as HTTP: say what happened in the log.
+        if opened.failure is not None:
+            request[OUTCOME] = opened.failure.reason
+            request[ERROR] = f"after the response started: {opened.failure.detail}"
+            log.warning(
+                "upstream failed mid-response",
+                extra={"route": route.name, "error": opened.failure.reason},
+            )
+        elif opened.client_disconnected:
+            request[OUTCOME] = "client_disconnected"
 
 
 async def _settle_reservation(

@@ -10,7 +10,7 @@ import uuid
 from aiohttp import web
 
 from gateway.server.errors import Handler
-from gateway.server.reqkeys import OUTCOME, REFUSAL, REQUEST_ID, ROUTE, TOKEN_ID, UPSTREAM_STATUS
+from gateway.server.reqkeys import ERROR, OUTCOME, REQUEST_ID, ROUTE, TOKEN_ID, UPSTREAM_STATUS
 
 access_log = logging.getLogger("gateway.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -46,6 +46,6 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
                 "duration_ms": round((time.perf_counter() - start) * 1000, 3),
                 "upstream_status": request.get(UPSTREAM_STATUS),
                 "token_id": request.get(TOKEN_ID),
-                "error": request.get(REFUSAL),
+                "error": request.get(ERROR),
             },
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import socket
 import time
 import tracemalloc
@@ -187,3 +188,33 @@ async def test_graceful_shutdown_finishes_in_flight_request(
     assert status == 200, body
     assert b'"held": true' in body
     await asyncio.wait_for(stopping, 10)
+
+
+async def test_upstream_dying_mid_body_is_recorded(
+    gateway: Gateway, session: aiohttp.ClientSession, buy: Buy, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Past the headers no HTTP error can be sent: the client sees a cut body, the log says why."""
+    caplog.set_level(logging.INFO, logger="gateway")
+    bought = await buy(session, gateway.url("/stream?mib=1"))
+    async with session.get(
+        gateway.url("/stream?mib=4&die_after_kib=256"), headers=bought.auth
+    ) as r:
+        assert r.status == 200
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await r.read()
+
+    def access_lines() -> list[logging.LogRecord]:
+        return [
+            rec
+            for rec in caplog.records
+            if rec.name == "gateway.access" and rec.__dict__.get("status") == 200
+        ]
+
+    async def logged() -> bool:
+        return any(rec.__dict__.get("outcome") == "upstream_unreachable" for rec in access_lines())
+
+    await poll("the access line of the cut response", logged, timeout=10)
+    line = next(r for r in access_lines() if r.__dict__["outcome"] == "upstream_unreachable")
+    assert "after the response started" in line.__dict__["error"]
+    assert line.__dict__["route"] == "big"
+    assert any(rec.getMessage() == "upstream failed mid-response" for rec in caplog.records)
