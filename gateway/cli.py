@@ -11,6 +11,7 @@ from pathlib import Path
 
 from gateway import __version__
 from gateway.config import ConfigErrors, load_config
+from gateway.server.runtime import RuntimeRoutes
 
 DEFAULT_CONFIG = Path("/etc/l402-gateway/routes.yaml")
 
@@ -18,7 +19,9 @@ DEFAULT_CONFIG = Path("/etc/l402-gateway/routes.yaml")
 def _load(path: Path, *, check_files: bool = True) -> int | None:
     """Validate; on error print every problem (file:line: field: message) and return 2."""
     try:
-        load_config(path, check_files=check_files)
+        config = load_config(path, check_files=check_files)
+        if check_files:  # targets load CA files, which must then exist
+            RuntimeRoutes.from_config(config)
     except ConfigErrors as exc:
         print(str(exc), file=sys.stderr)
         print(f"{path}: {len(exc.errors)} error(s); not starting", file=sys.stderr)

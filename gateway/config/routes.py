@@ -15,6 +15,7 @@ import yaml
 
 from gateway.config.model import PathRewrite, Route, TokenMode
 from gateway.config.nodes import Reader, Section, is_null
+from gateway.proxy.headers import TOKEN, extra_header_problem
 
 ROUTE_KEYS = frozenset(
     {
@@ -27,12 +28,6 @@ ROUTE_KEYS = frozenset(
 )  # fmt: skip
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _CAPABILITY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token (methods, header names)
-# Framing and hop-by-hop headers are the proxy's business, never the operator's.
-_FORBIDDEN_HEADERS = frozenset(
-    {"connection", "content-length", "transfer-encoding", "keep-alive", "te", "trailer",
-     "upgrade", "proxy-connection"}
-)  # fmt: skip
 # Path patterns that match every request path under `re.search` (documented rule).
 CATCH_ALL = frozenset({"", "^", "/", "^/", ".*", "^.*", "^.*$", "^/.*", "^/.*$", ".*$", ".+"})
 _MAX_PRICE_MSAT = 21_000_000 * 100_000_000 * 1000
@@ -135,7 +130,7 @@ def _methods(s: Section) -> frozenset[str] | None:
         return None
     methods = set()
     for index, (method, node) in enumerate(items):
-        if _TOKEN.fullmatch(method) is None:
+        if TOKEN.fullmatch(method) is None:
             s.reader.error(node, f"{s.path('methods')}[{index}]", "not an HTTP method")
         methods.add(method.upper())
     if not items:
@@ -188,13 +183,15 @@ def _headers(s: Section) -> tuple[tuple[str, str], ...]:
         field = f"{s.path('upstream_headers')}.{key}"
         if not ok:
             continue
-        if not isinstance(key, str) or _TOKEN.fullmatch(key) is None:
+        if not isinstance(key, str) or TOKEN.fullmatch(key) is None:
             s.reader.error(key_node, field, "not a valid header name")
             continue
         if key.lower() in seen:
             s.reader.error(key_node, field, "duplicate header")
-        if key.lower() in _FORBIDDEN_HEADERS:
-            s.reader.error(key_node, field, "hop-by-hop or framing header cannot be set")
+        # Authorization vs forward_authorization is checked once the route is complete.
+        problem = extra_header_problem(key, forwards_authorization=False)
+        if problem is not None:
+            s.reader.error(key_node, field, problem)
         seen.add(key.lower())
         ok, value = s.reader.scalar(value_node, field)
         if ok and not isinstance(value, str):

@@ -7,9 +7,12 @@ single `Authorization` the gateway chooses (EP212's CDN rejected duplicates).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from multidict import CIMultiDict, CIMultiDictProxy
+
+TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token: header names, methods
 
 HOP_BY_HOP = frozenset(
     {
@@ -39,7 +42,26 @@ PROXY_SET_HEADERS = frozenset(
     }
 )
 
-FORBIDDEN_EXTRA_HEADERS = CREDENTIAL_HEADERS | PROXY_SET_HEADERS | {"content-length"}
+
+def extra_header_problem(name: str, *, forwards_authorization: bool) -> str | None:
+    """Why configuration may not add header `name` to upstream requests, or None.
+
+    The one rule for `upstream_headers`, used by the config loader (to report
+    file:line) and by ProxyTarget. `Authorization` is the operator's to set only
+    when the route does not forward the buyer's L402 credential.
+    """
+    lowered = name.lower()
+    if TOKEN.fullmatch(name) is None:
+        return "not a valid header name"
+    if lowered == "content-length" or is_hop_by_hop(lowered, frozenset()):
+        return "hop-by-hop or framing header cannot be set"
+    if lowered in PROXY_SET_HEADERS:
+        return "set by the gateway itself"
+    if lowered == "authorization":
+        return "conflicts with forward_authorization" if forwards_authorization else None
+    if lowered in CREDENTIAL_HEADERS:
+        return "an L402 credential header cannot be set"
+    return None
 
 
 def is_hop_by_hop(lowered: str, named: frozenset[str]) -> bool:

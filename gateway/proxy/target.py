@@ -11,12 +11,10 @@ from types import MappingProxyType
 
 import yarl
 
-from gateway.proxy.headers import FORBIDDEN_EXTRA_HEADERS, is_hop_by_hop
+from gateway.proxy.headers import extra_header_problem
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
-
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 
 def make_ssl_context(verify: bool, ca_file: str | None) -> ssl.SSLContext | bool:
@@ -28,7 +26,10 @@ def make_ssl_context(verify: bool, ca_file: str | None) -> ssl.SSLContext | bool
     if ca_file is not None:
         if not verify:
             raise ValueError("ca_file given but TLS verification is disabled")
-        return ssl.create_default_context(cafile=ca_file)
+        try:
+            return ssl.create_default_context(cafile=ca_file)
+        except (ssl.SSLError, OSError) as exc:
+            raise ValueError(f"cannot load CA file {ca_file}: {exc.strerror or exc}") from exc
     return verify
 
 
@@ -54,11 +55,9 @@ class ProxyTarget:
         if self.max_body_bytes < 0:
             raise ValueError("max_body_bytes must not be negative")
         for name, value in self.extra_headers.items():
-            lowered = name.lower()
-            if not _TOKEN.match(name):
-                raise ValueError(f"extra header name {name!r} is not a valid token")
-            if lowered in FORBIDDEN_EXTRA_HEADERS or is_hop_by_hop(lowered, frozenset()):
-                raise ValueError(f"extra header {name!r} is set by the proxy itself")
+            problem = extra_header_problem(name, forwards_authorization=False)
+            if problem is not None:
+                raise ValueError(f"extra header {name!r}: {problem}")
             if "\r" in value or "\n" in value or "\0" in value:
                 raise ValueError(f"extra header {name!r} contains a control character")
         # Freeze the mapping so a shared target cannot be mutated per request.

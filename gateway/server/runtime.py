@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from gateway.config.errors import ConfigError, ConfigErrors
 from gateway.config.model import GatewayConfig, IPNetwork, Route
 from gateway.proxy.target import ProxyTarget
 
@@ -36,7 +37,19 @@ class RuntimeRoutes:
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> RuntimeRoutes:
-        return cls(config, {r.name: build_target(r) for r in config.routes.routes})
+        """Build every route's target; failures (e.g. an unloadable CA file) name file:line."""
+        targets: dict[str, ProxyTarget] = {}
+        errors: list[ConfigError] = []
+        for index, route in enumerate(config.routes.routes):
+            try:
+                targets[route.name] = build_target(route)
+            except ValueError as exc:
+                errors.append(
+                    ConfigError(str(config.source), route.line, f"routes[{index}]", str(exc))
+                )
+        if errors:
+            raise ConfigErrors(errors)
+        return cls(config, targets)
 
     @property
     def trusted_proxies(self) -> tuple[IPNetwork, ...]:

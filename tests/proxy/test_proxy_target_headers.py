@@ -40,10 +40,13 @@ def test_rewrite_to_relative_path_gets_leading_slash() -> None:
         ({"timeout_seconds": 0}, "timeout"),
         ({"timeout_seconds": float("nan")}, "timeout"),
         ({"max_body_bytes": -1}, "max_body_bytes"),
-        ({"extra_headers": {"Authorization": "x"}}, "set by the proxy"),
-        ({"extra_headers": {"Connection": "x"}}, "set by the proxy"),
-        ({"extra_headers": {"Proxy-Foo": "x"}}, "set by the proxy"),
-        ({"extra_headers": {"Bad Name": "x"}}, "valid token"),
+        ({"extra_headers": {"Grpc-Metadata-Macaroon": "x"}}, "credential header"),
+        ({"extra_headers": {"Host": "x"}}, "set by the gateway"),
+        ({"extra_headers": {"X-Forwarded-For": "x"}}, "set by the gateway"),
+        ({"extra_headers": {"Connection": "x"}}, "hop-by-hop"),
+        ({"extra_headers": {"Proxy-Foo": "x"}}, "hop-by-hop"),
+        ({"extra_headers": {"Content-Length": "1"}}, "framing"),
+        ({"extra_headers": {"Bad Name": "x"}}, "valid header name"),
         ({"extra_headers": {"X-Ok": "a\r\nX-Evil: 1"}}, "control character"),
         ({"path_rewrite": ("(", "")}, "invalid path rewrite"),
     ],
@@ -68,8 +71,12 @@ def test_make_ssl_context(tmp_path: Path) -> None:
     assert make_ssl_context(False, None) is False
     with pytest.raises(ValueError, match="disabled"):
         make_ssl_context(False, "/nonexistent.pem")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ValueError, match="cannot load CA file"):
         make_ssl_context(True, str(tmp_path / "missing.pem"))
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate")
+    with pytest.raises(ValueError, match="cannot load CA file"):
+        make_ssl_context(True, str(garbage))
 
 
 def test_make_ssl_context_with_ca_file() -> None:

@@ -114,3 +114,18 @@ async def test_report_and_revoke_against_the_store(tmp_path: Path) -> None:
     assert again.returncode == 1
     assert "not found or already revoked" in again.stderr
     assert run("revoke", "not-hex", "--config", str(path)).returncode == 2
+
+
+def test_unloadable_ca_file_is_reported_with_its_route_line(tmp_path: Path) -> None:
+    (tmp_path / "missing").mkdir()
+    (tmp_path / "missing" / "tls.cert").write_text("x")
+    (tmp_path / "missing" / "invoice.macaroon").write_text("x")
+    (tmp_path / "ca.pem").write_text("not a certificate")
+    path = write_config(
+        tmp_path,
+        GOOD_ROUTE.replace("http://127.0.0.1:9/", "https://127.0.0.1:9/")
+        + "    upstream_ca_file: ca.pem\n",
+    )
+    out = run("check-config", str(path))
+    assert out.returncode == 2
+    assert f"{path}:8: routes[0]: cannot load CA file" in out.stderr  # the route's line

@@ -140,3 +140,27 @@ def test_method_subsets_decide_shadowing(tmp_path: Path) -> None:
 def test_catch_all_last_is_fine(tmp_path: Path) -> None:
     routes = table(tmp_path, route("a", "^/a$"), route("rest", "^/", price=0))
     assert len(routes) == 2
+
+
+def test_config_and_proxy_agree_on_upstream_headers(tmp_path: Path) -> None:
+    """One rule: what the loader accepts, the proxy target accepts, and the reverse."""
+    allowed = (
+        "    forward_authorization: false\n    upstream_headers: {Authorization: 'Bearer k'}\n"
+    )
+    (only,) = table(tmp_path, route("a", "^/a$", extra=allowed)).routes
+    assert dict(build_target(only).extra_headers) == {"Authorization": "Bearer k"}
+
+    for header, message in [
+        ("Host", "set by the gateway itself"),
+        ("X-Real-IP", "set by the gateway itself"),
+        ("Proxy-Authorization", "hop-by-hop"),
+        ("Macaroon", "credential header"),
+    ]:
+        extra = f"    upstream_headers: {{{header}: x}}\n"
+        path = tmp_path / "routes.yaml"
+        path.write_text(HEAD + route("a", "^/a$", extra=extra))
+        with pytest.raises(ConfigErrors) as info:
+            load_config(path, check_files=False)
+        (error,) = info.value.errors
+        assert error.field == f"routes[0].upstream_headers.{header}"
+        assert message in error.message
