@@ -56,7 +56,7 @@ class StoreConfig:
     `prune_after_days`: age after which unpaid, canceled tokens are pruned; 0 = never.
     """
 
-    url: str
+    url: str = field(repr=False)  # a PostgreSQL URL may carry a password
     prune_after_days: int = 7
 
 

@@ -6,7 +6,7 @@ without loading sqlite3 or asyncpg.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -17,7 +17,8 @@ MEMORY = ":memory:"
 @dataclass(frozen=True)
 class StoreLocation:
     kind: Literal["sqlite", "postgres"]
-    target: str  # absolute SQLite path (or ":memory:"), or the PostgreSQL DSN
+    # Absolute SQLite path (or ":memory:"), or the PostgreSQL DSN, which may hold a password.
+    target: str = field(repr=False)
 
     @property
     def url(self) -> str:
@@ -38,7 +39,15 @@ def parse_store_url(url: str, base_dir: Path | None = None) -> StoreLocation:
     if not url:
         raise ValueError("empty store URL")
     if url.startswith(("postgresql://", "postgres://")):
-        urlsplit(url).port  # noqa: B018 - raises ValueError on a bad port
+        try:
+            urlsplit(url).port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            # urllib's message quotes the text it took for a port, which can be part of the
+            # password (an unescaped "/" in it): never echo it.
+            raise ValueError(
+                "PostgreSQL URL has an invalid port (percent-encode '/', '@' and ':' in the "
+                "password)"
+            ) from None
         return StoreLocation("postgres", url)
     if url.startswith("sqlite:"):
         rest = url[len("sqlite:") :]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.config.model import StoreConfig
 from gateway.store import StoreError, open_store, parse_store_url
 
 
@@ -49,3 +50,12 @@ async def test_unreachable_postgres_is_a_store_error_without_the_password() -> N
         with pytest.raises(StoreError, match="cannot connect") as info:
             await open_store(f"postgresql://l402:s3cret-pw@127.0.0.1:{port}/l402")
     assert "s3cret-pw" not in str(info.value)
+
+
+def test_a_postgres_password_never_reaches_errors_or_reprs() -> None:
+    with pytest.raises(ValueError, match="invalid port") as info:
+        parse_store_url("postgresql://app:s3cr/et@db/l402")  # unescaped "/" in the password
+    assert "s3cr" not in str(info.value)
+    location = parse_store_url("postgresql://app:hunter2@db:5432/l402")
+    assert "hunter2" not in repr(location)
+    assert "hunter2" not in repr(StoreConfig(location.url, 7))
