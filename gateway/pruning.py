@@ -140,7 +140,9 @@ class TokenPruner:
             try:
                 result = await self.prune_pass(int(clock()), pause=ROUND_PAUSE)
             except StoreError as exc:
-                log.warning("token pruning failed", extra={"error": type(exc).__name__})
+                log.warning(
+                    "token pruning failed", extra={"error": str(exc)}
+                )  # secret-free by contract
             except Exception:
                 # Pruning is housekeeping: it must never take the gateway down.
                 log.exception("token pruning failed")

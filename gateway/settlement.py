@@ -47,7 +47,7 @@ class SettlementFollower:
             try:
                 await self._follow_once()
             except (LndError, StoreError) as exc:
-                log.warning("settlement stream interrupted", extra={"error": type(exc).__name__})
+                log.warning("settlement stream interrupted", extra={"error": str(exc)})
             except Exception:
                 # Anything else must not stop revenue booking for the life of the process.
                 log.exception("settlement follower failed; retrying")

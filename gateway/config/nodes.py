@@ -19,6 +19,9 @@ from gateway.config.errors import ConfigError
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+MAX_NUMBER = 1e9  # seconds and similar: ~31 years; larger is a typo
+
+
 def line_of(node: yaml.Node) -> int:
     return int(node.start_mark.line) + 1
 
@@ -180,8 +183,11 @@ class Section:
             if found:
                 self.reader.error(self._values[key], self.path(key), "must not be null")
             return default
-        if not value > 0 or not math.isfinite(value):
-            self.reader.error(self._values[key], self.path(key), "must be > 0")
+        # Compare before isfinite(): a 400-digit YAML integer would overflow it.
+        if not 0 < value <= MAX_NUMBER or not math.isfinite(value):
+            self.reader.error(
+                self._values[key], self.path(key), f"must be > 0 and at most {MAX_NUMBER:g}"
+            )
             return default
         return float(value)
 

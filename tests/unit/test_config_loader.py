@@ -143,6 +143,8 @@ def test_error_string_format(tmp_path: Path) -> None:
          "routes[0].methods[1]", "HTTP method"),
         ("price_sats: 10", "price_sats: 10\n    upstream_timeout_seconds: 0",
          "upstream_timeout_seconds", "routes[0].upstream_timeout_seconds", "> 0"),
+        ("price_sats: 10", "price_sats: 10\n    upstream_timeout_seconds: " + "9" * 400,
+         "upstream_timeout_seconds", "routes[0].upstream_timeout_seconds", "at most"),
         ("price_sats: 10", "price_sats: 10\n    path_rewrite: {pattern: '^/x', replacement: '\\2'}",
          "path_rewrite", "routes[0].path_rewrite.replacement", "bad replacement"),
         ("price_sats: 10", "price_sats: 10\n    upstream_headers: {Content-Length: '1'}",
