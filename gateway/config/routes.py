@@ -98,7 +98,7 @@ def _parse_route(s: Section) -> Route | None:
         required_capability=s.opt_string("required_capability"),
         forward_authorization=s.boolean("forward_authorization", True),
         max_body_bytes=s.integer("max_body_bytes", 1_048_576, minimum=0),
-        invoice_memo=s.string("invoice_memo", "") or f"L402 {name}",
+        invoice_memo=s.string("invoice_memo", ""),  # Route.memo supplies the default
         invoice_expiry_seconds=s.integer("invoice_expiry_seconds", 3600, minimum=1),
         private_invoices=s.boolean("private_invoices", True),
         line=s.node.start_mark.line + 1,

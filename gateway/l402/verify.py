@@ -44,9 +44,15 @@ def verify(
     service: str,
     required_capability: str | None,
     now: int,
+    *,
+    prechecked: Identifier | None = None,
 ) -> VerifiedToken:
-    """identifier -> preimage -> root key present -> HMAC -> caveats."""
-    identifier = precheck(credential)
+    """identifier -> preimage -> root key present -> HMAC -> caveats.
+
+    `prechecked` is `precheck(credential)`'s result when the caller already ran it
+    (to find the root key), so the identifier and the preimage are not checked twice.
+    """
+    identifier = prechecked or precheck(credential)
     if root_key is None:
         raise L402Error(Reason.REVOKED, "unknown or revoked token")
     if not macaroons.signature_valid(root_key, credential.macaroon):

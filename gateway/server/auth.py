@@ -131,7 +131,9 @@ class Authenticator:
             root_key = await self._store.get_root_key(identifier.key_id)
         except StoreError as exc:
             raise StoreUnavailable(f"token store unavailable: {exc}") from exc
-        token = l402_verify.verify(credential, root_key, route.name, route.required_capability, now)
+        token = l402_verify.verify(
+            credential, root_key, route.name, route.required_capability, now, prechecked=identifier
+        )
         admission = Admission(token, credential.authorization)
         self.cache.put(key, admission)
         return admission

@@ -97,7 +97,7 @@ def test_defaults(tmp_path: Path) -> None:
     (route,) = config.routes.routes
     assert route.methods is None
     assert route.host is None
-    assert route.invoice_memo == "L402 signal"
+    assert route.memo == "L402 signal"  # the memo LND gets when none is configured
     assert route.invoice_expiry_seconds == 3600
     assert route.upstream_timeout_seconds == 30.0
     assert route.max_body_bytes == 1_048_576
