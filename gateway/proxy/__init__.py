@@ -8,7 +8,7 @@ from gateway.proxy.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from gateway.proxy.forwarded import client_address, forwarded_chain, parse_networks
+from gateway.proxy.forwarded import client_address, forwarded_chain
 from gateway.proxy.target import ProxyTarget, make_ssl_context
 
 __all__ = [
@@ -24,6 +24,5 @@ __all__ = [
     "client_address",
     "forwarded_chain",
     "make_ssl_context",
-    "parse_networks",
     "proxy_ctx",
 ]

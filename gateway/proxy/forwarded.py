@@ -9,17 +9,12 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 UNKNOWN = "unknown"
-
-
-def parse_networks(values: Iterable[str]) -> tuple[IPNetwork, ...]:
-    """Parse configured trusted proxies ("10.0.0.0/8", "::1"); raises ValueError."""
-    return tuple(ipaddress.ip_network(value.strip(), strict=False) for value in values)
 
 
 def parse_ip(text: str | None) -> IPAddress | None:

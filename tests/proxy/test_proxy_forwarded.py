@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
-from gateway.proxy import client_address, forwarded_chain, parse_networks
+from gateway.proxy import client_address, forwarded_chain
 
-TRUSTED = parse_networks(["10.0.0.0/8", "127.0.0.1", "fd00::/8"])
+TRUSTED = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "127.0.0.1", "fd00::/8"))
 
 
 @pytest.mark.parametrize(
@@ -60,8 +62,3 @@ def test_forwarded_chain(
     peer: str | None, xff: list[str], client: str, expected: list[str]
 ) -> None:
     assert forwarded_chain(peer, xff, client) == expected
-
-
-def test_parse_networks_rejects_garbage() -> None:
-    with pytest.raises(ValueError, match="does not appear"):
-        parse_networks(["not-a-network"])
