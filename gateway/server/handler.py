@@ -5,6 +5,8 @@ client's `challenge_rate_limit` allows another, else 429) -> verify
 (cached) -> reserve a single-use token -> open the upstream -> commit the
 token only if the upstream answered below 500, else release it -> stream the
 body back. A failure on our side or upstream never burns a paid credential.
+Commit and release name the lease this request took, so a request that
+outlived its lease cannot consume or free a lease another request now holds.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from typing import NamedTuple
 
 from aiohttp import web
 
@@ -37,6 +40,13 @@ LEASE_MARGIN_SECONDS = 30
 log = logging.getLogger("gateway.handler")
 
 
+class _Lease(NamedTuple):
+    """The single-use reservation this request holds."""
+
+    key_id: bytes
+    lease_id: bytes
+
+
 def _status_class(status: int) -> str:
     return f"{status // 100}xx"
 
@@ -59,7 +69,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if route.is_free:
         request[OUTCOME] = "free"
         target = runtime.targets[route.name]
-        return await _proxy(request, route, target, None, client_ip, started, reserved_key=None)
+        return await _proxy(request, route, target, None, client_ip, started, lease=None)
 
     try:
         offered = credential_headers(request.headers.items())
@@ -80,9 +90,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     # The target from the same route table the route was matched in: a SIGHUP
     # reload while this request was being verified must not change it under us.
     target = runtime.targets[route.name]
-    return await _proxy(
-        request, route, target, forwarded, client_ip, started, reserved_key=reserved
-    )
+    return await _proxy(request, route, target, forwarded, client_ip, started, lease=reserved)
 
 
 async def _refuse(
@@ -101,17 +109,19 @@ async def _refuse(
     )
 
 
-async def _reserve(request: web.Request, route: Route, token: VerifiedToken) -> bytes:
+async def _reserve(request: web.Request, route: Route, token: VerifiedToken) -> _Lease:
     """Take a lease on a single-use token; exactly one concurrent request gets it."""
-    lease = int(route.upstream_timeout_seconds) + LEASE_MARGIN_SECONDS
+    lease_seconds = int(route.upstream_timeout_seconds) + LEASE_MARGIN_SECONDS
     try:
-        result = await request.app[STORE_KEY].reserve(
-            token.key_id, int(request.app[CLOCK_KEY]()), lease
+        result, lease_id = await request.app[STORE_KEY].reserve(
+            token.key_id, int(request.app[CLOCK_KEY]()), lease_seconds
         )
     except StoreError as exc:
         raise StoreUnavailable(f"token store unavailable: {exc}") from exc
     if result is ReserveResult.RESERVED:
-        return token.key_id
+        if lease_id is None:  # the store broke its contract: never commit or release blindly
+            raise StoreUnavailable("token store reserved without a lease id")
+        return _Lease(token.key_id, lease_id)
     if result is ReserveResult.IN_USE:
         raise L402Error(Reason.IN_USE, "token is in use by another request")
     if result is ReserveResult.ALREADY_USED:
@@ -127,7 +137,7 @@ async def _proxy(
     client_ip: str,
     started: float,
     *,
-    reserved_key: bytes | None,
+    lease: _Lease | None,
 ) -> web.StreamResponse:
     app = request.app
     series = app[METRICS_KEY].route(route.name)
@@ -137,13 +147,13 @@ async def _proxy(
         kind = "timeout" if exc.status == 504 else "error"
         if exc.status != 413:
             series.upstream_requests(kind).inc()
-        if reserved_key is not None:
-            await _release(request, reserved_key)
+        if lease is not None:
+            await _release(request, lease)
         raise
     series.upstream_latency.observe(opened.elapsed)
     series.upstream_requests(_status_class(opened.status)).inc()
-    if reserved_key is not None:
-        await _settle_reservation(request, route, reserved_key, opened)
+    if lease is not None:
+        await _settle_reservation(request, route, lease, opened)
     overhead = time.perf_counter() - started - opened.elapsed
     series.added_latency.observe(max(overhead, 0.0))
     request[UPSTREAM_STATUS] = opened.status
@@ -163,23 +173,33 @@ async def _proxy(
 
 
 async def _settle_reservation(
-    request: web.Request, route: Route, key_id: bytes, opened: UpstreamResponse
+    request: web.Request, route: Route, lease: _Lease, opened: UpstreamResponse
 ) -> None:
     """The upstream answered: a 5xx gives the token back, anything else consumes it."""
     if opened.status >= 500:
-        await _release(request, key_id)
+        await _release(request, lease)
         return
     try:
-        await request.app[STORE_KEY].commit(key_id, int(request.app[CLOCK_KEY]()))
+        committed = await request.app[STORE_KEY].commit(
+            lease.key_id, lease.lease_id, int(request.app[CLOCK_KEY]())
+        )
     except StoreError:
         # The buyer still gets the answer it paid for; the lease lapses and the
         # token becomes usable once more rather than being burned by our failure.
         log.warning("could not mark a single-use token used", extra={"route": route.name})
         return
+    if not committed:
+        # This request outlived its lease and another request took the token over;
+        # that request decides whether it is consumed. The upstream has answered
+        # and withholding the body would not undo that: serve it (status-codes.md).
+        request[ERROR] = "single-use lease lost before commit"
+        log.warning("single-use token lease lost before commit", extra={"route": route.name})
+        return
     request.app[METRICS_KEY].tokens_consumed.labels(route=route.name).inc()
 
 
-async def _release(request: web.Request, key_id: bytes) -> None:
+async def _release(request: web.Request, lease: _Lease) -> None:
+    # Acts only on our own lease: if it was lost, another request holds the token now.
     # If this fails the lease expires on its own and the token becomes usable again.
     with contextlib.suppress(StoreError):
-        await request.app[STORE_KEY].release(key_id)
+        await request.app[STORE_KEY].release(lease.key_id, lease.lease_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.l402.records import TokenRecord
-from gateway.store.base import ReportRow, ReserveResult, StoreError, TokenStore
+from gateway.store.base import ReportRow, Reservation, ReserveResult, StoreError, TokenStore
 from gateway.store.url import StoreLocation, parse_store_url
 
 
@@ -31,6 +31,7 @@ async def open_store(url: str, base_dir: Path | None = None) -> TokenStore:
 
 __all__ = [
     "ReportRow",
+    "Reservation",
     "ReserveResult",
     "StoreError",
     "StoreLocation",

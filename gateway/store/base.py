@@ -6,6 +6,7 @@ the database's message only, never bound parameters.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -26,6 +27,26 @@ class ReserveResult(StrEnum):
     ALREADY_USED = "already_used"
     IN_USE = "in_use"  # another holder's lease has not expired yet
     UNKNOWN = "unknown"  # no such token, or revoked
+
+
+class Reservation(NamedTuple):
+    """What `reserve` did; `lease_id` (opaque) is set only when `result` is RESERVED.
+
+    The lease id names this one lease: `commit` and `release` act only while it
+    is still the token's current lease, so a holder whose lease expired and was
+    taken over by another request can neither consume nor free the token.
+    """
+
+    result: ReserveResult
+    lease_id: bytes | None = None
+
+
+LEASE_ID_BYTES = 16
+
+
+def new_lease_id() -> bytes:
+    """A fresh random lease id: unguessable, so no other holder can present it."""
+    return secrets.token_bytes(LEASE_ID_BYTES)
 
 
 @dataclass(frozen=True)
@@ -80,11 +101,23 @@ class TokenStore(Protocol):
 
     async def get_root_key(self, key_id: bytes) -> bytes | None: ...
 
-    async def reserve(self, key_id: bytes, now: int, lease_seconds: int) -> ReserveResult: ...
+    async def reserve(self, key_id: bytes, now: int, lease_seconds: int) -> Reservation:
+        """Lease an unused single-use token until `now + lease_seconds`, if no live lease holds it.
 
-    async def commit(self, key_id: bytes, now: int) -> bool: ...
+        A lease that ran out (`lease_until <= now`) is taken over with a new lease id.
+        """
+        ...
 
-    async def release(self, key_id: bytes) -> None: ...
+    async def commit(self, key_id: bytes, lease_id: bytes, now: int) -> bool:
+        """Mark the token used if `lease_id` is still its current lease (even if expired).
+
+        False: already used, or the lease was released or taken over by another holder.
+        """
+        ...
+
+    async def release(self, key_id: bytes, lease_id: bytes) -> bool:
+        """Drop the lease if `lease_id` is still the current one; False if it was not."""
+        ...
 
     async def is_used(self, key_id: bytes) -> bool: ...
 

@@ -20,60 +20,23 @@ from gateway.store.base import (
     SCHEMA_VERSION,
     PruneCandidate,
     ReportRow,
+    Reservation,
     ReserveResult,
     StoreError,
     check_day,
     first_report_day,
     merge_report,
+    new_lease_id,
     parse_token_id,
     prune_candidates_sql,
     utc_day,
 )
+from gateway.store.schema import POSTGRES_SCHEMA
 
 T = TypeVar("T")
 _SCHEMA_LOCK = 0x1402_5C4E  # pg_advisory_xact_lock key: one migrator at a time
 DELETE_PRUNABLE = "DELETE FROM l402_tokens WHERE key_id = ANY($1::bytea[])"
 DELETE_PRUNABLE += f" AND {PRUNABLE_SQL}"
-
-SCHEMA = [
-    """CREATE TABLE l402_tokens (
-        key_id BYTEA PRIMARY KEY,
-        token_id BYTEA NOT NULL,
-        payment_hash BYTEA NOT NULL,
-        route TEXT NOT NULL,
-        root_key BYTEA,
-        price_msat BIGINT NOT NULL,
-        single_use BOOLEAN NOT NULL,
-        created_at BIGINT NOT NULL,
-        valid_until BIGINT,
-        revoked_at BIGINT,
-        lease_until BIGINT,
-        used_at BIGINT
-    )""",
-    "CREATE INDEX l402_tokens_token_id ON l402_tokens (token_id)",
-    "CREATE INDEX l402_tokens_payment_hash ON l402_tokens (payment_hash)",
-    "CREATE INDEX l402_tokens_created_at ON l402_tokens (created_at)",
-    """CREATE TABLE l402_settlements (
-        payment_hash BYTEA PRIMARY KEY,
-        route TEXT NOT NULL,
-        amt_paid_msat BIGINT NOT NULL,
-        settle_index BIGINT NOT NULL,
-        settled_at BIGINT NOT NULL,
-        day TEXT NOT NULL
-    )""",
-    "CREATE INDEX l402_settlements_day ON l402_settlements (day)",
-    """CREATE TABLE l402_settle_state (
-        id INTEGER PRIMARY KEY CHECK (id = 1),
-        last_settle_index BIGINT NOT NULL
-    )""",
-    """CREATE TABLE l402_paid_requests (
-        day TEXT NOT NULL,
-        route TEXT NOT NULL,
-        count BIGINT NOT NULL,
-        PRIMARY KEY (day, route)
-    )""",
-    "CREATE TABLE l402_store_health (id INTEGER PRIMARY KEY CHECK (id = 1), checked_at BIGINT)",
-]
 
 _ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
 
@@ -123,7 +86,7 @@ class PostgresTokenStore:
             )
             version = await conn.fetchval("SELECT max(version) FROM l402_schema_version")
             if version is None:
-                for statement in SCHEMA:
+                for statement in POSTGRES_SCHEMA:
                     await conn.execute(statement)
                 await conn.execute("INSERT INTO l402_schema_version VALUES ($1)", SCHEMA_VERSION)
             elif version > SCHEMA_VERSION:
@@ -166,50 +129,57 @@ class PostgresTokenStore:
 
         return await self._run("get_root_key", op)
 
-    async def reserve(self, key_id: bytes, now: int, lease_seconds: int) -> ReserveResult:
-        async def op(conn: Any) -> ReserveResult:
+    async def reserve(self, key_id: bytes, now: int, lease_seconds: int) -> Reservation:
+        lease_id = new_lease_id()
+
+        async def op(conn: Any) -> Reservation:
             status = await conn.execute(
-                "UPDATE l402_tokens SET lease_until = $1 WHERE key_id = $2"
+                "UPDATE l402_tokens SET lease_until = $1, lease_id = $2 WHERE key_id = $3"
                 " AND root_key IS NOT NULL AND used_at IS NULL"
-                " AND (lease_until IS NULL OR lease_until <= $3)",
+                " AND (lease_until IS NULL OR lease_until <= $4)",
                 now + lease_seconds,
+                lease_id,
                 key_id,
                 now,
             )
             if _rowcount(status) == 1:
-                return ReserveResult.RESERVED
+                return Reservation(ReserveResult.RESERVED, lease_id)
             row = await conn.fetchrow(
                 "SELECT root_key IS NOT NULL AS live, used_at FROM l402_tokens WHERE key_id = $1",
                 key_id,
             )
             if row is None or not row["live"]:
-                return ReserveResult.UNKNOWN
+                return Reservation(ReserveResult.UNKNOWN)
             if row["used_at"] is not None:
-                return ReserveResult.ALREADY_USED
-            return ReserveResult.IN_USE
+                return Reservation(ReserveResult.ALREADY_USED)
+            return Reservation(ReserveResult.IN_USE)
 
         return await self._run("reserve", op)
 
-    async def commit(self, key_id: bytes, now: int) -> bool:
+    async def commit(self, key_id: bytes, lease_id: bytes, now: int) -> bool:
         async def op(conn: Any) -> bool:
             status = await conn.execute(
-                "UPDATE l402_tokens SET used_at = $1, lease_until = NULL"
-                " WHERE key_id = $2 AND used_at IS NULL",
+                "UPDATE l402_tokens SET used_at = $1, lease_until = NULL, lease_id = NULL"
+                " WHERE key_id = $2 AND lease_id = $3 AND used_at IS NULL",
                 now,
                 key_id,
+                lease_id,
             )
             return _rowcount(status) == 1
 
         return await self._run("commit", op)
 
-    async def release(self, key_id: bytes) -> None:
-        async def op(conn: Any) -> None:
-            await conn.execute(
-                "UPDATE l402_tokens SET lease_until = NULL WHERE key_id = $1 AND used_at IS NULL",
+    async def release(self, key_id: bytes, lease_id: bytes) -> bool:
+        async def op(conn: Any) -> bool:
+            status = await conn.execute(
+                "UPDATE l402_tokens SET lease_until = NULL, lease_id = NULL"
+                " WHERE key_id = $1 AND lease_id = $2 AND used_at IS NULL",
                 key_id,
+                lease_id,
             )
+            return _rowcount(status) == 1
 
-        await self._run("release", op)
+        return await self._run("release", op)
 
     async def is_used(self, key_id: bytes) -> bool:
         async def op(conn: Any) -> bool:

@@ -26,61 +26,24 @@ from gateway.store.base import (
     SCHEMA_VERSION,
     PruneCandidate,
     ReportRow,
+    Reservation,
     ReserveResult,
     StoreError,
     check_day,
     first_report_day,
     merge_report,
+    new_lease_id,
     parse_token_id,
     prune_candidates_sql,
     utc_day,
 )
+from gateway.store.schema import SQLITE_SCHEMA
 from gateway.store.url import MEMORY
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 DELETE_PRUNABLE = "DELETE FROM l402_tokens WHERE key_id = ?"
 DELETE_PRUNABLE += f" AND {PRUNABLE_SQL}"
-
-SCHEMA = """
-CREATE TABLE l402_tokens (
-    key_id BLOB PRIMARY KEY,
-    token_id BLOB NOT NULL,
-    payment_hash BLOB NOT NULL,
-    route TEXT NOT NULL,
-    root_key BLOB,                 -- NULL once revoked
-    price_msat INTEGER NOT NULL,
-    single_use INTEGER NOT NULL,
-    created_at INTEGER NOT NULL,
-    valid_until INTEGER,
-    revoked_at INTEGER,
-    lease_until INTEGER,           -- single-use: reservation held until then
-    used_at INTEGER                -- single-use: consumed
-);
-CREATE INDEX l402_tokens_token_id ON l402_tokens (token_id);
-CREATE INDEX l402_tokens_payment_hash ON l402_tokens (payment_hash);
-CREATE INDEX l402_tokens_created_at ON l402_tokens (created_at);
-CREATE TABLE l402_settlements (
-    payment_hash BLOB PRIMARY KEY,
-    route TEXT NOT NULL,
-    amt_paid_msat INTEGER NOT NULL,
-    settle_index INTEGER NOT NULL,
-    settled_at INTEGER NOT NULL,
-    day TEXT NOT NULL
-);
-CREATE INDEX l402_settlements_day ON l402_settlements (day);
-CREATE TABLE l402_settle_state (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    last_settle_index INTEGER NOT NULL
-);
-CREATE TABLE l402_paid_requests (
-    day TEXT NOT NULL,
-    route TEXT NOT NULL,
-    count INTEGER NOT NULL,
-    PRIMARY KEY (day, route)
-);
-CREATE TABLE l402_store_health (id INTEGER PRIMARY KEY CHECK (id = 1), checked_at INTEGER);
-"""
 
 
 @contextlib.contextmanager
@@ -126,7 +89,7 @@ def _connect(target: str, busy_timeout_ms: int) -> sqlite3.Connection:
             )
             row = conn.execute("SELECT max(version) FROM l402_schema_version").fetchone()
             if row[0] is None:
-                for statement in SCHEMA.split(";"):
+                for statement in SQLITE_SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
                 conn.execute("INSERT INTO l402_schema_version VALUES (?)", (SCHEMA_VERSION,))
@@ -201,49 +164,54 @@ class SqliteTokenStore:
 
         return await self._run("get_root_key", op)
 
-    async def reserve(self, key_id: bytes, now: int, lease_seconds: int) -> ReserveResult:
-        def op(conn: sqlite3.Connection) -> ReserveResult:
+    async def reserve(self, key_id: bytes, now: int, lease_seconds: int) -> Reservation:
+        lease_id = new_lease_id()
+
+        def op(conn: sqlite3.Connection) -> Reservation:
             with _write(conn):
                 cur = conn.execute(
-                    "UPDATE l402_tokens SET lease_until = ? WHERE key_id = ?"
+                    "UPDATE l402_tokens SET lease_until = ?, lease_id = ? WHERE key_id = ?"
                     " AND root_key IS NOT NULL AND used_at IS NULL"
                     " AND (lease_until IS NULL OR lease_until <= ?)",
-                    (now + lease_seconds, key_id, now),
+                    (now + lease_seconds, lease_id, key_id, now),
                 )
                 if cur.rowcount == 1:
-                    return ReserveResult.RESERVED
+                    return Reservation(ReserveResult.RESERVED, lease_id)
                 row = conn.execute(
                     "SELECT root_key IS NOT NULL, used_at FROM l402_tokens WHERE key_id = ?",
                     (key_id,),
                 ).fetchone()
             if row is None or not row[0]:
-                return ReserveResult.UNKNOWN
-            return ReserveResult.ALREADY_USED if row[1] is not None else ReserveResult.IN_USE
+                return Reservation(ReserveResult.UNKNOWN)
+            if row[1] is not None:
+                return Reservation(ReserveResult.ALREADY_USED)
+            return Reservation(ReserveResult.IN_USE)
 
         return await self._run("reserve", op)
 
-    async def commit(self, key_id: bytes, now: int) -> bool:
+    async def commit(self, key_id: bytes, lease_id: bytes, now: int) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
             with _write(conn):
                 cur = conn.execute(
-                    "UPDATE l402_tokens SET used_at = ?, lease_until = NULL"
-                    " WHERE key_id = ? AND used_at IS NULL",
-                    (now, key_id),
+                    "UPDATE l402_tokens SET used_at = ?, lease_until = NULL, lease_id = NULL"
+                    " WHERE key_id = ? AND lease_id = ? AND used_at IS NULL",
+                    (now, key_id, lease_id),
                 )
             return cur.rowcount == 1
 
         return await self._run("commit", op)
 
-    async def release(self, key_id: bytes) -> None:
-        def op(conn: sqlite3.Connection) -> None:
+    async def release(self, key_id: bytes, lease_id: bytes) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
             with _write(conn):
-                conn.execute(
-                    "UPDATE l402_tokens SET lease_until = NULL"
-                    " WHERE key_id = ? AND used_at IS NULL",
-                    (key_id,),
+                cur = conn.execute(
+                    "UPDATE l402_tokens SET lease_until = NULL, lease_id = NULL"
+                    " WHERE key_id = ? AND lease_id = ? AND used_at IS NULL",
+                    (key_id, lease_id),
                 )
+            return cur.rowcount == 1
 
-        await self._run("release", op)
+        return await self._run("release", op)
 
     async def is_used(self, key_id: bytes) -> bool:
         def op(conn: sqlite3.Connection) -> bool:

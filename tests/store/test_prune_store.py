@@ -46,10 +46,12 @@ async def test_candidates_meet_age_settlement_and_use_conditions(store: TokenSto
     settled = await put(store, created_at=T0 + 1)  # (b)
     await settle(store, settled)
     used = await put(store, created_at=T0 + 2, single_use=True)  # (c) consumed
-    assert await store.reserve(used.key_id, T0 + 10, 30) == "reserved"
-    assert await store.commit(used.key_id, T0 + 11)
+    result, lease_id = await store.reserve(used.key_id, T0 + 10, 30)
+    assert result == "reserved"
+    assert lease_id is not None
+    assert await store.commit(used.key_id, lease_id, T0 + 11)
     leased = await put(store, created_at=T0 + 3, single_use=True)  # (c) in flight
-    assert await store.reserve(leased.key_id, T0 + 10, 30) == "reserved"
+    assert (await store.reserve(leased.key_id, T0 + 10, 30)).result == "reserved"
     revoked = await put(store, created_at=T0 + 4)  # unpaid and revoked: still prunable
     assert await store.revoke(revoked.token_id.hex())
 
@@ -83,9 +85,11 @@ async def test_delete_tokens_removes_only_still_prunable_rows(store: TokenStore)
 
     # Between reading the candidates and deleting: b settles, c is used, d is leased.
     await settle(store, b)
-    assert await store.reserve(c.key_id, T0 + 10, 30) == "reserved"
-    assert await store.commit(c.key_id, T0 + 11)
-    assert await store.reserve(d.key_id, T0 + 10, 30) == "reserved"
+    result, lease_id = await store.reserve(c.key_id, T0 + 10, 30)
+    assert result == "reserved"
+    assert lease_id is not None
+    assert await store.commit(c.key_id, lease_id, T0 + 11)
+    assert (await store.reserve(d.key_id, T0 + 10, 30)).result == "reserved"
 
     assert await store.delete_tokens(keys(candidates)) == 1
     assert await store.get_root_key(a.key_id) is None

@@ -22,9 +22,9 @@ from gateway.store import open_store
 
 async def main() -> None:
     store = await open_store(sys.argv[1])
-    result = await store.reserve(bytes.fromhex(sys.argv[2]), 500, 30)
+    reservation = await store.reserve(bytes.fromhex(sys.argv[2]), 500, 30)
     await store.close()
-    print(result.value)
+    print(reservation.result.value)
 
 asyncio.run(main())
 """
@@ -93,7 +93,7 @@ async def test_real_processes_race_for_one_token(tmp_path: Path) -> None:
         )
         for _ in range(4)
     ]
-    mine = await store.reserve(record.key_id, 500, 30)
+    mine = (await store.reserve(record.key_id, 500, 30)).result
     outputs = [(await p.communicate())[0].decode().strip() for p in procs]
     assert all(p.returncode == 0 for p in procs)
     results = [mine.value, *outputs]

@@ -16,6 +16,14 @@ DAY1 = calendar.timegm((2026, 3, 1, 12, 0, 0))
 DAY2 = calendar.timegm((2026, 3, 2, 9, 30, 0))
 
 
+async def reserved(store: TokenStore, key_id: bytes, now: int, lease_seconds: int = 30) -> bytes:
+    """Reserve, insist it worked, and return the lease id."""
+    result, lease_id = await store.reserve(key_id, now, lease_seconds)
+    assert result is ReserveResult.RESERVED
+    assert lease_id is not None
+    return lease_id
+
+
 async def test_root_key_round_trip(store: TokenStore) -> None:
     record = make_record()
     await store.put_token(record)
@@ -43,7 +51,7 @@ async def test_revoke_blanks_the_root_key(store: TokenStore) -> None:
     assert await store.revoke(record.token_id.hex()) is True
     assert await store.get_root_key(record.key_id) is None
     assert await store.revoke(record.token_id.hex()) is False  # already revoked
-    assert await store.reserve(record.key_id, 100, 30) is ReserveResult.UNKNOWN
+    assert await store.reserve(record.key_id, 100, 30) == (ReserveResult.UNKNOWN, None)
 
 
 async def test_revoke_unknown_and_malformed(store: TokenStore) -> None:
@@ -56,42 +64,97 @@ async def test_revoke_unknown_and_malformed(store: TokenStore) -> None:
 
 async def test_reserve_commit_release_cycle(store: TokenStore) -> None:
     record = make_record(single_use=True)
+    key = record.key_id
     await store.put_token(record)
-    assert await store.reserve(record.key_id, 100, 30) is ReserveResult.RESERVED
-    assert await store.reserve(record.key_id, 101, 30) is ReserveResult.IN_USE
-    await store.release(record.key_id)
-    assert await store.is_used(record.key_id) is False
-    assert await store.reserve(record.key_id, 102, 30) is ReserveResult.RESERVED
-    assert await store.commit(record.key_id, 103) is True
-    assert await store.is_used(record.key_id) is True
-    assert await store.reserve(record.key_id, 104, 30) is ReserveResult.ALREADY_USED
-    await store.release(record.key_id)  # releasing a used token must not revive it
-    assert await store.reserve(record.key_id, 105, 30) is ReserveResult.ALREADY_USED
-    assert await store.commit(record.key_id, 106) is False
+    first = await reserved(store, key, 100)
+    assert await store.reserve(key, 101, 30) == (ReserveResult.IN_USE, None)
+    assert await store.release(key, first) is True
+    assert await store.release(key, first) is False  # already released
+    assert await store.is_used(key) is False
+    second = await reserved(store, key, 102)
+    assert second != first
+    assert await store.commit(key, first, 103) is False  # a released lease is not current
+    assert await store.commit(key, second, 103) is True
+    assert await store.is_used(key) is True
+    assert await store.reserve(key, 104, 30) == (ReserveResult.ALREADY_USED, None)
+    assert await store.release(key, second) is False  # releasing a used token must not revive it
+    assert (await store.reserve(key, 105, 30)).result is ReserveResult.ALREADY_USED
+    assert await store.commit(key, second, 106) is False
 
 
 async def test_reserve_unknown_token(store: TokenStore) -> None:
-    assert await store.reserve(b"\x02" * 32, 100, 30) is ReserveResult.UNKNOWN
+    assert await store.reserve(b"\x02" * 32, 100, 30) == (ReserveResult.UNKNOWN, None)
     assert await store.is_used(b"\x02" * 32) is False
+    assert await store.commit(b"\x02" * 32, b"\x00" * 16, 100) is False
+    assert await store.release(b"\x02" * 32, b"\x00" * 16) is False
 
 
 async def test_lease_of_a_crashed_holder_expires(store: TokenStore) -> None:
     record = make_record(single_use=True)
     await store.put_token(record)
-    assert await store.reserve(record.key_id, 1_000, 30) is ReserveResult.RESERVED
+    await reserved(store, record.key_id, 1_000)
     # The holder never commits nor releases (it crashed): the credential stays
     # blocked until the lease runs out, then it can be used again.
-    assert await store.reserve(record.key_id, 1_029, 30) is ReserveResult.IN_USE
-    assert await store.reserve(record.key_id, 1_030, 30) is ReserveResult.RESERVED
-    assert await store.reserve(record.key_id, 1_031, 30) is ReserveResult.IN_USE
+    assert (await store.reserve(record.key_id, 1_029, 30)).result is ReserveResult.IN_USE
+    await reserved(store, record.key_id, 1_030)
+    assert (await store.reserve(record.key_id, 1_031, 30)).result is ReserveResult.IN_USE
+
+
+async def test_a_lost_lease_can_neither_commit_nor_release(open_stores: OpenStore) -> None:
+    # Two gateway processes: the first holder's request outlives its lease, the
+    # second takes the token over, then the first one's late commit or release arrives.
+    slow, other = await open_stores(), await open_stores()
+    record = make_record(single_use=True)
+    key = record.key_id
+    await slow.put_token(record)
+    lost = await reserved(slow, key, 1_000)  # lease until 1_030
+    current = await reserved(other, key, 1_030)
+    assert current != lost
+
+    assert await slow.release(key, lost) is False  # its upstream answered 5xx
+    assert await slow.commit(key, lost, 1_031) is False  # its upstream answered < 500
+    assert await slow.release(key, lost) is False
+    for store in (slow, other):
+        assert await store.is_used(key) is False  # used_at untouched
+        # The second holder's lease is intact: nobody else gets the token.
+        assert (await store.reserve(key, 1_032, 30)).result is ReserveResult.IN_USE
+
+    assert await other.commit(key, current, 1_033) is True
+    assert await slow.is_used(key) is True
+    assert await slow.commit(key, lost, 1_034) is False
+    assert (await slow.reserve(key, 9_999, 30)).result is ReserveResult.ALREADY_USED
+
+
+async def test_a_lost_lease_cannot_release_the_new_holders_lease(store: TokenStore) -> None:
+    record = make_record(single_use=True)
+    key = record.key_id
+    await store.put_token(record)
+    lost = await reserved(store, key, 1_000)
+    current = await reserved(store, key, 1_030)
+    assert await store.release(key, lost) is False
+    assert await store.release(key, current) is True  # the current holder still can
+    await reserved(store, key, 1_031)  # and then the token is free for the next request
+
+
+async def test_an_expired_lease_nobody_took_over_still_commits(store: TokenStore) -> None:
+    # Lateness alone does not matter: the lease is still this holder's, and the
+    # upstream answered, so the token is consumed rather than left reusable.
+    record = make_record(single_use=True)
+    await store.put_token(record)
+    lease_id = await reserved(store, record.key_id, 1_000)
+    assert await store.commit(record.key_id, lease_id, 5_000) is True
+    assert await store.is_used(record.key_id) is True
 
 
 async def test_fifty_concurrent_reserves_one_winner(store: TokenStore) -> None:
     record = make_record(single_use=True)
     await store.put_token(record)
     results = await asyncio.gather(*(store.reserve(record.key_id, 500, 30) for _ in range(50)))
-    assert results.count(ReserveResult.RESERVED) == 1
-    assert results.count(ReserveResult.IN_USE) == 49
+    assert [r.result for r in results].count(ReserveResult.RESERVED) == 1
+    assert [r.result for r in results].count(ReserveResult.IN_USE) == 49
+    leases = [r.lease_id for r in results if r.lease_id is not None]
+    assert len(leases) == 1
+    assert await store.commit(record.key_id, leases[0], 501) is True
 
 
 async def test_two_processes_race_for_one_token(open_stores: OpenStore) -> None:
@@ -100,12 +163,18 @@ async def test_two_processes_race_for_one_token(open_stores: OpenStore) -> None:
     await first.put_token(record)
     calls = [s.reserve(record.key_id, 500, 30) for _ in range(25) for s in (first, second)]
     results = await asyncio.gather(*calls)
-    assert results.count(ReserveResult.RESERVED) == 1
-    winner = first if results.index(ReserveResult.RESERVED) % 2 == 0 else second
-    assert await winner.commit(record.key_id, 501) is True
+    outcomes = [r.result for r in results]
+    assert outcomes.count(ReserveResult.RESERVED) == 1
+    won = outcomes.index(ReserveResult.RESERVED)
+    winner, loser = (first, second) if won % 2 == 0 else (second, first)
+    lease_id = results[won].lease_id
+    assert lease_id is not None
+    assert await loser.commit(record.key_id, b"\x00" * 16, 501) is False
+    assert await winner.commit(record.key_id, lease_id, 501) is True
     for store in (first, second):
         assert await store.is_used(record.key_id) is True
-        assert await store.reserve(record.key_id, 9_999, 30) is ReserveResult.ALREADY_USED
+        after = await store.reserve(record.key_id, 9_999, 30)
+        assert after.result is ReserveResult.ALREADY_USED
 
 
 async def test_data_survives_a_restart(open_stores: OpenStore) -> None:
@@ -113,8 +182,7 @@ async def test_data_survives_a_restart(open_stores: OpenStore) -> None:
     reusable, single = make_record(), make_record(single_use=True)
     await store.put_token(reusable)
     await store.put_token(single)
-    await store.reserve(single.key_id, 10, 30)
-    await store.commit(single.key_id, 11)
+    assert await store.commit(single.key_id, await reserved(store, single.key_id, 10), 11)
     await store.record_settlement(reusable.payment_hash, reusable.route, 10_000, 7, DAY1)
     await store.close()
 
