@@ -6,10 +6,18 @@ seller refused it with 401/402) -> INVALID until a new `store`. A cached
 credential is a bearer secret (macaroon + preimage), so the optional JSON file
 is created 0600, written atomically (temp file + fsync + rename), and a file
 that group or others can read is refused rather than trusted.
+
+A cache given a path checks at construction (before any payment) that the file
+can be written there, and raises `CacheError("cache_unusable")` if not. After
+that, a failed write never loses a credential: the entry is kept in memory
+and the failure is returned (`store_async` / `invalidate_async`, used by the
+client, which writes the file in a worker thread) or raised as
+`CacheError("cache_persist_failed")` (the blocking `store` / `invalidate`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -20,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.buyer.errors import CacheError
+from gateway.l402.credentials import format_authorization
 
 _FILE_VERSION = 1
 
@@ -42,7 +51,7 @@ class Credential:
 
     def authorization(self) -> str:
         """The header value sellers expect: `L402 <b64 macaroon>:<hex preimage>`."""
-        return f"L402 {self.macaroon}:{self.preimage_hex}"
+        return format_authorization(self.macaroon, self.preimage_hex)
 
 
 @dataclass
@@ -58,8 +67,11 @@ class CredentialCache:
         self.path = path
         self.default_ttl_seconds = default_ttl_seconds
         self._entries: dict[tuple[str, str], _Entry] = {}
-        if path is not None and path.exists():
-            self._load(path)
+        self._write_lock = asyncio.Lock()
+        if path is not None:
+            _check_writable(path)
+            if path.exists():
+                self._load(path)
 
     def expiry_for(self, now: float, valid_until: int | None = None) -> float | None:
         """When a credential obtained `now` stops being trusted: TTL or token caveat, earlier."""
@@ -85,6 +97,7 @@ class CredentialCache:
         return CacheStatus.HIT, entry.credential
 
     def store(self, host: str, scope: str, credential: Credential) -> None:
+        """Remember `credential`, then write the file (blocking; kept in memory if that fails)."""
         self._entries[(host, scope)] = _Entry(credential)
         self._save()
 
@@ -96,6 +109,35 @@ class CredentialCache:
         entry.invalid = True
         self._save()
         return True
+
+    async def store_async(self, host: str, scope: str, credential: Credential) -> CacheError | None:
+        """`store` for the event loop: the file is written off the loop; a failure is returned."""
+        self._entries[(host, scope)] = _Entry(credential)
+        return await self.persist()
+
+    async def invalidate_async(self, host: str, scope: str) -> CacheError | None:
+        """`invalidate` for the event loop; a failed file write is returned, not raised."""
+        entry = self._entries.get((host, scope))
+        if entry is None:
+            return None
+        entry.invalid = True
+        return await self.persist()
+
+    async def persist(self) -> CacheError | None:
+        """Write the current entries in a worker thread; the failure (if any) is returned.
+
+        Writes are serialised and each one snapshots the entries when it starts,
+        so the file always ends with the latest state.
+        """
+        if self.path is None:
+            return None
+        async with self._write_lock:
+            data = self._payload()
+            try:
+                await asyncio.to_thread(write_private_atomic, self.path, data)
+            except OSError as exc:
+                return _persist_failed(self.path, exc)
+        return None
 
     def clear(self) -> None:
         self._entries.clear()
@@ -129,6 +171,12 @@ class CredentialCache:
     def _save(self) -> None:
         if self.path is None:
             return
+        try:
+            write_private_atomic(self.path, self._payload())
+        except OSError as exc:
+            raise _persist_failed(self.path, exc) from None
+
+    def _payload(self) -> bytes:
         entries: list[dict[str, Any]] = [
             {
                 "host": host,
@@ -142,7 +190,28 @@ class CredentialCache:
             for (host, scope), e in self._entries.items()
         ]
         payload = json.dumps({"version": _FILE_VERSION, "entries": entries}, indent=2)
-        write_private_atomic(self.path, payload.encode("utf-8"))
+        return payload.encode("utf-8")
+
+
+def _persist_failed(path: Path, exc: OSError) -> CacheError:
+    reason = exc.strerror or type(exc).__name__
+    return CacheError("cache_persist_failed", f"cannot write {path}: {reason}")
+
+
+def _check_writable(path: Path) -> None:
+    """Fail now, before any payment, if the cache file could never be written at `path`."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if path.exists() and not path.is_file():
+            raise CacheError("cache_unusable", f"{path} exists and is not a regular file")
+        probe = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.probe")
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        probe.unlink()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise CacheError(
+            "cache_unusable", f"cannot write a cache file at {path}: {reason}"
+        ) from None
 
 
 def write_private_atomic(path: Path, data: bytes) -> None:

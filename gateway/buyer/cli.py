@@ -111,7 +111,20 @@ async def _ask(request: ApprovalRequest) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-async def _fetch(args: argparse.Namespace, env: Mapping[str, str]) -> FetchResult:
+def _parse_headers(values: Sequence[str]) -> dict[str, str] | None:
+    """`Name: value` options as a dict; None if any is not of that form."""
+    headers: dict[str, str] = {}
+    for value in values:
+        name, sep, text = value.partition(":")
+        if not sep or not name.strip():
+            return None
+        headers[name.strip()] = text.strip()
+    return headers
+
+
+async def _fetch(
+    args: argparse.Namespace, env: Mapping[str, str], headers: Mapping[str, str]
+) -> FetchResult:
     payer_settings = PayerSettings.from_env(env)
     policy = SpendPolicy(
         max_spend_msats=args.max_msats,
@@ -120,8 +133,6 @@ async def _fetch(args: argparse.Namespace, env: Mapping[str, str]) -> FetchResul
         expected_network=args.network,
     )
     cache = CredentialCache(Path(args.cache) if args.cache else None)
-    headers = dict(h.split(":", 1) for h in args.header or [])
-    headers = {k.strip(): v.strip() for k, v in headers.items()}
     async with _session() as session, open_payer(payer_settings, session) as payer:
         client = L402Client(session, payer, policy, cache, approval=_ask if args.confirm else None)
         return await client.fetch(
@@ -169,8 +180,12 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if args.max_msats < 0:
         print("--max-msats must not be negative", file=sys.stderr)
         return 2
+    headers = _parse_headers(args.header or [])
+    if headers is None:
+        print("--header must be 'Name: value'", file=sys.stderr)
+        return 2
     try:
-        result = asyncio.run(_fetch(args, env))
+        result = asyncio.run(_fetch(args, env, headers))
     except (BuyerError, OSError, ValueError) as exc:
         if args.json:
             print(json.dumps({"ok": False, "error": str(exc)}))
@@ -186,6 +201,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         if report["denyReasonCode"]:
             extra = f": {report['denyReasonCode']} (quote {report['quoteMsats']} msat)"
         elif report["error"]:
-            extra = f": {report['error']}"
+            proof = f" ({report['proofReference']})" if report["proofReference"] else ""
+            extra = f": {report['error']}{proof}"
         print(f"\n[{result.status} {result.outcome.value}{extra}]", file=sys.stderr)
     return 0 if result.ok else 1

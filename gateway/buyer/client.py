@@ -6,11 +6,17 @@ Flow of `fetch`:
   402 -> host checks -> parse challenge -> decode invoice -> full policy
       -> approval callback (optional) -> pay -> store credential -> retry once
   retry answered 401/402 -> `credential_rejected_after_payment`; never loop.
+  retry failed in transport -> `paid_retry_failed` (receipt kept, credential cached).
 
 So a cached credential that stops working costs at most one new payment, and
 a seller that refuses a fresh, valid proof costs exactly one. Every refusal
 before paying is a `FetchResult` with `denied` set, never an exception; only
-transport failures raise (`TransportError`). Redirects are not followed so a
+transport failures before any payment raise (`TransportError`). Nothing after
+a payment raises: a payer error that may have moved money is charged to the
+budget (`PaymentError.spent_msats`) and a proven preimage is returned as
+`payment`; a cache file that cannot be written is reported
+(`cache_persist_failed` event, `FetchResult.cache_error`) while the credential
+stays in memory. Redirects are not followed so a
 credential is never replayed to another origin. The gRPC "trailers-only"
 challenge form (HTTP 200 + grpc-status) is not handled: this is an HTTP buyer.
 """
@@ -32,6 +38,7 @@ from gateway.buyer.cache import CacheStatus, Credential, CredentialCache
 from gateway.buyer.challenge import parse_challenge
 from gateway.buyer.errors import (
     BuyerError,
+    CacheError,
     ChallengeError,
     InvoiceError,
     PaymentError,
@@ -53,6 +60,7 @@ class Outcome(StrEnum):
     INVOICE_ERROR = "invoice_error"
     PAYMENT_FAILED = "payment_failed"
     CREDENTIAL_REJECTED_AFTER_PAYMENT = "credential_rejected_after_payment"
+    PAID_RETRY_FAILED = "paid_retry_failed"  # paid, but the retry never got an answer
 
 
 @dataclass(frozen=True)
@@ -87,6 +95,7 @@ class FetchResult:
     request_id: str
     challenge_status: int | None = None
     error: BuyerError | None = None
+    cache_error: CacheError | None = None  # the credential file could not be written
 
     @property
     def ok(self) -> bool:
@@ -114,6 +123,7 @@ class _Call:
     data: bytes | str | None
     headers: Mapping[str, str] | None
     cache_status: CacheStatus = CacheStatus.MISS
+    cache_error: CacheError | None = None
 
 
 class L402Client:
@@ -141,6 +151,11 @@ class L402Client:
     def _emit(self, name: str, call: _Call, **details: Any) -> None:
         if self.events is not None:
             self.events(name, {"requestId": call.request_id, "host": call.host, **details})
+
+    def _cache_written(self, call: _Call, error: CacheError | None) -> None:
+        if error is not None:
+            call.cache_error = error
+            self._emit("cache_persist_failed", call, code=error.code, error=error.message)
 
     async def _send(self, call: _Call, authorization: str | None) -> _Response:
         headers: CIMultiDict[str] = CIMultiDict(call.headers or {})
@@ -173,6 +188,7 @@ class L402Client:
             body=resp.body,
             headers=resp.headers,
             cache_status=call.cache_status,
+            cache_error=call.cache_error,
             outcome=outcome,
             request_id=call.request_id,
             **kw,
@@ -215,7 +231,9 @@ class L402Client:
             if resp.status not in _REFUSED:
                 self._emit("cache_hit", call, status=resp.status)
                 return self._result(call, resp, Outcome.OK)
-            self.cache.invalidate(call.cache_host, call.scope)
+            self._cache_written(
+                call, await self.cache.invalidate_async(call.cache_host, call.scope)
+            )
             call.cache_status = CacheStatus.INVALID
             self._emit("credential_refused", call, status=resp.status)
             if resp.status == 401:  # 401 carries no challenge: ask again without a credential
@@ -270,30 +288,41 @@ class L402Client:
                 return done(
                     challenge_resp, Outcome.DENIED_BY_USER, denied=refused, quote_msats=amount
                 )
+        expires_at = self.cache.expiry_for(now, token.valid_until)  # computed before paying
         try:
             receipt = await self.payer.pay(
                 challenge.invoice, max_amount, call.host, call.request_id
             )
-            validate_preimage(receipt.preimage_hex, invoice.payment_hash)
         except PaymentError as exc:
-            self._emit("payment_failed", call, code=exc.code)
-            return done(challenge_resp, Outcome.PAYMENT_FAILED, quote_msats=amount, error=exc)
+            failed = self._payment_failed(call, exc)
+            return done(challenge_resp, Outcome.PAYMENT_FAILED, quote_msats=amount, **failed)
+        try:
+            validate_preimage(receipt.preimage_hex, invoice.payment_hash)
+        except PaymentError as exc:  # the payer says it paid: charge it, there is no proof
+            charged = PaymentError(exc.code, exc.message, spent_msats=receipt.amount_msats)
+            failed = self._payment_failed(call, charged)
+            return done(challenge_resp, Outcome.PAYMENT_FAILED, quote_msats=amount, **failed)
         self.policy.record_spend(receipt.amount_msats)
         self._emit(
             "paid", call, amountMsats=receipt.amount_msats, proofReference=receipt.proof_reference
         )
-        credential = Credential(
-            challenge.macaroon,
-            receipt.preimage_hex.lower(),
-            now,
-            self.cache.expiry_for(now, token.valid_until),
-        )
+        credential = Credential(challenge.macaroon, receipt.preimage_hex.lower(), now, expires_at)
         # Stored before the retry: if the retry's transport fails, the paid token is not lost.
-        self.cache.store(call.cache_host, call.scope, credential)
-        retry = await self._send(call, credential.authorization())
+        self._cache_written(
+            call, await self.cache.store_async(call.cache_host, call.scope, credential)
+        )
         paid = {"paid": True, "payment": receipt, "quote_msats": amount}
+        try:
+            retry = await self._send(call, credential.authorization())
+        except TransportError as exc:
+            self._emit(
+                "paid_retry_failed", call, code=exc.code, proofReference=receipt.proof_reference
+            )
+            return done(challenge_resp, Outcome.PAID_RETRY_FAILED, error=exc, **paid)
         if retry.status in _REFUSED:
-            self.cache.invalidate(call.cache_host, call.scope)
+            self._cache_written(
+                call, await self.cache.invalidate_async(call.cache_host, call.scope)
+            )
             self._emit("credential_rejected_after_payment", call, status=retry.status)
             error = PaymentError(
                 "credential_rejected_after_payment",
@@ -301,3 +330,14 @@ class L402Client:
             )
             return done(retry, Outcome.CREDENTIAL_REJECTED_AFTER_PAYMENT, error=error, **paid)
         return done(retry, Outcome.PAID, **paid)
+
+    def _payment_failed(self, call: _Call, exc: PaymentError) -> dict[str, Any]:
+        """Charge money that may have moved; the result fields (a proven receipt is kept)."""
+        details: dict[str, Any] = {"code": exc.code}
+        if exc.spent_msats is not None:
+            self.policy.record_spend(exc.spent_msats)
+            details["spentMsats"] = exc.spent_msats
+        if exc.receipt is not None:
+            details["proofReference"] = exc.receipt.proof_reference
+        self._emit("payment_failed", call, **details)
+        return {"error": exc, "paid": exc.receipt is not None, "payment": exc.receipt}

@@ -11,7 +11,10 @@ Steps, each one recorded as a stage in `events.jsonl`:
   openagents.over_cap_block -- route B (250 sats) must be refused with
       `amount_over_cap` before the payer is called.
 Each payment gets its own request id (`<run>-<step>`) because wallet executors
-use it for idempotency.
+use it for idempotency. A step that fails after money moved (e.g. the seller
+dropped the connection on the paid retry: `paid_retry_failed`) stops the run
+like any failure -- no retry, no second payment -- and its error event carries
+the payment's `proofReference`, `paymentId` and `amountMsats`.
 """
 
 from __future__ import annotations
@@ -80,7 +83,15 @@ def _describe(result: FetchResult) -> str:
         text += f" reason={result.denied.reason_code.value}"
     if result.error is not None:
         text += f" error={result.error.code}"
+    if result.payment is not None:
+        text += f" paid={result.payment.amount_msats}msat ({result.payment.proof_reference})"
     return text
+
+
+def _unpaid_code(result: FetchResult, default: str) -> str:
+    """`paid_retry_failed` says money moved; any other unpaid outcome keeps its step's code."""
+    failed = Outcome.PAID_RETRY_FAILED
+    return failed.value if result.outcome is failed else default
 
 
 class _Run:
@@ -96,8 +107,17 @@ class _Run:
     def step_id(self, step: str) -> str:
         return f"{self.request_id}-{step}"
 
-    def fail(self, stage: str, step: str, code: str, message: str) -> Ep212Error:
-        self.artifacts.event(stage, self.step_id(step), "error", {"code": code, "error": message})
+    def fail(
+        self, stage: str, step: str, code: str, message: str, result: FetchResult | None = None
+    ) -> Ep212Error:
+        details: dict[str, Any] = {"code": code, "error": message}
+        if result is not None:
+            details["outcome"] = result.outcome.value
+            if result.payment is not None:  # money moved: say which payment
+                details["proofReference"] = result.payment.proof_reference
+                details["paymentId"] = result.payment.payment_id
+                details["amountMsats"] = result.payment.amount_msats
+        self.artifacts.event(stage, self.step_id(step), "error", details)
         return Ep212Error(code, f"{stage}: {message}")
 
     async def fetch(self, stage: str, step: str, method: str, url: str, **kw: Any) -> FetchResult:
@@ -112,7 +132,9 @@ class _Run:
         calls_after_first = self.payer.calls
         quote = {"endpointUrl": url, "challengeStatusCode": first.challenge_status}
         if first.challenge_status != 402:
-            raise self.fail("sats4ai.challenge", "sats4ai-first", "no_challenge", _describe(first))
+            raise self.fail(
+                "sats4ai.challenge", "sats4ai-first", "no_challenge", _describe(first), first
+            )
         self.artifacts.event(
             "sats4ai.challenge",
             self.step_id("sats4ai-first"),
@@ -120,7 +142,13 @@ class _Run:
             {**quote, "quotedAmountMsats": first.quote_msats},
         )
         if first.outcome is not Outcome.PAID or not first.ok or first.payment is None:
-            raise self.fail("sats4ai.first", "sats4ai-first", "first_not_paid", _describe(first))
+            raise self.fail(
+                "sats4ai.first",
+                "sats4ai-first",
+                _unpaid_code(first, "first_not_paid"),
+                _describe(first),
+                first,
+            )
         receipt = first.payment
         first_fields = {
             "firstStatusCode": first.status,
@@ -140,7 +168,9 @@ class _Run:
         )
         second = await self.fetch("sats4ai.cached", "sats4ai-second", "POST", url, json=body)
         if not second.ok:
-            raise self.fail("sats4ai.cached", "sats4ai-second", "second_failed", _describe(second))
+            raise self.fail(
+                "sats4ai.cached", "sats4ai-second", "second_failed", _describe(second), second
+            )
         cache_hit = second.cache_status is CacheStatus.HIT and not second.paid
         second_fields = {
             "secondStatusCode": second.status,
@@ -161,7 +191,8 @@ class _Run:
         stage, url = "openagents.route_success", self.settings.route_a_url
         paid = await self.fetch(stage, "route-a", "GET", url)
         if paid.outcome is not Outcome.PAID or not paid.ok or paid.payment is None:
-            raise self.fail(stage, "route-a", "route_not_paid", _describe(paid))
+            code = _unpaid_code(paid, "route_not_paid")
+            raise self.fail(stage, "route-a", code, _describe(paid), paid)
         calls_after_paid = self.payer.calls
         repeat = await self.fetch(stage, "route-a-repeat", "GET", url)
         fields = {
@@ -188,6 +219,7 @@ class _Run:
                 "route-a-repeat",
                 "route_not_cached",
                 f"repeat of a paid reusable route was not a free cache hit: {_describe(repeat)}",
+                repeat,
             )
         self.artifacts.event(stage, self.step_id("route-a"), "ok", dict(fields))
         return fields
@@ -209,7 +241,7 @@ class _Run:
             "payerCallsAfter": after,
         }
         if not (fields["blocked"] and reason is DenyReason.AMOUNT_OVER_CAP and before == after):
-            raise self.fail(stage, "route-b", "over_cap_not_blocked", _describe(result))
+            raise self.fail(stage, "route-b", "over_cap_not_blocked", _describe(result), result)
         self.artifacts.event(stage, self.step_id("route-b"), "ok", dict(fields))
         return fields
 

@@ -8,6 +8,11 @@ reference.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.buyer.payers import PaymentReceipt
+
 
 class BuyerError(Exception):
     """Base of every buyer failure: a stable code plus a secret-free message."""
@@ -30,11 +35,29 @@ class InvoiceError(BuyerError):
 
 
 class PaymentError(BuyerError):
-    """A payer could not pay, or its receipt does not prove payment."""
+    """A payer could not pay, or its receipt does not prove payment.
 
-    def __init__(self, code: str, message: str, *, upstream_code: str | None = None) -> None:
+    `spent_msats` says whether money may have moved: None when it certainly did
+    not (refused before sending, or a final FAILED state), the reported amount
+    when the payer said what it paid, or the most the payment could have cost
+    when the outcome is unknown (timeout, dropped connection, unreadable
+    answer). The client charges it to the budget. `receipt` is set when the
+    error comes with a proven preimage (money moved and the token is paid for).
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        upstream_code: str | None = None,
+        spent_msats: int | None = None,
+        receipt: PaymentReceipt | None = None,
+    ) -> None:
         super().__init__(code, message)
         self.upstream_code = upstream_code
+        self.spent_msats = spent_msats
+        self.receipt = receipt
 
 
 class CacheError(BuyerError):

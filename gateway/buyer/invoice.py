@@ -21,6 +21,7 @@ import bolt11
 from bolt11 import exceptions as bolt11_errors
 
 from gateway.buyer.errors import ChallengeError, InvoiceError
+from gateway.l402 import caveats as caveat_rules
 from gateway.l402 import macaroons
 from gateway.l402.errors import L402Error
 from gateway.l402.identifier import Identifier
@@ -146,7 +147,17 @@ class TokenInfo:
 
 
 def inspect_macaroon(text: str) -> TokenInfo:
-    """Strictly decode the challenge macaroon and its Aperture identifier."""
+    """Strictly decode the challenge macaroon and its Aperture identifier.
+
+    Caveats are read with the core's rules (`gateway.l402.caveats`). The buyer
+    enforces none of them; it only reads `<service>_valid_until` (the earliest
+    one bounds how long the credential is cached). A caveat that is not
+    `condition=value` is ignored: it is the seller's to judge. A
+    `*_valid_until` caveat whose value is not 1-19 ASCII digits (the core's
+    unix-seconds rule, which its verifier enforces for every service) is a
+    `ChallengeError("invalid_caveat")`: the token could never be accepted, so
+    the buyer refuses before paying rather than buy it.
+    """
     try:
         decoded = macaroons.decode(text)
         identifier = Identifier.decode(decoded.identifier)
@@ -154,10 +165,17 @@ def inspect_macaroon(text: str) -> TokenInfo:
         raise ChallengeError("invalid_macaroon", exc.detail) from None
     valid_until: int | None = None
     for caveat in decoded.caveats:
-        key, sep, value = caveat.partition("=")
-        if sep and key.strip().endswith("_valid_until") and value.strip().isdigit():
-            stamp = int(value.strip())
-            valid_until = stamp if valid_until is None else min(valid_until, stamp)
+        try:
+            condition, value = caveat_rules.split(caveat)
+        except L402Error:
+            continue
+        if not condition.endswith(caveat_rules.VALID_UNTIL_SUFFIX):
+            continue
+        try:
+            stamp = caveat_rules._unix(value)
+        except L402Error as exc:
+            raise ChallengeError("invalid_caveat", f"{condition[:40]!r}: {exc.detail}") from None
+        valid_until = stamp if valid_until is None else min(valid_until, stamp)
     return TokenInfo(identifier.payment_hash, identifier.token_id, valid_until)
 
 

@@ -8,6 +8,11 @@ reached the payer by comparing it before and after).
 Every payer checks its receipt: the preimage must be 64 hex characters whose
 sha256 is the invoice's payment hash. A receipt that fails this is not proof
 of payment and would be refused by the seller anyway.
+
+A `PaymentError` raised once money may have moved carries `spent_msats` (the
+amount the wallet reported, or the most the payment could cost when the
+outcome is unknown) and, when the preimage was proven, the `receipt`; errors
+raised before anything was sent, or on a final FAILED state, carry None.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from gateway.buyer.errors import InvoiceError, PaymentError
-from gateway.buyer.invoice import decode_invoice
+from gateway.buyer.invoice import DecodedInvoice, decode_invoice
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
@@ -70,9 +75,9 @@ class Payer(Protocol):
     ) -> PaymentReceipt: ...
 
 
-def _payment_hash(invoice: str) -> bytes:
+def _decode(invoice: str) -> DecodedInvoice:
     try:
-        return decode_invoice(invoice).payment_hash
+        return decode_invoice(invoice)
     except InvoiceError as exc:
         raise PaymentError("invalid_invoice", exc.message) from None
 
@@ -83,6 +88,9 @@ class _LndPayment(Protocol):
 
     @property
     def value_msat(self) -> int: ...
+
+    @property
+    def fee_msat(self) -> int: ...
 
 
 class _PayingClient(Protocol):
@@ -108,17 +116,22 @@ class LndPayer:
         self, invoice: str, max_amount_msats: int, host: str, request_id: str
     ) -> PaymentReceipt:
         # Imported here so the buyer imports (and its tests run) without gRPC stubs.
-        from gateway.lightning.errors import LndError, PaymentFailed
+        from gateway.lightning.errors import (
+            LndError,
+            LndInvalidArgument,
+            LndNotFound,
+            LndPermissionDenied,
+            PaymentFailed,
+        )
 
         self.calls += 1
-        try:
-            decoded = decode_invoice(invoice)
-        except InvoiceError as exc:
-            raise PaymentError("invalid_invoice", exc.message) from None
+        decoded = _decode(invoice)
         if decoded.amount_msats is None:
             raise PaymentError("amount_unknown", "refusing to pay an invoice without an amount")
         if decoded.amount_msats > max_amount_msats:
             raise PaymentError("amount_exceeds_max", "invoice amount is above the allowed maximum")
+        # Unknown outcome (LND unreachable mid-payment, deadline): the most it can cost.
+        at_risk = decoded.amount_msats + self.fee_limit_msat
         try:
             async with asyncio.timeout(self.timeout_seconds + 10):
                 payment = await self.client.pay_invoice(
@@ -130,18 +143,26 @@ class LndPayer:
             raise PaymentError(
                 "payment_failed", f"LND payment failed: {exc.reason}", upstream_code=exc.reason
             ) from None
+        except (LndPermissionDenied, LndInvalidArgument, LndNotFound) as exc:
+            raise PaymentError(  # LND refused the request: nothing was sent
+                "lnd_error", f"LND error {exc.code}", upstream_code=exc.code
+            ) from None
         except LndError as exc:
             raise PaymentError(
-                "lnd_error", f"LND error {exc.code}", upstream_code=exc.code
+                "lnd_error", f"LND error {exc.code}", upstream_code=exc.code, spent_msats=at_risk
             ) from None
         except TimeoutError:
             raise PaymentError(
-                "payment_timeout", "LND did not settle the payment in time"
+                "payment_timeout", "LND did not settle the payment in time", spent_msats=at_risk
             ) from None
-        preimage = validate_preimage(payment.preimage.hex(), decoded.payment_hash)
+        spent = (int(payment.value_msat) or decoded.amount_msats) + int(payment.fee_msat)
+        try:
+            preimage = validate_preimage(payment.preimage.hex(), decoded.payment_hash)
+        except PaymentError as exc:
+            raise PaymentError(exc.code, exc.message, spent_msats=spent) from None
         return PaymentReceipt(
             payment_id=decoded.payment_hash.hex(),
-            amount_msats=int(payment.value_msat) or decoded.amount_msats,
+            amount_msats=spent,
             preimage_hex=preimage,
             paid_at_ms=now_ms(),
         )
@@ -196,7 +217,10 @@ class WalletExecutorPayer:
     def __repr__(self) -> str:
         return f"WalletExecutorPayer({self.base_url!r}, timeout_ms={self.timeout_ms})"
 
-    async def _call(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
+    async def _call(
+        self, method: str, path: str, body: dict[str, Any] | None, *, at_risk: int | None = None
+    ) -> Any:
+        """One executor request; `at_risk` is charged on errors where money may have moved."""
         if self.session is None:
             raise PaymentError("executor_unavailable", "no HTTP session given to the payer")
         headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
@@ -210,54 +234,86 @@ class WalletExecutorPayer:
                     status = resp.status
         except TimeoutError:
             raise PaymentError(
-                "executor_timeout", f"wallet executor gave no answer in {self.timeout_ms} ms"
+                "executor_timeout",
+                f"wallet executor gave no answer in {self.timeout_ms} ms",
+                spent_msats=at_risk,
             ) from None
-        except aiohttp.ClientError as exc:
+        except aiohttp.ClientConnectorError as exc:  # never connected: nothing was sent
             raise PaymentError(
                 "executor_unreachable", f"wallet executor request failed: {type(exc).__name__}"
+            ) from None
+        except aiohttp.ClientError as exc:  # the request may have been received
+            raise PaymentError(
+                "executor_unreachable",
+                f"wallet executor request failed: {type(exc).__name__}",
+                spent_msats=at_risk,
             ) from None
         try:
             parsed = json.loads(raw) if raw else None
         except (ValueError, UnicodeDecodeError):
             parsed = None
         if not 200 <= status < 300:
-            raise _executor_error(status, parsed)
+            raise _executor_error(status, parsed)  # the executor says it did not pay
         if not isinstance(parsed, dict):
-            raise PaymentError("executor_bad_response", "wallet executor answer is not JSON")
+            raise PaymentError(
+                "executor_bad_response", "wallet executor answer is not JSON", spent_msats=at_risk
+            )
         return parsed
 
     async def pay(
         self, invoice: str, max_amount_msats: int, host: str, request_id: str
     ) -> PaymentReceipt:
         self.calls += 1
-        payment_hash = _payment_hash(invoice)
+        payment_hash = _decode(invoice).payment_hash
         body = {
             "requestId": request_id,
             "payment": {"invoice": invoice, "maxAmountMsats": max_amount_msats, "host": host},
         }
-        answer = await self._call("POST", "/pay-bolt11", body)
+        # Past this call the executor answered 2xx ("paid"): every error is charged.
+        answer = await self._call("POST", "/pay-bolt11", body, at_risk=max_amount_msats)
         result = answer.get("result")
         payment = result.get("payment") if isinstance(result, dict) else None
         if not isinstance(payment, dict):
-            raise PaymentError("executor_bad_response", "answer lacks result.payment")
-        payment_id = payment.get("paymentId")
-        amount = payment.get("amountMsats")
-        paid_at = payment.get("paidAtMs")
-        if not isinstance(payment_id, str) or not payment_id:
-            raise PaymentError("executor_bad_response", "paymentId missing")
-        if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
-            raise PaymentError("executor_bad_response", "amountMsats is not an integer")
-        if paid_at is None:
-            paid_at = now_ms()
-        if isinstance(paid_at, bool) or not isinstance(paid_at, int):
-            raise PaymentError("executor_bad_response", "paidAtMs is not an integer")
-        preimage = validate_preimage(payment.get("preimageHex"), payment_hash)
-        if amount > max_amount_msats:
+            raise PaymentError(
+                "executor_bad_response", "answer lacks result.payment", spent_msats=max_amount_msats
+            )
+        raw_id, amount, paid_at = (payment.get(k) for k in ("paymentId", "amountMsats", "paidAtMs"))
+        reported: int | None = None
+        if isinstance(amount, int) and not isinstance(amount, bool) and amount >= 0:
+            reported = amount
+        spent = max_amount_msats if reported is None else reported
+        try:
+            preimage = validate_preimage(payment.get("preimageHex"), payment_hash)
+        except PaymentError as exc:
+            raise PaymentError(exc.code, exc.message, spent_msats=spent) from None
+        payment_id: str | None = raw_id if isinstance(raw_id, str) and raw_id else None
+        paid_at_ms: int | None = now_ms() if paid_at is None else None
+        if isinstance(paid_at, int) and not isinstance(paid_at, bool):
+            paid_at_ms = paid_at
+        # The preimage is proven: money moved, whatever else is wrong with the answer.
+        receipt = PaymentReceipt(
+            payment_id or payment_hash.hex(),
+            spent,
+            preimage,
+            now_ms() if paid_at_ms is None else paid_at_ms,
+        )
+        problem = None
+        if payment_id is None:
+            problem = "paymentId missing"
+        elif reported is None:
+            problem = "amountMsats is not an integer"
+        elif paid_at_ms is None:
+            problem = "paidAtMs is not an integer"
+        if problem is not None:
+            raise PaymentError("executor_bad_response", problem, spent_msats=spent, receipt=receipt)
+        if spent > max_amount_msats:
             raise PaymentError(
                 "amount_exceeds_max",
-                f"executor reports {amount} msat paid, above the {max_amount_msats} msat maximum",
+                f"executor reports {spent} msat paid, above the {max_amount_msats} msat maximum",
+                spent_msats=spent,
+                receipt=receipt,
             )
-        return PaymentReceipt(payment_id, amount, preimage, paid_at)
+        return receipt
 
     async def status(self) -> ExecutorStatus:
         answer = await self._call("GET", "/status", None)

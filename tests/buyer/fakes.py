@@ -73,6 +73,8 @@ class RouteSpec:
     style: str = "aperture"  # aperture (LSAT + L402 headers) | token (L402 token=, version=)
     wrong_hash: bool = False  # invoice hash differs from the macaroon's
     network: str = "bcrt"
+    caveats: tuple[str, ...] = ()  # first-party caveats added after services=ep212:0
+    drop_paid: bool = False  # abort the connection of any request carrying a credential
 
 
 @dataclass
@@ -102,7 +104,7 @@ class Seller:
         self.preimages[invoice_hash] = preimage
         root_key = secrets.token_bytes(32)
         self.root_keys[payment_hash] = root_key
-        macaroon = mint_macaroon(root_key, payment_hash, ("services=ep212:0",))
+        macaroon = mint_macaroon(root_key, payment_hash, ("services=ep212:0", *spec.caveats))
         invoice = make_invoice(self.key, spec.price_msats, invoice_hash, network=spec.network)
         amount = f'amount_msats="{spec.price_msats}"'
         if spec.style == "token":
@@ -127,7 +129,9 @@ class Seller:
         if root_key is None or hashlib.sha256(preimage).digest() != payment_hash:
             return False
         verifier = Verifier()
-        verifier.satisfy_general(lambda caveat: caveat.startswith("services="))
+        verifier.satisfy_general(
+            lambda caveat: caveat.startswith("services=") or "_valid_until=" in caveat
+        )
         if not verifier.verify(mac, root_key):
             return False
         if per_request:
@@ -143,6 +147,11 @@ class Seller:
             return web.json_response({"free": True, "path": path})
         self.bodies.append(await request.read())
         authorization = request.headers.get("Authorization")
+        if authorization is not None and spec.drop_paid:
+            self.refused[path] += 1
+            assert request.transport is not None
+            request.transport.abort()  # the buyer sees the connection drop, no answer
+            return web.Response(status=500)
         if authorization is not None:
             ok = spec.mode != "always_402" and self.verify(
                 authorization, spec.mode == "per_request"
@@ -193,7 +202,7 @@ class Executor:
 
     seller: Seller
     token: str = "executor-test-token"
-    mode: str = "ok"  # ok | hang | error | bad_preimage | bad_shape | overpay
+    mode: str = "ok"  # ok | hang | error | bad_preimage | bad_shape | not_json | overpay
     received: list[dict[str, Any]] = field(default_factory=list)
     auth_headers: list[str | None] = field(default_factory=list)
     never: asyncio.Event = field(default_factory=asyncio.Event)
@@ -228,6 +237,8 @@ class Executor:
                 {"error": {"code": "insufficient_balance", "message": "balance too low"}},
                 status=502,
             )
+        if self.mode == "not_json":
+            return web.Response(text="paid, probably")
         if self.mode == "bad_shape":
             return web.json_response({"result": {"paid": True}})
         decoded = bolt11.decode(body["payment"]["invoice"])

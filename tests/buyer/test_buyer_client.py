@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -13,10 +14,10 @@ from aiohttp.test_utils import TestServer
 from gateway.buyer.cache import CacheStatus, CredentialCache
 from gateway.buyer.client import ApprovalRequest, L402Client, Outcome
 from gateway.buyer.errors import PaymentError, TransportError
-from gateway.buyer.payers import PaymentReceipt
+from gateway.buyer.payers import PaymentReceipt, WalletExecutorPayer
 from gateway.buyer.policy import DenyReason, SpendPolicy
 
-from .fakes import FakePayer, RouteSpec, Seller
+from .fakes import Executor, FakePayer, RouteSpec, Seller
 
 A = "/ep212/premium-signal"
 B = "/ep212/expensive-signal"
@@ -235,6 +236,8 @@ async def test_receipt_with_wrong_preimage_is_refused(env: Env) -> None:
     assert result.error is not None
     assert result.error.code == "preimage_mismatch"
     assert env.seller.served[A] == 0
+    assert env.policy.spent_msats == 10_000  # the payer says it paid: charged, not proven
+    assert (result.paid, result.payment) == (False, None)
 
 
 async def test_events_never_carry_secrets(env: Env) -> None:
@@ -254,3 +257,127 @@ async def test_unreachable_seller_raises_transport_error(env: Env) -> None:
     await env.server.close()
     with pytest.raises(TransportError):
         await env.client().fetch("GET", url)
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "9" * 400, "9" * 20])
+async def test_unreadable_valid_until_is_refused_before_paying(
+    env: Env, routes: dict[str, RouteSpec], value: str
+) -> None:
+    routes[A].caveats = (f"ep212_valid_until={value}",)
+    result = await env.client().fetch("GET", env.url(A))
+    assert result.outcome is Outcome.CHALLENGE_ERROR
+    assert result.error is not None
+    assert result.error.code == "invalid_caveat"
+    assert (env.payer.calls, env.policy.spent_msats, len(env.cache)) == (0, 0, 0)
+
+
+async def test_largest_valid_until_is_paid_and_cached(
+    env: Env, routes: dict[str, RouteSpec]
+) -> None:
+    routes[A].caveats = ("ep212_valid_until=9999999999999999999",)
+    result = await env.client().fetch("GET", env.url(A))
+    assert (result.outcome, result.status) == (Outcome.PAID, 200)
+    assert env.cache.lookup(f"127.0.0.1:{env.server.port}", A, 0)[0] is CacheStatus.HIT
+
+
+async def test_cache_write_failure_after_payment_keeps_the_credential(
+    env: Env, tmp_path: Path
+) -> None:
+    path = tmp_path / "credentials.json"
+    env.cache = CredentialCache(path)
+    path.mkdir()  # every later write of the file fails
+    client = env.client()
+    result = await client.fetch("GET", env.url(A))
+    assert (result.outcome, result.status) == (Outcome.PAID, 200)
+    assert result.payment is not None
+    assert result.cache_error is not None
+    assert result.cache_error.code == "cache_persist_failed"
+    names = [name for name, _ in env.events]
+    assert names == ["challenge", "paid", "cache_persist_failed"]
+    again = await client.fetch("GET", env.url(A))  # still cached in memory
+    assert (again.outcome, again.cache_status, again.cache_error) == (
+        Outcome.OK,
+        CacheStatus.HIT,
+        None,
+    )
+    assert env.payer.calls == 1
+
+
+async def test_overpaying_executor_is_charged_and_its_proof_kept(
+    env: Env, executor_server: tuple[Executor, TestServer]
+) -> None:
+    executor, server = executor_server
+    executor.mode = "overpay"  # pays, then reports one msat above the maximum
+    env.payer = WalletExecutorPayer(  # type: ignore[assignment]
+        str(server.make_url("/")), executor.token, 5_000, env.session
+    )
+    env.policy = SpendPolicy(max_spend_msats=100_000, budget_msats=105_000)
+    client = env.client()
+    result = await client.fetch("GET", env.url(A))
+    assert result.outcome is Outcome.PAYMENT_FAILED
+    assert isinstance(result.error, PaymentError)
+    assert (result.error.code, result.error.spent_msats) == ("amount_exceeds_max", 100_001)
+    assert env.policy.spent_msats == 100_001
+    assert result.paid
+    assert result.payment is not None
+    [preimage] = env.seller.preimages.values()  # the one invoice the executor paid
+    assert result.payment.preimage_hex == preimage.hex()
+    assert result.payment.proof_reference == f"preimage:{preimage.hex()[:16]}"
+    assert ("payment_failed", {"requestId": result.request_id, "host": "127.0.0.1",
+            "code": "amount_exceeds_max", "spentMsats": 100_001,
+            "proofReference": result.payment.proof_reference}) in env.events  # fmt: skip
+    second = await client.fetch("GET", env.url(A))
+    assert second.denied is not None
+    assert second.denied.reason_code is DenyReason.BUDGET_EXHAUSTED
+    assert len(executor.received) == 1
+
+
+@pytest.mark.parametrize(
+    ("mode", "code"),
+    [("hang", "executor_timeout"), ("not_json", "executor_bad_response")],
+)
+async def test_unknown_payment_outcome_charges_the_maximum(
+    env: Env, executor_server: tuple[Executor, TestServer], mode: str, code: str
+) -> None:
+    executor, server = executor_server
+    executor.mode = mode
+    env.payer = WalletExecutorPayer(  # type: ignore[assignment]
+        str(server.make_url("/")), executor.token, 300, env.session
+    )
+    env.policy = SpendPolicy(max_spend_msats=100_000, budget_msats=60_000)
+    result = await env.client().fetch("GET", env.url(A))
+    assert result.outcome is Outcome.PAYMENT_FAILED
+    assert isinstance(result.error, PaymentError)
+    assert (result.error.code, result.error.spent_msats) == (code, 60_000)
+    assert env.policy.spent_msats == 60_000  # min(cap, remaining budget) was at risk
+    assert (result.paid, result.payment) == (False, None)
+
+
+async def test_payer_error_with_spent_amount_is_charged(env: Env) -> None:
+    env.payer.fail = PaymentError("payment_timeout", "no answer", spent_msats=12_345)
+    result = await env.client().fetch("GET", env.url(A))
+    assert result.outcome is Outcome.PAYMENT_FAILED
+    assert env.policy.spent_msats == 12_345
+    assert len(env.cache) == 0
+
+
+async def test_retry_transport_failure_keeps_the_receipt(
+    env: Env, routes: dict[str, RouteSpec]
+) -> None:
+    routes[A].drop_paid = True
+    client = env.client()
+    result = await client.fetch("GET", env.url(A))
+    assert result.outcome is Outcome.PAID_RETRY_FAILED
+    assert not result.ok
+    assert isinstance(result.error, TransportError)
+    assert (result.paid, result.status, result.challenge_status) == (True, 402, 402)
+    assert result.payment is not None
+    assert result.payment.amount_msats == 10_000
+    assert env.payer.calls == 1
+    assert env.policy.spent_msats == 10_000
+    assert [name for name, _ in env.events] == ["challenge", "paid", "paid_retry_failed"]
+    assert env.events[-1][1]["proofReference"] == result.payment.proof_reference
+    status, credential = env.cache.lookup(f"127.0.0.1:{env.server.port}", A, 0)
+    assert status is CacheStatus.HIT  # the paid token survives for the next call
+    assert credential is not None
+    assert credential.preimage_hex == result.payment.preimage_hex

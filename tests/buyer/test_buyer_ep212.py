@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import bolt11
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -267,3 +268,68 @@ async def test_cli_fetch(
     expensive = cli_env["OA_LIGHTNING_OPS_EP212_ROUTE_B_URL"]
     code, out, _ = await _run_cli(["fetch", expensive, "--max-msats", "50000", "--json"], cli_env)
     assert (code, json.loads(out)["denyReasonCode"]) == (1, "amount_over_cap")
+
+
+@pytest.mark.parametrize(
+    ("path", "stage", "calls"),
+    [(SATS4AI, "sats4ai.first", 1), (ROUTE_A, "openagents.route_success", 3)],
+)
+async def test_paid_retry_failure_is_reported_with_its_proof(
+    seller_server: tuple[Seller, TestServer],
+    session: aiohttp.ClientSession,
+    tmp_path: Path,
+    routes: dict[str, RouteSpec],
+    path: str,
+    stage: str,
+    calls: int,
+) -> None:
+    routes[path].drop_paid = True  # the seller drops the paid retry's connection
+    seller, server = seller_server
+    payer = FakePayer(seller)
+    settings = _settings(server, tmp_path)
+    with pytest.raises(Ep212Error) as info:
+        await run_ep212(settings, session, payer)
+    assert info.value.code == "paid_retry_failed"
+    assert payer.calls == calls  # no second payment for the failed step
+    assert seller.challenges[path] == 1  # and no loop back to the seller
+    preimage = seller.preimages[bytes.fromhex(_hash_of(payer))]
+    proof = f"preimage:{preimage.hex()[:16]}"
+    last = _events(settings.artifact_dir / "events.jsonl")[-1]
+    assert (last["stage"], last["status"]) == (stage, "error")
+    assert last["details"]["code"] == "paid_retry_failed"
+    assert last["details"]["outcome"] == "paid_retry_failed"
+    assert last["details"]["proofReference"] == proof
+    assert last["details"]["amountMsats"] == routes[path].price_msats
+    summary = json.loads((settings.artifact_dir / "summary.json").read_text())
+    assert summary["ok"] is False
+    assert proof in summary["error"]
+    assert preimage.hex() not in _read(settings.artifact_dir / "events.jsonl")
+
+
+def _hash_of(payer: FakePayer) -> str:
+    """The payment hash of the last invoice the payer paid."""
+    return str(bolt11.decode(payer.requests[-1]["invoice"]).payment_hash)
+
+
+@pytest.mark.parametrize("header", ["NoColon", ": value-without-name"])
+def test_cli_fetch_refuses_a_malformed_header_before_connecting(
+    capsys: pytest.CaptureFixture[str], header: str
+) -> None:
+    env = {  # a usable payer configuration: only the header is wrong
+        "OA_LIGHTNING_WALLET_EXECUTOR_BASE_URL": "http://127.0.0.1:9/",
+        "OA_LIGHTNING_WALLET_EXECUTOR_AUTH_TOKEN": "t",
+    }
+    args = ["fetch", "http://127.0.0.1:9/x", "--max-msats", "1", "--header", header]
+    code = main(args, env=env)
+    assert code == 2
+    assert "--header must be 'Name: value'" in capsys.readouterr().err
+
+
+def test_cli_header_parsing() -> None:
+    from gateway.buyer.cli import _parse_headers
+
+    assert _parse_headers(["X-A: b:c", " Accept :text/plain "]) == {
+        "X-A": "b:c",
+        "Accept": "text/plain",
+    }
+    assert _parse_headers(["X-A b"]) is None

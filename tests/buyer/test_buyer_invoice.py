@@ -158,3 +158,32 @@ def test_bad_macaroon(text: str) -> None:
     with pytest.raises(ChallengeError) as info:
         inspect_macaroon(text)
     assert info.value.code == "invalid_macaroon"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "\u00b2",  # str.isdigit() accepts it, int() does not
+        "\u0661\u0662",  # Arabic-Indic digits: int() accepts them, the core does not
+        "9" * 20,  # past the core's 19-digit unix-seconds rule
+        "9" * 400,  # float() of it overflows (was raised after paying)
+        "-1",
+        "",
+    ],
+)
+def test_unreadable_valid_until_is_a_challenge_error(payment_hash: bytes, value: str) -> None:
+    caveats = ("services=ep212:0", f"ep212_valid_until={value}")
+    with pytest.raises(ChallengeError) as info:
+        inspect_macaroon(mint_macaroon(secrets.token_bytes(32), payment_hash, caveats))
+    assert info.value.code == "invalid_caveat"
+
+
+def test_valid_until_follows_the_core_rules(payment_hash: bytes) -> None:
+    caveats = (
+        "services=ep212:0",
+        "not a condition",  # not condition=value: the seller's to judge, ignored
+        "other_valid_until = 9999999999999999999 ",  # 19 digits, spaces trimmed like the core
+        "ep212_capabilities=read",
+    )
+    info = inspect_macaroon(mint_macaroon(secrets.token_bytes(32), payment_hash, caveats))
+    assert info.valid_until == 9_999_999_999_999_999_999

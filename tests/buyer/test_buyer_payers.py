@@ -13,7 +13,7 @@ from coincurve import PrivateKey
 
 from gateway.buyer.errors import PaymentError
 from gateway.buyer.payers import LndPayer, WalletExecutorPayer, validate_preimage
-from gateway.lightning.errors import LndUnavailable, PaymentFailed
+from gateway.lightning.errors import LndInvalidArgument, LndUnavailable, PaymentFailed
 from gateway.lightning.types import Payment
 
 from .fakes import Executor, Seller, make_invoice
@@ -68,13 +68,18 @@ async def test_executor_status(
 
 
 @pytest.mark.parametrize(
-    ("mode", "token", "code", "upstream"),
+    ("mode", "token", "code", "upstream", "spent", "proven"),
     [
-        ("ok", "wrong-token", "executor_unauthorized", "unauthorized"),
-        ("error", None, "executor_rejected", "insufficient_balance"),
-        ("bad_shape", None, "executor_bad_response", None),
-        ("bad_preimage", None, "preimage_mismatch", None),
-        ("overpay", None, "amount_exceeds_max", None),
+        # the executor refused: nothing moved
+        ("ok", "wrong-token", "executor_unauthorized", "unauthorized", None, False),
+        ("error", None, "executor_rejected", "insufficient_balance", None, False),
+        # HTTP 200 ("paid") but unreadable: the most it may have cost
+        ("bad_shape", None, "executor_bad_response", None, 100_000, False),
+        ("not_json", None, "executor_bad_response", None, 100_000, False),
+        # the reported amount, with no proof
+        ("bad_preimage", None, "preimage_mismatch", None, 10_000, False),
+        # the reported amount, with a proven preimage
+        ("overpay", None, "amount_exceeds_max", None, 100_001, True),
     ],
 )
 async def test_executor_error_mapping(
@@ -84,15 +89,23 @@ async def test_executor_error_mapping(
     token: str | None,
     code: str,
     upstream: str | None,
+    spent: int | None,
+    proven: bool,
 ) -> None:
     executor = executor_server[0]
     executor.mode = mode
-    invoice, _ = _invoice(executor.seller)
+    invoice, preimage = _invoice(executor.seller)
     payer = _payer(executor_server, session, auth_token=token or executor.token)
     with pytest.raises(PaymentError) as info:
         await payer.pay(invoice, 100_000, "h", "r")
     assert info.value.code == code
     assert info.value.upstream_code == upstream
+    assert info.value.spent_msats == spent
+    receipt = info.value.receipt
+    assert (receipt is not None) == proven
+    if receipt is not None:
+        assert (receipt.preimage_hex, receipt.amount_msats) == (preimage.hex(), 100_001)
+    assert preimage.hex() not in repr(info.value)
     assert payer.calls == 1
 
 
@@ -106,6 +119,7 @@ async def test_executor_timeout_is_enforced(
     with pytest.raises(PaymentError) as info:
         await payer.pay(invoice, 100_000, "h", "r")
     assert info.value.code == "executor_timeout"
+    assert info.value.spent_msats == 100_000  # it may have paid: the maximum is at risk
     assert len(executor.received) == 1
 
 
@@ -121,6 +135,7 @@ async def test_executor_unreachable(
     with pytest.raises(PaymentError) as info:
         await payer.pay(invoice, 100_000, "h", "r")
     assert info.value.code == "executor_unreachable"
+    assert info.value.spent_msats is None  # never connected: nothing was sent
 
 
 def test_preimage_validation() -> None:
@@ -136,6 +151,9 @@ def test_preimage_validation() -> None:
         with pytest.raises(PaymentError) as info:
             validate_preimage(bad, payment_hash)
         assert info.value.code == code
+
+
+SEND = "SendPaymentV2"
 
 
 class FakeLnd:
@@ -166,25 +184,36 @@ async def test_lnd_payer_success() -> None:
     payer = LndPayer(lnd, fee_limit_msat=5_000, timeout_seconds=30)
     receipt = await payer.pay(invoice, 100_000, "h", "r")
     assert lnd.calls == [(invoice, 5_000, 30)]
-    assert (receipt.payment_id, receipt.amount_msats) == (payment_hash.hex(), 10_000)
+    # what the payment cost: value_msat + fee_msat
+    assert (receipt.payment_id, receipt.amount_msats) == (payment_hash.hex(), 10_003)
     assert receipt.preimage_hex == preimage.hex()
     assert payer.calls == 1
 
 
 @pytest.mark.parametrize(
-    ("error", "code", "upstream"),
+    ("error", "code", "upstream", "spent"),
     [
-        (PaymentFailed("SendPaymentV2", "FAILURE_REASON_NO_ROUTE"), "payment_failed", None),
-        (LndUnavailable("SendPaymentV2", "UNAVAILABLE", "down"), "lnd_error", "UNAVAILABLE"),
+        # a final FAILED state, or LND refusing the request: nothing moved
+        (PaymentFailed(SEND, "FAILURE_REASON_NO_ROUTE"), "payment_failed", None, None),
+        (LndInvalidArgument(SEND, "INVALID_ARGUMENT", "x"), "lnd_error", "INVALID_ARGUMENT", None),
+        # the stream broke or timed out: the payment may be in flight (amount + fee limit)
+        (LndUnavailable(SEND, "UNAVAILABLE", "down"), "lnd_error", "UNAVAILABLE", 15_000),
+        (TimeoutError(), "payment_timeout", None, 15_000),
     ],
-)
-async def test_lnd_payer_errors(error: Exception, code: str, upstream: str | None) -> None:
+)  # fmt: skip
+async def test_lnd_payer_errors(
+    error: Exception, code: str, upstream: str | None, spent: int | None
+) -> None:
     invoice, _, _ = _lnd_case()
-    payer = LndPayer(FakeLnd(error))
+    payer = LndPayer(FakeLnd(error), fee_limit_msat=5_000)
     with pytest.raises(PaymentError) as info:
         await payer.pay(invoice, 100_000, "h", "r")
     assert info.value.code == code
-    assert info.value.upstream_code == (upstream or "FAILURE_REASON_NO_ROUTE")
+    expected_upstream = upstream or (
+        "FAILURE_REASON_NO_ROUTE" if code == "payment_failed" else None
+    )
+    assert info.value.upstream_code == expected_upstream
+    assert info.value.spent_msats == spent
 
 
 async def test_lnd_payer_checks_amount_and_preimage() -> None:
@@ -195,7 +224,12 @@ async def test_lnd_payer_checks_amount_and_preimage() -> None:
         await payer.pay(invoice, 100_000, "h", "r")
     assert info.value.code == "amount_exceeds_max"
     assert lnd.calls == []
+    assert info.value.spent_msats is None  # refused before sending
     with pytest.raises(PaymentError) as info:
         await payer.pay(invoice, 300_000, "h", "r")
     assert info.value.code == "preimage_mismatch"
+    assert info.value.spent_msats == 250_000  # LND reported it paid
     assert payer.calls == 2
+    with pytest.raises(PaymentError) as info:
+        await payer.pay("lnbc1garbage", 300_000, "h", "r")
+    assert info.value.code == "invalid_invoice"
