@@ -18,10 +18,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from gateway.buyer.errors import ChallengeError
+from gateway.l402.grammar import OWS as _OWS
+from gateway.l402.grammar import TCHARS as _TCHAR
 
 _SCHEMES = ("l402", "lsat")
-_TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-_OWS = " \t"
 _MAX_HEADER_LEN = 16_384
 
 

@@ -15,7 +15,8 @@ import yaml
 
 from gateway.config.model import PathRewrite, Route, TokenMode
 from gateway.config.nodes import Reader, Section, is_null
-from gateway.proxy.headers import TOKEN, extra_header_problem
+from gateway.headerpolicy import extra_header_problem
+from gateway.l402.grammar import is_token
 
 ROUTE_KEYS = frozenset(
     {
@@ -130,7 +131,7 @@ def _methods(s: Section) -> frozenset[str] | None:
         return None
     methods = set()
     for index, (method, node) in enumerate(items):
-        if TOKEN.fullmatch(method) is None:
+        if not is_token(method):
             s.reader.error(node, f"{s.path('methods')}[{index}]", "not an HTTP method")
         methods.add(method.upper())
     if not items:
@@ -183,7 +184,7 @@ def _headers(s: Section) -> tuple[tuple[str, str], ...]:
         field = f"{s.path('upstream_headers')}.{key}"
         if not ok:
             continue
-        if not isinstance(key, str) or TOKEN.fullmatch(key) is None:
+        if not isinstance(key, str) or not is_token(key):
             s.reader.error(key_node, field, "not a valid header name")
             continue
         if key.lower() in seen:

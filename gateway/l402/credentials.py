@@ -5,22 +5,24 @@ Forms accepted (L402-FACTS §1):
 - `Authorization: L402 <b64 macaroon>:<hex preimage>` (also `LSAT`);
 - `Authorization: L402 macaroon="<b64>", preimage="<hex>"` (`token=` may
   replace `macaroon=`; `version="0"` is tolerated);
-- `Grpc-Metadata-Macaroon: <hex>` or `Macaroon: <hex>` whose macaroon carries
-  a `preimage=<hex>` first-party caveat (gRPC clients).
+- `Token: <hex>` or `Grpc-Metadata-Token: <hex>` (bLIP-26), and
+  `Grpc-Metadata-Macaroon: <hex>` or `Macaroon: <hex>` (gRPC clients such as
+  Loop): a hex macaroon carrying a `preimage=<hex>` first-party caveat.
 
 Header names and auth schemes are case-insensitive, hex may be either case.
-Several L402/LSAT `Authorization` headers are fine when they carry the same
+Precedence is Aperture's: `Token`, then `Grpc-Metadata-Token`, then an
+L402/LSAT `Authorization`, then `Grpc-Metadata-Macaroon`, then `Macaroon`.
+The first kind present decides; later kinds are ignored (a `Macaroon` header
+beside an L402 `Authorization` may be an LND macaroon meant for the upstream).
+Several headers of the deciding kind are fine when they carry the same
 credential (same macaroon bytes and preimage); disagreeing ones are
-`malformed`. When an L402/LSAT `Authorization` header is present the
-macaroon headers are ignored (they may be LND macaroons meant for the
-upstream); otherwise `Grpc-Metadata-Macaroon` is preferred over `Macaroon`,
-Aperture's order. Other schemes (e.g. `Bearer`) are ignored. A preimage must
-be exactly 64 hex characters, with one tolerated exception: l402-requests'
-LND wallet base64-decodes LND's hex preimage and sends those 48 bytes as 96
-hex characters. Re-encoding them recovers the 64 hex characters exactly, so
-that form is accepted when (and only when) it round-trips to hex; the payment
-is still proven by sha256(preimage) == payment hash. Any other length is
-refused with a detail that names it.
+`malformed`. Other `Authorization` schemes (e.g. `Bearer`) are ignored. A
+preimage must be exactly 64 hex characters, with one tolerated exception:
+l402-requests' LND wallet base64-decodes LND's hex preimage and sends those
+48 bytes as 96 hex characters. Re-encoding them recovers the 64 hex
+characters exactly, so that form is accepted when (and only when) it
+round-trips to hex; the payment is still proven by sha256(preimage) ==
+payment hash. Any other length is refused with a detail that names it.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from gateway.l402 import caveats as caveat_rules
-from gateway.l402 import macaroons
+from gateway.l402 import grammar, macaroons
 from gateway.l402.errors import malformed
 from gateway.l402.macaroons import DecodedMacaroon
 
@@ -48,7 +50,14 @@ _SCHEME = re.compile(r"([A-Za-z0-9!#$%&'*+.^_`|~-]+)(?:[ \t]+(.*))?", re.DOTALL)
 _PARAM_START = re.compile(r"(?:macaroon|token|preimage|version)[ \t]*=", re.IGNORECASE)
 _PARAM = re.compile(r'[ \t]*([A-Za-z_]+)[ \t]*=[ \t]*(?:"([^"\\]*)"|([^",\s]*))[ \t]*(,|\Z)')
 _HEX = re.compile(r"[0-9a-fA-F]*")
-_MACAROON_HEADERS = ("grpc-metadata-macaroon", "macaroon")
+# Aperture's order; the first kind present decides (module docstring).
+_PRECEDENCE = (
+    grammar.TOKEN_HEADER,
+    grammar.GRPC_TOKEN_HEADER,
+    grammar.AUTHORIZATION,
+    grammar.GRPC_MACAROON_HEADER,
+    grammar.MACAROON_HEADER,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,17 +194,14 @@ def parse(headers: Sequence[tuple[str, str]]) -> Credential | None:
 
     Raises `L402Error(malformed)` when one is present but broken.
     """
-    found: list[Credential] = []
-    for name, value in headers:
-        if name.lower() == "authorization":
-            cred = _from_authorization(value)
-            if cred is not None:
-                found.append(cred)
-    if found:
-        return _agree(found)
-    for header in _MACAROON_HEADERS:
-        values = [v.strip(" \t") for n, v in headers if n.lower() == header]
-        found = [_from_macaroon_header(v) for v in values if v]
+    for kind in _PRECEDENCE:
+        values = [value for name, value in headers if name.lower() == kind]
+        if not values:
+            continue
+        if kind == grammar.AUTHORIZATION:
+            found = [c for c in (_from_authorization(v) for v in values) if c is not None]
+        else:
+            found = [_from_macaroon_header(v.strip(" \t")) for v in values if v.strip(" \t")]
         if found:
             return _agree(found)
     return None

@@ -1,72 +1,13 @@
-"""Header rules for both directions of the proxy.
-
-Hop-by-hop headers describe one TCP connection and must not cross the proxy
-(RFC 9110 §7.6.1); client credentials must not reach the upstream except the
-single `Authorization` the gateway chooses (EP212's CDN rejected duplicates).
-"""
+"""Header rewriting for both directions of the proxy (rules in gateway.headerpolicy)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token: header names, methods
-
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
-
-# Every form of L402 credential a client may send; the gateway forwards its own.
-CREDENTIAL_HEADERS = frozenset({"authorization", "grpc-metadata-macaroon", "macaroon"})
-
-# Set by the proxy from trusted information; client copies are replaced.
-PROXY_SET_HEADERS = frozenset(
-    {
-        "host",
-        "x-forwarded-for",
-        "x-forwarded-proto",
-        "x-forwarded-host",
-        "forwarded",
-        "x-real-ip",
-        # aiohttp answers `Expect: 100-continue` itself before the handler runs.
-        "expect",
-    }
-)
-
-
-def extra_header_problem(name: str, *, forwards_authorization: bool) -> str | None:
-    """Why configuration may not add header `name` to upstream requests, or None.
-
-    The one rule for `upstream_headers`, used by the config loader (to report
-    file:line) and by ProxyTarget. `Authorization` is the operator's to set only
-    when the route does not forward the buyer's L402 credential.
-    """
-    lowered = name.lower()
-    if TOKEN.fullmatch(name) is None:
-        return "not a valid header name"
-    if lowered == "content-length" or is_hop_by_hop(lowered, frozenset()):
-        return "hop-by-hop or framing header cannot be set"
-    if lowered in PROXY_SET_HEADERS:
-        return "set by the gateway itself"
-    if lowered == "authorization":
-        return "conflicts with forward_authorization" if forwards_authorization else None
-    if lowered in CREDENTIAL_HEADERS:
-        return "an L402 credential header cannot be set"
-    return None
-
-
-def is_hop_by_hop(lowered: str, named: frozenset[str]) -> bool:
-    """True for fixed hop-by-hop names, any Proxy-* header, or one named in Connection."""
-    return lowered in HOP_BY_HOP or lowered.startswith("proxy-") or lowered in named
+from gateway.headerpolicy import PROXY_SET_HEADERS, is_hop_by_hop
+from gateway.l402.grammar import CREDENTIAL_HEADERS
 
 
 def connection_tokens(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> frozenset[str]:

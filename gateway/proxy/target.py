@@ -11,7 +11,7 @@ from types import MappingProxyType
 
 import yarl
 
-from gateway.proxy.headers import extra_header_problem
+from gateway.headerpolicy import extra_header_problem
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024

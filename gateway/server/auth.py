@@ -18,11 +18,10 @@ from gateway.config.model import Route
 from gateway.l402 import credentials
 from gateway.l402 import verify as l402_verify
 from gateway.l402.errors import L402Error, Reason
+from gateway.l402.grammar import CREDENTIAL_HEADERS
 from gateway.l402.verify import VerifiedToken
 from gateway.server.errors import StoreUnavailable
 from gateway.store.base import StoreError, TokenStore
-
-CREDENTIAL_HEADERS = frozenset({"authorization", "grpc-metadata-macaroon", "macaroon"})
 
 
 def credential_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:

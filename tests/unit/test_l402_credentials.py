@@ -291,3 +291,46 @@ def test_parse_never_raises_anything_else(headers: list[tuple[str, str]]) -> Non
     elif result is not None:
         assert isinstance(result, Credential)
         assert len(result.preimage) == 32
+
+
+# -- bLIP-26 Token headers (Aperture's precedence) ----------------------------------------
+
+
+@pytest.mark.parametrize("name", ["Token", "token", "Grpc-Metadata-Token", "GRPC-METADATA-TOKEN"])
+def test_token_headers_carry_a_macaroon_with_preimage_caveat(name: str) -> None:
+    cred = parse([(name, _grpc_hex())])
+    assert cred is not None
+    assert cred.preimage == PREIMAGE
+    assert cred.scheme == credentials.SCHEME_MACAROON_HEADER
+
+
+def test_token_header_wins_over_authorization_and_macaroon_headers() -> None:
+    other = macaroons.add_caveat(macaroons.decode_raw(RAW), f"preimage={OTHER_PREIMAGE.hex()}")
+    headers = [
+        ("Authorization", f"L402 {MAC}:{OTHER_PREIMAGE.hex()}"),
+        ("Macaroon", other.hex()),
+        ("Grpc-Metadata-Token", other.hex()),
+        ("Token", _grpc_hex()),
+    ]
+    cred = parse(headers)
+    assert cred is not None
+    assert cred.preimage == PREIMAGE
+
+
+def test_grpc_token_wins_over_authorization() -> None:
+    headers = [("Authorization", "L402 garbage:xyz"), ("Grpc-Metadata-Token", _grpc_hex())]
+    cred = parse(headers)
+    assert cred is not None
+    assert cred.preimage == PREIMAGE
+
+
+def test_broken_token_header_is_malformed_not_ignored() -> None:
+    # It ranks first, as in Aperture: a broken one is refused rather than skipped.
+    assert "preimage caveat" in _malformed(
+        [("Token", RAW.hex()), ("Authorization", f"L402 {MAC}:{PRE}")]
+    )
+    _malformed([("Token", "not hex")])
+
+
+def test_empty_token_header_falls_through() -> None:
+    _check(parse([("Token", "  "), ("Authorization", f"L402 {MAC}:{PRE}")]), "L402")
