@@ -6,69 +6,32 @@ the database's message only, never bound parameters.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from enum import StrEnum
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from gateway.l402.records import TokenRecord
+from gateway.store.types import (
+    LEASE_ID_BYTES,
+    PruneCandidate,
+    ReportRow,
+    Reservation,
+    ReserveResult,
+    StoreError,
+    new_lease_id,
+)
+
+__all__ = [
+    "LEASE_ID_BYTES",
+    "PruneCandidate",
+    "ReportRow",
+    "Reservation",
+    "ReserveResult",
+    "StoreError",
+    "new_lease_id",
+]
 
 SCHEMA_VERSION = 1
-
-
-class StoreError(Exception):
-    """The database failed or refused an operation."""
-
-
-class ReserveResult(StrEnum):
-    RESERVED = "reserved"
-    ALREADY_USED = "already_used"
-    IN_USE = "in_use"  # another holder's lease has not expired yet
-    UNKNOWN = "unknown"  # no such token, or revoked
-
-
-class Reservation(NamedTuple):
-    """What `reserve` did; `lease_id` (opaque) is set only when `result` is RESERVED.
-
-    The lease id names this one lease: `commit` and `release` act only while it
-    is still the token's current lease, so a holder whose lease expired and was
-    taken over by another request can neither consume nor free the token.
-    """
-
-    result: ReserveResult
-    lease_id: bytes | None = None
-
-
-LEASE_ID_BYTES = 16
-
-
-def new_lease_id() -> bytes:
-    """A fresh random lease id: unguessable, so no other holder can present it."""
-    return secrets.token_bytes(LEASE_ID_BYTES)
-
-
-@dataclass(frozen=True)
-class ReportRow:
-    day: str  # YYYY-MM-DD, UTC
-    route: str
-    settled_invoices: int
-    revenue_msat: int
-    paid_requests: int
-
-
-class PruneCandidate(NamedTuple):
-    """A token row that may be pruned if LND confirms its invoice is canceled.
-
-    `created_at` rides along so callers can page past rows they keep
-    (`after=(created_at, key_id)`) instead of re-reading them every round.
-    """
-
-    key_id: bytes
-    payment_hash: bytes
-    created_at: int
-
 
 # Rows `delete_tokens` may remove: never used, never leased (a lease means a valid
 # preimage was shown), and no settlement booked for the payment hash. Evaluated

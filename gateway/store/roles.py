@@ -1,0 +1,153 @@
+"""The store's roles: one small Protocol per consumer, as Aperture splits its
+`SecretStore` from its `TransactionStore`.
+
+Each consumer depends only on the role it uses (the authenticator reads root
+keys, the handler leases single-use tokens, the settlement follower books
+revenue, the pruner deletes unpaid rows, ...). The SQLite and PostgreSQL
+adapters implement every role; `Store` is that whole surface, which only the
+code that opens and closes a store needs.
+
+Every method raises `StoreError` when the database fails or does not answer
+within the store's deadline; none of them logs a secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from gateway.l402.records import TokenRecord
+from gateway.store.types import (
+    ImportedKey,
+    PruneCandidate,
+    ReportRow,
+    Reservation,
+    SettledInvoice,
+    TokenInfo,
+)
+
+
+class TokenSink(Protocol):
+    """Where the mint keeps each new token (core's `RootKeyStore`)."""
+
+    async def put_token(self, record: TokenRecord) -> None: ...
+
+
+class RootKeys(Protocol):
+    """Root-key lookup for verification (tokens minted here or imported from Aperture)."""
+
+    async def get_root_key(self, key_id: bytes) -> bytes | None: ...
+
+
+class Revocations(Protocol):
+    async def revoke(self, token_id_hex: str) -> bool:
+        """Delete the root key of the token with this id; False if unknown or already revoked."""
+        ...
+
+
+class KeyImporter(Protocol):
+    """Root keys sold by another gateway (Aperture's `secrets` table)."""
+
+    async def import_root_key(self, key: ImportedKey) -> bool:
+        """True when newly imported, False when the same key was already there.
+
+        Raises StoreError when a *different* root key is stored for `key.key_id`.
+        """
+        ...
+
+
+class Leases(Protocol):
+    """Single-use (`per-request`) tokens: lease, then commit or release."""
+
+    async def reserve(self, key_id: bytes, now: int, lease_seconds: int) -> Reservation:
+        """Lease an unused single-use token until `now + lease_seconds`, if no live lease holds it.
+
+        A lease that ran out (`lease_until <= now`) is taken over with a new lease id.
+        """
+        ...
+
+    async def commit(self, key_id: bytes, lease_id: bytes, now: int) -> bool:
+        """Mark the token used if `lease_id` is still its current lease (even if expired).
+
+        False: already used, or the lease was released or taken over by another holder.
+        """
+        ...
+
+    async def release(self, key_id: bytes, lease_id: bytes) -> bool:
+        """Drop the lease if `lease_id` is still the current one; False if it was not."""
+        ...
+
+
+class SettlementLedger(Protocol):
+    """Revenue booked from LND settlements (the settlement follower and reconcile)."""
+
+    async def route_for_payment_hash(self, payment_hash: bytes) -> str | None: ...
+
+    async def record_settlement(self, invoice: SettledInvoice) -> bool:
+        """Book one settled invoice; False when it was booked before (idempotent)."""
+        ...
+
+    async def last_settle_index(self) -> int: ...
+
+    async def first_token_created_at(self) -> int | None: ...
+
+
+class UsageLedger(Protocol):
+    """Paid-request counts per route and day, and the revenue report built on them."""
+
+    async def add_paid_requests(self, route: str, day: str, count: int) -> None: ...
+
+    async def revenue_report(
+        self, days: int | None = None, *, now: int | None = None
+    ) -> list[ReportRow]: ...
+
+
+class PruneStore(Protocol):
+    async def prune_candidates(
+        self, created_before: int, limit: int, *, after: tuple[int, bytes] | None = None
+    ) -> list[PruneCandidate]:
+        """Unsettled, unused rows created before `created_before`, oldest first.
+
+        `after` = (created_at, key_id) of the last row seen continues a scan.
+        """
+        ...
+
+    async def delete_tokens(self, key_ids: Sequence[bytes]) -> int:
+        """Delete those of `key_ids` still prunable, in one transaction; return the count."""
+        ...
+
+
+class TokenCatalog(Protocol):
+    """Read-only views of tokens for operators (CLI and admin API)."""
+
+    async def list_tokens(
+        self, *, route: str | None = None, limit: int = 100, before: int | None = None
+    ) -> list[TokenInfo]:
+        """Newest first; `before` = created_at of the last row seen continues a listing."""
+        ...
+
+    async def find_token(self, token_id_or_hash: bytes) -> TokenInfo | None:
+        """By token id (32 bytes) or payment hash (32 bytes)."""
+        ...
+
+
+class HealthProbe(Protocol):
+    async def check_writable(self) -> None: ...
+
+
+class Store(
+    TokenSink,
+    RootKeys,
+    Revocations,
+    KeyImporter,
+    Leases,
+    SettlementLedger,
+    UsageLedger,
+    PruneStore,
+    TokenCatalog,
+    HealthProbe,
+    Protocol,
+):
+    """Every role at once: what `open_store` returns and its owner closes."""
+
+    async def close(self) -> None: ...

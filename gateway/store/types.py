@@ -1,0 +1,110 @@
+"""Values that cross the store's boundary (no database imports here)."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import NamedTuple
+
+
+class StoreError(Exception):
+    """The database failed, refused an operation, or did not answer in time."""
+
+
+class ReserveResult(StrEnum):
+    RESERVED = "reserved"
+    ALREADY_USED = "already_used"
+    IN_USE = "in_use"  # another holder's lease has not expired yet
+    UNKNOWN = "unknown"  # no such token, or revoked
+
+
+class Reservation(NamedTuple):
+    """What `reserve` did; `lease_id` (opaque) is set only when `result` is RESERVED.
+
+    The lease id names this one lease: `commit` and `release` act only while it
+    is still the token's current lease, so a holder whose lease expired and was
+    taken over by another request can neither consume nor free the token.
+    """
+
+    result: ReserveResult
+    lease_id: bytes | None = None
+
+
+LEASE_ID_BYTES = 16
+
+
+def new_lease_id() -> bytes:
+    """A fresh random lease id: unguessable, so no other holder can present it."""
+    return secrets.token_bytes(LEASE_ID_BYTES)
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    day: str  # YYYY-MM-DD, UTC
+    route: str
+    settled_invoices: int
+    revenue_msat: int
+    paid_requests: int
+
+
+class PruneCandidate(NamedTuple):
+    """A token row that may be pruned if LND confirms its invoice is canceled.
+
+    `created_at` rides along so callers can page past rows they keep
+    (`after=(created_at, key_id)`) instead of re-reading them every round.
+    """
+
+    key_id: bytes
+    payment_hash: bytes
+    created_at: int
+
+
+@dataclass(frozen=True)
+class SettledInvoice:
+    """One settled invoice as the ledger books it."""
+
+    payment_hash: bytes
+    route: str
+    amt_paid_msat: int
+    settle_index: int
+    settled_at: int  # unix seconds
+
+
+@dataclass(frozen=True)
+class ImportedKey:
+    """A root key sold by another gateway (Aperture), keyed like ours: sha256(identifier).
+
+    `token_id`, `payment_hash` and `service` are known only when the source
+    recorded them (Aperture's `l402_transactions`); `root_key` is secret.
+    """
+
+    key_id: bytes
+    root_key: bytes = field(repr=False)
+    created_at: int
+    source: str
+    token_id: bytes | None = None
+    payment_hash: bytes | None = None
+    service: str | None = None
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """What an operator may see of a token: never its root key."""
+
+    token_id: bytes
+    payment_hash: bytes
+    route: str
+    price_msat: int
+    single_use: bool
+    created_at: int
+    valid_until: int | None
+    revoked_at: int | None
+    used_at: int | None
+    settled_at: int | None
+    amt_paid_msat: int | None
+    imported: bool = False
+
+    @property
+    def token_id_hex(self) -> str:
+        return self.token_id.hex()
