@@ -17,8 +17,10 @@ more permissive, never refuse a client that would otherwise have been allowed.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections import OrderedDict
+from typing import Protocol
 
 DEFAULT_MAX_CLIENTS = 100_000
 # Float slack: refills computed from differences of large epoch timestamps may land a
@@ -99,3 +101,43 @@ class TokenBucketLimiter:
 def retry_after_seconds(wait: float) -> int:
     """A `Retry-After` value: whole seconds, rounded up, at least 1."""
     return max(1, math.ceil(wait - _EPSILON))
+
+
+class ChallengeLimiter(Protocol):
+    """Where the challenge issuer asks whether a client may have another challenge."""
+
+    async def allow(self, key: str, now: float) -> float | None:
+        """None: go ahead (a token was taken); else seconds until the next one."""
+        ...
+
+    def configure(self, per_minute: int, burst: int) -> None: ...
+
+
+class LocalChallengeLimiter:
+    """Per-process buckets (the default; see docs/decisions.md for shared ones)."""
+
+    def __init__(self, per_minute: int, burst: int) -> None:
+        self.buckets = TokenBucketLimiter(per_minute, burst)
+
+    async def allow(self, key: str, now: float) -> float | None:
+        return self.buckets.allow(key, now)
+
+    def configure(self, per_minute: int, burst: int) -> None:
+        self.buckets.configure(per_minute, burst)
+
+
+def client_key(address: str, ipv6_prefix: int) -> str:
+    """The rate-limit key of a client: IPv4 by address, IPv6 by its `ipv6_prefix` network.
+
+    One IPv6 customer usually holds a whole /64 (or more): keyed per address,
+    ten addresses from one /64 got ten times the allowance.
+    """
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address  # "unknown" and the like share one bucket
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.IPv6Network((parsed, ipv6_prefix), strict=False))
+    return str(parsed)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from gateway.config.cors import parse_cors
 from gateway.config.errors import ConfigError, ConfigErrors
 from gateway.config.model import (
     ChallengeRateLimit,
@@ -33,6 +34,8 @@ TOP_KEYS = frozenset(
         "store",
         "verified_cache_size",
         "challenge_rate_limit",
+        "invalid_credential_status",
+        "cors",
         "routes",
     }
 )
@@ -94,6 +97,8 @@ def load_config(
         ),
         routes=RouteTable(parse_routes(reader, top.get("routes"), top.node)),
         challenge_rate_limit=_challenge_rate_limit(top),
+        invalid_credential_status=_invalid_credential_status(top),
+        cors=parse_cors(reader, top.get("cors"), "cors"),
     )
     if reader.errors:
         raise ConfigErrors(reader.errors)
@@ -132,13 +137,39 @@ def _address(section: Section | None, key: str, default: str, field: str) -> Lis
     return Listener(host, port)
 
 
+_LISTEN_KEYS = frozenset(
+    {"public", "admin", "max_connections", "header_timeout_seconds", "keepalive_timeout_seconds"}
+)
+
+
 def _listen(top: Section) -> ListenConfig:
-    s = Section.of(top.reader, top.get("listen"), "listen", frozenset({"public", "admin"}))
+    s = Section.of(top.reader, top.get("listen"), "listen", _LISTEN_KEYS)
     public = _address(s, "public", DEFAULT_PUBLIC, "listen.public")
     admin = _address(s, "admin", DEFAULT_ADMIN, "listen.admin")
-    if public == admin and s is not None:
+    if s is None:
+        return ListenConfig(public, admin)
+    if public == admin:
         s.reader.error(s.get("admin") or s.node, "listen.admin", "same address as listen.public")
-    return ListenConfig(public, admin)
+    return ListenConfig(
+        public,
+        admin,
+        max_connections=s.opt_integer("max_connections", None, minimum=1),
+        header_timeout_seconds=s.positive_number(
+            "header_timeout_seconds", ListenConfig.header_timeout_seconds
+        ),
+        keepalive_timeout_seconds=s.positive_number(
+            "keepalive_timeout_seconds", ListenConfig.keepalive_timeout_seconds
+        ),
+    )
+
+
+def _invalid_credential_status(top: Section) -> int:
+    status = top.integer("invalid_credential_status", GatewayConfig.invalid_credential_status)
+    if status not in (401, 402):
+        node = top.get("invalid_credential_status") or top.node
+        top.reader.error(node, "invalid_credential_status", "must be 402 (Aperture) or 401")
+        return GatewayConfig.invalid_credential_status
+    return status
 
 
 def _trusted_proxies(top: Section) -> tuple[IPNetwork, ...]:
@@ -194,10 +225,14 @@ def _store(top: Section) -> StoreConfig:
 
 def _challenge_rate_limit(top: Section) -> ChallengeRateLimit:
     default = ChallengeRateLimit()
-    keys = frozenset({"per_minute", "burst"})
+    keys = frozenset({"per_minute", "burst", "ipv6_prefix"})
     s = Section.of(top.reader, top.get("challenge_rate_limit"), "challenge_rate_limit", keys)
     if s is None:
         return default
     per_minute = s.integer("per_minute", default.per_minute, minimum=0)
     burst = s.integer("burst", default.burst, minimum=1)
-    return ChallengeRateLimit(per_minute, burst)
+    prefix = s.integer("ipv6_prefix", default.ipv6_prefix, minimum=1)
+    if prefix > 128:
+        s.reader.error(s.get("ipv6_prefix") or s.node, s.path("ipv6_prefix"), "must be <= 128")
+        prefix = default.ipv6_prefix
+    return ChallengeRateLimit(per_minute, burst, prefix)

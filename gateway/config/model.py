@@ -37,8 +37,18 @@ class Listener:
 
 @dataclass(frozen=True)
 class ListenConfig:
+    """Both listeners, and the bounds every public connection lives within.
+
+    `max_connections` None = derived at start-up from the process's descriptor
+    limit (see gateway.server.edge); `header_timeout_seconds` bounds the wait
+    for a request's head (slowloris) and an idle keep-alive connection alike.
+    """
+
     public: Listener
     admin: Listener
+    max_connections: int | None = None
+    header_timeout_seconds: float = 10.0
+    keepalive_timeout_seconds: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,7 @@ class ChallengeRateLimit:
 
     per_minute: int = 60
     burst: int = 20
+    ipv6_prefix: int = 64  # IPv6 clients are keyed by this prefix (one /64 = one client)
 
     @property
     def enabled(self) -> bool:
@@ -83,9 +94,51 @@ class PathRewrite:
     replacement: str
 
 
+LEASE_MARGIN_SECONDS = 30
+
+ANY_ORIGIN = "*"
+DEFAULT_CORS_ALLOW_HEADERS = (
+    "authorization",
+    "content-type",
+    "grpc-metadata-macaroon",
+    "macaroon",
+    "token",
+    "x-request-id",
+)
+DEFAULT_CORS_EXPOSE_HEADERS = ("www-authenticate", "x-request-id", "retry-after")
+
+
+@dataclass(frozen=True)
+class CorsPolicy:
+    """Cross-origin access for browser buyers (Fetch spec CORS).
+
+    `allow_origins` is `("*",)` for any origin, or exact origins
+    (`https://app.example`). With `allow_credentials` the origin list must be
+    explicit (the loader refuses `*`), and the request's origin is echoed.
+    """
+
+    allow_origins: tuple[str, ...]
+    allow_credentials: bool = False
+    allow_headers: tuple[str, ...] = DEFAULT_CORS_ALLOW_HEADERS
+    expose_headers: tuple[str, ...] = DEFAULT_CORS_EXPOSE_HEADERS
+    max_age_seconds: int = 600
+
+    @property
+    def any_origin(self) -> bool:
+        return ANY_ORIGIN in self.allow_origins
+
+    def allows(self, origin: str) -> bool:
+        return self.any_origin or origin in self.allow_origins
+
+
 @dataclass(frozen=True)
 class Route:
-    """One priced (or free) upstream; `name` doubles as macaroon service and metric label."""
+    """One priced (or free) upstream; `name` is the metric label and, unless `service`
+    says otherwise, the macaroon's service name.
+
+    Every default of a route is written here, once: the loader reads them as
+    class attributes (`Route.max_body_bytes`), and nothing downstream re-validates.
+    """
 
     name: str
     path: re.Pattern[str]
@@ -96,6 +149,7 @@ class Route:
     upstream_tls_verify: bool = True
     upstream_ca_file: Path | None = None
     upstream_timeout_seconds: float = 30.0
+    request_body_timeout_seconds: float = 30.0
     upstream_headers: tuple[tuple[str, str], ...] = ()
     path_rewrite: PathRewrite | None = None
     token_validity_seconds: int | None = None
@@ -107,6 +161,8 @@ class Route:
     invoice_memo: str = ""
     invoice_expiry_seconds: int = 3600
     private_invoices: bool = True
+    service_name: str | None = None  # macaroon service; None = the route name
+    cors: CorsPolicy | None = None  # None = the top-level `cors`
     line: int = field(default=0, compare=False)
 
     @property
@@ -121,13 +177,29 @@ class Route:
     def memo(self) -> str:
         return self.invoice_memo or f"L402 {self.name}"
 
-    def matches(self, host: str, path: str, method: str) -> bool:
+    @property
+    def service(self) -> str:
+        """The name in this route's `services=` caveat (Aperture's service name)."""
+        return self.service_name or self.name
+
+    @property
+    def lease_seconds(self) -> int:
+        """How long a single-use lease must last: the body upload, then the upstream's
+        answer, each within its own deadline, plus a margin for the commit."""
+        upload_then_answer = self.request_body_timeout_seconds + self.upstream_timeout_seconds
+        return int(upload_then_answer) + LEASE_MARGIN_SECONDS
+
+    def matches_resource(self, host: str, path: str) -> bool:
         """Aperture semantics: `re.search`, so patterns anchor only where they say so."""
-        if self.methods is not None and method.upper() not in self.methods:
-            return False
         if self.host is not None and self.host.search(_hostname(host)) is None:
             return False
         return self.path.search(path) is not None
+
+    def allows_method(self, method: str) -> bool:
+        return self.methods is None or method.upper() in self.methods
+
+    def matches(self, host: str, path: str, method: str) -> bool:
+        return self.allows_method(method) and self.matches_resource(host, path)
 
 
 def _hostname(host: str) -> str:
@@ -153,6 +225,19 @@ class RouteTable:
                 return route
         return None
 
+    def allowed_methods(self, host: str, path: str) -> frozenset[str] | None:
+        """Methods some route takes for this resource: None when no route has it at all.
+
+        For a 405 with `Allow`: the request's resource exists, its method does not.
+        """
+        found: set[str] = set()
+        for route in self.routes:
+            if route.matches_resource(host, path):
+                if route.methods is None:
+                    return None  # a route takes every method: the caller's match succeeded
+                found |= route.methods
+        return frozenset(found) if found else None
+
     def by_name(self, name: str) -> Route | None:
         for route in self.routes:
             if route.name == name:
@@ -177,6 +262,10 @@ class GatewayConfig:
     verified_cache_size: int
     routes: RouteTable
     challenge_rate_limit: ChallengeRateLimit = ChallengeRateLimit()
+    # Status for malformed or forged credentials: 402 (Aperture's, the default: clients
+    # that re-pay only on 402 recover) or 401 (the spec's). Both carry a fresh challenge.
+    invalid_credential_status: int = 402
+    cors: CorsPolicy | None = None
 
     @property
     def base_dir(self) -> Path:

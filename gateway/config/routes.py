@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from gateway.config.cors import parse_cors
 from gateway.config.model import PathRewrite, Route, TokenMode
 from gateway.config.nodes import Reader, Section, is_null
 from gateway.headerpolicy import extra_header_problem
@@ -24,11 +25,13 @@ ROUTE_KEYS = frozenset(
         "upstream_ca_file", "upstream_timeout_seconds", "upstream_headers", "path_rewrite",
         "price_sats", "price_msats", "token_validity_seconds", "token_mode", "capabilities",
         "required_capability", "forward_authorization", "max_body_bytes", "invoice_memo",
-        "invoice_expiry_seconds", "private_invoices",
+        "invoice_expiry_seconds", "private_invoices", "service", "request_body_timeout_seconds",
+        "cors",
     }
 )  # fmt: skip
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _CAPABILITY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_SERVICE = re.compile(r"[A-Za-z0-9._-]+")  # what a services= caveat can carry
 # Path patterns that match every request path under `re.search` (documented rule).
 CATCH_ALL = frozenset({"", "^", "/", "^/", ".*", "^.*", "^.*$", "^/.*", "^/.*$", ".*$", ".+"})
 _MAX_PRICE_MSAT = 21_000_000 * 100_000_000 * 1000
@@ -88,24 +91,44 @@ def _parse_route(s: Section) -> Route | None:
         methods=_methods(s),
         upstream=_upstream(s),
         price_msat=price_msat,
-        upstream_tls_verify=s.boolean("upstream_tls_verify", True),
+        upstream_tls_verify=s.boolean("upstream_tls_verify", Route.upstream_tls_verify),
         upstream_ca_file=_ca_file(s),
-        upstream_timeout_seconds=s.positive_number("upstream_timeout_seconds", 30.0),
+        upstream_timeout_seconds=s.positive_number(
+            "upstream_timeout_seconds", Route.upstream_timeout_seconds
+        ),
+        request_body_timeout_seconds=s.positive_number(
+            "request_body_timeout_seconds", Route.request_body_timeout_seconds
+        ),
         upstream_headers=_headers(s),
         path_rewrite=_rewrite(s),
         token_validity_seconds=s.opt_integer("token_validity_seconds", None, minimum=1),
         token_mode=_token_mode(s),
         capabilities=_capabilities(s),
         required_capability=s.opt_string("required_capability"),
-        forward_authorization=s.boolean("forward_authorization", True),
-        max_body_bytes=s.integer("max_body_bytes", 1_048_576, minimum=0),
+        forward_authorization=s.boolean("forward_authorization", Route.forward_authorization),
+        max_body_bytes=s.integer("max_body_bytes", Route.max_body_bytes, minimum=0),
         invoice_memo=s.string("invoice_memo", ""),  # Route.memo supplies the default
-        invoice_expiry_seconds=s.integer("invoice_expiry_seconds", 3600, minimum=1),
-        private_invoices=s.boolean("private_invoices", True),
+        invoice_expiry_seconds=s.integer(
+            "invoice_expiry_seconds", Route.invoice_expiry_seconds, minimum=1
+        ),
+        private_invoices=s.boolean("private_invoices", Route.private_invoices),
+        service_name=_service(s),
+        cors=parse_cors(s.reader, s.get("cors"), s.path("cors")),
         line=s.node.start_mark.line + 1,
     )
     _check_policy(s, route)
     return route if len(r.errors) == errors_before else None
+
+
+def _service(s: Section) -> str | None:
+    """Aperture's service name, when it differs from the route name (imported tokens)."""
+    text = s.opt_string("service")
+    if text is None:
+        return None
+    if _SERVICE.fullmatch(text) is None:
+        s.reader.error(s.get("service") or s.node, s.path("service"), "must match [A-Za-z0-9._-]+")
+        return None
+    return text
 
 
 def _price(s: Section) -> int:
@@ -224,7 +247,7 @@ def _rewrite(s: Section) -> PathRewrite | None:
 
 
 def _token_mode(s: Section) -> TokenMode:
-    text = s.string("token_mode", TokenMode.REUSABLE.value)
+    text = s.string("token_mode", Route.token_mode.value)
     try:
         return TokenMode(text)
     except ValueError:

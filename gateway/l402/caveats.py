@@ -45,13 +45,17 @@ def _check_name(name: str, what: str) -> None:
         raise ValueError(f"{what} {name!r} must match {_NAME.pattern}")
 
 
-def for_route(service: str, capabilities: Sequence[str], valid_until: int | None) -> list[str]:
-    """The caveats minted for a route, in Aperture's order."""
+def check_names(service: str, capabilities: Sequence[str]) -> None:
+    """Raise ValueError unless the names can be carried in caveat text."""
     _check_name(service, "service name")
+    for capability in capabilities:
+        _check_name(capability, "capability")
+
+
+def for_route(service: str, capabilities: Sequence[str], valid_until: int | None) -> list[str]:
+    """The caveats minted for a route, in Aperture's order (names checked by `check_names`)."""
     caveats = [f"{SERVICES}={service}:0"]
     if capabilities:
-        for capability in capabilities:
-            _check_name(capability, "capability")
         caveats.append(f"{service}{CAPABILITIES_SUFFIX}={','.join(capabilities)}")
     if valid_until is not None:
         if valid_until < 0:

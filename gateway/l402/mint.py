@@ -9,13 +9,12 @@ Aperture's mint takes its invoice source and secret store as interfaces.
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from gateway.l402 import caveats, macaroons
-from gateway.l402.identifier import HASH_LEN, Identifier
+from gateway.l402.identifier import HASH_LEN, TOKEN_ID_LEN, VERSION, Identifier
 from gateway.l402.records import TokenRecord
 
 __all__ = [
@@ -53,7 +52,9 @@ class NewInvoice:
 
 
 class InvoiceSource(Protocol):
-    async def create_invoice(
+    """Creates Lightning invoices (the LND client satisfies it as it is)."""
+
+    async def add_invoice(
         self, value_msat: int, memo: str, expiry: int, private: bool
     ) -> InvoiceLike: ...
 
@@ -64,6 +65,8 @@ class RootKeyStore(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class MintRequest:
+    """What a route sells; built once per route (the caller keeps it), validated here."""
+
     route: str
     service: str
     price_msat: int
@@ -73,6 +76,15 @@ class MintRequest:
     capabilities: Sequence[str] = ()
     validity_seconds: int | None = None  # token lifetime; None = never expires
     single_use: bool = False
+
+    def __post_init__(self) -> None:
+        if self.price_msat <= 0:
+            raise ValueError("price_msat must be positive (free routes are not minted)")
+        if self.expiry <= 0:
+            raise ValueError("invoice expiry must be positive")
+        if self.validity_seconds is not None and self.validity_seconds <= 0:
+            raise ValueError("validity_seconds must be positive or None")
+        caveats.check_names(self.service, self.capabilities)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,37 +103,30 @@ class Challenge:
 
 
 class Minter:
+    """Invoice, then root key and macaroon, then store. `random_bytes` is injectable
+    (like `now`) so the core stays deterministic under test."""
+
     def __init__(
         self,
         invoices: InvoiceSource,
         keys: RootKeyStore,
-        clock: Callable[[], float] = time.time,
+        random_bytes: Callable[[int], bytes] = secrets.token_bytes,
     ) -> None:
         self._invoices = invoices
         self._keys = keys
-        self._clock = clock
+        self._random = random_bytes
 
-    async def mint(self, request: MintRequest) -> Challenge:
-        if request.price_msat <= 0:
-            raise ValueError("price_msat must be positive (free routes are not minted)")
-        if request.expiry <= 0:
-            raise ValueError("invoice expiry must be positive")
-        if request.validity_seconds is not None and request.validity_seconds <= 0:
-            raise ValueError("validity_seconds must be positive or None")
-        # Validates the service name before any invoice is created.
-        caveats.for_route(request.service, request.capabilities, None)
-
-        invoice = await self._invoices.create_invoice(
+    async def mint(self, request: MintRequest, now: int) -> Challenge:
+        invoice = await self._invoices.add_invoice(
             request.price_msat, request.memo, request.expiry, request.private
         )
         if len(invoice.payment_hash) != HASH_LEN:
             raise ValueError(f"invoice source returned a {len(invoice.payment_hash)}-byte hash")
-        now = int(self._clock())
         valid_until = None
         if request.validity_seconds is not None:
             valid_until = now + request.validity_seconds
-        root_key = secrets.token_bytes(ROOT_KEY_LEN)
-        identifier = Identifier.new(invoice.payment_hash)
+        root_key = self._random(ROOT_KEY_LEN)
+        identifier = Identifier(VERSION, bytes(invoice.payment_hash), self._random(TOKEN_ID_LEN))
         raw = macaroons.mint(
             root_key,
             identifier.encode(),

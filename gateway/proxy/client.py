@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
@@ -20,10 +19,11 @@ from gateway.proxy.errors import (
     BodyTooLarge,
     ProxyError,
     RequestBodyError,
+    RequestBodyTimeout,
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from gateway.proxy.forwarded import forwarded_chain
+from gateway.proxy.forwarded import ClientInfo
 from gateway.proxy.headers import downstream_response_headers, upstream_request_headers
 from gateway.proxy.target import ProxyTarget
 
@@ -32,15 +32,18 @@ _SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 
 
 class _LimitedBody:
-    """Async iterator over the client's body that stops past `limit` bytes.
+    """Async iterator over the client's body that stops past `limit` bytes or `deadline`.
 
-    aiohttp wraps any exception raised here into a generic connection error,
-    so the cause is kept in `failure` for `open()` / `relay()` to re-raise.
+    The deadline (loop time) bounds the whole upload: a slow client cannot hold
+    a single-use lease past its end (status-codes.md). aiohttp wraps any
+    exception raised here into a generic connection error, so the cause is kept
+    in `failure` for `open()` / `relay()` to re-raise.
     """
 
-    def __init__(self, content: aiohttp.StreamReader, limit: int) -> None:
+    def __init__(self, content: aiohttp.StreamReader, limit: int, deadline: float) -> None:
         self._content = content
         self._limit = limit
+        self._deadline = deadline
         self.received = 0
         self.failure: ProxyError | None = None
 
@@ -49,7 +52,11 @@ class _LimitedBody:
 
     async def __anext__(self) -> bytes:
         try:
-            chunk = await self._content.readany()
+            async with asyncio.timeout_at(self._deadline):
+                chunk = await self._content.readany()
+        except TimeoutError as exc:
+            self.failure = RequestBodyTimeout("the request body was not received in time")
+            raise self.failure from exc
         except Exception as exc:
             self.failure = RequestBodyError(f"reading the request body failed: {exc!r}")
             raise self.failure from exc
@@ -129,52 +136,52 @@ class Proxy:
         self,
         request: web.Request,
         target: ProxyTarget,
+        path: str,
+        client: ClientInfo,
         authorization: str | None,
-        client_ip: str,
     ) -> UpstreamResponse:
-        """Send `request` upstream and wait for the status line and headers.
+        """Send `request` upstream as `path` (its normal form) and wait for the status line
+        and headers.
 
-        Raises BodyTooLarge before contacting the upstream when Content-Length
-        is over the limit, and while streaming when a chunked body grows past it.
+        Bounded in time: the client's body must arrive within the route's body
+        deadline and the upstream must answer within its timeout after that,
+        so `open()` never outlives a lease taken just before it. Raises
+        BodyTooLarge before contacting the upstream when Content-Length is over
+        the limit, and while streaming when a chunked body grows past it.
         """
         declared = request.content_length
         if declared is not None and declared > target.max_body_bytes:
             raise BodyTooLarge(target.max_body_bytes, declared)
-
-        chain = forwarded_chain(
-            request.remote, request.headers.getall("X-Forwarded-For", []), client_ip
-        )
-        believed = len(chain) > 1  # the peer vouched for an earlier hop
-        proto = request.scheme
-        forwarded_host = request.host
-        if believed:
-            proto = _last(request.headers.getall("X-Forwarded-Proto", [])) or proto
-            forwarded_host = _last(request.headers.getall("X-Forwarded-Host", [])) or forwarded_host
         headers = upstream_request_headers(
             request.headers,
-            host=target.upstream.host_port_subcomponent or "",
+            host=target.host_header,
             authorization=authorization,
-            forwarded_for=", ".join(chain),
-            forwarded_proto=proto,
-            forwarded_host=forwarded_host,
+            forwarded_for=", ".join(client.chain),
+            forwarded_proto=client.proto,
+            forwarded_host=client.host,
             extra=target.extra_headers,
         )
-        body = _LimitedBody(request.content, target.max_body_bytes) if request.body_exists else None
+        loop = asyncio.get_running_loop()
+        body_deadline = loop.time() + target.body_timeout_seconds
+        body = None
+        if request.body_exists:
+            body = _LimitedBody(request.content, target.max_body_bytes, body_deadline)
         timeout = aiohttp.ClientTimeout(
             total=None, connect=target.timeout_seconds, sock_read=target.timeout_seconds
         )
         started = time.perf_counter()
         try:
-            response = await self._session.request(
-                request.method,
-                target.url_for(request.rel_url),
-                headers=headers,
-                data=body,
-                allow_redirects=False,
-                ssl=target.ssl,
-                timeout=timeout,
-                skip_auto_headers=_SKIP_AUTO_HEADERS,
-            )
+            async with asyncio.timeout_at(body_deadline + target.timeout_seconds):
+                response = await self._session.request(
+                    request.method,
+                    target.url_for(path, request.rel_url.raw_query_string),
+                    headers=headers,
+                    data=body,
+                    allow_redirects=False,
+                    ssl=target.ssl,
+                    timeout=timeout,
+                    skip_auto_headers=_SKIP_AUTO_HEADERS,
+                )
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _classify(exc, body, "before answering") from exc
         if body is not None and body.failure is not None:
@@ -232,23 +239,3 @@ class Proxy:
             else:
                 upstream.close()
         return response
-
-
-def _last(values: list[str]) -> str | None:
-    """Rightmost entry of a possibly comma-joined header (the nearest hop's value)."""
-    for value in reversed(values):
-        parts = [part.strip() for part in value.split(",") if part.strip()]
-        if parts:
-            return parts[-1]
-    return None
-
-
-PROXY_KEY = web.AppKey("proxy", Proxy)
-
-
-async def proxy_ctx(app: web.Application) -> AsyncIterator[None]:
-    """cleanup_ctx: one Proxy (and ClientSession) per application."""
-    proxy = Proxy.create()
-    app[PROXY_KEY] = proxy
-    yield
-    await proxy.close()

@@ -1,21 +1,18 @@
-"""Typed proxy failures.
-
-The server maps every `ProxyError` to an HTTP answer in one place, using
-`.status` and `.reason`; this package never builds error responses itself.
-"""
+"""Typed proxy failures (rendered by the server's error middleware, like every Refusal)."""
 
 from __future__ import annotations
 
+from gateway.refusal import Refusal
 
-class ProxyError(Exception):
-    """A request could not be proxied; `status` is the HTTP status to answer."""
 
-    status: int = 502
-    reason: str = "proxy_error"
+class ProxyError(Refusal):
+    """A request could not be proxied."""
+
+    status = 502
+    reason = "proxy_error"
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
-        self.detail = detail
 
 
 class UpstreamUnreachable(ProxyError):
@@ -50,3 +47,14 @@ class RequestBodyError(ProxyError):
 
     status = 400
     reason = "bad_request_body"
+
+
+class RequestBodyTimeout(ProxyError):
+    """The client did not finish sending its body within the route's body deadline.
+
+    A slow upload must not outlive a single-use lease (status-codes.md), so the
+    upload has a deadline of its own, shorter than the lease.
+    """
+
+    status = 408
+    reason = "request_body_timeout"

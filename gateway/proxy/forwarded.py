@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -91,3 +92,44 @@ def forwarded_chain(
         if hops[index] == client_ip:
             return [*hops[index:], peer_text]
     return [client_ip, peer_text]
+
+
+def _last(values: Sequence[str]) -> str | None:
+    """Rightmost entry of a possibly comma-joined header (the nearest hop's value)."""
+    for value in reversed(values):
+        parts = [part.strip() for part in value.split(",") if part.strip()]
+        if parts:
+            return parts[-1]
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    """Who sent a request, computed once per request from the peer and trusted hops.
+
+    `address` keys the rate limiter and the logs; `chain`, `proto` and `host`
+    are what the upstream is told (X-Forwarded-For/-Proto/-Host).
+    """
+
+    address: str
+    chain: tuple[str, ...]
+    proto: str
+    host: str
+
+    @classmethod
+    def resolve(
+        cls,
+        peer_ip: str | None,
+        x_forwarded_for: Sequence[str],
+        x_forwarded_proto: Sequence[str],
+        x_forwarded_host: Sequence[str],
+        scheme: str,
+        host: str,
+        trusted: Sequence[IPNetwork],
+    ) -> ClientInfo:
+        address = client_address(peer_ip, x_forwarded_for, trusted)
+        chain = forwarded_chain(peer_ip, x_forwarded_for, address)
+        if len(chain) > 1:  # the peer vouched for an earlier hop: believe its proto and host
+            scheme = _last(x_forwarded_proto) or scheme
+            host = _last(x_forwarded_host) or host
+        return cls(address, tuple(chain), scheme, host)

@@ -1,9 +1,12 @@
-"""Per-route upstream settings, validated once when the configuration loads."""
+"""Where and how one route is proxied, built once per route from its validated config.
+
+The config loader has already validated every value (gateway.config), so
+nothing is checked again here; the one thing that can still fail is loading
+an `upstream_ca_file`, which raises ValueError for the caller to locate.
+"""
 
 from __future__ import annotations
 
-import math
-import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -11,10 +14,7 @@ from types import MappingProxyType
 
 import yarl
 
-from gateway.headerpolicy import extra_header_problem
-
-DEFAULT_TIMEOUT_SECONDS = 30.0
-DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+from gateway.config.model import PathRewrite, Route
 
 
 def make_ssl_context(verify: bool, ca_file: str | None) -> ssl.SSLContext | bool:
@@ -35,72 +35,44 @@ def make_ssl_context(verify: bool, ca_file: str | None) -> ssl.SSLContext | bool
 
 @dataclass(frozen=True)
 class ProxyTarget:
-    """Where and how one route is proxied; immutable so requests can share it."""
+    """Immutable so concurrent requests can share it."""
 
     upstream: yarl.URL
-    path_rewrite: tuple[re.Pattern[str], str] | None = None
-    extra_headers: Mapping[str, str] = field(default_factory=dict)
-    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    ssl: ssl.SSLContext | bool = True
-
-    def __post_init__(self) -> None:
-        url = self.upstream
-        if url.scheme not in ("http", "https") or not url.host:
-            raise ValueError(f"upstream must be an absolute http(s) URL, got {url}")
-        if url.query_string or url.fragment or url.user or url.password:
-            raise ValueError("upstream URL must not carry a query, fragment or credentials")
-        if not (math.isfinite(self.timeout_seconds) and self.timeout_seconds > 0):
-            raise ValueError("timeout_seconds must be a positive number")
-        if self.max_body_bytes < 0:
-            raise ValueError("max_body_bytes must not be negative")
-        for name, value in self.extra_headers.items():
-            problem = extra_header_problem(name, forwards_authorization=False)
-            if problem is not None:
-                raise ValueError(f"extra header {name!r}: {problem}")
-            if "\r" in value or "\n" in value or "\0" in value:
-                raise ValueError(f"extra header {name!r} contains a control character")
-        # Freeze the mapping so a shared target cannot be mutated per request.
-        object.__setattr__(self, "extra_headers", MappingProxyType(dict(self.extra_headers)))
+    timeout_seconds: float
+    body_timeout_seconds: float
+    max_body_bytes: int
+    ssl: ssl.SSLContext | bool
+    path_rewrite: PathRewrite | None = None
+    extra_headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
-    def create(
-        cls,
-        upstream: str,
-        *,
-        path_rewrite: tuple[str, str] | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-        timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-        tls_verify: bool = True,
-        ca_file: str | None = None,
-    ) -> ProxyTarget:
-        """Build from plain configuration values; raises ValueError on bad input."""
-        rewrite = None
-        if path_rewrite is not None:
-            pattern, replacement = path_rewrite
-            try:
-                rewrite = (re.compile(pattern), replacement)
-            except re.error as exc:
-                raise ValueError(f"invalid path rewrite pattern {pattern!r}: {exc}") from exc
+    def for_route(cls, route: Route) -> ProxyTarget:
+        """Raises ValueError only when the route's CA file cannot be loaded."""
+        ca_file = str(route.upstream_ca_file) if route.upstream_ca_file else None
         return cls(
-            upstream=yarl.URL(upstream),
-            path_rewrite=rewrite,
-            extra_headers=dict(extra_headers or {}),
-            timeout_seconds=timeout_seconds,
-            max_body_bytes=max_body_bytes,
-            ssl=make_ssl_context(tls_verify, ca_file),
+            upstream=yarl.URL(route.upstream),
+            timeout_seconds=route.upstream_timeout_seconds,
+            body_timeout_seconds=route.request_body_timeout_seconds,
+            max_body_bytes=route.max_body_bytes,
+            ssl=make_ssl_context(route.upstream_tls_verify, ca_file),
+            path_rewrite=route.path_rewrite,
+            extra_headers=MappingProxyType(dict(route.upstream_headers)),
         )
 
-    def url_for(self, rel_url: yarl.URL) -> yarl.URL:
-        """Upstream URL for a request: base path + (rewritten) raw path + raw query."""
-        path = rel_url.raw_path
+    @property
+    def host_header(self) -> str:
+        return self.upstream.host_port_subcomponent or ""
+
+    def url_for(self, path: str, query: str) -> yarl.URL:
+        """Upstream URL: base path + (rewritten) normalised path + the raw query.
+
+        `path` is the request's normal form (gateway.requestpath), still
+        percent-encoded: the path that was priced is the path that is forwarded.
+        """
         if self.path_rewrite is not None:
-            pattern, replacement = self.path_rewrite
-            path = pattern.sub(replacement, path, count=1)
+            path = self.path_rewrite.pattern.sub(self.path_rewrite.replacement, path, count=1)
         if not path.startswith("/"):
             path = "/" + path
         base = self.upstream.raw_path.rstrip("/")
         url = str(self.upstream.with_path(base + path, encoded=True))
-        query = rel_url.raw_query_string
         return yarl.URL(f"{url}?{query}" if query else url, encoded=True)

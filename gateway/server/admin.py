@@ -6,23 +6,26 @@ Kept off the public listener so probes and metrics are never exposed to buyers.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.lightning import LndError, WalletState
 from gateway.server.keys import LND_KEY, METRICS_KEY, PUBLIC_APP_KEY, STORE_KEY
-from gateway.store.base import StoreError
+from gateway.store.types import StoreError
 
 READY_TIMEOUT = 3.0
+log = logging.getLogger("gateway.readiness")
+LAST_READINESS_KEY = web.AppKey("last_readiness", dict)
 
 
 async def healthz(_request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
-async def readyz(request: web.Request) -> web.Response:
-    public = request.app[PUBLIC_APP_KEY]
+async def readiness(public: web.Application) -> dict[str, str]:
+    """LND and store checks, each "ok" or a secret-free reason."""
     checks: dict[str, str] = {}
     try:
         state = await public[LND_KEY].get_state(timeout=READY_TIMEOUT)
@@ -34,10 +37,33 @@ async def readyz(request: web.Request) -> web.Response:
     try:
         await asyncio.wait_for(public[STORE_KEY].check_writable(), READY_TIMEOUT)
         checks["store"] = "ok"
-    except (StoreError, TimeoutError) as exc:
-        checks["store"] = f"not writable: {type(exc).__name__}"
+    except StoreError as exc:  # the adapters' messages carry no secrets
+        checks["store"] = f"not writable: {exc}"
+    except TimeoutError:
+        checks["store"] = f"not writable: no answer within {READY_TIMEOUT:g} s"
+    return checks
+
+
+async def readyz(request: web.Request) -> web.Response:
+    checks = await readiness(request.app[PUBLIC_APP_KEY])
     ready = all(v == "ok" for v in checks.values())
+    log_readiness_change(request.app, checks)
     return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+
+
+def log_readiness_change(app: web.Application, checks: dict[str, str]) -> None:
+    """Say why the gateway is not ready, once per change (not on every probe)."""
+    last = app[LAST_READINESS_KEY]
+    if checks == last:
+        return
+    last.clear()
+    last.update(checks)
+    failing = {name: value for name, value in checks.items() if value != "ok"}
+    if failing:
+        detail = "; ".join(f"{name}: {value}" for name, value in sorted(failing.items()))
+        log.error("not ready", extra={"error": detail})
+    else:
+        log.info("ready")
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -50,6 +76,7 @@ async def metrics(request: web.Request) -> web.Response:
 def create_admin_app(public: web.Application) -> web.Application:
     app = web.Application()
     app[PUBLIC_APP_KEY] = public
+    app[LAST_READINESS_KEY] = {}
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

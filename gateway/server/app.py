@@ -1,7 +1,10 @@
-"""Application factory for the public listener; services live in cleanup contexts.
+"""Application factory for the public listener.
 
-Tests and the rehearsal may inject an already-open store or LND client; the
-app then leaves closing them to the caller.
+The store, the LND channel and the upstream session are opened in cleanup
+contexts (aiohttp's idiom: they need the running loop and must be closed on
+shutdown); the request handler is built once and given its collaborators
+when they exist. Tests and the rehearsal may inject an already-open store or
+LND client; the app then leaves closing them to the caller.
 """
 
 from __future__ import annotations
@@ -13,30 +16,27 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from gateway.config.model import GatewayConfig
+from gateway.l402.mint import Minter
 from gateway.lightning import LndClient
 from gateway.metrics import GatewayMetrics
-from gateway.proxy import proxy_ctx
+from gateway.proxy import Proxy
 from gateway.pruning import DAY_SECONDS, TokenPruner
+from gateway.ratelimit import LocalChallengeLimiter
 from gateway.server.auth import Authenticator, VerifiedCache
 from gateway.server.challenges import ChallengeIssuer
+from gateway.server.cors import add_cors_headers
+from gateway.server.edge import UPSTREAM_POOL_LIMIT
 from gateway.server.errors import error_middleware
-from gateway.server.handler import handle
-from gateway.server.keys import (
-    AUTH_KEY,
-    CLOCK_KEY,
-    ISSUER_KEY,
-    LND_KEY,
-    METRICS_KEY,
-    ROUTES_KEY,
-    STORE_KEY,
-    USAGE_KEY,
-)
+from gateway.server.forwarding import Forwarder
+from gateway.server.handler import PublicHandler, Services
+from gateway.server.keys import HANDLER_KEY, LND_KEY, METRICS_KEY, ROUTES_KEY, STORE_KEY
+from gateway.server.leases import LeaseKeeper
 from gateway.server.middleware import request_context
 from gateway.server.runtime import RouteHolder, RuntimeRoutes
 from gateway.server.usage import UsageCounter, run_flusher
 from gateway.settlement import SettlementFollower
 from gateway.store import open_store
-from gateway.store.base import TokenStore
+from gateway.store.roles import Store
 
 VERIFIED_CACHE_TTL = 60.0
 SETTLEMENT_KEY = web.AppKey("settlement", SettlementFollower)
@@ -58,7 +58,7 @@ def lnd_observer(metrics: GatewayMetrics) -> Callable[[str, float, str | None], 
     return observe
 
 
-def _store_ctx(config: GatewayConfig, injected: TokenStore | None) -> CleanupCtx:
+def _store_ctx(config: GatewayConfig, injected: Store | None) -> CleanupCtx:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         store = injected or await open_store(config.store.url, config.base_dir)
         app[STORE_KEY] = store
@@ -86,15 +86,40 @@ def _lnd_ctx(config: GatewayConfig, injected: LndClient | None) -> CleanupCtx:
     return ctx
 
 
-def _services_ctx(clock: Callable[[], float]) -> CleanupCtx:
+def build_services(
+    config: GatewayConfig,
+    store: Store,
+    lnd: LndClient,
+    proxy: Proxy,
+    metrics: GatewayMetrics,
+    clock: Callable[[], float],
+) -> Services:
+    """The handler's collaborators, wired once."""
+    limit = config.challenge_rate_limit
+    leases = LeaseKeeper(store, metrics, clock)
+    return Services(
+        auth=Authenticator(
+            store, VerifiedCache(config.verified_cache_size, VERIFIED_CACHE_TTL), clock
+        ),
+        issuer=ChallengeIssuer(
+            Minter(lnd, store), LocalChallengeLimiter(limit.per_minute, limit.burst), metrics, clock
+        ),
+        leases=leases,
+        forwarder=Forwarder(proxy, leases, metrics),
+        usage=UsageCounter(),
+    )
+
+
+def _services_ctx(config: GatewayConfig, clock: Callable[[], float]) -> CleanupCtx:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        config = app[ROUTES_KEY].current.config
-        cache = VerifiedCache(config.verified_cache_size, VERIFIED_CACHE_TTL)
-        app[AUTH_KEY] = Authenticator(app[STORE_KEY], cache, clock)
-        app[ISSUER_KEY] = ChallengeIssuer.for_lnd(
-            app[LND_KEY], app[STORE_KEY], app[METRICS_KEY], config.challenge_rate_limit, clock
+        proxy = Proxy.create(limit=UPSTREAM_POOL_LIMIT)
+        services = build_services(
+            config, app[STORE_KEY], app[LND_KEY], proxy, app[METRICS_KEY], clock
         )
-        yield
+        app[HANDLER_KEY].attach(services)
+        async for _ in run_flusher(services.usage, app[STORE_KEY]):
+            yield
+        await proxy.close()
 
     return ctx
 
@@ -122,16 +147,15 @@ def _pruner_ctx(days: int, clock: Callable[[], float]) -> CleanupCtx:
     return ctx
 
 
-async def _usage_ctx(app: web.Application) -> AsyncIterator[None]:
-    async for _ in run_flusher(app[USAGE_KEY], app[STORE_KEY]):
-        yield
+async def _no_expect(_request: web.Request) -> None:
+    """Never send `100 Continue` before the request is admitted (gateway.server.forwarding)."""
 
 
 def create_app(
     config: GatewayConfig,
     metrics: GatewayMetrics | None = None,
     *,
-    store: TokenStore | None = None,
+    store: Store | None = None,
     lnd: LndClient | None = None,
     follow_settlements: bool = True,
     clock: Callable[[], float] = time.time,
@@ -139,26 +163,22 @@ def create_app(
     """`clock` (wall time) is injectable so tests can move past token expiry without waiting."""
     metrics = metrics or GatewayMetrics()
     metrics.declare_routes(list(config.routes.names))
+    routes = RouteHolder(RuntimeRoutes.from_config(config))
+    handler = PublicHandler(routes, metrics)
     app = web.Application(
         middlewares=[request_context, error_middleware],
-        client_max_size=max((r.max_body_bytes for r in config.routes.routes), default=1 << 20),
+        client_max_size=max((r.max_body_bytes for r in config.routes.routes), default=0),
     )
     app[METRICS_KEY] = metrics
-    app[CLOCK_KEY] = clock
-    app[ROUTES_KEY] = RouteHolder(RuntimeRoutes.from_config(config))
-    app[USAGE_KEY] = UsageCounter()
+    app[ROUTES_KEY] = routes
+    app[HANDLER_KEY] = handler
+    app.on_response_prepare.append(add_cors_headers)
     app.cleanup_ctx.extend(
-        [
-            _store_ctx(config, store),
-            _lnd_ctx(config, lnd),
-            _services_ctx(clock),
-            proxy_ctx,
-            _usage_ctx,
-        ]
+        [_store_ctx(config, store), _lnd_ctx(config, lnd), _services_ctx(config, clock)]
     )
     if follow_settlements:
         app.cleanup_ctx.append(_settlement_ctx)
     if config.store.prune_after_days > 0:
         app.cleanup_ctx.append(_pruner_ctx(config.store.prune_after_days, clock))
-    app.router.add_route("*", "/{tail:.*}", handle)
+    app.router.add_route("*", "/{tail:.*}", handler.handle, expect_handler=_no_expect)
     return app

@@ -21,7 +21,8 @@ from gateway.l402.errors import L402Error, Reason
 from gateway.l402.grammar import CREDENTIAL_HEADERS
 from gateway.l402.verify import VerifiedToken
 from gateway.server.errors import StoreUnavailable
-from gateway.store.base import StoreError, TokenStore
+from gateway.store.roles import RootKeys
+from gateway.store.types import StoreError
 
 
 def credential_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -101,11 +102,11 @@ class Authenticator:
 
     def __init__(
         self,
-        store: TokenStore,
+        keys: RootKeys,
         cache: VerifiedCache,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._store = store
+        self._keys = keys
         self.cache = cache
         self._clock = clock
 
@@ -127,11 +128,16 @@ class Authenticator:
             return None
         identifier = l402_verify.precheck(credential)  # wrong preimage: refused with no I/O
         try:
-            root_key = await self._store.get_root_key(identifier.key_id)
+            root_key = await self._keys.get_root_key(identifier.key_id)
         except StoreError as exc:
             raise StoreUnavailable(f"token store unavailable: {exc}") from exc
         token = l402_verify.verify(
-            credential, root_key, route.name, route.required_capability, now, prechecked=identifier
+            credential,
+            root_key,
+            route.service,
+            route.required_capability,
+            now,
+            prechecked=identifier,
         )
         admission = Admission(token, credential.authorization)
         self.cache.put(key, admission)

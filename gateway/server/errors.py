@@ -1,14 +1,15 @@
-"""Every refusal the gateway makes, and the one place that turns it into an HTTP answer.
+"""Every refusal the public listener makes, and the one place that renders it.
 
-Status policy (see docs/status-codes.md):
-- 401 + fresh challenge: the credential is malformed or forged (bad signature,
-  preimage that does not match). The client must not retry it, but may pay anew.
-- 402 + fresh challenge: the credential was genuine but cannot buy this request
-  (expired, used up, revoked, minted for another route, lacks a capability).
-- 409: a per-request token is being used by a concurrent request right now.
-- 429 + Retry-After: the client asked for challenges faster than
-  `challenge_rate_limit` allows; nothing was minted or stored.
-- 413 / 502 / 504: the request body or the upstream failed (`ProxyError`).
+The handler and its collaborators raise typed `Refusal`s (gateway.refusal);
+`error_middleware` turns each into its HTTP answer, so no code branches on
+status numbers. Status policy (docs/status-codes.md):
+
+- 402 + fresh challenge (`PaymentRequired`): no credential, or one that cannot
+  buy this request; malformed or forged credentials too, unless
+  `invalid_credential_status: 401` asks for the spec's 401 for those.
+- 409 (`TokenInUse`): a per-request token is being used by a concurrent request.
+- 429 + Retry-After (`ChallengeRateLimited`): nothing was minted or stored.
+- 400 / 404 / 405 / 413 / 408 / 502 / 504: the request or the upstream failed.
 - 503 + Retry-After: LND or the token store is unavailable; nothing was stored.
 """
 
@@ -19,43 +20,51 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from gateway.l402.errors import Reason
-from gateway.proxy.errors import ProxyError
+from gateway.l402 import challenge as l402_challenge
+from gateway.l402.errors import L402Error, Reason
+from gateway.l402.mint import Challenge
+from gateway.refusal import Refusal
 from gateway.server.reqkeys import OUTCOME, REQUEST_ID
 
 log = logging.getLogger("gateway.errors")
 
-# Which refused credentials get 401 (do not retry this credential) vs 402 (pay again).
-AUTH_STATUS: dict[Reason, int] = {
-    Reason.MALFORMED: 401,
-    Reason.BAD_SIGNATURE: 401,
-    Reason.PREIMAGE_MISMATCH: 401,
-    Reason.EXPIRED: 402,
-    Reason.WRONG_ROUTE: 402,
-    Reason.REVOKED: 402,
-    Reason.ALREADY_USED: 402,
-    Reason.MISSING_CAPABILITY: 402,
-    Reason.IN_USE: 409,
-}
-
 RETRY_AFTER_SECONDS = 5
 
+# Refusals of credentials that are not genuine (`invalid_credential_status` applies);
+# every other reason is a genuine credential that cannot buy this request (402).
+INVALID_CREDENTIAL = frozenset({Reason.MALFORMED, Reason.BAD_SIGNATURE, Reason.PREIMAGE_MISMATCH})
 
-class GatewayError(Exception):
-    """A refusal with an HTTP status and a closed reason code (also a log field)."""
 
-    status = 500
-    reason = "internal_error"
+class GatewayError(Refusal):
+    """A refusal made by the server itself (not the proxy)."""
 
-    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retry_after = retry_after
+
+class BadRequestPath(GatewayError):
+    status = 400
+    reason = "bad_path"
 
 
 class NoRoute(GatewayError):
     status = 404
     reason = "no_route"
+
+
+class MethodNotAllowed(GatewayError):
+    """The resource exists, but no route takes this method (RFC 9110: 405 + Allow)."""
+
+    status = 405
+    reason = "method_not_allowed"
+
+    def __init__(self, method: str, allowed: frozenset[str]) -> None:
+        allow = ", ".join(sorted(allowed))
+        super().__init__(f"{method} is not allowed here", headers=(("Allow", allow),))
+
+
+class MethodNotImplemented(GatewayError):
+    """A method no route takes and HTTP does not define (RFC 9110: 501)."""
+
+    status = 501
+    reason = "method_not_implemented"
 
 
 class TokenInUse(GatewayError):
@@ -64,6 +73,21 @@ class TokenInUse(GatewayError):
 
     def __init__(self) -> None:
         super().__init__("this single-use token is being used by another request", retry_after=1)
+
+
+class LeaseLost(GatewayError):
+    """This request's single-use lease lapsed and another request took the token over."""
+
+    status = 409
+    reason = "lease_lost"
+
+    def __init__(self) -> None:
+        super().__init__("this request outlived its hold on the single-use token; retry")
+
+
+class ExpectationFailed(GatewayError):
+    status = 417
+    reason = "expectation_failed"
 
 
 class ChallengeRateLimited(GatewayError):
@@ -90,7 +114,7 @@ class LightningUnavailable(GatewayError):
 
 
 class StoreUnavailable(GatewayError):
-    """The token store failed; a paid credential stays valid for a retry."""
+    """The token store failed or did not answer in time; a paid credential stays valid."""
 
     status = 503
     reason = "store_unavailable"
@@ -99,13 +123,76 @@ class StoreUnavailable(GatewayError):
         super().__init__(message, retry_after=RETRY_AFTER_SECONDS)
 
 
-def json_error(
-    status: int, reason: str, message: str, *, retry_after: int | None = None
-) -> web.Response:
+class PaymentRequired(GatewayError):
+    """A fresh challenge, minted; `refused` says why an offered credential was not enough."""
+
+    status = 402
+    reason = "challenge"
+
+    def __init__(
+        self, route: str, challenge: Challenge, refused: L402Error | None, status: int
+    ) -> None:
+        super().__init__("payment required")
+        self.route = route
+        self.challenge = challenge
+        self.refused = refused
+        self.status = status
+        if refused is not None:  # the access log's outcome
+            self.reason = f"refused_{refused.reason.value}"
+
+
+def refusal_status(refused: L402Error | None, invalid_credential_status: int) -> int:
+    """402, or the configured status for a credential that is not genuine."""
+    if refused is not None and refused.reason in INVALID_CREDENTIAL:
+        return invalid_credential_status
+    return 402
+
+
+def is_grpc(request: web.BaseRequest) -> bool:
+    return request.headers.get("Content-Type", "").startswith("application/grpc")
+
+
+def render_payment_required(request: web.BaseRequest, exc: PaymentRequired) -> web.Response:
+    ch = exc.challenge
+    if is_grpc(request):
+        # gRPC cannot carry a 402: Aperture's trailers-only answer.
+        response = web.Response(status=200)
+        for name, value in l402_challenge.grpc_headers(
+            ch.macaroon_b64, ch.invoice, ch.amount_msats
+        ):
+            response.headers.add(name, value)
+        return response
+    body = l402_challenge.body(
+        exc.route,
+        ch.amount_msats,
+        ch.invoice,
+        ch.macaroon_b64,
+        ch.payment_hash.hex(),
+        ch.expires_at,
+    )
+    if exc.refused is not None:
+        if exc.refused.reason in INVALID_CREDENTIAL:
+            body["error"] = "invalid_credential"
+        body["reason"] = exc.refused.reason.value
+        body["message"] = exc.refused.detail  # the core keeps details free of secrets
+    response = web.json_response(body, status=exc.status)
+    for name, value in l402_challenge.headers(ch.macaroon_b64, ch.invoice, ch.amount_msats):
+        response.headers.add(name, value)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def render(request: web.BaseRequest, exc: Refusal) -> web.Response:
+    """The HTTP answer to any refusal."""
+    if isinstance(exc, PaymentRequired):
+        return render_payment_required(request, exc)
     headers = {"Cache-Control": "no-store"}
-    if retry_after is not None:
-        headers["Retry-After"] = str(retry_after)
-    return web.json_response({"error": reason, "message": message}, status=status, headers=headers)
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(exc.retry_after)
+    headers.update(exc.headers)
+    return web.json_response(
+        {"error": exc.reason, "message": exc.message}, status=exc.status, headers=headers
+    )
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -113,18 +200,15 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Map typed failures to JSON answers; anything unexpected is a 500 without details."""
+    """Map typed refusals to their answers; anything unexpected is a 500 without details."""
     try:
         return await handler(request)
-    except GatewayError as exc:
+    except Refusal as exc:
         request[OUTCOME] = exc.reason
-        return json_error(exc.status, exc.reason, exc.message, retry_after=exc.retry_after)
-    except ProxyError as exc:
-        request[OUTCOME] = exc.reason
-        return json_error(exc.status, exc.reason, exc.detail)
+        return render(request, exc)
     except web.HTTPException:
         raise
     except Exception:
         request[OUTCOME] = "internal_error"
         log.exception("unhandled error", extra={"request_id": request.get(REQUEST_ID)})
-        return json_error(500, "internal_error", "internal error")
+        return render(request, GatewayError("internal error"))

@@ -1,7 +1,8 @@
-"""Request id and access-log middleware for the public app."""
+"""Request id, access log and the edge's request lifecycle, for the public app."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -9,16 +10,33 @@ import uuid
 
 from aiohttp import web
 
+from gateway.server.edge import edge_of
 from gateway.server.errors import Handler
-from gateway.server.reqkeys import ERROR, OUTCOME, REQUEST_ID, ROUTE, TOKEN_ID, UPSTREAM_STATUS
+from gateway.server.reqkeys import (
+    ERROR,
+    OUTCOME,
+    PATH,
+    REQUEST_ID,
+    ROUTE,
+    TOKEN_ID,
+    UPSTREAM_STATUS,
+)
 
 access_log = logging.getLogger("gateway.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+CLIENT_CLOSED = 499  # nginx's convention: the client went away before the answer
 
 
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Give every request an id (the client's if sane), and log one line when it ends."""
+    """Give every request an id (the client's if sane), and log one line when it ends.
+
+    Also tells the connection's edge protocol that a request is in progress, so
+    its head and idle deadlines do not run while the request is handled.
+    """
+    edge = edge_of(request.transport)
+    if edge is not None:
+        edge.begin()
     offered = request.headers.get("X-Request-Id", "")
     request_id = offered if _REQUEST_ID.match(offered) else uuid.uuid4().hex
     request[REQUEST_ID] = request_id
@@ -33,7 +51,13 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     except web.HTTPException as exc:
         status = exc.status
         raise
+    except asyncio.CancelledError:
+        status = CLIENT_CLOSED
+        request[OUTCOME] = "client_disconnected"
+        raise
     finally:
+        if edge is not None:
+            edge.end()
         access_log.info(
             "request",
             extra={
@@ -42,7 +66,8 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
                 "outcome": request.get(OUTCOME),
                 "status": status,
                 "method": request.method,
-                "path": request.path,  # never the query string: it may carry secrets
+                # The normal form when the path was valid; never the query string.
+                "path": request.get(PATH, request.path)[:512],
                 "duration_ms": round((time.perf_counter() - start) * 1000, 3),
                 "upstream_status": request.get(UPSTREAM_STATUS),
                 "token_id": request.get(TOKEN_ID),

@@ -12,7 +12,9 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 
-from gateway.store.base import StoreError, TokenStore, utc_day
+from gateway.store.base import utc_day
+from gateway.store.roles import UsageLedger
+from gateway.store.types import StoreError
 
 log = logging.getLogger("gateway.usage")
 FLUSH_SECONDS = 10.0
@@ -25,7 +27,7 @@ class UsageCounter:
     def add(self, route: str, now: float | None = None) -> None:
         self._pending[(route, utc_day(int(now if now is not None else time.time())))] += 1
 
-    async def flush(self, store: TokenStore) -> None:
+    async def flush(self, store: UsageLedger) -> None:
         pending, self._pending = self._pending, Counter()
         for (route, day), count in pending.items():
             try:
@@ -35,7 +37,7 @@ class UsageCounter:
                 log.warning("could not flush paid-request counts", extra={"route": route})
 
 
-async def run_flusher(counter: UsageCounter, store: TokenStore) -> AsyncIterator[None]:
+async def run_flusher(counter: UsageCounter, store: UsageLedger) -> AsyncIterator[None]:
     """cleanup_ctx body: flush periodically, and once more on shutdown."""
 
     async def loop() -> None:

@@ -160,7 +160,7 @@ async def test_builtin_lnd_wallet_96_hex_preimage_is_recovered(
 
 
 async def test_96_hex_refusal_names_the_preimage_length(seller: SellerStack) -> None:
-    """A 96-hex preimage that is not the known mangling is refused, and the 401 says why.
+    """A 96-hex preimage that is not the known mangling is refused, and the refusal says why.
 
     The length check comes before any token lookup, so a challenge macaroon and
     random 96 hex characters are enough; the header is made by the client's own
@@ -175,10 +175,10 @@ async def test_96_hex_refusal_names_the_preimage_length(seller: SellerStack) -> 
         header = L402Credential(macaroon=macaroon, preimage=preimage_96).authorization_header
         response = await http.get(url, headers={"Authorization": header})
     assert len(preimage_96) == 96
-    assert response.status_code == 401, response.text
+    assert response.status_code == 402, response.text  # the default: Aperture's status
     body = response.json()
-    assert body["reason"] == "malformed"
+    assert (body["error"], body["reason"]) == ("invalid_credential", "malformed")
     assert "96" in body.get("message", ""), (
-        "the 401 names no length: a client cannot tell its 96-hex preimage is the problem; "
+        "the refusal names no length: a client cannot tell its 96-hex preimage is the problem; "
         f"body keys: {sorted(body)}"
     )

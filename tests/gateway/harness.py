@@ -29,6 +29,7 @@ from gateway.regtest.network import Descriptor
 from gateway.regtest.processes import free_port
 from gateway.server.serve import GatewayServer
 from tests.support.bodies import pattern_stream
+from tests.support.clock import FakeClock
 
 MiB = 1024 * 1024
 BIG_BODY_LIMIT = 64 * MiB
@@ -47,19 +48,6 @@ TIP_MSATS = 1_234  # not a whole number of satoshis
 VALIDITY_SECONDS = 60
 SLOW_TIMEOUT_SECONDS = 1
 GENEROUS_RATE = 10_000
-
-
-class FakeClock:
-    """The gateway's wall clock; only moves when a test calls `advance`."""
-
-    def __init__(self, start: float | None = None) -> None:
-        self.now = time.time() + 0.5 if start is None else start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 # -- test upstream ---------------------------------------------------------------------
@@ -185,6 +173,9 @@ def routes_document(
         # Every test's unpaid requests come from 127.0.0.1: a limit no test reaches
         # (the limiter still runs); test_rate_limit.py sets a small one.
         "challenge_rate_limit": {"per_minute": GENEROUS_RATE, "burst": GENEROUS_RATE},
+        # The spec's 401 for credentials that are not genuine, so these tests can tell the
+        # refusals apart; the default (402 for all, Aperture's) is tested on its own.
+        "invalid_credential_status": 401,
         "routes": [
             paid("premium", "^/ep212/premium-signal$"),
             paid("expensive", "^/ep212/expensive-signal$"),

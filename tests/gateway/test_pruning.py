@@ -1,6 +1,6 @@
 """Pruning against the real seller LND: only rows whose invoice LND canceled go.
 
-Tokens are minted by the real Minter with an LndInvoiceSource; one invoice gets
+Tokens are minted by the real Minter on the seller's LND client; one invoice gets
 a 1-second expiry and LND cancels it itself. Paid, open and unknown invoices
 keep their rows; an unreachable LND deletes nothing.
 """
@@ -24,7 +24,6 @@ from gateway.pruning import DAY_SECONDS, PruneResult, TokenPruner
 from gateway.regtest.network import Descriptor
 from gateway.regtest.processes import free_port
 from gateway.server.app import PRUNER_KEY
-from gateway.server.challenges import LndInvoiceSource
 from gateway.server.serve import GatewayServer
 from gateway.store import TokenStore, open_store
 from tests.gateway.harness import Gateway, pay, poll, write_config
@@ -44,11 +43,12 @@ async def store(tmp_path: Path) -> AsyncIterator[TokenStore]:
     await store.close()
 
 
-async def mint(minter: Minter, expiry: int, memo: str) -> Challenge:
+async def mint(minter: Minter, expiry: int, memo: str, *, age: float = 0.0) -> Challenge:
+    """A challenge minted `age` seconds in the past (as the gateway's clock would say)."""
     request = MintRequest(
         route=ROUTE, service=ROUTE, price_msat=5_000, memo=memo, expiry=expiry, private=True
     )
-    return await minter.mint(request)
+    return await minter.mint(request, int(time.time() - age))
 
 
 async def wait_state(lnd: LndClient, payment_hash: bytes, state: InvoiceState) -> None:
@@ -69,7 +69,7 @@ async def alive(store: TokenStore, challenge: Challenge) -> bool:
 async def test_only_the_canceled_invoice_is_pruned(
     store: TokenStore, seller_invoices: LndClient, buyer_admin: LndClient
 ) -> None:
-    minter = Minter(LndInvoiceSource(seller_invoices), store)
+    minter = Minter(seller_invoices, store)
     expired = await mint(minter, 1, "prune: expires unpaid")
     booked = await mint(minter, 3600, "prune: paid and booked")
     paid = await mint(minter, 3600, "prune: paid, not booked yet")
@@ -132,8 +132,8 @@ async def test_unreachable_lnd_deletes_nothing(store: TokenStore, regtest: Descr
 async def test_background_pass_runs_after_its_delay(
     store: TokenStore, seller_invoices: LndClient
 ) -> None:
-    minter = Minter(LndInvoiceSource(seller_invoices), store, clock=lambda: time.time() - WEEK)
-    expired = await mint(minter, 1, "prune: background")
+    minter = Minter(seller_invoices, store)
+    expired = await mint(minter, 1, "prune: background", age=WEEK)
     await wait_state(seller_invoices, expired.payment_hash, InvoiceState.CANCELED)
     pruner = TokenPruner(seller_invoices, store, GatewayMetrics(), WEEK - 60)
     task = asyncio.create_task(pruner.run(first_delay=0.0, interval=3600.0))
@@ -182,11 +182,9 @@ async def test_prune_cli_dry_run_then_prune(gateway: Gateway, seller_invoices: L
     await gateway.stop()  # the CLI works on the gateway's store while nothing serves
     shared = await open_store(gateway.document["store"]["url"])
     try:
-        eight_days_ago = Minter(
-            LndInvoiceSource(seller_invoices), shared, clock=lambda: time.time() - 8 * DAY_SECONDS
-        )
-        expired = await mint(eight_days_ago, 1, "prune: cli expired")
-        still_open = await mint(eight_days_ago, 3600, "prune: cli open")
+        minter = Minter(seller_invoices, shared)
+        expired = await mint(minter, 1, "prune: cli expired", age=8 * DAY_SECONDS)
+        still_open = await mint(minter, 3600, "prune: cli open", age=8 * DAY_SECONDS)
         await wait_state(seller_invoices, expired.payment_hash, InvoiceState.CANCELED)
 
         config = str(gateway.config_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from gateway.config.model import PathRewrite, Route
 from gateway.proxy import ProxyTarget
 from tests.proxy.servers import (
     UPSTREAM_KEY,
@@ -21,6 +23,19 @@ from tests.proxy.servers import (
     make_gateway_app,
     make_upstream_app,
 )
+
+
+def _route_settings(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The rig's short names for route settings."""
+    settings = dict(kwargs)
+    if "timeout_seconds" in settings:
+        settings["upstream_timeout_seconds"] = settings.pop("timeout_seconds")
+    if "extra_headers" in settings:
+        settings["upstream_headers"] = tuple(settings.pop("extra_headers").items())
+    if "path_rewrite" in settings:
+        pattern, replacement = settings.pop("path_rewrite")
+        settings["path_rewrite"] = PathRewrite(re.compile(pattern), replacement)
+    return settings
 
 
 @pytest.fixture
@@ -45,8 +60,15 @@ async def rig(upstream_server: TestServer) -> AsyncIterator[RigFactory]:
             **target_kwargs: Any,
         ) -> Rig:
             url = upstream_url or str(upstream_server.make_url("/"))
+            route = Route(
+                name="proxied",
+                path=re.compile("^/"),
+                upstream=url,
+                price_msat=0,
+                **_route_settings(target_kwargs),
+            )
             state = GatewayState(
-                target=ProxyTarget.create(url, **target_kwargs),
+                target=ProxyTarget.for_route(route),
                 trusted=tuple(ipaddress.ip_network(t) for t in trusted),
                 authorization=authorization,
             )

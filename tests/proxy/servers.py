@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,15 +13,9 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from gateway.proxy import (
-    PROXY_KEY,
-    ProxyError,
-    ProxyTarget,
-    UpstreamResponse,
-    client_address,
-    proxy_ctx,
-)
+from gateway.proxy import ClientInfo, Proxy, ProxyError, ProxyTarget, UpstreamResponse
 from gateway.proxy.forwarded import IPNetwork
+from gateway.requestpath import normalize
 from tests.support.bodies import pattern_chunk, pattern_stream
 
 GZIP_BODY = gzip.compress(b'{"hello": "compressed world"}' * 200, mtime=0)
@@ -185,17 +179,33 @@ class GatewayState:
 
 
 GATEWAY_KEY = web.AppKey("gateway_state", GatewayState)
+PROXY_KEY = web.AppKey("proxy", Proxy)
+
+
+async def proxy_ctx(app: web.Application) -> AsyncIterator[None]:
+    proxy = Proxy.create()
+    app[PROXY_KEY] = proxy
+    yield
+    await proxy.close()
 
 
 async def proxy_handler(request: web.Request) -> web.StreamResponse:
     state = request.app[GATEWAY_KEY]
     proxy = request.app[PROXY_KEY]
-    ip = client_address(
-        request.remote, request.headers.getall("X-Forwarded-For", []), state.trusted
+    headers = request.headers
+    client = ClientInfo.resolve(
+        request.remote,
+        headers.getall("X-Forwarded-For", []),
+        headers.getall("X-Forwarded-Proto", []),
+        headers.getall("X-Forwarded-Host", []),
+        request.scheme,
+        request.host,
+        state.trusted,
     )
-    state.client_ips.append(ip)
+    state.client_ips.append(client.address)
+    path = normalize(request.rel_url.raw_path).raw
     try:
-        opened = await proxy.open(request, state.target, state.authorization, ip)
+        opened = await proxy.open(request, state.target, path, client, state.authorization)
     except ProxyError as exc:
         state.errors.append(exc)
         return web.json_response({"reason": exc.reason}, status=exc.status)

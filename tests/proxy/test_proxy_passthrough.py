@@ -23,7 +23,7 @@ async def test_method_path_query_and_body_pass_through(rig: RigFactory, method: 
     body = b"" if method in ("GET", "DELETE") else b'{"prompt": "hi"}'
     async with r.gateway.request(
         method,
-        "/echo/a%2Fb/c?x=1&x=2&y=%20z",
+        "/echo/a%20b/c%C3%A9?x=1&x=2&y=%20z",
         data=body or None,
         headers={"Content-Type": "application/json", "X-Custom": "v"},
     ) as resp:
@@ -31,7 +31,7 @@ async def test_method_path_query_and_body_pass_through(rig: RigFactory, method: 
         assert resp.headers["X-Upstream"] == "echo"
         seen = await resp.json()
     assert seen["method"] == method
-    assert seen["path"] == "/echo/a%2Fb/c?x=1&x=2&y=%20z"
+    assert seen["path"] == "/echo/a%20b/c%C3%A9?x=1&x=2&y=%20z"
     assert seen["body"] == body.decode()
     assert _upstream_headers(seen, "X-Custom") == ["v"]
     host = r.upstream.make_url("/").raw_authority

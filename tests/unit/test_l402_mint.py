@@ -26,7 +26,7 @@ class FakeInvoiceSource:
         self.fail = fail
         self.calls: list[tuple[int, str, int, bool]] = []
 
-    async def create_invoice(
+    async def add_invoice(
         self, value_msat: int, memo: str, expiry: int, private: bool
     ) -> NewInvoice:
         self.calls.append((value_msat, memo, expiry, private))
@@ -63,8 +63,8 @@ def _request(**overrides: object) -> MintRequest:
 
 async def test_mint_creates_invoice_then_stores_token() -> None:
     invoices, keys = FakeInvoiceSource(), FakeKeyStore()
-    minter = Minter(invoices, keys, clock=lambda: NOW + 0.9)
-    got = await minter.mint(_request())
+    minter = Minter(invoices, keys)
+    got = await minter.mint(_request(), NOW)
 
     assert invoices.calls == [(10_000, "premium signal", 600, True)]
     assert isinstance(got, Challenge)
@@ -104,7 +104,7 @@ async def test_mint_creates_invoice_then_stores_token() -> None:
 
 async def test_minted_token_verifies_end_to_end() -> None:
     keys = FakeKeyStore()
-    got = await Minter(FakeInvoiceSource(), keys, clock=lambda: NOW).mint(_request())
+    got = await Minter(FakeInvoiceSource(), keys).mint(_request(), NOW)
     cred = parse([("Authorization", f"LSAT {got.macaroon_b64}:{PREIMAGE.hex()}")])
     assert cred is not None
     key_id = Identifier.decode(cred.macaroon.identifier).key_id
@@ -114,9 +114,9 @@ async def test_minted_token_verifies_end_to_end() -> None:
 
 async def test_each_mint_gets_its_own_root_key_and_token_id() -> None:
     keys = FakeKeyStore()
-    minter = Minter(FakeInvoiceSource(), keys, clock=lambda: NOW)
-    first = await minter.mint(_request())
-    second = await minter.mint(_request())
+    minter = Minter(FakeInvoiceSource(), keys)
+    first = await minter.mint(_request(), NOW)
+    second = await minter.mint(_request(), NOW)
     assert first.token_id != second.token_id
     assert len(keys.records) == 2
     root_keys = {r.root_key for r in keys.records.values()}
@@ -125,8 +125,8 @@ async def test_each_mint_gets_its_own_root_key_and_token_id() -> None:
 
 async def test_no_validity_means_no_deadline_caveat() -> None:
     keys = FakeKeyStore()
-    got = await Minter(FakeInvoiceSource(), keys, clock=lambda: NOW).mint(
-        _request(validity_seconds=None, capabilities=())
+    got = await Minter(FakeInvoiceSource(), keys).mint(
+        _request(validity_seconds=None, capabilities=()), NOW
     )
     assert macaroons.decode_raw(got.macaroon).caveats == ("services=svc:0",)
     assert next(iter(keys.records.values())).valid_until is None
@@ -136,7 +136,7 @@ async def test_invoice_failure_stores_nothing() -> None:
     invoices = FakeInvoiceSource(fail=ConnectionError("lnd down"))
     keys = FakeKeyStore()
     with pytest.raises(ConnectionError):
-        await Minter(invoices, keys).mint(_request())
+        await Minter(invoices, keys).mint(_request(), NOW)
     assert len(invoices.calls) == 1
     assert keys.records == {}
 
@@ -144,7 +144,7 @@ async def test_invoice_failure_stores_nothing() -> None:
 async def test_bad_payment_hash_from_source_stores_nothing() -> None:
     keys = FakeKeyStore()
     with pytest.raises(ValueError, match="5-byte"):
-        await Minter(FakeInvoiceSource(payment_hash=b"short"), keys).mint(_request())
+        await Minter(FakeInvoiceSource(payment_hash=b"short"), keys).mint(_request(), NOW)
     assert keys.records == {}
 
 
@@ -158,11 +158,26 @@ async def test_bad_payment_hash_from_source_stores_nothing() -> None:
         ({"service": "bad name"}, "service name"),
     ],
 )
-async def test_invalid_requests_refused_before_any_invoice(
+def test_invalid_requests_refused_before_any_invoice(
     override: dict[str, object], match: str
 ) -> None:
-    invoices, keys = FakeInvoiceSource(), FakeKeyStore()
+    # A MintRequest is validated when it is built (once per route), so a bad one
+    # never reaches the invoice source.
     with pytest.raises(ValueError, match=match):
-        await Minter(invoices, keys).mint(_request(**override))
-    assert invoices.calls == []
-    assert keys.records == {}
+        _request(**override)
+
+
+async def test_randomness_is_injected() -> None:
+    """Root key and token id come from the injected source, like `now`."""
+    draws: list[int] = []
+
+    def counting(n: int) -> bytes:
+        draws.append(n)
+        return bytes([len(draws)]) * n
+
+    keys = FakeKeyStore()
+    got = await Minter(FakeInvoiceSource(), keys, random_bytes=counting).mint(_request(), NOW)
+    record = next(iter(keys.records.values()))
+    assert draws == [32, 32]
+    assert record.root_key == b"\x01" * 32
+    assert got.token_id == b"\x02" * 32

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,22 +10,11 @@ import pytest
 
 from gateway.config.model import Route
 from gateway.l402.errors import L402Error, Reason
-from gateway.l402.mint import Challenge, Minter, MintRequest, NewInvoice
+from gateway.l402.mint import Challenge, Minter, MintRequest
 from gateway.server.auth import Authenticator, VerifiedCache, credential_headers
 from gateway.store import open_store
 from gateway.store.base import TokenStore
-
-
-class FakeInvoiceSource:
-    """A fake: invoices whose preimage the test knows (no Lightning needed here)."""
-
-    def __init__(self) -> None:
-        self.preimage = os.urandom(32)
-
-    async def create_invoice(
-        self, value_msat: int, memo: str, expiry: int, private: bool
-    ) -> NewInvoice:
-        return NewInvoice("lnbcrt1fake", hashlib.sha256(self.preimage).digest(), 1)
+from tests.support.invoices import MemoryInvoiceSource
 
 
 class Clock:
@@ -52,7 +39,7 @@ async def store(tmp_path: Path) -> AsyncIterator[TokenStore]:
 async def _mint(
     store: TokenStore, clock: Clock, validity: int | None = None
 ) -> tuple[Challenge, bytes]:
-    source = FakeInvoiceSource()
+    source = MemoryInvoiceSource()
     request = MintRequest(
         route="premium",
         service="premium",
@@ -61,8 +48,8 @@ async def _mint(
         expiry=600,
         validity_seconds=validity,
     )
-    challenge = await Minter(source, store, clock).mint(request)
-    return challenge, source.preimage
+    challenge = await Minter(source, store).mint(request, int(clock()))
+    return challenge, source.preimage_for(challenge.payment_hash)
 
 
 class CountingStore:

@@ -1,0 +1,147 @@
+"""Forward an admitted request upstream and relay the answer, with its lease and metrics.
+
+Order: (100 Continue, if the client asked and the request is admitted) ->
+open the upstream (the body streams; deadlines inside the lease) -> settle
+the single-use lease on the upstream's status -> stream the body back. A
+client that disconnects before the answer starts cancels the handler
+(`handler_cancellation`): the upstream request is dropped and the lease
+given back. Once the answer has started, the token is consumed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiohttp import web
+from aiohttp.http import HttpVersion11
+
+from gateway.metrics import GatewayMetrics
+from gateway.proxy import BodyTooLarge, Proxy, ProxyError, UpstreamTimeout, UpstreamUnreachable
+from gateway.proxy.forwarded import ClientInfo
+from gateway.requestpath import NormalPath
+from gateway.server.errors import ExpectationFailed
+from gateway.server.leases import Lease, LeaseKeeper
+from gateway.server.reqkeys import ERROR, OUTCOME, UPSTREAM_STATUS
+from gateway.server.runtime import RouteRuntime
+
+log = logging.getLogger("gateway.forwarding")
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+async def send_continue(request: web.Request) -> None:
+    """Answer `Expect: 100-continue` only once the request is admitted.
+
+    The route's expect handler does nothing (gateway.server.app), so an unpaid
+    client is never invited to upload a body it would send for nothing.
+    """
+    expect = request.headers.get("Expect")
+    if expect is None:
+        return
+    if expect.lower() != "100-continue":
+        raise ExpectationFailed(f"unsupported Expect: {expect[:40]!r}")
+    if request.version == HttpVersion11 and request.body_exists:
+        await request.writer.write(_CONTINUE)
+        request.writer.output_size = 0  # the 100 is not part of the response
+
+
+# A paid client whose body is over the limit is still reading for our answer once it
+# has sent everything: read (and drop) this much so it sees the 413, then give up.
+DRAIN_LIMIT_BYTES = 16 * 1024 * 1024
+
+
+async def drain_for_answer(request: web.Request, limit: int, seconds: float) -> None:
+    """Read and drop the rest of a paid request's body, within a byte and time bound.
+
+    Unpaid bodies are never read (the connection is closed after the answer:
+    lingering is off); a paid client whose body was refused gets its 413
+    instead of a reset, unless it keeps sending past the bound.
+    """
+    content = request.content
+    received = 0
+    try:
+        async with asyncio.timeout(seconds):
+            while received <= limit:
+                chunk = await content.readany()
+                if not chunk:
+                    return
+                received += len(chunk)
+    except (TimeoutError, ConnectionError):
+        return
+
+
+def _upstream_failure_class(exc: ProxyError) -> str | None:
+    """The status_class label of an upstream failure; None for the client's own body errors."""
+    if isinstance(exc, UpstreamTimeout):
+        return "timeout"
+    if isinstance(exc, UpstreamUnreachable):
+        return "error"
+    return None
+
+
+class Forwarder:
+    def __init__(self, proxy: Proxy, leases: LeaseKeeper, metrics: GatewayMetrics) -> None:
+        self._proxy = proxy
+        self._leases = leases
+        self._metrics = metrics
+
+    async def forward(
+        self,
+        request: web.Request,
+        runtime: RouteRuntime,
+        path: NormalPath,
+        client: ClientInfo,
+        authorization: str | None,
+        started: float,
+        lease: Lease | None,
+    ) -> web.StreamResponse:
+        series = self._metrics.route(runtime.name)
+        try:
+            await send_continue(request)
+            opened = await self._proxy.open(
+                request, runtime.target, path.raw, client, authorization
+            )
+        except ProxyError as exc:
+            failure = _upstream_failure_class(exc)
+            if failure is not None:
+                series.upstream_requests(failure).inc()
+            if lease is not None:
+                await self._leases.release(lease)
+            if isinstance(exc, BodyTooLarge):
+                await drain_for_answer(
+                    request, DRAIN_LIMIT_BYTES, runtime.target.body_timeout_seconds
+                )
+            raise
+        except BaseException:  # cancelled (client gone) or an unexpected error: give it back
+            if lease is not None:
+                await self._leases.release(lease)
+            raise
+        series.upstream_latency.observe(opened.elapsed)
+        series.upstream_requests(f"{opened.status // 100}xx").inc()
+        if lease is not None:
+            try:
+                note = await self._leases.settle(lease, opened.status)
+            except BaseException:
+                opened.close()
+                raise
+            if note is not None:
+                request[ERROR] = note
+        series.added_latency.observe(max(time.perf_counter() - started - opened.elapsed, 0.0))
+        request[UPSTREAM_STATUS] = opened.status
+        try:
+            return await self._proxy.relay(request, opened)
+        except asyncio.CancelledError:
+            request[OUTCOME] = "client_disconnected"
+            raise
+        finally:
+            # Past the headers nothing can be answered as HTTP: say what happened in the log.
+            if opened.failure is not None:
+                request[OUTCOME] = opened.failure.reason
+                request[ERROR] = f"after the response started: {opened.failure.detail}"
+                log.warning(
+                    "upstream failed mid-response",
+                    extra={"route": runtime.name, "error": opened.failure.reason},
+                )
+            elif opened.client_disconnected:
+                request[OUTCOME] = "client_disconnected"
