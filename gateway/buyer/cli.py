@@ -1,8 +1,16 @@
 """`l402-buyer`: the EP212 rehearsal (`ep212`) and a generic paying `fetch`.
 
+`fetch` keeps paid credentials in a per-user cache by default
+($XDG_CACHE_HOME/l402-buyer/credentials.json, else ~/.cache/...; directory
+0700, file 0600), so the same request twice pays once; `--cache FILE` picks
+another file, `--no-cache` keeps nothing.
+
 Exit codes: 0 success, 1 the run failed (with `--json`, `{"ok": false,
-"error": ...}` on stdout), 2 bad usage. Output never contains a macaroon or
-preimage: payments are identified by `preimage:<16 hex>` proof references.
+"code": ..., "error": ...}` on stdout), 2 bad usage, 130 interrupted. A
+reader that closes the pipe early does not change the exit code (see
+`gateway.buyer.console`). Output never contains a macaroon or preimage:
+payments are identified by `preimage:<16 hex>` proof references, and the
+body of a 401/402 answer (which carries the challenge) is never printed.
 """
 
 from __future__ import annotations
@@ -11,21 +19,45 @@ import argparse
 import asyncio
 import json
 import os
-import sys
+import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
+from gateway import __version__
+from gateway.buyer import console
 from gateway.buyer.cache import CredentialCache
+from gateway.buyer.cachefile import ensure_private_dir
 from gateway.buyer.client import ApprovalRequest, FetchResult, L402Client
 from gateway.buyer.ep212 import run_ep212
-from gateway.buyer.errors import BuyerError
+from gateway.buyer.errors import BuyerError, CacheError, SettingsError
 from gateway.buyer.payers import LndPayer, Payer, WalletExecutorPayer
 from gateway.buyer.policy import SpendPolicy
-from gateway.buyer.settings import Ep212Settings, PayerSettings
+from gateway.buyer.report import ep212_summary, failure, fetch_report, fetch_summary
+from gateway.buyer.settings import (
+    ENV_LND_MACAROON,
+    ENV_LND_TLS_CERT,
+    Ep212Settings,
+    PayerSettings,
+    default_cache_path,
+)
+
+_METHOD = re.compile(r"[A-Za-z]{1,20}")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _read_setting_file(path: Path, variable: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise SettingsError(
+            "invalid_setting", f"{variable}: cannot read {path}: {reason}"
+        ) from None
 
 
 @asynccontextmanager
@@ -41,7 +73,9 @@ async def open_payer(
     from gateway.lightning.client import LndClient
 
     lnd = settings.lnd
-    client = LndClient.connect(lnd.host, tls_cert=lnd.tls_cert, macaroon=lnd.macaroon)
+    cert = _read_setting_file(lnd.tls_cert, ENV_LND_TLS_CERT)
+    macaroon = _read_setting_file(lnd.macaroon, ENV_LND_MACAROON)
+    client = LndClient.connect(lnd.host, tls_cert=cert, macaroon=macaroon)
     try:
         yield LndPayer(client, lnd.fee_limit_msat, lnd.timeout_seconds)
     finally:
@@ -64,51 +98,13 @@ async def _ep212(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, 
         return await run_ep212(settings, session, payer)
 
 
-def _report_ep212(summary: Mapping[str, Any]) -> str:
-    s, a, b = summary["sats4ai"], summary["openAgentsRoute"], summary["overCap"]
-    return "\n".join(
-        [
-            f"EP212 {summary['mode']} run {summary['requestId']} "
-            f"via {summary['walletBackend']}: OK",
-            f"  sats4ai: paid {s['firstAmountMsats']} msat ({s['firstProofReference']}), "
-            f"repeat cacheHit={str(s['cacheHit']).lower()} (payer calls "
-            f"{s['payerCallsAfterFirst']} -> {s['payerCallsAfterSecond']})",
-            f"  route A: paid {a['paidAmountMsats']} msat ({a['proofReference']}), "
-            f"repeat {a['repeatCacheStatus']} with no new payment",
-            f"  route B: quoted {b['quotedAmountMsats']} msat, blocked {b['denyReasonCode']} "
-            f"(cap {b['maxSpendMsats']}), payer calls {b['payerCallsBefore']} -> "
-            f"{b['payerCallsAfter']}",
-            f"  artifacts: {summary['artifacts']['summaryPath']}, "
-            f"{summary['artifacts']['eventsPath']}",
-        ]
-    )
-
-
-def _fetch_report(result: FetchResult) -> dict[str, Any]:
-    denied = result.denied
-    return {
-        "ok": result.ok,
-        "status": result.status,
-        "outcome": result.outcome.value,
-        "paid": result.paid,
-        "cacheStatus": result.cache_status.value,
-        "quoteMsats": result.quote_msats,
-        "amountMsats": result.payment.amount_msats if result.payment else None,
-        "paymentId": result.payment.payment_id if result.payment else None,
-        "proofReference": result.payment.proof_reference if result.payment else None,
-        "denyReasonCode": denied.reason_code.value if denied and denied.reason_code else None,
-        "error": str(result.error) if result.error else None,
-        "body": result.body.decode("utf-8", errors="replace"),
-    }
-
-
 async def _ask(request: ApprovalRequest) -> bool:
-    prompt = (
+    text = request.description
+    description = f" for {text[:120]!r}" if text else ""  # repr: no terminal escapes
+    return await console.confirm(
         f"Pay {request.amount_msats} msat to {request.host} (cap {request.cap_msats} msat)"
-        f"{' for ' + repr(request.description) if request.description else ''}? [y/N] "
+        f"{description}? [y/N] "
     )
-    answer = await asyncio.to_thread(input, prompt)
-    return answer.strip().lower() in ("y", "yes")
 
 
 def _parse_headers(values: Sequence[str]) -> dict[str, str] | None:
@@ -122,6 +118,37 @@ def _parse_headers(values: Sequence[str]) -> dict[str, str] | None:
     return headers
 
 
+def _url_problem(url: str) -> str | None:
+    """Why `url` cannot be fetched, without echoing it (it may carry a token)."""
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+        return "URL contains whitespace or control characters"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError on a bad port)
+    except ValueError:
+        return "URL is malformed (bad port or brackets)"
+    if parts.scheme.lower() not in ("http", "https"):
+        return "URL must start with http:// or https://"
+    if not parts.hostname:
+        return "URL has no host"
+    return None
+
+
+def _cache(args: argparse.Namespace, env: Mapping[str, str]) -> CredentialCache:
+    """The credential cache the flags ask for; the default one lives in a 0700 directory."""
+    if args.no_cache:
+        return CredentialCache()
+    if args.cache:
+        return CredentialCache(Path(args.cache))
+    path = default_cache_path(env)
+    try:
+        ensure_private_dir(path.parent)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise CacheError("cache_unusable", f"cannot create {path.parent}: {reason}") from None
+    return CredentialCache(path)
+
+
 async def _fetch(
     args: argparse.Namespace, env: Mapping[str, str], headers: Mapping[str, str]
 ) -> FetchResult:
@@ -132,7 +159,7 @@ async def _fetch(
         blocked_hosts=args.block_host or (),
         expected_network=args.network,
     )
-    cache = CredentialCache(Path(args.cache) if args.cache else None)
+    cache = _cache(args, env)
     async with _session() as session, open_payer(payer_settings, session) as payer:
         client = L402Client(session, payer, policy, cache, approval=_ask if args.confirm else None)
         return await client.fetch(
@@ -141,67 +168,104 @@ async def _fetch(
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="l402-buyer", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="l402-buyer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     ep = sub.add_parser("ep212", help="run the EP212 rehearsal (settings from the environment)")
     ep.add_argument("--json", action="store_true", help="print summary JSON")
     ep.add_argument("--mode", choices=("regtest", "live"), default="regtest")
     ep.add_argument("--artifact-dir", help="where summary.json and events.jsonl go")
     fetch = sub.add_parser("fetch", help="request a URL, paying an L402 challenge within a cap")
-    fetch.add_argument("url")
+    fetch.add_argument("url", help="the http(s) URL to request")
     fetch.add_argument("--max-msats", type=int, required=True, help="most one payment may cost")
-    fetch.add_argument("--method", default="GET")
+    fetch.add_argument("--method", default="GET", help="HTTP method (default GET)")
     fetch.add_argument("--data", help="request body")
     fetch.add_argument("--header", action="append", help="'Name: value' (repeatable)")
     fetch.add_argument("--json", action="store_true", help="print a JSON report")
     fetch.add_argument("--network", help="required invoice network (bc, tb, tbs, bcrt)")
     fetch.add_argument("--allow-host", action="append", help="allowlist (repeatable)")
     fetch.add_argument("--block-host", action="append", help="blocklist (repeatable)")
-    fetch.add_argument("--cache", help="credential cache file (created 0600)")
+    where = fetch.add_mutually_exclusive_group()
+    where.add_argument(
+        "--cache",
+        metavar="FILE",
+        help="credential cache file (created 0600; default "
+        "$XDG_CACHE_HOME/l402-buyer/credentials.json or ~/.cache/l402-buyer/credentials.json)",
+    )
+    where.add_argument(
+        "--no-cache", action="store_true", help="keep no credential (every call pays again)"
+    )
     fetch.add_argument("--refresh", action="store_true", help="ignore a cached credential")
-    fetch.add_argument("--confirm", action="store_true", help="ask before paying")
+    fetch.add_argument("--confirm", action="store_true", help="ask on the terminal before paying")
     return parser
+
+
+def _fail(as_json: bool, command: str, code: str, message: str) -> int:
+    report = failure(code, message)
+    if as_json:
+        console.out(json.dumps(report) + "\n")
+    else:
+        console.err(f"l402-buyer: {command} failed: {report['error']}")
+    return EXIT_FAILED
+
+
+def _run_ep212(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    try:
+        summary = asyncio.run(_ep212(args, env))
+    except BuyerError as exc:
+        return _fail(args.json, "ep212", exc.code, exc.message)
+    except Exception as exc:  # any failure must still produce the {"ok": false} contract
+        return _fail(args.json, "ep212", "internal_error", f"{type(exc).__name__}: {exc}")
+    console.out((json.dumps(summary, indent=2) if args.json else ep212_summary(summary)) + "\n")
+    return EXIT_OK
+
+
+def _usage_problem(args: argparse.Namespace) -> str | None:
+    if args.max_msats < 0:
+        return "--max-msats must not be negative"
+    if not _METHOD.fullmatch(args.method):
+        return "--method must be an HTTP method name such as GET or POST"
+    return _url_problem(args.url)
+
+
+def _run_fetch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    problem = _usage_problem(args)
+    headers = _parse_headers(args.header or [])
+    if problem is None and headers is None:
+        problem = "--header must be 'Name: value'"
+    if problem is not None or headers is None:
+        console.err(f"l402-buyer fetch: error: {problem}")
+        return EXIT_USAGE
+    try:
+        result = asyncio.run(_fetch(args, env, headers))
+    except BuyerError as exc:
+        return _fail(args.json, "fetch", exc.code, exc.message)
+    except OSError as exc:
+        return _fail(args.json, "fetch", "os_error", str(exc))
+    except Exception as exc:  # a bug: one line, never a traceback that might carry secrets
+        return _fail(args.json, "fetch", "internal_error", f"{type(exc).__name__}: {exc}")
+    report = fetch_report(result, (urlsplit(args.url).hostname or "").lower())
+    if args.json:
+        console.out(json.dumps(report, indent=2) + "\n")
+    else:
+        if not report["bodyWithheld"]:
+            console.out(result.body)
+            if result.body and not result.body.endswith(b"\n"):
+                console.err("")  # the summary starts on its own line on a terminal
+        for line in fetch_summary(report):
+            console.err(line)
+    return EXIT_OK if result.ok else EXIT_FAILED
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     args = _parser().parse_args(argv)
     env = os.environ if env is None else env
-    if args.command == "ep212":
-        try:
-            summary = asyncio.run(_ep212(args, env))
-        except Exception as exc:  # any failure must still produce the {"ok": false} contract
-            if args.json:
-                print(json.dumps({"ok": False, "error": str(exc)}))
-            else:
-                print(f"EP212 run failed: {exc}", file=sys.stderr)
-            return 1
-        print(json.dumps(summary, indent=2) if args.json else _report_ep212(summary))
-        return 0
-    if args.max_msats < 0:
-        print("--max-msats must not be negative", file=sys.stderr)
-        return 2
-    headers = _parse_headers(args.header or [])
-    if headers is None:
-        print("--header must be 'Name: value'", file=sys.stderr)
-        return 2
     try:
-        result = asyncio.run(_fetch(args, env, headers))
-    except (BuyerError, OSError, ValueError) as exc:
-        if args.json:
-            print(json.dumps({"ok": False, "error": str(exc)}))
-        else:
-            print(f"fetch failed: {exc}", file=sys.stderr)
-        return 1
-    report = _fetch_report(result)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        sys.stdout.write(report["body"])
-        extra = f" ({report['proofReference']})" if report["proofReference"] else ""
-        if report["denyReasonCode"]:
-            extra = f": {report['denyReasonCode']} (quote {report['quoteMsats']} msat)"
-        elif report["error"]:
-            proof = f" ({report['proofReference']})" if report["proofReference"] else ""
-            extra = f": {report['error']}{proof}"
-        print(f"\n[{result.status} {result.outcome.value}{extra}]", file=sys.stderr)
-    return 0 if result.ok else 1
+        if args.command == "ep212":
+            return _run_ep212(args, env)
+        return _run_fetch(args, env)
+    except KeyboardInterrupt:
+        console.err("\nl402-buyer: interrupted")
+        return EXIT_INTERRUPTED

@@ -23,6 +23,7 @@ challenge form (HTTP 200 + grpc-status) is not handled: this is an HTTP buyer.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -175,7 +176,7 @@ class L402Client:
                 return _Response(resp.status, body, resp.headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TransportError(
-                "transport_error", f"{call.method} {call.host} failed: {type(exc).__name__}"
+                "transport_error", f"{call.method} {call.cache_host}: {_transport_reason(exc)}"
             ) from None
 
     def _result(self, call: _Call, resp: _Response, outcome: Outcome, **kw: Any) -> FetchResult:
@@ -341,3 +342,26 @@ class L402Client:
             details["proofReference"] = exc.receipt.proof_reference
         self._emit("payment_failed", call, **details)
         return {"error": exc, "paid": exc.receipt is not None, "payment": exc.receipt}
+
+
+def _transport_reason(exc: BaseException) -> str:
+    """One line an operator can act on; never aiohttp's text, which repeats the full URL."""
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "cannot resolve the host name"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return "TLS certificate verification failed"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return "TLS handshake failed"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        code = exc.os_error.errno
+        reason = os.strerror(code) if code and code > 0 else type(exc.os_error).__name__
+        return f"cannot connect: {reason}"
+    if isinstance(exc, TimeoutError):  # aiohttp's own timeouts are TimeoutErrors too
+        return "no answer in time"
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        return "the server closed the connection before a complete answer"
+    if isinstance(exc, aiohttp.InvalidURL):
+        return "invalid URL"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"unreadable HTTP answer ({type(exc).__name__})"
+    return f"request failed ({type(exc).__name__})"

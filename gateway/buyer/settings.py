@@ -29,6 +29,10 @@ ENV_LND_TLS_CERT = "L402_BUYER_LND_TLS_CERT"
 ENV_LND_MACAROON = "L402_BUYER_LND_MACAROON"
 ENV_LND_FEE_LIMIT = "L402_BUYER_LND_FEE_LIMIT_MSAT"
 ENV_LND_TIMEOUT = "L402_BUYER_LND_TIMEOUT_SECONDS"
+ENV_XDG_CACHE_HOME = "XDG_CACHE_HOME"
+ENV_HOME = "HOME"
+CACHE_DIR_NAME = "l402-buyer"
+CACHE_FILE_NAME = "credentials.json"
 
 BACKEND_EXECUTOR = "wallet_executor"
 BACKEND_LND = "lnd"
@@ -57,6 +61,27 @@ def _url(env: Mapping[str, str], name: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise SettingsError("invalid_setting", f"{name} is not an http(s) URL")
     return value
+
+
+def default_cache_path(env: Mapping[str, str]) -> Path:
+    """The per-user credential cache: `$XDG_CACHE_HOME/l402-buyer/credentials.json`.
+
+    Per the XDG base directory spec a relative `XDG_CACHE_HOME` is ignored and
+    `~/.cache` used instead. With neither variable usable there is no safe
+    per-user place, so this refuses rather than guess (e.g. the working
+    directory, which may be shared).
+    """
+    xdg = env.get(ENV_XDG_CACHE_HOME, "").strip()
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / CACHE_DIR_NAME / CACHE_FILE_NAME
+    home = env.get(ENV_HOME, "").strip()
+    if home and Path(home).is_absolute():
+        return Path(home) / ".cache" / CACHE_DIR_NAME / CACHE_FILE_NAME
+    raise SettingsError(
+        "missing_setting",
+        f"no per-user cache directory: set {ENV_XDG_CACHE_HOME} or {ENV_HOME} "
+        "(or pass --cache FILE or --no-cache)",
+    )
 
 
 @dataclass(frozen=True)

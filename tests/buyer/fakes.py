@@ -24,6 +24,7 @@ from pymacaroons import MACAROON_V2, Macaroon, Verifier
 from pymacaroons.serializers.binary_serializer import BinarySerializer
 
 from gateway.buyer.payers import PaymentReceipt
+from gateway.l402 import challenge as wire
 
 _AUTH = re.compile(r"(?:LSAT|L402) (\S+?):([a-f0-9]{64})")
 
@@ -70,11 +71,16 @@ class RouteSpec:
     price_msats: int
     mode: str = "reusable"  # reusable | per_request | always_402
     reject_status: int = 402  # what a refused credential gets (401 carries no challenge)
-    style: str = "aperture"  # aperture (LSAT + L402 headers) | token (L402 token=, version=)
+    # aperture (LSAT + L402 headers, text body) | token (L402 token=, version=) |
+    # gateway (this gateway's own wire format: gateway.l402.challenge headers and JSON body) |
+    # no_invoice (a malformed challenge whose JSON body still carries the macaroon)
+    style: str = "aperture"
     wrong_hash: bool = False  # invoice hash differs from the macaroon's
     network: str = "bcrt"
     caveats: tuple[str, ...] = ()  # first-party caveats added after services=ep212:0
     drop_paid: bool = False  # abort the connection of any request carrying a credential
+    payload_bytes: int = 0  # padding added to the paid answer (a big body)
+    hang: bool = False  # never answer (the seller's `hanging` event is set instead)
 
 
 @dataclass
@@ -90,6 +96,8 @@ class Seller:
     served: Counter[str] = field(default_factory=Counter)
     refused: Counter[str] = field(default_factory=Counter)
     bodies: list[bytes] = field(default_factory=list)
+    minted: list[str] = field(default_factory=list)  # every macaroon handed out (std base64)
+    hanging: asyncio.Event = field(default_factory=asyncio.Event)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -105,8 +113,25 @@ class Seller:
         root_key = secrets.token_bytes(32)
         self.root_keys[payment_hash] = root_key
         macaroon = mint_macaroon(root_key, payment_hash, ("services=ep212:0", *spec.caveats))
+        self.minted.append(macaroon)
         invoice = make_invoice(self.key, spec.price_msats, invoice_hash, network=spec.network)
         amount = f'amount_msats="{spec.price_msats}"'
+        if spec.style == "gateway":
+            return web.json_response(
+                wire.body(
+                    path, spec.price_msats, invoice, macaroon, payment_hash.hex(),
+                    int(time.time()) + 3600,
+                ),
+                status=402,
+                headers=[*wire.headers(macaroon, invoice, spec.price_msats),
+                         ("Cache-Control", "no-store")],
+            )  # fmt: skip
+        if spec.style == "no_invoice":  # malformed: the challenge names no invoice
+            return web.json_response(
+                {"error": "payment_required", "macaroon": macaroon},
+                status=402,
+                headers={"WWW-Authenticate": f'L402 macaroon="{macaroon}"'},
+            )
         if spec.style == "token":
             values = [f'L402 version="0", token="{macaroon}", invoice="{invoice}", {amount}']
         else:
@@ -146,6 +171,9 @@ class Seller:
         if spec is None:
             return web.json_response({"free": True, "path": path})
         self.bodies.append(await request.read())
+        if spec.hang:
+            self.hanging.set()
+            await asyncio.Event().wait()  # until the client goes away or the server stops
         authorization = request.headers.get("Authorization")
         if authorization is not None and spec.drop_paid:
             self.refused[path] += 1
@@ -158,9 +186,12 @@ class Seller:
             )
             if ok:
                 self.served[path] += 1
-                return web.json_response(
-                    {"ok": True, "source": "openagents.ep212", "route": path, "signals": [1, 2]}
-                )
+                payload: dict[str, Any] = {
+                    "ok": True, "source": "openagents.ep212", "route": path, "signals": [1, 2]
+                }  # fmt: skip
+                if spec.payload_bytes:
+                    payload["pad"] = "x" * spec.payload_bytes
+                return web.json_response(payload)
             self.refused[path] += 1
             if spec.reject_status == 401:
                 return web.Response(status=401, text="invalid credential\n")

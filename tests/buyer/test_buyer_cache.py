@@ -20,6 +20,7 @@ from gateway.l402 import credentials
 from .fakes import mint_macaroon
 
 NOW = 1_771_000_000.0
+FILES = ["credentials.json", "credentials.json.lock"]  # the data file and its writer lock
 
 
 def cred(expires_at: float | None = NOW + 60, mac: str = "AgEEbHNhdA==") -> Credential:
@@ -88,7 +89,9 @@ def test_persistence_is_0600_atomic_and_reloads(tmp_path: Path) -> None:
     cache.store("h:8080", "/b", cred())
     cache.invalidate("h:8080", "/b")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert sorted(p.name for p in path.parent.iterdir()) == ["credentials.json"]
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert sorted(p.name for p in path.parent.iterdir()) == FILES
+    assert stat.S_IMODE((path.parent / "credentials.json.lock").stat().st_mode) == 0o600
     data = json.loads(path.read_text())
     assert data["version"] == 1
     assert len(data["entries"]) == 2
@@ -152,7 +155,7 @@ def test_failed_write_keeps_the_credential_and_raises_cache_error(tmp_path: Path
         cache.store("h", "/a", cred())
     assert info.value.code == "cache_persist_failed"
     assert cache.lookup("h", "/a", NOW) == (CacheStatus.HIT, cred())
-    assert [p.name for p in tmp_path.iterdir()] == ["credentials.json"]  # no temp file left
+    assert sorted(p.name for p in tmp_path.iterdir()) == FILES  # no temp file left
 
 
 async def test_async_store_reports_a_failed_write_and_keeps_the_credential(
@@ -192,7 +195,7 @@ async def test_async_store_writes_off_the_loop_0600_and_in_order(
     assert writers
     assert threading.get_ident() not in writers  # never on the event loop's thread
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert sorted(p.name for p in path.parent.iterdir()) == ["credentials.json"]
+    assert sorted(p.name for p in path.parent.iterdir()) == FILES
     reloaded = CredentialCache(path)
     assert len(reloaded) == 5  # the last write saw every entry
     assert reloaded.lookup("h", "/0", NOW)[0] is CacheStatus.INVALID

@@ -247,29 +247,6 @@ async def test_cli_ep212_failure_exit_code(cli_env: dict[str, str], tmp_path: Pa
     assert "over_cap_not_blocked" in result["error"]
 
 
-async def test_cli_fetch(
-    cli_env: dict[str, str], seller_server: tuple[Seller, TestServer], tmp_path: Path
-) -> None:
-    url = cli_env["OA_LIGHTNING_OPS_EP212_ROUTE_A_URL"]
-    cache = tmp_path / "creds.json"
-    args = ["fetch", url, "--max-msats", "50000", "--json", "--cache", str(cache)]
-    code, out, err = await _run_cli(args, cli_env)
-    assert code == 0, err
-    report = json.loads(out)
-    assert (report["outcome"], report["amountMsats"], report["cacheStatus"]) == (
-        "paid",
-        10_000,
-        "miss",
-    )
-    assert (cache.stat().st_mode & 0o777) == 0o600
-    code, out, _ = await _run_cli(args, cli_env)
-    assert (code, json.loads(out)["cacheStatus"]) == (0, "hit")
-    assert seller_server[0].challenges[ROUTE_A] == 1
-    expensive = cli_env["OA_LIGHTNING_OPS_EP212_ROUTE_B_URL"]
-    code, out, _ = await _run_cli(["fetch", expensive, "--max-msats", "50000", "--json"], cli_env)
-    assert (code, json.loads(out)["denyReasonCode"]) == (1, "amount_over_cap")
-
-
 @pytest.mark.parametrize(
     ("path", "stage", "calls"),
     [(SATS4AI, "sats4ai.first", 1), (ROUTE_A, "openagents.route_success", 3)],
@@ -309,27 +286,3 @@ async def test_paid_retry_failure_is_reported_with_its_proof(
 def _hash_of(payer: FakePayer) -> str:
     """The payment hash of the last invoice the payer paid."""
     return str(bolt11.decode(payer.requests[-1]["invoice"]).payment_hash)
-
-
-@pytest.mark.parametrize("header", ["NoColon", ": value-without-name"])
-def test_cli_fetch_refuses_a_malformed_header_before_connecting(
-    capsys: pytest.CaptureFixture[str], header: str
-) -> None:
-    env = {  # a usable payer configuration: only the header is wrong
-        "OA_LIGHTNING_WALLET_EXECUTOR_BASE_URL": "http://127.0.0.1:9/",
-        "OA_LIGHTNING_WALLET_EXECUTOR_AUTH_TOKEN": "t",
-    }
-    args = ["fetch", "http://127.0.0.1:9/x", "--max-msats", "1", "--header", header]
-    code = main(args, env=env)
-    assert code == 2
-    assert "--header must be 'Name: value'" in capsys.readouterr().err
-
-
-def test_cli_header_parsing() -> None:
-    from gateway.buyer.cli import _parse_headers
-
-    assert _parse_headers(["X-A: b:c", " Accept :text/plain "]) == {
-        "X-A": "b:c",
-        "Accept": "text/plain",
-    }
-    assert _parse_headers(["X-A b"]) is None
