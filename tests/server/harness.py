@@ -79,8 +79,11 @@ def upstream_app() -> web.Application:
     return app
 
 
-def document(upstream: str, **top: Any) -> dict[str, Any]:
-    """A routes.yaml for the in-process gateway; `top` overrides top-level keys."""
+def document(
+    upstream: str, patch: dict[str, dict[str, Any]] | None = None, **top: Any
+) -> dict[str, Any]:
+    """A routes.yaml for the in-process gateway; `top` overrides top-level keys and
+    `patch[name]` adds keys to one route."""
     routes = [
         {"name": "free", "path": "^/free", "upstream": upstream, "price_sats": 0},
         {"name": "paid", "path": "^/paid", "upstream": upstream, "price_sats": 10},
@@ -113,6 +116,8 @@ def document(upstream: str, **top: Any) -> dict[str, Any]:
         {"name": "reads", "path": "^/resource$", "upstream": upstream, "price_sats": 1,
          "methods": ["GET", "HEAD"]},
     ]  # fmt: skip
+    for route in routes:
+        route.update((patch or {}).get(str(route["name"]), {}))
     doc: dict[str, Any] = {
         "listen": {"public": f"127.0.0.1:{free_port()}", "admin": f"127.0.0.1:{free_port()}"},
         "lnd": {"host": "127.0.0.1:1", "tls_cert": "tls.cert", "macaroon": "invoice.macaroon"},
@@ -198,7 +203,9 @@ def json_of(raw: bytes) -> Any:
 
 
 @asynccontextmanager
-async def in_process(tmp_path: Path, **top: Any) -> AsyncIterator[InProcess]:
+async def in_process(
+    tmp_path: Path, patch: dict[str, dict[str, Any]] | None = None, **top: Any
+) -> AsyncIterator[InProcess]:
     upstream = web.AppRunner(upstream_app(), shutdown_timeout=0.5, handler_cancellation=True)
     await upstream.setup()
     await web.TCPSite(upstream, "127.0.0.1", 0).start()
@@ -206,7 +213,8 @@ async def in_process(tmp_path: Path, **top: Any) -> AsyncIterator[InProcess]:
     assert app is not None
     port = upstream.addresses[0][1]
     path = tmp_path / "routes.yaml"
-    path.write_text(yaml.safe_dump(document(f"http://127.0.0.1:{port}", **top), sort_keys=False))
+    doc = document(f"http://127.0.0.1:{port}", patch, **top)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
     config = load_config(path, check_files=False)
     invoices = MemoryInvoiceSource()
     store = await open_store("sqlite::memory:")
