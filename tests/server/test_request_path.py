@@ -172,3 +172,25 @@ async def test_rate_limited_client_gets_429_and_mints_nothing(tmp_path: Path) ->
         assert len(gw.invoices.calls) == 2
         async with gw.session.get(gw.url("/paid"), headers=bought.auth) as r:
             assert r.status == 200  # a paid request is never limited
+
+
+async def test_ipv6_clients_are_limited_per_64(tmp_path: Path) -> None:
+    """Ten addresses from one /64 used to get ten allowances."""
+    limits = {"per_minute": 1, "burst": 2}
+    async with in_process(
+        tmp_path, challenge_rate_limit=limits, trusted_proxies=["127.0.0.1/32"]
+    ) as gw:
+
+        async def status(address: str) -> int:
+            headers = {"X-Forwarded-For": address}
+            async with gw.session.get(gw.url("/paid"), headers=headers) as r:
+                return r.status
+
+        assert [await status(f"2001:db8:0:1::{n}") for n in range(1, 5)] == [402, 402, 429, 429]
+        assert await status("2001:db8:0:2::1") == 402  # another /64, another client
+        assert [await status(a) for a in ("192.0.2.1", "192.0.2.1", "192.0.2.1")] == [
+            402,
+            402,
+            429,
+        ]
+        assert await status("192.0.2.2") == 402  # IPv4: per address
