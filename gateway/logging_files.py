@@ -102,7 +102,8 @@ class QuietErrors(logging.Handler):
             if callable(drain):
                 with contextlib.suppress(Exception):
                     drain()
-        super().close()
+        with contextlib.suppress(OSError, ValueError):  # a stream that already broke
+            super().close()
 
 
 class SafeStreamHandler(QuietErrors, logging.StreamHandler):  # type: ignore[type-arg]

@@ -166,9 +166,9 @@ def exception_text(exc_info: ExcInfo) -> tuple[str, str]:
     parser = parser_error(exc)
     if parser is not None:
         parser_cls = type(parser)
-        return parser_cls.__qualname__, describe_parser_error(parser)
+        return parser_cls.__name__, describe_parser_error(parser)
     try:
         rendered = "".join(traceback.format_exception(cls, exc, tb))
     except Exception as failure:  # a hostile __str__ must not take logging down
         rendered = f"{cls.__qualname__}: (could not render: {type(failure).__qualname__})"
-    return cls.__qualname__, redact(rendered.rstrip("\n"))
+    return cls.__name__, redact(rendered.rstrip("\n"))

@@ -153,7 +153,7 @@ class LogTicker:
                     continue
 
 
-_installed: tuple[logging.Handler, LogTicker] | None = None
+_installed: tuple[logging.Handler, LogTicker | None] | None = None
 
 
 def configure(
@@ -163,10 +163,12 @@ def configure(
     stream: TextIO | None = None,
     storm_guard: StormGuard | None = None,
     access_sampler: AccessSampler | None = None,
+    tick_seconds: float | None = TICK_SECONDS,
 ) -> logging.Handler:
     """Send every logger's records, as JSON lines, to `log_file` (0600) or stderr.
 
     Replaces the handler a previous call installed (tests call this repeatedly).
+    `tick_seconds=None` starts no ticker thread (tests that drive the clock).
     Raises `LogSetupError` for an unknown level or an unusable log file.
     """
     global _installed
@@ -190,8 +192,9 @@ def configure(
     root.setLevel(name.upper())
     logging.getLogger("aiohttp.access").disabled = True  # our access log carries more
     logging.captureWarnings(True)  # warnings go through the same redaction and limits
-    ticker = LogTicker(limits)
-    ticker.start()
+    ticker = LogTicker(limits, tick_seconds) if tick_seconds is not None else None
+    if ticker is not None:
+        ticker.start()
     _installed = (handler, ticker)
     return handler
 
@@ -203,7 +206,8 @@ def unconfigure() -> None:
         return
     handler, ticker = _installed
     _installed = None
-    ticker.stop()
+    if ticker is not None:
+        ticker.stop()
     root = logging.getLogger()
     if handler in root.handlers:
         root.removeHandler(handler)

@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -60,11 +61,11 @@ StartGateway = Callable[..., Awaitable[LoggedGateway]]
 
 @pytest.fixture
 async def start_gateway(tmp_path: Path, upstream_url: str) -> AsyncIterator[StartGateway]:
-    """`await start_gateway(level="info", **limits)`: logging configured as `serve` does it."""
+    """`await start_gateway(level="info", **settings)`: logging configured as `serve` does."""
     running: list[GatewayServer] = []
 
-    async def start(level: str = "info", **limits: int) -> LoggedGateway:
-        config_path = write_gateway_config(tmp_path, upstream_url, **limits)
+    async def start(level: str = "info", **settings: Any) -> LoggedGateway:
+        config_path = write_gateway_config(tmp_path, upstream_url, **settings)
         log_path = tmp_path / "gateway.log"
         logs.configure(level, log_file=log_path)  # what cmd_serve does with --log-file
         server = GatewayServer(load_config(config_path))

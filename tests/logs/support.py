@@ -115,22 +115,33 @@ def make_upstream() -> web.Application:
     return app
 
 
-def write_gateway_config(
-    directory: Path, upstream_url: str, *, rate_per_minute: int = 10_000, burst: int = 10_000
-) -> Path:
-    """routes.yaml: one priced route on an unreachable LND, one free route to `upstream_url`."""
+def unreachable_lnd(directory: Path) -> dict[str, Any]:
+    """`lnd:` settings pointing at a closed loopback port."""
     cert = directory / "lnd-unreachable.cert"
     cert.write_text(UNREACHABLE_LND_CERT)
     macaroon = directory / "invoice.macaroon"
     macaroon.write_bytes(b"\x02\x01\x03lnd")  # never sent: nothing connects
+    return {
+        "host": f"127.0.0.1:{free_port()}",
+        "tls_cert": str(cert),
+        "macaroon": str(macaroon),
+        "timeout_seconds": 2,
+    }
+
+
+def write_gateway_config(
+    directory: Path,
+    upstream_url: str,
+    *,
+    lnd: dict[str, Any] | None = None,
+    rate_per_minute: int = 10_000,
+    burst: int = 10_000,
+) -> Path:
+    """routes.yaml: one priced route (on an unreachable LND unless `lnd` is given) and
+    one free route, both to `upstream_url`."""
     document = {
         "listen": {"public": f"127.0.0.1:{free_port()}", "admin": f"127.0.0.1:{free_port()}"},
-        "lnd": {
-            "host": f"127.0.0.1:{free_port()}",
-            "tls_cert": str(cert),
-            "macaroon": str(macaroon),
-            "timeout_seconds": 2,
-        },
+        "lnd": lnd or unreachable_lnd(directory),
         "store": {"url": f"sqlite:///{directory / 'tokens.db'}"},
         "challenge_rate_limit": {"per_minute": rate_per_minute, "burst": burst},
         "routes": [
