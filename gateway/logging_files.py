@@ -25,6 +25,7 @@ import os
 import stat
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -114,18 +115,32 @@ class SafeStreamHandler(QuietErrors, logging.StreamHandler):  # type: ignore[typ
 
 
 class SecureFileHandler(QuietErrors, logging.handlers.WatchedFileHandler):
-    """Appends to a 0600 file; reopens it (0600 again) when logrotate moves it."""
+    """Appends to a 0600 file; reopens it (0600 again) when logrotate moves it.
 
-    def __init__(self, path: Path) -> None:
+    WatchedFileHandler stats the path before every line; here at most once per
+    `check_every` seconds (a stat costs about as much as the rest of an access
+    line's I/O), so lines written in the second after a rotation still reach
+    the rotated file, which is where logrotate expects late lines anyway.
+    """
+
+    def __init__(
+        self, path: Path, *, check_every: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._path = Path(os.path.abspath(path))  # reopening must not depend on the cwd
+        self._check_every = check_every
+        self._clock = clock
+        self._next_check = clock() + check_every
         logging.handlers.WatchedFileHandler.__init__(self, str(self._path), encoding="utf-8")
 
     def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.reopenIfNeeded()  # may fail (directory gone): never into the request path
-        except Exception:
-            self.handleError(record)
-            return
+        now = self._clock()
+        if now >= self._next_check:
+            self._next_check = now + self._check_every
+            try:
+                self.reopenIfNeeded()  # may fail (directory gone): never into the request path
+            except Exception:
+                self.handleError(record)
+                return
         logging.FileHandler.emit(self, record)
 
     def _open(self) -> io.TextIOWrapper:

@@ -24,7 +24,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TextIO
 
@@ -63,8 +63,6 @@ TRUSTED_FIELDS = frozenset({"token_id"})
 LEVELS = ("debug", "info", "warning", "error", "critical")
 TICK_SECONDS = 1.0
 
-_PLAIN = (int, float, bool)
-
 
 class JsonFormatter(logging.Formatter):
     def __init__(
@@ -73,7 +71,7 @@ class JsonFormatter(logging.Formatter):
         super().__init__()
         self._fields = tuple(fields)
         self._trusted = frozenset(trusted)
-        self._encode = json.JSONEncoder(separators=(",", ":")).encode
+        self._encode = _json_encoder()
         self._levels = {name: name.lower() for name in logging.getLevelNamesMapping()}
         self._second: tuple[int, str] = (-1, "")
 
@@ -84,14 +82,6 @@ class JsonFormatter(logging.Formatter):
             prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
             self._second = (second, prefix)
         return f"{prefix}.{int(msecs):03d}Z"
-
-    def _value(self, name: str, value: object) -> object:
-        kind = type(value)
-        if kind in _PLAIN:
-            return value
-        if kind is str:
-            return value if name in self._trusted else redact(value)  # type: ignore[arg-type]
-        return redact(str(value))  # lists, paths, exceptions: never raw into json
 
     def format(self, record: logging.LogRecord) -> str:
         try:
@@ -116,15 +106,43 @@ class JsonFormatter(logging.Formatter):
             "msg": redact(record.getMessage()),
         }
         fields = record.__dict__
+        trusted = self._trusted
         for name in self._fields:
             value = fields.get(name)
-            if value is not None:
-                out[name] = self._value(name, value)
+            if value is None:
+                continue
+            kind = type(value)
+            if kind is str:
+                out[name] = value if name in trusted else redact(value)
+            elif kind is int or kind is float or kind is bool:
+                out[name] = value
+            else:  # lists, paths, exceptions: rendered, then redacted
+                out[name] = redact(str(value))
         if record.exc_info and record.exc_info[0] is not None:
             out["exc_type"], out["exc"] = exception_text(record.exc_info)
         if record.stack_info:
             out["stack"] = redact(record.stack_info)
         return self._encode(out)
+
+
+def _json_encoder() -> Callable[[dict[str, object]], str]:
+    """Compact ASCII JSON. The C encoder is built once here: `json.dumps` and
+    `JSONEncoder.encode` build a new one for every call."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator: the stdlib's pure-Python path
+        return json.JSONEncoder(separators=(",", ":")).encode
+
+    def refuse(value: object) -> object:
+        raise TypeError(f"not JSON: {type(value).__qualname__}")
+
+    chunks = make(
+        None, refuse, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True
+    )
+
+    def encode(out: dict[str, object]) -> str:
+        return "".join(chunks(out, 0))
+
+    return encode
 
 
 class LogTicker:

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from gateway import logs
-from gateway.logging_files import LogSetupError, open_log_file
+from gateway.logging_files import LogSetupError, SecureFileHandler, open_log_file
 from tests.logs.support import (
     Secrets,
     exchange,
@@ -82,18 +82,30 @@ def test_an_existing_file_others_can_read_is_tightened(
     assert mode_of(path) == after
 
 
-def test_a_rotated_file_is_recreated_0600(tmp_path: Path, umask: None) -> None:
+def test_a_rotated_file_is_recreated_0600_within_a_second(tmp_path: Path, umask: None) -> None:
     os.umask(0o000)
     path = tmp_path / "gateway.log"
-    logs.configure("info", log_file=path, tick_seconds=None)
-    log = logging.getLogger("gateway.test")
-    log.info("first")
-    path.rename(tmp_path / "gateway.log.1")  # what logrotate does (without copytruncate)
-    log.info("second")
-    logs.unconfigure()
+    now = [0.0]
+    handler = SecureFileHandler(path, check_every=1.0, clock=lambda: now[0])
+    handler.setFormatter(logs.JsonFormatter())
+    log = logging.getLogger("gateway.rotation-test")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        log.warning("first")
+        path.rename(tmp_path / "gateway.log.1")  # what logrotate does (without copytruncate)
+        now[0] = 0.5
+        log.warning("late")  # within the check interval: still the rotated file
+        now[0] = 1.0
+        log.warning("second")
+    finally:
+        log.removeHandler(handler)
+        log.propagate = True
+        handler.close()
     assert mode_of(path) == 0o600
-    assert json.loads(path.read_text())["msg"] == "second"
-    assert json.loads((tmp_path / "gateway.log.1").read_text())["msg"] == "first"
+    assert [json.loads(line)["msg"] for line in path.read_text().splitlines()] == ["second"]
+    rotated = (tmp_path / "gateway.log.1").read_text().splitlines()
+    assert [json.loads(line)["msg"] for line in rotated] == ["first", "late"]
 
 
 def test_unusable_log_files_and_levels_are_clear_errors(tmp_path: Path) -> None:
