@@ -66,8 +66,9 @@ async def test_a_flood_of_malformed_requests_writes_a_burst_then_a_count(
 async def test_an_unpaid_flood_is_sampled_and_every_free_request_keeps_its_line(
     start_gateway: StartGateway,
 ) -> None:
-    # LND is unreachable: the first `burst` unpaid requests get 503, the rest 429.
-    gw = await start_gateway("info", rate_per_minute=60, burst=20)
+    # LND is unreachable: the first `burst` unpaid requests get 503, the rest 429
+    # (plus one more 503 per minute, as the bucket refills).
+    gw = await start_gateway("info", rate_per_minute=1, burst=20)
     statuses: dict[int, int] = {}
     free = 0
     started = time.monotonic()
@@ -89,8 +90,8 @@ async def test_an_unpaid_flood_is_sampled_and_every_free_request_keeps_its_line(
     assert sorted(line["path"] for line in free_lines) == sorted(
         f"{FREE}/n{i}" for i in range(0, 600, 20)
     )
-    assert statuses[503] == 20
-    assert statuses[429] == 580
+    assert 20 <= statuses[503] <= 20 + math.ceil(seconds / 60)
+    assert statuses[503] + statuses[429] == 600
     per_outcome_bound = ACCESS.budget.burst * (math.ceil(seconds / ACCESS.budget.window) + 1)
     for status, count in statuses.items():
         written, counted = access_lines(lines, OUTCOME_OF_STATUS[status])
