@@ -32,7 +32,7 @@ from gateway.logging_files import LogSetupError, SafeStreamHandler, SecureFileHa
 from gateway.logging_limits import AccessSampler, StormGuard, SummarizingFilter
 from gateway.logging_redact import exception_text, redact
 
-__all__ = ["SAFE_FIELDS", "JsonFormatter", "LogSetupError", "LogTicker", "configure"]
+__all__ = ["SAFE_FIELDS", "JsonFormatter", "LogSetupError", "LogTicker", "configure", "unconfigure"]
 
 SAFE_FIELDS = (
     "request_id",
