@@ -39,7 +39,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     failed = _load(args.config)
     if failed is not None:
         return failed
-    logs.configure(args.log_level)
+    try:
+        logs.configure(args.log_level, log_file=args.log_file)
+    except logs.LogSetupError as exc:
+        print(f"{exc}; not starting", file=sys.stderr)
+        return 2
     asyncio.run(serve(args.config))
     return 0
 
@@ -200,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the gateway (public + admin listeners)")
     with_config(p)
     p.add_argument("--log-level", default="info")
+    p.add_argument("--log-file", type=Path, help="append JSON log lines here (created 0600)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("check-config", help="validate routes.yaml and exit")
