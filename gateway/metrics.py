@@ -98,7 +98,13 @@ class GatewayMetrics:
             ["method", "code"],
             registry=r,
         )
-        self.lnd_up = Gauge(f"{PREFIX}_lnd_up", "1 when the last LND call succeeded", registry=r)
+        # Gauges say how worker processes combine (ignored in one process).
+        self.lnd_up = Gauge(
+            f"{PREFIX}_lnd_up",
+            "1 when the last LND call succeeded",
+            registry=r,
+            multiprocess_mode="livemostrecent",
+        )
         self.settled_invoices = Counter(
             f"{PREFIX}_settled_invoices",
             "Settled invoices attributed to a route",
@@ -112,7 +118,10 @@ class GatewayMetrics:
             registry=r,
         )
         self.settle_index = Gauge(
-            f"{PREFIX}_settle_index", "Last LND settle index processed", registry=r
+            f"{PREFIX}_settle_index",
+            "Last LND settle index processed",
+            registry=r,
+            multiprocess_mode="max",
         )
         self.tokens_pruned = Counter(
             f"{PREFIX}_tokens_pruned",
@@ -123,7 +132,11 @@ class GatewayMetrics:
             f"{PREFIX}_config_reloads", "routes.yaml reloads by result", ["result"], registry=r
         )
         self.build_info = Gauge(
-            f"{PREFIX}_build_info", "Gateway build information", ["version", "python"], registry=r
+            f"{PREFIX}_build_info",
+            "Gateway build information",
+            ["version", "python"],
+            registry=r,
+            multiprocess_mode="max",
         )
         self.build_info.labels(version=__version__, python=platform.python_version()).set(1)
         self._routes: dict[str, RouteSeries] = {}

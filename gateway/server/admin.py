@@ -1,6 +1,9 @@
 """Admin listener: /healthz (process alive), /readyz (LND reachable, store writable), /metrics.
 
 Kept off the public listener so probes and metrics are never exposed to buyers.
+In one process it reads the public app's LND client, store and registry; the
+worker supervisor (gateway.server.workers) runs it with its own LND client
+and store and a registry that sums every worker's metrics.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ import asyncio
 import logging
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from gateway.lightning import LndError, WalletState
 from gateway.server.keys import LND_KEY, METRICS_KEY, PUBLIC_APP_KEY, STORE_KEY
@@ -18,6 +21,7 @@ from gateway.store.types import StoreError
 READY_TIMEOUT = 3.0
 log = logging.getLogger("gateway.readiness")
 LAST_READINESS_KEY = web.AppKey("last_readiness", dict)
+REGISTRY_KEY = web.AppKey("registry", CollectorRegistry)
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -67,15 +71,18 @@ def log_readiness_change(app: web.Application, checks: dict[str, str]) -> None:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    registry = request.app[PUBLIC_APP_KEY][METRICS_KEY].registry
+    registry = request.app[REGISTRY_KEY]
     return web.Response(
         body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )
 
 
-def create_admin_app(public: web.Application) -> web.Application:
+def create_admin_app(source: web.Application, registry: CollectorRegistry) -> web.Application:
+    """`source` holds the LND client, store and metrics the probes use (LND_KEY,
+    STORE_KEY, METRICS_KEY); it may be the public app, or this app itself."""
     app = web.Application()
-    app[PUBLIC_APP_KEY] = public
+    app[PUBLIC_APP_KEY] = source
+    app[REGISTRY_KEY] = registry
     app[LAST_READINESS_KEY] = {}
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

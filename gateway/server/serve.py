@@ -1,4 +1,10 @@
-"""Run the public and admin listeners: signals, SIGHUP reload, graceful shutdown."""
+"""Run a gateway process: its listeners, SIGHUP reload and graceful shutdown.
+
+One process serves the public and the admin listener (`--workers 1`, and
+every test). With more workers (gateway.server.workers) each worker serves
+the public listener on a SO_REUSEPORT socket and the supervisor alone serves
+the admin listener.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +21,7 @@ from aiohttp import web
 
 from gateway.config import load_config
 from gateway.config.errors import ConfigErrors
-from gateway.config.model import GatewayConfig
+from gateway.config.model import GatewayConfig, Listener
 from gateway.lightning import LndClient
 from gateway.metrics import GatewayMetrics
 from gateway.server.admin import create_admin_app, log_readiness_change, readiness
@@ -35,8 +42,57 @@ SHUTDOWN_TIMEOUT = 30.0
 ADMIN_TIMEOUT = 5.0
 
 
+@dataclass
+class Listening:
+    """One listener: its app runner, address, connection cap and deadlines."""
+
+    runner: web.AppRunner
+    address: Listener
+    gate: ConnectionGate
+    header_timeout: float
+    keepalive_timeout: float
+    handler_settings: dict[str, Any]
+    reuse_port: bool = False
+    server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        await self.runner.setup()
+        self.server = await start_listener(
+            self.runner,
+            self.address.host,
+            self.address.port,
+            gate=self.gate,
+            header_timeout=self.header_timeout,
+            keepalive_timeout=self.keepalive_timeout,
+            handler_kwargs=self.handler_settings,
+            reuse_port=self.reuse_port,
+        )
+        sockets = self.server.sockets
+        return int(sockets[0].getsockname()[1]) if sockets else self.address.port
+
+    def stop_accepting(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    async def finish(self) -> None:
+        await self.runner.cleanup()
+        if self.server is not None:
+            await self.server.wait_closed()
+
+
+def admin_listening(app: web.Application, address: Listener) -> Listening:
+    return Listening(
+        web.AppRunner(app, access_log=None, shutdown_timeout=ADMIN_TIMEOUT),
+        address,
+        ConnectionGate(ADMIN_MAX_CONNECTIONS),
+        ADMIN_TIMEOUT,
+        ADMIN_TIMEOUT,
+        {"keepalive_timeout": ADMIN_TIMEOUT},
+    )
+
+
 class GatewayServer:
-    """Both listeners of one gateway process; `start()` returns once they accept."""
+    """The listeners of one gateway process; `start()` returns once they accept."""
 
     def __init__(
         self,
@@ -48,6 +104,8 @@ class GatewayServer:
         shutdown_timeout: float = SHUTDOWN_TIMEOUT,
         clock: Callable[[], float] = time.time,
         follow_settlements: bool = True,
+        serve_admin: bool = True,
+        reuse_port: bool = False,
     ) -> None:
         self.config = config
         self.metrics = metrics or GatewayMetrics()
@@ -59,62 +117,48 @@ class GatewayServer:
             clock=clock,
             follow_settlements=follow_settlements,
         )
-        self.admin = create_admin_app(self.app)
+        self.admin = create_admin_app(self.app, self.metrics.registry)
         listen = config.listen
         # The public runner cancels a handler whose client went away (leases are given
         # back, gateway.server.leases) and never drains an unread body (lingering 0):
         # an unpaid upload is not read, the connection is closed after the answer.
-        public_settings: dict[str, Any] = {
-            "lingering_time": 0,
-            "keepalive_timeout": listen.keepalive_timeout_seconds,
-        }
-        admin_settings: dict[str, Any] = {"keepalive_timeout": ADMIN_TIMEOUT}
-        self._runners = [
-            web.AppRunner(
-                self.app,
-                access_log=None,
-                shutdown_timeout=shutdown_timeout,
-                handler_cancellation=True,
-            ),
-            web.AppRunner(self.admin, access_log=None, shutdown_timeout=ADMIN_TIMEOUT),
-        ]
-        self._settings = [public_settings, admin_settings]
-        self.public_gate = ConnectionGate(listen.max_connections or 1)
-        self.admin_gate = ConnectionGate(ADMIN_MAX_CONNECTIONS)
-        self._servers: list[asyncio.Server] = []
+        public = web.AppRunner(
+            self.app,
+            access_log=None,
+            shutdown_timeout=shutdown_timeout,
+            handler_cancellation=True,
+        )
+        self.public = Listening(
+            public,
+            listen.public,
+            ConnectionGate(listen.max_connections or 1),
+            listen.header_timeout_seconds,
+            listen.keepalive_timeout_seconds,
+            {"lingering_time": 0, "keepalive_timeout": listen.keepalive_timeout_seconds},
+            reuse_port=reuse_port,
+        )
+        self._listening = [self.public]
+        if serve_admin:
+            self._listening.append(admin_listening(self.admin, listen.admin))
         self.public_port = 0
         self.admin_port = 0
+
+    @property
+    def public_gate(self) -> ConnectionGate:
+        return self.public.gate
 
     async def start(self) -> None:
         listen = self.config.listen
         nofile = raise_descriptor_limit()
-        self.public_gate.limit = listen.max_connections or default_max_connections(nofile)
-        plans = (
-            (listen.public, self.public_gate, listen.header_timeout_seconds),
-            (listen.admin, self.admin_gate, ADMIN_TIMEOUT),
-        )
-        ports = []
-        for runner, settings, (listener, gate, header_timeout) in zip(
-            self._runners, self._settings, plans, strict=True
-        ):
-            await runner.setup()
-            server = await start_listener(
-                runner,
-                listener.host,
-                listener.port,
-                gate=gate,
-                header_timeout=header_timeout,
-                keepalive_timeout=settings["keepalive_timeout"],
-                handler_kwargs=settings,
-            )
-            self._servers.append(server)
-            ports.append(server.sockets[0].getsockname()[1] if server.sockets else listener.port)
-        self.public_port, self.admin_port = ports
+        self.public.gate.limit = listen.max_connections or default_max_connections(nofile)
+        ports = [await listening.start() for listening in self._listening]
+        self.public_port = ports[0]
+        self.admin_port = ports[1] if len(ports) > 1 else 0
         log.info(
-            "listening",
+            "gateway listening",
             extra={
-                "config": f"public={listen.public} admin={listen.admin} "
-                f"max_connections={self.public_gate.limit} nofile={nofile}"
+                "config": f"public={listen.public} admin={listen.admin if self.admin_port else '-'}"
+                f" max_connections={self.public.gate.limit} nofile={nofile}"
             },
         )
         # A gateway that starts unable to write its store or reach LND says so now,
@@ -123,12 +167,10 @@ class GatewayServer:
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish (up to the timeout), then clean up."""
-        for server in self._servers:
-            server.close()
-        for runner in reversed(self._runners):
-            await runner.cleanup()
-        for server in self._servers:
-            await server.wait_closed()
+        for listening in self._listening:
+            listening.stop_accepting()
+        for listening in reversed(self._listening):
+            await listening.finish()
 
     def reload(self, path: Path) -> bool:
         """Swap in a new routes.yaml; an invalid file keeps the running config."""
@@ -159,16 +201,21 @@ class GatewayServer:
         return True
 
 
-async def serve(path: Path) -> None:
+async def serve(path: Path, *, serve_admin: bool = True, reuse_port: bool = False) -> None:
+    """Run until SIGTERM/SIGINT; SIGHUP reloads `path`.
+
+    Signal handlers go in before the listeners start, so a SIGTERM that arrives
+    while the gateway is still starting is a clean stop, not a kill.
+    """
     config = load_config(path)
-    server = GatewayServer(config)
-    await server.start()
+    server = GatewayServer(config, serve_admin=serve_admin, reuse_port=reuse_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, server.reload, path)
     try:
+        await server.start()
         await stop.wait()
     finally:
         log.info("shutting down; finishing in-flight requests")
