@@ -177,27 +177,32 @@ def _lnd(top: Section) -> LndConfig:
 
 
 def _store(top: Section) -> StoreConfig:
-    keys = frozenset({"url", "prune_after_days"})
+    keys = frozenset({"url", "prune_after_days", "timeout_seconds"})
     s = Section.of(top.reader, top.get("store"), "store", keys)
     if s is None:
         return StoreConfig(parse_store_url(DEFAULT_STORE_URL).url, DEFAULT_PRUNE_AFTER_DAYS)
     prune_after_days = s.integer("prune_after_days", DEFAULT_PRUNE_AFTER_DAYS, minimum=0)
+    timeout = s.positive_number("timeout_seconds", StoreConfig.timeout_seconds)
     text = s.string("url", DEFAULT_STORE_URL)
     node = s.get("url") or s.node
     text = s.reader.interpolate(node, "store.url", text)
     try:
-        return StoreConfig(parse_store_url(text, s.reader.base_dir).url, prune_after_days)
+        return StoreConfig(parse_store_url(text, s.reader.base_dir).url, prune_after_days, timeout)
     except ValueError as exc:
         s.reader.error(node, "store.url", str(exc))
-        return StoreConfig(text, prune_after_days)
+        return StoreConfig(text, prune_after_days, timeout)
 
 
 def _challenge_rate_limit(top: Section) -> ChallengeRateLimit:
     default = ChallengeRateLimit()
-    keys = frozenset({"per_minute", "burst"})
+    keys = frozenset({"per_minute", "burst", "ipv6_prefix"})
     s = Section.of(top.reader, top.get("challenge_rate_limit"), "challenge_rate_limit", keys)
     if s is None:
         return default
     per_minute = s.integer("per_minute", default.per_minute, minimum=0)
     burst = s.integer("burst", default.burst, minimum=1)
-    return ChallengeRateLimit(per_minute, burst)
+    prefix = s.integer("ipv6_prefix", default.ipv6_prefix, minimum=1)
+    if prefix > 128:
+        s.reader.error(s.get("ipv6_prefix") or s.node, s.path("ipv6_prefix"), "must be <= 128")
+        prefix = default.ipv6_prefix
+    return ChallengeRateLimit(per_minute, burst, prefix)
