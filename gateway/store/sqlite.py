@@ -48,6 +48,7 @@ DEFAULT_TIMEOUT = 2.0
 DEFAULT_READERS = 2
 GRACE = 0.5  # the caller waits this much longer than the thread's own deadline
 PROGRESS_EVERY = 1000  # VM instructions between deadline checks (a key lookup needs ~50)
+BUSY_STEP_MS = 50
 
 
 class _Session:
@@ -56,10 +57,22 @@ class _Session:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self.deadline = math.inf
+        self.busy_ms = -1
         conn.set_progress_handler(self._past_deadline, PROGRESS_EVERY)
 
     def _past_deadline(self) -> int:
         return 1 if time.monotonic() > self.deadline else 0
+
+    def wait_at_most(self, seconds: float) -> None:
+        """busy_timeout = what is left of the deadline, in BUSY_STEP_MS steps.
+
+        Set only when the step changes: a PRAGMA per op costs a statement
+        compile and would churn the connection's statement cache.
+        """
+        ms = max(BUSY_STEP_MS, int(seconds * 1000) // BUSY_STEP_MS * BUSY_STEP_MS)
+        if ms != self.busy_ms:
+            self.conn.execute(f"PRAGMA busy_timeout = {ms}")
+            self.busy_ms = ms
 
 
 def _create_private_file(path: Path) -> None:
@@ -201,7 +214,7 @@ class SqliteDriver:
         try:
             session = get_session()
             conn = session.conn
-            conn.execute(f"PRAGMA busy_timeout = {max(1, int(remaining * 1000))}")
+            session.wait_at_most(remaining)
             session.deadline = deadline
             try:
                 if op.kind is Kind.TRANSACTION:
