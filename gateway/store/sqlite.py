@@ -69,7 +69,9 @@ class _Session:
         Set only when the step changes: a PRAGMA per op costs a statement
         compile and would churn the connection's statement cache.
         """
-        ms = max(BUSY_STEP_MS, int(seconds * 1000) // BUSY_STEP_MS * BUSY_STEP_MS)
+        ms = int(seconds * 1000) // BUSY_STEP_MS * BUSY_STEP_MS
+        if ms < BUSY_STEP_MS:  # the last step: exactly what is left, never more
+            ms = max(1, int(seconds * 1000))
         if ms != self.busy_ms:
             self.conn.execute(f"PRAGMA busy_timeout = {ms}")
             self.busy_ms = ms
