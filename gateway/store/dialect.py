@@ -5,7 +5,8 @@ in portable SQL: `?` placeholders, `ON CONFLICT` upserts, `CASE` instead of
 `max()`/`GREATEST()`, booleans bound as Python bools. What is left:
 
 - placeholders: asyncpg wants `$1..$n` (`render`, converted once per statement);
-- column types in the DDL (`<blob>`, `<bigint>`, `<bool>`, `<float>` tokens);
+- column types in the DDL (`<blob>`, `<bigint>`, `<bool>`, `<float>` tokens), and
+  `<unlogged>` tables (PostgreSQL writes no WAL for them; SQLite has no such thing);
 - a statement to find out whether a table exists (before the schema does);
 - locks: PostgreSQL takes an advisory lock around migrations and a SHARE lock
   on `l402_settlements` in `delete_tokens`; SQLite needs neither, because a
@@ -51,7 +52,13 @@ def _numbered(sql: str) -> str:
 SQLITE = Dialect(
     name="sqlite",
     numbered_params=False,
-    types={"<blob>": "BLOB", "<bigint>": "INTEGER", "<bool>": "INTEGER", "<float>": "REAL"},
+    types={
+        "<blob>": "BLOB",
+        "<bigint>": "INTEGER",
+        "<bool>": "INTEGER",
+        "<float>": "REAL",
+        "<unlogged> ": "",
+    },
     table_exists="SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
     migration_lock=None,
     settlements_share_lock=None,
@@ -65,6 +72,7 @@ POSTGRES = Dialect(
         "<bigint>": "BIGINT",
         "<bool>": "BOOLEAN",
         "<float>": "DOUBLE PRECISION",
+        "<unlogged>": "UNLOGGED",
     },
     table_exists=(
         "SELECT 1 FROM information_schema.tables"

@@ -82,8 +82,10 @@ MIGRATIONS: dict[int, list[str]] = {
         "CREATE INDEX l402_imported_keys_created ON l402_imported_keys (created_at, token_id)",
         "CREATE INDEX l402_tokens_created_token ON l402_tokens (created_at, token_id)",
         # One row per client seen in the last burst/rate seconds; `full_at` is when the
-        # bucket is full again at the latest, after which the row is deleted.
-        """CREATE TABLE l402_rate_buckets (
+        # bucket is full again at the latest, after which the row is deleted. Unlogged on
+        # PostgreSQL (no WAL write per challenge): losing it in a crash or a failover
+        # only gives every client a full bucket again.
+        """CREATE <unlogged> TABLE l402_rate_buckets (
             client TEXT PRIMARY KEY,
             tokens <float> NOT NULL,
             updated_at <float> NOT NULL,
