@@ -53,22 +53,24 @@ def describe_dsn(dsn: str) -> str:
     return f"postgresql {parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
 
 
-async def _run_step(conn: Any, dialect: Dialect, step: Step) -> Any:
+async def _run_step(conn: Any, dialect: Dialect, step: Step, timeout: float) -> Any:
     sql = dialect.render(step.sql)
     if isinstance(step, Execute):
-        return _rowcount(await conn.execute(sql, *step.params))
+        return _rowcount(await conn.execute(sql, *step.params, timeout=timeout))
     if isinstance(step, FetchOne):
-        row = await conn.fetchrow(sql, *step.params)
+        row = await conn.fetchrow(sql, *step.params, timeout=timeout)
         return None if row is None else tuple(row)
-    return [tuple(row) for row in await conn.fetch(sql, *step.params)]
+    return [tuple(row) for row in await conn.fetch(sql, *step.params, timeout=timeout)]
 
 
-async def _drive(conn: Any, dialect: Dialect, op: Op[T]) -> T:
+async def _drive(conn: Any, dialect: Dialect, op: Op[T], timeout: float) -> T:
+    """Each statement is bounded by `timeout` too (the pool's command_timeout is the
+    store's deadline, too short for a migration's index build)."""
     steps = op.steps
     try:
         step = next(steps)
         while True:
-            step = steps.send(await _run_step(conn, dialect, step))
+            step = steps.send(await _run_step(conn, dialect, step, timeout))
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
     finally:
@@ -125,8 +127,8 @@ class PostgresDriver:
                 async with self._pool.acquire(timeout=limit) as conn:
                     if op.kind is Kind.TRANSACTION:
                         async with conn.transaction():
-                            return await _drive(conn, self.dialect, op)
-                    return await _drive(conn, self.dialect, op)
+                            return await _drive(conn, self.dialect, op, limit)
+                    return await _drive(conn, self.dialect, op, limit)
         except TimeoutError:
             op.steps.close()
             raise StoreError(f"{op.name}: no answer from PostgreSQL within {limit:g}s") from None

@@ -31,7 +31,8 @@ from gateway.store.types import (
 
 T = TypeVar("T")
 
-OPEN_TIMEOUT = 10.0  # creating or migrating the schema may wait for other writers longer
+OPEN_TIMEOUT = 10.0  # reading the schema version at start-up
+MIGRATION_TIMEOUT = 120.0  # version 2 builds an index on l402_tokens, which may be large
 
 
 class Driver(Protocol):
@@ -68,7 +69,7 @@ class SqlStore:
         try:
             found = await driver.run(schema.schema_version(driver.dialect), timeout=OPEN_TIMEOUT)
             if not schema.check_version(found):
-                await driver.run(schema.migrate(driver.dialect), timeout=OPEN_TIMEOUT)
+                await driver.run(schema.migrate(driver.dialect), timeout=MIGRATION_TIMEOUT)
         except BaseException:
             await driver.close()
             raise
