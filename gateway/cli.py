@@ -8,12 +8,14 @@ import contextlib
 import json
 import sys
 from pathlib import Path
+from typing import TextIO
 
 from gateway import __version__
 from gateway.config import ConfigErrors, load_config
 from gateway.server.runtime import RuntimeRoutes
 
 DEFAULT_CONFIG = Path("/etc/l402-gateway/routes.yaml")
+CLI_STORE_TIMEOUT = 30.0  # operator commands may scan a large store; serving uses store.timeout
 
 
 def _load(path: Path, *, check_files: bool = True) -> int | None:
@@ -67,7 +69,7 @@ async def _with_store(config_path: Path, action: str, arg: str | None, days: int
     from gateway.store import open_store
 
     config = load_config(config_path, check_files=False)
-    store = await open_store(config.store.url, config.base_dir)
+    store = await open_store(config.store.url, config.base_dir, timeout=CLI_STORE_TIMEOUT)
     try:
         if action == "revoke":
             assert arg is not None
@@ -105,6 +107,13 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    if args.reconcile:
+        failed = _load(args.config)
+        if failed is not None:
+            return failed
+        code = asyncio.run(_reconcile(args.config, sys.stderr if args.json else sys.stdout))
+        if code:
+            return code
     if args.json:
         return asyncio.run(_report_json(args.config, args.days))
     return asyncio.run(_with_store(args.config, "report", None, args.days))
@@ -114,12 +123,46 @@ async def _report_json(config_path: Path, days: int | None) -> int:
     from gateway.store import open_store
 
     config = load_config(config_path, check_files=False)
-    store = await open_store(config.store.url, config.base_dir)
+    store = await open_store(config.store.url, config.base_dir, timeout=CLI_STORE_TIMEOUT)
     try:
         rows = await store.revenue_report(days)
     finally:
         await store.close()
     print(json.dumps([r.__dict__ for r in rows], indent=2))
+    return 0
+
+
+async def _reconcile(config_path: Path, out: TextIO) -> int:
+    """Book settled invoices of ours the ledger lacks (gateway.reconcile); 1 on failure."""
+    from gateway.lightning import LndClient, LndError
+    from gateway.reconcile import reconcile
+    from gateway.store import StoreError, open_store
+
+    config = load_config(config_path)
+    store = await open_store(config.store.url, config.base_dir, timeout=CLI_STORE_TIMEOUT)
+    lnd = LndClient.connect(
+        config.lnd.host,
+        tls_cert=config.lnd.tls_cert,
+        macaroon=config.lnd.macaroon,
+        timeout=config.lnd.timeout_seconds,
+    )
+    try:
+        result = await reconcile(lnd, store)
+    except LndError as exc:
+        print(f"reconcile stopped: LND error {exc.code}: {exc}", file=sys.stderr)
+        return 1
+    except StoreError as exc:
+        print(f"reconcile stopped: store error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await lnd.close()
+        await store.close()
+    print(
+        f"reconcile: {result.scanned} invoices scanned, {result.settled} settled,"
+        f" {result.ours} minted here; booked {result.booked} missing"
+        f" ({result.booked_msat / 1000:.3f} sat)",
+        file=out,
+    )
     return 0
 
 
@@ -145,7 +188,7 @@ async def _prune(config_path: Path, older_than_days: int | None, dry_run: bool) 
     config = load_config(config_path)
     days = older_than_days or config.store.prune_after_days or DEFAULT_OLDER_THAN_DAYS
     verb = "would delete" if dry_run else "deleted"
-    store = await open_store(config.store.url, config.base_dir)
+    store = await open_store(config.store.url, config.base_dir, timeout=CLI_STORE_TIMEOUT)
     lnd = LndClient.connect(
         config.lnd.host,
         tls_cert=config.lnd.tls_cert,
@@ -225,6 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(p)
     p.add_argument("--days", type=int, default=None)
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--reconcile",
+        action="store_true",
+        help="first book settled invoices the ledger lacks (asks LND; needs lnd config)",
+    )
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("prune", help="delete tokens whose invoice expired unpaid")

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 from gateway.lightning import InvoiceState, LndClient, LndError, LndNotFound
 from gateway.metrics import GatewayMetrics
-from gateway.store.base import StoreError, TokenStore
+from gateway.store.roles import PruneStore
+from gateway.store.types import StoreError
 
 log = logging.getLogger("gateway.pruning")
 
@@ -67,7 +68,7 @@ class TokenPruner:
     def __init__(
         self,
         lnd: LndClient,
-        store: TokenStore,
+        store: PruneStore,
         metrics: GatewayMetrics,
         older_than_seconds: int = DEFAULT_OLDER_THAN_DAYS * DAY_SECONDS,
         batch: int = DEFAULT_BATCH,

@@ -1,8 +1,22 @@
-"""Per-client token buckets for challenge minting (sans-I/O: the caller passes the time).
+"""Per-client token buckets for challenge minting (the caller passes the time).
 
 Every unauthenticated request to a priced route costs the operator an LND
 `AddInvoice` and a stored token, so the gateway limits how fast one client
-(one IP address, as resolved through `trusted_proxies`) can obtain challenges.
+can obtain challenges. A client is one IPv4 address, or one IPv6 prefix
+(default /64: a single subscriber usually gets a whole /64, so keying by full
+address gave one host 2^64 allowances), as resolved through `trusted_proxies`
+and named by `client_key`.
+
+Two `ChallengeLimiter`s:
+- `LocalChallengeLimiter`: buckets in this process's memory (SQLite stores,
+  and single-process deployments). Several processes each allow the full rate:
+  sharing through SQLite would put a write-lock round trip (and an fsync) on
+  every unpaid request of every process, which is the flood the limiter is
+  there to absorb.
+- `SharedChallengeLimiter`: one bucket per client in the PostgreSQL store, so
+  every replica draws from one allowance (`gateway.store.buckets`). If the
+  store fails or is slow it falls back to a local bucket, so the limit
+  degrades to per-process, never to none.
 
 Each client has a bucket holding up to `burst` tokens, refilled continuously at
 `per_minute / 60` tokens per second; a new client starts with a full bucket.
@@ -17,12 +31,24 @@ more permissive, never refuse a client that would otherwise have been allowed.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import logging
 import math
 from collections import OrderedDict
 from typing import Protocol
 
+from gateway.store.buckets import SWEEP_BATCH
+from gateway.store.roles import RateBuckets
+from gateway.store.types import StoreError
+
+log = logging.getLogger("gateway.ratelimit")
+
 DEFAULT_MAX_CLIENTS = 100_000
+DEFAULT_IPV6_PREFIX = 64
+SHARED_TIMEOUT = 0.5  # a shared bucket slower than this falls back to the local one
+SWEEP_INTERVAL = 60.0
+SWEEP_ROUNDS = 10  # batches per sweep (gateway.store.buckets.SWEEP_BATCH rows each)
 # Float slack: refills computed from differences of large epoch timestamps may land a
 # hair under a whole token; a millionth of a token is forgiven.
 _EPSILON = 1e-6
@@ -103,21 +129,53 @@ def retry_after_seconds(wait: float) -> int:
     return max(1, math.ceil(wait - _EPSILON))
 
 
+def client_key(address: str, v6_prefix: int = DEFAULT_IPV6_PREFIX) -> str:
+    """The rate-limit key of a client address: IPv4 as is, IPv6 by its `/v6_prefix` network.
+
+    IPv4-mapped IPv6 (`::ffff:192.0.2.1`) counts as the IPv4 address; a zone
+    (`fe80::1%eth0`) is ignored. Text that is not an IP address (a UNIX socket
+    peer) is its own key. Raises ValueError for a prefix outside 1..128.
+    """
+    if not 1 <= v6_prefix <= 128:
+        raise ValueError(f"IPv6 prefix must be 1..128, got {v6_prefix}")
+    text = address.strip()
+    host = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return text
+    if isinstance(ip, ipaddress.IPv4Address):
+        return str(ip)
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    network = ipaddress.IPv6Network((ip, v6_prefix), strict=False)
+    return f"{network.network_address}/{v6_prefix}"
+
+
 class ChallengeLimiter(Protocol):
-    """Where the challenge issuer asks whether a client may have another challenge."""
+    """What the challenge issuer asks before minting: None = go ahead, else seconds to wait."""
 
-    async def allow(self, key: str, now: float) -> float | None:
-        """None: go ahead (a token was taken); else seconds until the next one."""
+    @property
+    def enabled(self) -> bool: ...
+
+    async def allow(self, key: str, now: float) -> float | None: ...
+
+    def configure(self, per_minute: int, burst: int) -> None:
+        """Apply a reloaded limit (see TokenBucketLimiter.configure)."""
         ...
-
-    def configure(self, per_minute: int, burst: int) -> None: ...
 
 
 class LocalChallengeLimiter:
-    """Per-process buckets (the default; see docs/decisions.md for shared ones)."""
+    """Per-process buckets (see module docstring)."""
 
-    def __init__(self, per_minute: int, burst: int) -> None:
-        self.buckets = TokenBucketLimiter(per_minute, burst)
+    def __init__(
+        self, per_minute: int, burst: int, *, max_clients: int = DEFAULT_MAX_CLIENTS
+    ) -> None:
+        self.buckets = TokenBucketLimiter(per_minute, burst, max_clients=max_clients)
+
+    @property
+    def enabled(self) -> bool:
+        return self.buckets.enabled
 
     async def allow(self, key: str, now: float) -> float | None:
         return self.buckets.allow(key, now)
@@ -126,18 +184,71 @@ class LocalChallengeLimiter:
         self.buckets.configure(per_minute, burst)
 
 
-def client_key(address: str, ipv6_prefix: int) -> str:
-    """The rate-limit key of a client: IPv4 by address, IPv6 by its `ipv6_prefix` network.
+class SharedChallengeLimiter:
+    """Buckets in the store, shared by every gateway on it (see module docstring).
 
-    One IPv6 customer usually holds a whole /64 (or more): keyed per address,
-    ten addresses from one /64 got ten times the allowance.
+    Bounded: every `sweep_interval` seconds (by the `now` callers pass) one
+    call also deletes buckets that are full again, in at most SWEEP_ROUNDS
+    bounded batches, so the table holds about the clients of the last
+    burst/rate seconds. The fallback's memory is bounded like the local one's.
     """
-    try:
-        parsed = ipaddress.ip_address(address)
-    except ValueError:
-        return address  # "unknown" and the like share one bucket
-    if isinstance(parsed, ipaddress.IPv6Address):
-        if parsed.ipv4_mapped is not None:
-            return str(parsed.ipv4_mapped)
-        return str(ipaddress.IPv6Network((parsed, ipv6_prefix), strict=False))
-    return str(parsed)
+
+    def __init__(
+        self,
+        store: RateBuckets,
+        per_minute: int,
+        burst: int,
+        *,
+        timeout: float = SHARED_TIMEOUT,
+        sweep_interval: float = SWEEP_INTERVAL,
+        max_clients: int = DEFAULT_MAX_CLIENTS,
+    ) -> None:
+        self._store = store
+        self._timeout = timeout
+        self._sweep_interval = sweep_interval
+        self._next_sweep = 0.0
+        self.fallback = TokenBucketLimiter(per_minute, burst, max_clients=max_clients)
+        self.degraded = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.fallback.enabled
+
+    def configure(self, per_minute: int, burst: int) -> None:
+        self.fallback.configure(per_minute, burst)
+
+    async def allow(self, key: str, now: float) -> float | None:
+        limit = self.fallback
+        if not limit.enabled:
+            return None
+        try:
+            async with asyncio.timeout(self._timeout):
+                wait = await self._store.take_token(key, now, limit.per_minute, limit.burst)
+        except (StoreError, TimeoutError) as exc:
+            if not self.degraded:
+                self.degraded = True
+                log.warning(
+                    "shared challenge rate limit unavailable; limiting per process",
+                    extra={"error": str(exc) or type(exc).__name__},
+                )
+            return limit.allow(key, now)
+        if self.degraded:
+            self.degraded = False
+            log.info("shared challenge rate limit available again")
+        if now >= self._next_sweep:
+            self._next_sweep = now + self._sweep_interval
+            await self.sweep(now)
+        return wait
+
+    async def sweep(self, now: float) -> int:
+        """Delete buckets that are full again; the number deleted (0 on a store error)."""
+        deleted = 0
+        try:
+            for _ in range(SWEEP_ROUNDS):
+                batch = await self._store.sweep_buckets(now)
+                deleted += batch
+                if batch < SWEEP_BATCH:
+                    break
+        except StoreError as exc:
+            log.warning("rate-limit bucket sweep failed", extra={"error": str(exc)})
+        return deleted

@@ -1,44 +1,69 @@
 """Settlement accounting: follow LND's SubscribeInvoices and book revenue per route.
 
-The follower resumes from the last settle index the store recorded, so LND
-replays only what was missed while the gateway (or LND) was down, and the
-store's per-payment-hash uniqueness makes a replay count once. Invoices the
-gateway did not mint are ignored. It runs beside serving: start-up never
-waits on the invoice history.
+Steady state: the follower resumes from the last settle index the ledger
+advanced to, and LND replays every settlement after it before going live, so
+nothing is missed while the gateway (or LND) was down; the ledger's
+per-payment-hash uniqueness makes a replay count once. Invoices the gateway
+did not mint are ignored. It runs beside serving: start-up never waits on it.
 
-LND reads a settle index of 0 as "no backlog", not "from the beginning", so
-while the store has booked nothing yet the follower first pages through
-ListInvoices and books what settled while no gateway was following (a buyer
-paying during a deploy), then subscribes from the highest settle index seen.
-That scan starts at the store's first minted token (ListInvoices'
-creation-date filter), so a gateway new to a busy node never walks the node's
-older history, and one that has minted nothing skips it.
+First start (nothing booked in order yet, resume index 0). LND reads a settle
+index of 0 as "no backlog", so a follower that lists invoices and then
+subscribes from 0 misses any invoice settled between the two calls, for good
+once a later settlement moves the resume index past it. Here the follower
+subscribes *first* and lists *after*, so every settlement is in the listing or
+in the stream:
+
+1. It finds an anchor: the highest settle index among LND's newest invoices
+   (else, after listing and booking what settled while no gateway followed,
+   the highest seen there).
+2. It subscribes from anchor - 1, so LND at once replays the anchor's
+   settlement. Receiving any event proves LND has registered the subscription
+   (it registers before it replays). With no anchor (nothing ever settled in
+   the gateway's era) it subscribes live-only and the first event of any kind
+   is the proof.
+3. Then it lists again (`gateway.reconcile`) and books what settled before
+   the subscription existed; anything later is in the stream.
+4. It processes the stream in settle-index order, advancing the resume index.
+   Listing bookings never advance it, since they are not in that order.
+
+A crash at any point leaves either a resume index below every unbooked
+settlement, or a first start again. `l402-gateway report --reconcile` books
+anything missed by other means.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
+from collections.abc import AsyncIterator
+from typing import Protocol
 
-from gateway.lightning import Invoice, InvoiceState, LndClient, LndError
+from gateway.lightning import Invoice, InvoiceState, LndError
 from gateway.metrics import GatewayMetrics
-from gateway.store.base import StoreError, TokenStore
+from gateway.reconcile import InvoiceLister, ReconcileResult, reconcile, settled_invoice
+from gateway.store.roles import SettlementLedger
+from gateway.store.types import SettledInvoice, StoreError
 
 log = logging.getLogger("gateway.settlement")
 
 BACKOFF_START = 0.5
 BACKOFF_MAX = 10.0
-CATCH_UP_PAGE = 1000
-CLOCK_SKEW_SECONDS = 300  # our token time vs LND's invoice creation time
+ANCHOR_PAGE = 100  # newest invoices searched for a settled one to anchor the subscription
+
+
+class InvoiceFeed(InvoiceLister, Protocol):
+    """What the follower needs of LND (an LndClient)."""
+
+    def subscribe_invoices(
+        self, add_index: int = 0, settle_index: int = 0
+    ) -> AsyncIterator[Invoice]: ...
 
 
 class SettlementFollower:
-    def __init__(self, lnd: LndClient, store: TokenStore, metrics: GatewayMetrics) -> None:
+    def __init__(self, lnd: InvoiceFeed, store: SettlementLedger, metrics: GatewayMetrics) -> None:
         self._lnd = lnd
         self._store = store
         self._metrics = metrics
-        self._caught_up_to = 0  # highest settle index a ListInvoices catch-up has seen
 
     async def run(self) -> None:
         """Follow forever; reconnect with backoff when LND or the store fails."""
@@ -57,59 +82,78 @@ class SettlementFollower:
             backoff = min(backoff * 2, BACKOFF_MAX)
 
     async def _follow_once(self) -> None:
-        index = max(await self._store.last_settle_index(), self._caught_up_to)
-        if index == 0:
-            index = self._caught_up_to = await self._catch_up()
-        self._metrics.settle_index.set(index)
-        async for invoice in self._lnd.subscribe_invoices(settle_index=index):
-            if invoice.state is not InvoiceState.SETTLED or invoice.settle_index <= index:
-                continue
-            if await self._book(invoice):
-                index = invoice.settle_index
-                self._metrics.settle_index.set(index)
+        index = await self._store.last_settle_index()
+        if index > 0:
+            self._metrics.settle_index.set(index)
+            events = self._lnd.subscribe_invoices(settle_index=index)
+            try:
+                await self._consume(events)
+            finally:
+                await _close(events)
+        else:
+            await self._first_start()
 
-    async def _catch_up(self) -> int:
-        """Book settled invoices since our first token; return the highest settle index seen."""
-        first = await self._store.first_token_created_at()
-        if first is None:
-            return 0  # nothing minted yet: nothing of ours can have settled
-        since = max(first - CLOCK_SKEW_SECONDS, 1)
-        highest = 0
-        offset = 0
-        while True:
-            page = await self._lnd.list_invoices(
-                index_offset=offset, num_max=CATCH_UP_PAGE, creation_date_start=since
+    async def _first_start(self) -> None:
+        anchor = await self._newest_settle_index()
+        if anchor <= 1:  # LND would read anchor - 1 = 0 as "no backlog"
+            anchor = (await self._catch_up()).highest_settle_index
+        if anchor > 1:
+            events = self._lnd.subscribe_invoices(settle_index=anchor - 1)
+        else:
+            events = self._lnd.subscribe_invoices()
+        try:
+            first = await anext(aiter(events), None)  # LND has registered the subscription
+            if first is None:
+                return  # the stream ended at once: start over
+            caught = await self._catch_up()
+            log.info(
+                "settlement follower started",
+                extra={"anchor": anchor, "caught_up": caught.booked, "scanned": caught.scanned},
             )
-            for invoice in page:
-                if invoice.state is InvoiceState.SETTLED and invoice.settle_index > 0:
-                    highest = max(highest, invoice.settle_index)
-                    await self._book(invoice)
-            if len(page) < CATCH_UP_PAGE:
-                return highest
-            offset = max(invoice.add_index for invoice in page)
+            await self._handle(first)
+            await self._consume(events)
+        finally:
+            await _close(events)
 
-    async def _book(self, invoice: Invoice) -> bool:
-        """Record one settled invoice; False when this gateway did not mint it."""
+    async def _newest_settle_index(self) -> int:
+        newest = await self._lnd.list_invoices(num_max=ANCHOR_PAGE, reversed_order=True)
+        return max((i.settle_index for i in newest if i.state is InvoiceState.SETTLED), default=0)
+
+    async def _catch_up(self) -> ReconcileResult:
+        return await reconcile(self._lnd, self._store, on_booked=self._count)
+
+    async def _consume(self, events: AsyncIterator[Invoice]) -> None:
+        async for invoice in events:
+            await self._handle(invoice)
+
+    async def _handle(self, invoice: Invoice) -> None:
+        """Book a settled invoice of ours, advancing the resume index (settle-index order)."""
+        if invoice.state is not InvoiceState.SETTLED or invoice.settle_index <= 0:
+            return
         route = await self._store.route_for_payment_hash(invoice.payment_hash)
         if route is None:
-            return False  # not minted by this gateway
-        settled_at = invoice.settle_date or int(time.time())
-        new = await self._store.record_settlement(
-            invoice.payment_hash,
-            route,
-            invoice.amt_paid_msat,
-            invoice.settle_index,
-            settled_at,
+            return  # not minted by this gateway
+        entry = settled_invoice(invoice, route)
+        if await self._store.record_settlement(entry, advance=True):
+            self._count(entry)
+        self._metrics.settle_index.set(invoice.settle_index)
+
+    def _count(self, entry: SettledInvoice) -> None:
+        """Metrics and log for a newly booked settlement (stream or catch-up)."""
+        self._metrics.settled_invoices.labels(route=entry.route).inc()
+        self._metrics.revenue_msats.labels(route=entry.route).inc(entry.amt_paid_msat)
+        log.info(
+            "invoice settled",
+            extra={
+                "route": entry.route,
+                "settle_index": entry.settle_index,
+                "amt_paid_msat": entry.amt_paid_msat,
+            },
         )
-        if new:
-            self._metrics.settled_invoices.labels(route=route).inc()
-            self._metrics.revenue_msats.labels(route=route).inc(invoice.amt_paid_msat)
-            log.info(
-                "invoice settled",
-                extra={
-                    "route": route,
-                    "settle_index": invoice.settle_index,
-                    "amt_paid_msat": invoice.amt_paid_msat,
-                },
-            )
-        return True
+
+
+async def _close(events: AsyncIterator[Invoice]) -> None:
+    """End the gRPC stream now rather than whenever the generator is collected."""
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        await aclose()

@@ -208,19 +208,20 @@ def _lnd(top: Section) -> LndConfig:
 
 
 def _store(top: Section) -> StoreConfig:
-    keys = frozenset({"url", "prune_after_days"})
+    keys = frozenset({"url", "prune_after_days", "timeout_seconds"})
     s = Section.of(top.reader, top.get("store"), "store", keys)
     if s is None:
         return StoreConfig(parse_store_url(DEFAULT_STORE_URL).url, DEFAULT_PRUNE_AFTER_DAYS)
     prune_after_days = s.integer("prune_after_days", DEFAULT_PRUNE_AFTER_DAYS, minimum=0)
+    timeout = s.positive_number("timeout_seconds", StoreConfig.timeout_seconds)
     text = s.string("url", DEFAULT_STORE_URL)
     node = s.get("url") or s.node
     text = s.reader.interpolate(node, "store.url", text)
     try:
-        return StoreConfig(parse_store_url(text, s.reader.base_dir).url, prune_after_days)
+        return StoreConfig(parse_store_url(text, s.reader.base_dir).url, prune_after_days, timeout)
     except ValueError as exc:
         s.reader.error(node, "store.url", str(exc))
-        return StoreConfig(text, prune_after_days)
+        return StoreConfig(text, prune_after_days, timeout)
 
 
 def _challenge_rate_limit(top: Section) -> ChallengeRateLimit:

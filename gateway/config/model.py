@@ -64,17 +64,20 @@ class StoreConfig:
     """`url` is `sqlite:///absolute/path` or a `postgresql://` URL.
 
     `prune_after_days`: age after which unpaid, canceled tokens are pruned; 0 = never.
+    `timeout_seconds`: every store call fails (503 + Retry-After) after this long.
     """
 
     url: str = field(repr=False)  # a PostgreSQL URL may carry a password
     prune_after_days: int = 7
+    timeout_seconds: float = 2.0
 
 
 @dataclass(frozen=True)
 class ChallengeRateLimit:
     """Challenges one client (IP address) may obtain: `per_minute` refill, `burst` at once.
 
-    `per_minute == 0` turns the limit off.
+    `per_minute == 0` turns the limit off. IPv6 clients are keyed by their
+    `ipv6_prefix`-bit network (one subscriber usually holds a whole /64).
     """
 
     per_minute: int = 60

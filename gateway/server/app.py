@@ -17,11 +17,12 @@ from aiohttp import web
 
 from gateway.config.model import GatewayConfig
 from gateway.l402.mint import Minter
+from gateway.leadership import run_while_leader
 from gateway.lightning import LndClient
 from gateway.metrics import GatewayMetrics
 from gateway.proxy import Proxy
 from gateway.pruning import DAY_SECONDS, TokenPruner
-from gateway.ratelimit import LocalChallengeLimiter
+from gateway.ratelimit import ChallengeLimiter, LocalChallengeLimiter, SharedChallengeLimiter
 from gateway.server.auth import Authenticator, VerifiedCache
 from gateway.server.challenges import ChallengeIssuer
 from gateway.server.cors import add_cors_headers
@@ -60,7 +61,9 @@ def lnd_observer(metrics: GatewayMetrics) -> Callable[[str, float, str | None], 
 
 def _store_ctx(config: GatewayConfig, injected: Store | None) -> CleanupCtx:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        store = injected or await open_store(config.store.url, config.base_dir)
+        store = injected or await open_store(
+            config.store.url, config.base_dir, timeout=config.store.timeout_seconds
+        )
         app[STORE_KEY] = store
         yield
         if injected is None:
@@ -110,6 +113,15 @@ def build_services(
     )
 
 
+def challenge_limiter(config: GatewayConfig, store: Store) -> ChallengeLimiter:
+    """Shared buckets when the store is shared (PostgreSQL: N replicas or workers must not
+    give a client N allowances), per-process ones on SQLite (docs/decisions.md)."""
+    limit = config.challenge_rate_limit
+    if store.shares_rate_limits:
+        return SharedChallengeLimiter(store, limit.per_minute, limit.burst)
+    return LocalChallengeLimiter(limit.per_minute, limit.burst)
+
+
 def _services_ctx(config: GatewayConfig, clock: Callable[[], float]) -> CleanupCtx:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         proxy = Proxy.create(limit=UPSTREAM_POOL_LIMIT)
@@ -125,21 +137,30 @@ def _services_ctx(config: GatewayConfig, clock: Callable[[], float]) -> CleanupC
 
 
 async def _settlement_ctx(app: web.Application) -> AsyncIterator[None]:
-    follower = SettlementFollower(app[LND_KEY], app[STORE_KEY], app[METRICS_KEY])
+    """One follower across every process on the store (leader lock), taken over on death."""
+    store = app[STORE_KEY]
+    follower = SettlementFollower(app[LND_KEY], store, app[METRICS_KEY])
     app[SETTLEMENT_KEY] = follower
-    task = asyncio.create_task(follower.run(), name="settlement-follower")
+    task = asyncio.create_task(
+        run_while_leader(store.leader_lock("settlement"), "settlement", follower.run),
+        name="settlement-follower",
+    )
     yield
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
 
 
 def _pruner_ctx(days: int, clock: Callable[[], float]) -> CleanupCtx:
-    """Hourly pruning of unpaid, canceled tokens; the first pass waits a few minutes."""
+    """Hourly pruning of unpaid, canceled tokens, by one process at a time (leader lock)."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        pruner = TokenPruner(app[LND_KEY], app[STORE_KEY], app[METRICS_KEY], days * DAY_SECONDS)
+        store = app[STORE_KEY]
+        pruner = TokenPruner(app[LND_KEY], store, app[METRICS_KEY], days * DAY_SECONDS)
         app[PRUNER_KEY] = pruner
-        task = asyncio.create_task(pruner.run(clock), name="token-pruner")
+        task = asyncio.create_task(
+            run_while_leader(store.leader_lock("pruner"), "pruner", lambda: pruner.run(clock)),
+            name="token-pruner",
+        )
         yield
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 
-from gateway.store.base import utc_day
+from gateway.store.ledger import utc_day
 from gateway.store.roles import UsageLedger
 from gateway.store.types import StoreError
 

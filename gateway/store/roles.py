@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from gateway.l402.records import TokenRecord
+from gateway.leadership import LeaderLock
 from gateway.store.types import (
     ImportedKey,
     PruneCandidate,
@@ -83,13 +84,27 @@ class SettlementLedger(Protocol):
 
     async def route_for_payment_hash(self, payment_hash: bytes) -> str | None: ...
 
-    async def record_settlement(self, invoice: SettledInvoice) -> bool:
-        """Book one settled invoice; False when it was booked before (idempotent)."""
+    async def record_settlement(self, invoice: SettledInvoice, *, advance: bool = True) -> bool:
+        """Book one settled invoice; False when it was booked before (idempotent).
+
+        `advance` also moves the resume index (`last_settle_index`) up to the
+        invoice's settle index. Only bookings made in settle-index order (the
+        live subscription) may advance it: an index past an unbooked settlement
+        would skip that settlement on every later resume.
+        """
         ...
 
-    async def last_settle_index(self) -> int: ...
+    async def last_settle_index(self) -> int:
+        """Where the subscription resumes; 0 when nothing was booked in order yet."""
+        ...
 
     async def first_token_created_at(self) -> int | None: ...
+
+    async def booking_status(
+        self, payment_hashes: Sequence[bytes]
+    ) -> dict[bytes, tuple[str, bool]]:
+        """Of these payment hashes, those minted here -> (route, settlement already booked)."""
+        ...
 
 
 class UsageLedger(Protocol):
@@ -121,13 +136,41 @@ class TokenCatalog(Protocol):
     """Read-only views of tokens for operators (CLI and admin API)."""
 
     async def list_tokens(
-        self, *, route: str | None = None, limit: int = 100, before: int | None = None
+        self,
+        *,
+        route: str | None = None,
+        limit: int = 100,
+        before: tuple[int, bytes] | None = None,
     ) -> list[TokenInfo]:
-        """Newest first; `before` = created_at of the last row seen continues a listing."""
+        """Newest first by (created_at, token_id).
+
+        `before` = (created_at, token_id) of the last row seen continues a
+        listing (created_at alone would skip tokens minted in the same second).
+        """
         ...
 
     async def find_token(self, token_id_or_hash: bytes) -> TokenInfo | None:
         """By token id (32 bytes) or payment hash (32 bytes)."""
+        ...
+
+
+class RateBuckets(Protocol):
+    """Challenge rate-limit buckets shared by every gateway on the database."""
+
+    async def take_token(
+        self, client: str, now: float, per_minute: int, burst: int
+    ) -> float | None:
+        """Take one token from `client`'s bucket: None when taken, else seconds to wait."""
+        ...
+
+    async def sweep_buckets(self, now: float) -> int:
+        """Delete a bounded batch of buckets that are full again; the count deleted."""
+        ...
+
+
+class Leadership(Protocol):
+    def leader_lock(self, name: str) -> LeaderLock:
+        """A named lock at most one process on this store holds (see gateway.leadership)."""
         ...
 
 
@@ -145,9 +188,16 @@ class Store(
     UsageLedger,
     PruneStore,
     TokenCatalog,
+    RateBuckets,
+    Leadership,
     HealthProbe,
     Protocol,
 ):
     """Every role at once: what `open_store` returns and its owner closes."""
+
+    @property
+    def shares_rate_limits(self) -> bool:
+        """True when gateways on this store should share challenge allowances (PostgreSQL)."""
+        ...
 
     async def close(self) -> None: ...

@@ -1,90 +1,145 @@
-"""Schema version 1 of the token store, for SQLite and PostgreSQL (same tables).
+"""The store's schema, written once for both databases, and its migrations.
 
-Single-use tokens: `lease_until` and `lease_id` are set together by `reserve`
-and cleared together by `commit` and `release`; `lease_id` is the random id of
-the current holder's lease, which `commit` and `release` must present.
+A new database gets version 1's tables and then every migration in order, so
+the path an upgraded deployment takes is the path every fresh store takes.
+Column types are dialect tokens (`gateway.store.dialect`).
+
+Version 1: tokens (single-use leases: `lease_until` and `lease_id` set together
+by `reserve`, cleared together by `commit`/`release`), settlements, the resume
+settle index, paid-request counts, the health row.
+Version 2: root keys imported from Aperture (`l402_imported_keys`), the shared
+challenge rate-limit buckets (`l402_rate_buckets`), and a (created_at,
+token_id) index for listing tokens newest first.
 """
 
 from __future__ import annotations
 
-SQLITE_SCHEMA = """
-CREATE TABLE l402_tokens (
-    key_id BLOB PRIMARY KEY,
-    token_id BLOB NOT NULL,
-    payment_hash BLOB NOT NULL,
-    route TEXT NOT NULL,
-    root_key BLOB,                 -- NULL once revoked
-    price_msat INTEGER NOT NULL,
-    single_use INTEGER NOT NULL,
-    created_at INTEGER NOT NULL,
-    valid_until INTEGER,
-    revoked_at INTEGER,
-    lease_until INTEGER,           -- single-use: reservation held until then
-    lease_id BLOB,                 -- single-use: the current holder's random lease id
-    used_at INTEGER                -- single-use: consumed
-);
-CREATE INDEX l402_tokens_token_id ON l402_tokens (token_id);
-CREATE INDEX l402_tokens_payment_hash ON l402_tokens (payment_hash);
-CREATE INDEX l402_tokens_created_at ON l402_tokens (created_at);
-CREATE TABLE l402_settlements (
-    payment_hash BLOB PRIMARY KEY,
-    route TEXT NOT NULL,
-    amt_paid_msat INTEGER NOT NULL,
-    settle_index INTEGER NOT NULL,
-    settled_at INTEGER NOT NULL,
-    day TEXT NOT NULL
-);
-CREATE INDEX l402_settlements_day ON l402_settlements (day);
-CREATE TABLE l402_settle_state (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    last_settle_index INTEGER NOT NULL
-);
-CREATE TABLE l402_paid_requests (
-    day TEXT NOT NULL,
-    route TEXT NOT NULL,
-    count INTEGER NOT NULL,
-    PRIMARY KEY (day, route)
-);
-CREATE TABLE l402_store_health (id INTEGER PRIMARY KEY CHECK (id = 1), checked_at INTEGER);
-"""
+from gateway.store.dialect import Dialect
+from gateway.store.steps import Execute, FetchOne, Steps, reads, transaction
+from gateway.store.types import StoreError
 
-POSTGRES_SCHEMA = [
+SCHEMA_VERSION = 2
+
+V1 = [
     """CREATE TABLE l402_tokens (
-        key_id BYTEA PRIMARY KEY,
-        token_id BYTEA NOT NULL,
-        payment_hash BYTEA NOT NULL,
+        key_id <blob> PRIMARY KEY,
+        token_id <blob> NOT NULL,
+        payment_hash <blob> NOT NULL,
         route TEXT NOT NULL,
-        root_key BYTEA,
-        price_msat BIGINT NOT NULL,
-        single_use BOOLEAN NOT NULL,
-        created_at BIGINT NOT NULL,
-        valid_until BIGINT,
-        revoked_at BIGINT,
-        lease_until BIGINT,
-        lease_id BYTEA,
-        used_at BIGINT
+        root_key <blob>,
+        price_msat <bigint> NOT NULL,
+        single_use <bool> NOT NULL,
+        created_at <bigint> NOT NULL,
+        valid_until <bigint>,
+        revoked_at <bigint>,
+        lease_until <bigint>,
+        lease_id <blob>,
+        used_at <bigint>
     )""",
     "CREATE INDEX l402_tokens_token_id ON l402_tokens (token_id)",
     "CREATE INDEX l402_tokens_payment_hash ON l402_tokens (payment_hash)",
     "CREATE INDEX l402_tokens_created_at ON l402_tokens (created_at)",
     """CREATE TABLE l402_settlements (
-        payment_hash BYTEA PRIMARY KEY,
+        payment_hash <blob> PRIMARY KEY,
         route TEXT NOT NULL,
-        amt_paid_msat BIGINT NOT NULL,
-        settle_index BIGINT NOT NULL,
-        settled_at BIGINT NOT NULL,
+        amt_paid_msat <bigint> NOT NULL,
+        settle_index <bigint> NOT NULL,
+        settled_at <bigint> NOT NULL,
         day TEXT NOT NULL
     )""",
     "CREATE INDEX l402_settlements_day ON l402_settlements (day)",
     """CREATE TABLE l402_settle_state (
         id INTEGER PRIMARY KEY CHECK (id = 1),
-        last_settle_index BIGINT NOT NULL
+        last_settle_index <bigint> NOT NULL
     )""",
     """CREATE TABLE l402_paid_requests (
         day TEXT NOT NULL,
         route TEXT NOT NULL,
-        count BIGINT NOT NULL,
+        count <bigint> NOT NULL,
         PRIMARY KEY (day, route)
     )""",
-    "CREATE TABLE l402_store_health (id INTEGER PRIMARY KEY CHECK (id = 1), checked_at BIGINT)",
+    "CREATE TABLE l402_store_health (id INTEGER PRIMARY KEY CHECK (id = 1), checked_at <bigint>)",
 ]
+
+MIGRATIONS: dict[int, list[str]] = {
+    2: [
+        # root_key is NULL once revoked; token_id, payment_hash, service and
+        # price_msat are known only when Aperture recorded its transactions.
+        """CREATE TABLE l402_imported_keys (
+            key_id <blob> PRIMARY KEY,
+            root_key <blob>,
+            token_id <blob>,
+            payment_hash <blob>,
+            service TEXT,
+            price_msat <bigint>,
+            source TEXT NOT NULL,
+            created_at <bigint> NOT NULL,
+            imported_at <bigint> NOT NULL,
+            revoked_at <bigint>
+        )""",
+        "CREATE INDEX l402_imported_keys_token_id ON l402_imported_keys (token_id)",
+        "CREATE INDEX l402_imported_keys_payment_hash ON l402_imported_keys (payment_hash)",
+        "CREATE INDEX l402_imported_keys_created ON l402_imported_keys (created_at, token_id)",
+        "CREATE INDEX l402_tokens_created_token ON l402_tokens (created_at, token_id)",
+        # One row per client seen in the last burst/rate seconds; `full_at` is when the
+        # bucket is full again at the latest, after which the row is deleted. Unlogged on
+        # PostgreSQL (no WAL write per challenge): losing it in a crash or a failover
+        # only gives every client a full bucket again.
+        """CREATE <unlogged> TABLE l402_rate_buckets (
+            client TEXT PRIMARY KEY,
+            tokens <float> NOT NULL,
+            updated_at <float> NOT NULL,
+            full_at <float> NOT NULL,
+            granted INTEGER NOT NULL,
+            rate <float> NOT NULL,
+            burst <float> NOT NULL
+        )""",
+        "CREATE INDEX l402_rate_buckets_full_at ON l402_rate_buckets (full_at)",
+    ],
+}
+
+_VERSION_TABLE = "CREATE TABLE IF NOT EXISTS l402_schema_version (version INTEGER NOT NULL)"
+
+
+def _newer(version: int) -> StoreError:
+    return StoreError(f"store schema v{version} is newer than this gateway's (v{SCHEMA_VERSION})")
+
+
+@reads
+def schema_version(dialect: Dialect) -> Steps[int | None]:
+    """The stored schema version (None for an empty database), without taking a write lock.
+
+    Lets a gateway start while another process holds a long write transaction.
+    """
+    if (yield FetchOne(dialect.table_exists, ("l402_schema_version",))) is None:
+        return None
+    row = yield FetchOne("SELECT max(version) FROM l402_schema_version")
+    return None if row is None or row[0] is None else int(row[0])
+
+
+@transaction
+def migrate(dialect: Dialect) -> Steps[int]:
+    """Create or upgrade the schema to SCHEMA_VERSION; the version found before."""
+    if dialect.migration_lock is not None:
+        yield FetchOne(dialect.migration_lock)
+    yield Execute(_VERSION_TABLE)
+    row = yield FetchOne("SELECT max(version) FROM l402_schema_version")
+    found = 0 if row is None or row[0] is None else int(row[0])
+    if found > SCHEMA_VERSION:
+        raise _newer(found)
+    if found == 0:
+        for statement in V1:
+            yield Execute(dialect.ddl(statement))
+        yield Execute("INSERT INTO l402_schema_version (version) VALUES (?)", (1,))
+    for version in range(max(found, 1) + 1, SCHEMA_VERSION + 1):
+        for statement in MIGRATIONS[version]:
+            yield Execute(dialect.ddl(statement))
+        yield Execute("INSERT INTO l402_schema_version (version) VALUES (?)", (version,))
+    return found
+
+
+def check_version(found: int | None) -> bool:
+    """True when `found` is current; raises StoreError when it is newer than this code."""
+    if found is not None and found > SCHEMA_VERSION:
+        raise _newer(found)
+    return found == SCHEMA_VERSION

@@ -75,8 +75,9 @@ class SettledInvoice:
 class ImportedKey:
     """A root key sold by another gateway (Aperture), keyed like ours: sha256(identifier).
 
-    `token_id`, `payment_hash` and `service` are known only when the source
-    recorded them (Aperture's `l402_transactions`); `root_key` is secret.
+    `token_id`, `payment_hash`, `service` and `price_msat` are known only when
+    the source recorded them (Aperture's `l402_transactions`, whose `price_sats`
+    times 1000 is `price_msat`); `root_key` is secret.
     """
 
     key_id: bytes
@@ -86,6 +87,7 @@ class ImportedKey:
     token_id: bytes | None = None
     payment_hash: bytes | None = None
     service: str | None = None
+    price_msat: int | None = None
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ from gateway.regtest.network import Descriptor
 from gateway.regtest.processes import free_port
 from gateway.server.app import PRUNER_KEY
 from gateway.server.serve import GatewayServer
-from gateway.store import TokenStore, open_store
+from gateway.store import Store, open_store
+from gateway.store.types import SettledInvoice
 from tests.gateway.harness import Gateway, pay, poll, write_config
 from tests.store.factories import make_record
 
@@ -37,7 +38,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[TokenStore]:
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
     store = await open_store(f"sqlite:///{tmp_path / 'tokens.db'}")
     yield store
     await store.close()
@@ -62,12 +63,12 @@ def pruned(metrics: GatewayMetrics) -> float | None:
     return metrics.registry.get_sample_value("l402_tokens_pruned_total")
 
 
-async def alive(store: TokenStore, challenge: Challenge) -> bool:
+async def alive(store: Store, challenge: Challenge) -> bool:
     return await store.route_for_payment_hash(challenge.payment_hash) is not None
 
 
 async def test_only_the_canceled_invoice_is_pruned(
-    store: TokenStore, seller_invoices: LndClient, buyer_admin: LndClient
+    store: Store, seller_invoices: LndClient, buyer_admin: LndClient
 ) -> None:
     minter = Minter(seller_invoices, store)
     expired = await mint(minter, 1, "prune: expires unpaid")
@@ -82,7 +83,13 @@ async def test_only_the_canceled_invoice_is_pruned(
     invoice = await seller_invoices.lookup_invoice(booked.payment_hash)
     assert invoice.state is InvoiceState.SETTLED
     await store.record_settlement(
-        booked.payment_hash, ROUTE, invoice.amt_paid_msat, invoice.settle_index, invoice.settle_date
+        SettledInvoice(
+            booked.payment_hash,
+            ROUTE,
+            invoice.amt_paid_msat,
+            invoice.settle_index,
+            invoice.settle_date,
+        )
     )
     await wait_state(seller_invoices, expired.payment_hash, InvoiceState.CANCELED)
     assert (await seller_invoices.lookup_invoice(paid.payment_hash)).state is InvoiceState.SETTLED
@@ -107,7 +114,7 @@ async def test_only_the_canceled_invoice_is_pruned(
     assert (total.checked, total.deleted, total.kept, total.finished) == (3, 0, 3, True)
 
 
-async def test_unreachable_lnd_deletes_nothing(store: TokenStore, regtest: Descriptor) -> None:
+async def test_unreachable_lnd_deletes_nothing(store: Store, regtest: Descriptor) -> None:
     records = [make_record(ROUTE, created_at=1_700_000_000 + i) for i in range(3)]
     for record in records:
         await store.put_token(record)
@@ -130,7 +137,7 @@ async def test_unreachable_lnd_deletes_nothing(store: TokenStore, regtest: Descr
 
 
 async def test_background_pass_runs_after_its_delay(
-    store: TokenStore, seller_invoices: LndClient
+    store: Store, seller_invoices: LndClient
 ) -> None:
     minter = Minter(seller_invoices, store)
     expired = await mint(minter, 1, "prune: background", age=WEEK)

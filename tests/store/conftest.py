@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.store import TokenStore, open_store
+from gateway.store import open_store
+from gateway.store.roles import Store
 from tests.support.postgres import PostgresServer
 
-OpenStore = Callable[[], Awaitable[TokenStore]]
+OpenStore = Callable[[], Awaitable[Store]]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -30,9 +31,9 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 async def open_stores(store_url: str) -> AsyncIterator[OpenStore]:
     """Open independent stores on one database, as separate gateway processes would."""
-    opened: list[TokenStore] = []
+    opened: list[Store] = []
 
-    async def factory() -> TokenStore:
+    async def factory() -> Store:
         store = await open_store(store_url)
         opened.append(store)
         return store
@@ -43,5 +44,5 @@ async def open_stores(store_url: str) -> AsyncIterator[OpenStore]:
 
 
 @pytest.fixture
-async def store(open_stores: OpenStore) -> TokenStore:
+async def store(open_stores: OpenStore) -> Store:
     return await open_stores()

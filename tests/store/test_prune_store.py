@@ -11,8 +11,8 @@ import asyncio
 import asyncpg
 import pytest
 
-from gateway.store import TokenRecord, TokenStore, open_store
-from gateway.store.base import PruneCandidate
+from gateway.store import Store, TokenRecord, open_store
+from gateway.store.types import PruneCandidate, SettledInvoice
 from tests.gateway.harness import poll
 from tests.support.postgres import PostgresServer
 
@@ -23,15 +23,15 @@ T0 = 1_700_000_000
 CUTOFF = T0 + 1_000
 
 
-async def put(store: TokenStore, **kw: object) -> TokenRecord:
+async def put(store: Store, **kw: object) -> TokenRecord:
     record = make_record(**kw)  # type: ignore[arg-type]
     await store.put_token(record)
     return record
 
 
-async def settle(store: TokenStore, record: TokenRecord, index: int = 1) -> None:
+async def settle(store: Store, record: TokenRecord, index: int = 1) -> None:
     assert await store.record_settlement(
-        record.payment_hash, record.route, record.price_msat, index, T0 + 5_000
+        SettledInvoice(record.payment_hash, record.route, record.price_msat, index, T0 + 5_000)
     )
 
 
@@ -39,7 +39,7 @@ def keys(candidates: list[PruneCandidate]) -> list[bytes]:
     return [c.key_id for c in candidates]
 
 
-async def test_candidates_meet_age_settlement_and_use_conditions(store: TokenStore) -> None:
+async def test_candidates_meet_age_settlement_and_use_conditions(store: Store) -> None:
     old = await put(store, created_at=T0)
     await put(store, created_at=CUTOFF)  # (a) not older than the cut-off
     await put(store, created_at=CUTOFF + 50)
@@ -62,7 +62,7 @@ async def test_candidates_meet_age_settlement_and_use_conditions(store: TokenSto
     ]
 
 
-async def test_candidates_oldest_first_bounded_and_paged(store: TokenStore) -> None:
+async def test_candidates_oldest_first_bounded_and_paged(store: Store) -> None:
     records = [await put(store, created_at=T0 + (i % 4)) for i in range(10)]  # ties included
     expected = sorted(records, key=lambda r: (r.created_at, r.key_id))
     first = await store.prune_candidates(CUTOFF, 4)
@@ -78,7 +78,7 @@ async def test_candidates_oldest_first_bounded_and_paged(store: TokenStore) -> N
     assert await store.prune_candidates(CUTOFF, 4, after=(T0 + 99, b"\xff" * 32)) == []
 
 
-async def test_delete_tokens_removes_only_still_prunable_rows(store: TokenStore) -> None:
+async def test_delete_tokens_removes_only_still_prunable_rows(store: Store) -> None:
     a, b, c, d = [await put(store, created_at=T0 + i, single_use=True) for i in range(4)]
     candidates = await store.prune_candidates(CUTOFF, 10)
     assert keys(candidates) == [a.key_id, b.key_id, c.key_id, d.key_id]
@@ -100,7 +100,7 @@ async def test_delete_tokens_removes_only_still_prunable_rows(store: TokenStore)
     assert await store.delete_tokens([]) == 0
 
 
-async def test_delete_tokens_deletes_a_large_batch(store: TokenStore) -> None:
+async def test_delete_tokens_deletes_a_large_batch(store: Store) -> None:
     records = [await put(store, created_at=T0) for _ in range(600)]
     unknown = [b"\x07" * 32]
     assert await store.delete_tokens([r.key_id for r in records] + unknown) == 600

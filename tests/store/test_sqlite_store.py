@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway.store import ReserveResult, StoreError, open_store
-from gateway.store.sqlite import SqliteTokenStore
+from gateway.store.sqlstore import SqlStore
 
 from .factories import make_record
 
@@ -41,7 +41,7 @@ async def test_file_is_private_and_in_wal_mode(tmp_path: Path) -> None:
     await store.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT version FROM l402_schema_version").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM l402_schema_version").fetchall() == [(1,), (2,)]
 
 
 async def test_relative_url_resolves_against_base_dir(tmp_path: Path) -> None:
@@ -70,7 +70,8 @@ async def test_unopenable_path_is_a_store_error(tmp_path: Path) -> None:
 
 async def test_memory_store_works() -> None:
     store = await open_store("sqlite::memory:")
-    assert isinstance(store, SqliteTokenStore)
+    assert isinstance(store, SqlStore)
+    assert store.dialect.name == "sqlite"
     record = make_record()
     await store.put_token(record)
     assert await store.get_root_key(record.key_id) == record.root_key

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from gateway.store import open_store
+from gateway.store.types import SettledInvoice
 from tests.store.factories import make_record
 
 REPO = Path(__file__).resolve().parents[2]
@@ -89,7 +90,9 @@ async def test_report_and_revoke_against_the_store(tmp_path: Path) -> None:
     record = make_record("premium", created_at=1_790_000_000)
     try:
         await store.put_token(record)
-        await store.record_settlement(record.payment_hash, "premium", 10_000, 1, 1_790_000_000)
+        await store.record_settlement(
+            SettledInvoice(record.payment_hash, "premium", 10_000, 1, 1_790_000_000)
+        )
         await store.add_paid_requests("premium", "2026-09-21", 3)
     finally:
         await store.close()

@@ -13,7 +13,7 @@ from gateway.l402.errors import L402Error, Reason
 from gateway.l402.mint import Challenge, Minter, MintRequest
 from gateway.server.auth import Authenticator, VerifiedCache, credential_headers
 from gateway.store import open_store
-from gateway.store.base import TokenStore
+from gateway.store.roles import Store
 from tests.support.invoices import MemoryInvoiceSource
 
 
@@ -30,15 +30,13 @@ OTHER = Route(name="other", path=re.compile("^/o$"), upstream="http://u", price_
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[TokenStore]:
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
     s = await open_store(f"sqlite:///{tmp_path}/tokens.db")
     yield s
     await s.close()
 
 
-async def _mint(
-    store: TokenStore, clock: Clock, validity: int | None = None
-) -> tuple[Challenge, bytes]:
+async def _mint(store: Store, clock: Clock, validity: int | None = None) -> tuple[Challenge, bytes]:
     source = MemoryInvoiceSource()
     request = MintRequest(
         route="premium",
@@ -55,7 +53,7 @@ async def _mint(
 class CountingStore:
     """Wraps the real store to count root-key lookups."""
 
-    def __init__(self, inner: TokenStore) -> None:
+    def __init__(self, inner: Store) -> None:
         self.inner = inner
         self.lookups = 0
 
@@ -64,7 +62,7 @@ class CountingStore:
         return await self.inner.get_root_key(key_id)
 
 
-async def test_repeat_request_is_served_from_cache(store: TokenStore) -> None:
+async def test_repeat_request_is_served_from_cache(store: Store) -> None:
     clock = Clock()
     challenge, preimage = await _mint(store, clock)
     counting = CountingStore(store)
@@ -79,7 +77,7 @@ async def test_repeat_request_is_served_from_cache(store: TokenStore) -> None:
     assert first.authorization == headers[0][1]
 
 
-async def test_forwarded_authorization_is_canonical_whatever_the_form(store: TokenStore) -> None:
+async def test_forwarded_authorization_is_canonical_whatever_the_form(store: Store) -> None:
     clock = Clock()
     challenge, preimage = await _mint(store, clock)
     auth = Authenticator(store, VerifiedCache(100, 60), clock)
@@ -94,7 +92,7 @@ async def test_forwarded_authorization_is_canonical_whatever_the_form(store: Tok
     assert admission.authorization == f"L402 {challenge.macaroon_b64}:{preimage.hex()}"
 
 
-async def test_expiry_is_checked_on_a_cache_hit(store: TokenStore) -> None:
+async def test_expiry_is_checked_on_a_cache_hit(store: Store) -> None:
     clock = Clock()
     challenge, preimage = await _mint(store, clock, validity=60)
     auth = Authenticator(store, VerifiedCache(100, 3600), clock)
@@ -107,7 +105,7 @@ async def test_expiry_is_checked_on_a_cache_hit(store: TokenStore) -> None:
     assert len(auth.cache) == 0
 
 
-async def test_cache_entries_are_per_route(store: TokenStore) -> None:
+async def test_cache_entries_are_per_route(store: Store) -> None:
     clock = Clock()
     challenge, preimage = await _mint(store, clock)
     auth = Authenticator(store, VerifiedCache(100, 60), clock)
@@ -118,7 +116,7 @@ async def test_cache_entries_are_per_route(store: TokenStore) -> None:
     assert exc.value.reason is Reason.WRONG_ROUTE
 
 
-async def test_revocation_takes_effect_after_ttl(store: TokenStore) -> None:
+async def test_revocation_takes_effect_after_ttl(store: Store) -> None:
     clock = Clock()
     mono = Clock(0.0)
     challenge, preimage = await _mint(store, clock)
@@ -133,7 +131,7 @@ async def test_revocation_takes_effect_after_ttl(store: TokenStore) -> None:
     assert exc.value.reason is Reason.REVOKED
 
 
-async def test_no_credential_headers_means_challenge(store: TokenStore) -> None:
+async def test_no_credential_headers_means_challenge(store: Store) -> None:
     auth = Authenticator(store, VerifiedCache(100, 60), Clock())
     assert await auth.admit([], ROUTE) is None
     assert await auth.admit([("Authorization", "Bearer abc")], ROUTE) is None

@@ -1,0 +1,73 @@
+"""Shared challenge rate-limit buckets: one atomic UPSERT per challenge.
+
+The refill is computed in SQL from the stored row, so every gateway sharing
+the database draws from one allowance per client, and concurrent requests
+serialise on the row (PostgreSQL's ON CONFLICT DO UPDATE locks it; a SQLite
+write holds the database lock). Rate and burst ride along in each statement,
+so a reload's new limit applies from the next request, remaining tokens
+capped at the new burst. A clock that steps back refills nothing.
+
+Rows are bounded: `full_at` is the latest time the bucket is full again, after
+which a missing row means the same thing (a new client starts full), so
+`sweep_buckets` deletes those rows in bounded batches.
+"""
+
+from __future__ import annotations
+
+from gateway.store.steps import Execute, FetchOne, Steps, writes
+
+# Float slack: refills from differences of large epoch timestamps may land a hair
+# under a whole token; a millionth of a token is forgiven (as the local limiter does).
+EPSILON = 1e-6
+SWEEP_BATCH = 1000
+
+_ELAPSED = (
+    "(CASE WHEN excluded.updated_at > b.updated_at"
+    " THEN excluded.updated_at - b.updated_at ELSE 0 END)"
+)
+_RAW = f"(b.tokens + {_ELAPSED} * excluded.rate)"
+_REFILLED = f"(CASE WHEN {_RAW} > excluded.burst THEN excluded.burst ELSE {_RAW} END)"
+_CAN_TAKE = f"{_REFILLED} >= {1.0 - EPSILON!r}"
+
+# Built from the constant fragments above only; every value is a bound parameter.
+TAKE = (
+    "INSERT INTO l402_rate_buckets AS b"  # noqa: S608
+    " (client, tokens, updated_at, full_at, granted, rate, burst)"
+    " VALUES (?, ?, ?, ?, 1, ?, ?) ON CONFLICT (client) DO UPDATE SET"
+    f" tokens = CASE WHEN {_CAN_TAKE}"
+    f" THEN (CASE WHEN {_REFILLED} > 1.0 THEN {_REFILLED} - 1.0 ELSE 0.0 END)"
+    f" ELSE {_REFILLED} END,"
+    f" granted = CASE WHEN {_CAN_TAKE} THEN 1 ELSE 0 END,"
+    " updated_at = CASE WHEN excluded.updated_at > b.updated_at"
+    " THEN excluded.updated_at ELSE b.updated_at END,"
+    " full_at = excluded.full_at, rate = excluded.rate, burst = excluded.burst"
+    " RETURNING tokens, granted"
+)
+
+
+@writes
+def take_token(client: str, now: float, per_minute: int, burst: int) -> Steps[float | None]:
+    """Take one token from `client`'s bucket: None when taken, else seconds until the next.
+
+    A new client starts with a full bucket (`burst`), so its first request takes
+    one and leaves `burst - 1`. `full_at` = now + burst/rate bounds the row's life
+    from above whatever is left in it.
+    """
+    rate = per_minute / 60.0
+    row = yield FetchOne(
+        TAKE,
+        (client, float(burst) - 1.0, float(now), now + burst / rate, rate, float(burst)),
+    )
+    tokens, granted = float(row[0]), int(row[1])
+    return None if granted else (1.0 - tokens) / rate
+
+
+@writes
+def sweep_buckets(now: float) -> Steps[int]:
+    """Delete up to SWEEP_BATCH rows of buckets that are full again (the same as absent)."""
+    deleted = yield Execute(
+        "DELETE FROM l402_rate_buckets WHERE client IN"
+        " (SELECT client FROM l402_rate_buckets WHERE full_at <= ? LIMIT ?)",
+        (float(now), SWEEP_BATCH),
+    )
+    return int(deleted)

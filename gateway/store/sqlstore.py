@@ -1,0 +1,202 @@
+"""The store, written once over any backend that can drive an `Op`.
+
+`SqlStore` implements every role of `gateway.store.roles` by building the
+operation (`tokens`, `ledger`, `catalog`, `prune`, `buckets`, `schema`) and
+handing it to its `Driver`. A driver owns connections, threads, transactions
+and deadlines, and turns database errors into StoreError; it knows no SQL but
+its dialect's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Protocol, TypeVar
+
+from gateway.l402.records import TokenRecord
+from gateway.leadership import LeaderLock
+from gateway.store import buckets, catalog, ledger, prune, schema, tokens
+from gateway.store.dialect import Dialect
+from gateway.store.steps import Op
+from gateway.store.types import (
+    ImportedKey,
+    PruneCandidate,
+    ReportRow,
+    Reservation,
+    SettledInvoice,
+    StoreError,
+    TokenInfo,
+    new_lease_id,
+)
+
+T = TypeVar("T")
+
+OPEN_TIMEOUT = 10.0  # reading the schema version at start-up
+MIGRATION_TIMEOUT = 120.0  # version 2 builds an index on l402_tokens, which may be large
+
+
+class Driver(Protocol):
+    """Connection and transaction code for one database (see gateway.store.steps.Kind)."""
+
+    @property
+    def dialect(self) -> Dialect: ...
+
+    @property
+    def description(self) -> str:
+        """Where the data lives, safe to log (never a password)."""
+        ...
+
+    async def run(self, op: Op[T], *, timeout: float | None = None) -> T:
+        """Drive `op` within the store's deadline (or `timeout`); StoreError on any failure."""
+        ...
+
+    def leader_lock(self, name: str) -> LeaderLock: ...
+
+    async def close(self) -> None: ...
+
+
+class SqlStore:
+    """Every store role over one driver (SQLite or PostgreSQL)."""
+
+    def __init__(self, driver: Driver) -> None:
+        self._driver = driver
+        self._closed = False
+
+    @classmethod
+    async def open(cls, driver: Driver) -> SqlStore:
+        """Create or migrate the schema (skipping the write lock when it is current)."""
+        store = cls(driver)
+        try:
+            found = await driver.run(schema.schema_version(driver.dialect), timeout=OPEN_TIMEOUT)
+            if not schema.check_version(found):
+                await driver.run(schema.migrate(driver.dialect), timeout=MIGRATION_TIMEOUT)
+        except BaseException:
+            await driver.close()
+            raise
+        return store
+
+    def __repr__(self) -> str:
+        return f"SqlStore({self._driver.description})"
+
+    @property
+    def dialect(self) -> Dialect:
+        return self._driver.dialect
+
+    @property
+    def shares_rate_limits(self) -> bool:
+        """PostgreSQL only: a shared SQLite bucket would put a write-lock round trip
+        (and an fsync) on every unpaid request of every process on the host."""
+        return self._driver.dialect.name == "postgres"
+
+    async def _run(self, op: Op[T]) -> T:
+        if self._closed:
+            op.steps.close()
+            raise StoreError("store is closed")
+        return await self._driver.run(op)
+
+    # TokenSink, RootKeys, Revocations, KeyImporter, Leases
+    async def put_token(self, record: TokenRecord) -> None:
+        await self._run(tokens.put_token(record))
+
+    async def get_root_key(self, key_id: bytes) -> bytes | None:
+        return await self._run(tokens.get_root_key(key_id))
+
+    async def revoke(self, token_id_hex: str) -> bool:
+        token_id = tokens.parse_token_id(token_id_hex)
+        return await self._run(tokens.revoke(token_id, int(time.time())))
+
+    async def import_root_key(self, key: ImportedKey) -> bool:
+        if len(key.key_id) != 32 or len(key.root_key) != 32:
+            raise ValueError("imported key ids and root keys are 32 bytes")
+        return await self._run(tokens.import_root_key(key, int(time.time())))
+
+    async def reserve(self, key_id: bytes, now: int, lease_seconds: int) -> Reservation:
+        return await self._run(tokens.reserve(key_id, now, lease_seconds, new_lease_id()))
+
+    async def commit(self, key_id: bytes, lease_id: bytes, now: int) -> bool:
+        return await self._run(tokens.commit(key_id, lease_id, now))
+
+    async def release(self, key_id: bytes, lease_id: bytes) -> bool:
+        return await self._run(tokens.release(key_id, lease_id))
+
+    # SettlementLedger, UsageLedger
+    async def route_for_payment_hash(self, payment_hash: bytes) -> str | None:
+        return await self._run(ledger.route_for_payment_hash(payment_hash))
+
+    async def record_settlement(self, invoice: SettledInvoice, *, advance: bool = True) -> bool:
+        return await self._run(ledger.record_settlement(invoice, advance))
+
+    async def last_settle_index(self) -> int:
+        return await self._run(ledger.last_settle_index())
+
+    async def first_token_created_at(self) -> int | None:
+        return await self._run(ledger.first_token_created_at())
+
+    async def booking_status(
+        self, payment_hashes: Sequence[bytes]
+    ) -> dict[bytes, tuple[str, bool]]:
+        if not payment_hashes:
+            return {}
+        return await self._run(ledger.booking_status(payment_hashes))
+
+    async def add_paid_requests(self, route: str, day: str, count: int) -> None:
+        ledger.check_day(day)
+        if count:
+            await self._run(ledger.add_paid_requests(route, day, count))
+
+    async def revenue_report(
+        self, days: int | None = None, *, now: int | None = None
+    ) -> list[ReportRow]:
+        first = ledger.first_report_day(days, int(time.time()) if now is None else now)
+        return await self._run(ledger.revenue_report(first))
+
+    # PruneStore
+    async def prune_candidates(
+        self, created_before: int, limit: int, *, after: tuple[int, bytes] | None = None
+    ) -> list[PruneCandidate]:
+        return await self._run(prune.prune_candidates(created_before, limit, after))
+
+    async def delete_tokens(self, key_ids: Sequence[bytes]) -> int:
+        if not key_ids:
+            return 0
+        return await self._run(prune.delete_tokens(key_ids, self._driver.dialect))
+
+    # TokenCatalog
+    async def list_tokens(
+        self,
+        *,
+        route: str | None = None,
+        limit: int = 100,
+        before: tuple[int, bytes] | None = None,
+    ) -> list[TokenInfo]:
+        if not 1 <= limit <= 10_000:
+            raise ValueError("limit must be between 1 and 10000")
+        return await self._run(catalog.list_tokens(route, limit, before))
+
+    async def find_token(self, token_id_or_hash: bytes) -> TokenInfo | None:
+        if len(token_id_or_hash) != 32:
+            raise ValueError("a token id or payment hash is 32 bytes")
+        return await self._run(catalog.find_token(token_id_or_hash))
+
+    # RateBuckets, Leadership, HealthProbe
+    async def take_token(
+        self, client: str, now: float, per_minute: int, burst: int
+    ) -> float | None:
+        if per_minute < 1 or burst < 1:
+            raise ValueError("per_minute and burst must be >= 1")
+        return await self._run(buckets.take_token(client, now, per_minute, burst))
+
+    async def sweep_buckets(self, now: float) -> int:
+        return await self._run(buckets.sweep_buckets(now))
+
+    def leader_lock(self, name: str) -> LeaderLock:
+        return self._driver.leader_lock(name)
+
+    async def check_writable(self) -> None:
+        await self._run(tokens.check_writable(int(time.time())))
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._driver.close()
