@@ -50,6 +50,13 @@ class UpstreamState:
     started: asyncio.Event = field(default_factory=asyncio.Event)
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     release: asyncio.Event = field(default_factory=asyncio.Event)  # never set by tests that hang
+    hanging: int = 0
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def wait_hanging(self, count: int) -> None:
+        """Until `count` Hang calls are in the handler at once."""
+        async with asyncio.timeout(WAIT), self.changed:
+            await self.changed.wait_for(lambda: self.hanging >= count)
 
 
 def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
@@ -68,8 +75,13 @@ def upstream_handler(state: UpstreamState) -> grpc.GenericRpcHandler:
         raise AssertionError("abort returns never")
 
     async def hang(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        state.metadata.append(_metadata(context))
+        state.metadata.append(
+            {**_metadata(context), "time-remaining": str(context.time_remaining())}
+        )
         state.started.set()
+        async with state.changed:
+            state.hanging += 1
+            state.changed.notify_all()
         try:
             await state.release.wait()
         except asyncio.CancelledError:
@@ -83,11 +95,14 @@ def upstream_handler(state: UpstreamState) -> grpc.GenericRpcHandler:
             yield pattern(index, int(size) if size else MESSAGE)
 
     async def upload(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> bytes:
+        pace = float(_metadata(context).get("x-pace", "0"))  # a slow consumer, seconds/message
         digest = hashlib.sha256()
         total = 0
         async for message in requests:
             digest.update(message)
             total += len(message)
+            if pace:
+                await asyncio.sleep(pace)
         return f"{total}:{digest.hexdigest()}".encode()
 
     async def bidi(

@@ -1,0 +1,120 @@
+"""Upstream faults on cue (a scripted HTTP/2 upstream; the client is real grpcio)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import grpc
+import pytest
+
+from gateway.h2 import FailReason
+from tests.grpc.conftest import Gateway, GatewayFactory, Upstream
+from tests.grpc.h2upstream import Script, ScriptedConnection, ScriptedUpstream
+from tests.grpc.rig import TOKEN, method
+
+PAID = (("authorization", TOKEN),)
+CANCEL, REFUSED_STREAM = 8, 7
+
+ScriptedGateway = Callable[[Script], Awaitable[Gateway]]
+
+
+@pytest.fixture
+async def scripted(
+    make_gateway: GatewayFactory, upstream: Upstream
+) -> AsyncIterator[ScriptedGateway]:
+    servers: list[ScriptedUpstream] = []
+
+    async def build(script: Script) -> Gateway:
+        server = ScriptedUpstream(script)
+        servers.append(server)
+        port = await server.start()
+        return await make_gateway(target=upstream.target(port=port))
+
+    yield build
+    for server in servers:
+        server.close()
+
+
+async def call_fails(gateway: Gateway) -> grpc.aio.AioRpcError:
+    call = gateway.channel.unary_unary(method("Unary"))(b"x", metadata=PAID, timeout=10)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    return caught.value
+
+
+async def test_reset_before_the_answer_is_unavailable(scripted: ScriptedGateway) -> None:
+    gateway = await scripted(lambda up, sid: up.reset(sid, REFUSED_STREAM))
+    error = await call_fails(gateway)
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    ticket = gateway.admission.ticket
+    outcome = await ticket.wait()
+    assert ticket.names == ["failed", "finished"]
+    assert ticket.calls[0] == ("failed", FailReason.UPSTREAM_RESET)
+    assert outcome.error == "upstream_reset"
+
+
+async def test_connection_lost_before_the_answer_is_unavailable(scripted: ScriptedGateway) -> None:
+    gateway = await scripted(lambda up, sid: up.drop())
+    error = await call_fails(gateway)
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert error.details() == "upstream connection lost"
+    ticket = gateway.admission.ticket
+    await ticket.wait()
+    assert ticket.calls[0] == ("failed", FailReason.UPSTREAM_CLOSED)
+
+
+async def test_goaway_refusing_the_stream_is_unavailable(scripted: ScriptedGateway) -> None:
+    gateway = await scripted(lambda up, sid: up.goaway(last_stream_id=0))
+    error = await call_fails(gateway)
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    ticket = gateway.admission.ticket
+    await ticket.wait()
+    assert ticket.calls[0] == ("failed", FailReason.UPSTREAM_RESET)
+
+
+async def test_connection_lost_after_the_headers_ends_with_unavailable_trailers(
+    scripted: ScriptedGateway,
+) -> None:
+    def script(up: ScriptedConnection, sid: int) -> None:
+        up.answer_headers(sid)
+        up.send_message(sid, b"partial")
+        up.drop()
+
+    gateway = await scripted(script)
+    call = gateway.channel.unary_stream(method("Download"))(b"1", metadata=PAID, timeout=10)
+    assert await call.read() == b"partial"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call.read()
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert caught.value.details() == "upstream connection lost"
+    ticket = gateway.admission.ticket
+    outcome = await ticket.wait()
+    assert ticket.names == ["answered", "finished"]  # answered: no failed() after that
+    assert (outcome.status, outcome.grpc_status, outcome.error) == (200, 14, "upstream_closed")
+
+
+async def test_reset_after_the_headers_is_forwarded(scripted: ScriptedGateway) -> None:
+    def script(up: ScriptedConnection, sid: int) -> None:
+        up.answer_headers(sid)
+        up.reset(sid, CANCEL)
+
+    gateway = await scripted(script)
+    error = await call_fails(gateway)
+    assert error.code() == grpc.StatusCode.CANCELLED  # grpc maps RST_STREAM CANCEL so
+    outcome = await gateway.admission.ticket.wait()
+    assert outcome.error == "upstream_reset"
+
+
+async def test_a_new_connection_replaces_one_the_upstream_closed(
+    make_gateway: GatewayFactory, upstream: Upstream
+) -> None:
+    """The pool forgets a pooled connection once it closed, and the next call reconnects."""
+    gateway = await make_gateway()
+    unary = gateway.channel.unary_unary(method("Unary"))
+    assert await unary(b"1", metadata=PAID, timeout=10) == b"echo:1"
+    [connection] = [c for cs in gateway.proxy.pool._connections.values() for c in cs]
+    connection.close()
+    assert await unary(b"2", metadata=PAID, timeout=10) == b"echo:2"
+    assert gateway.proxy.pool.connection_count == 1
+    [again] = [c for cs in gateway.proxy.pool._connections.values() for c in cs]
+    assert again is not connection
