@@ -385,11 +385,14 @@ class Endpoint(asyncio.Protocol):
             return
         try:
             async with asyncio.timeout(self.limits.idle_stream_timeout):
-                await self._writable.wait()
+                # Re-check after waking: the stream woken first may have filled the
+                # buffer again, and every other stream must then wait once more.
+                while not self._writable.is_set():
+                    await self._writable.wait()
+                    if self.closed:
+                        raise ConnectionGone(self.side)
         except TimeoutError:
             raise StreamIdle(self.side) from None
-        if self.closed:
-            raise ConnectionGone(self.side)
 
     def window(self, stream_id: int) -> int:
         try:

@@ -36,6 +36,7 @@ class RawH2Client:
         self.responses: dict[int, Response] = {}
         self.goaway: h2.events.ConnectionTerminated | None = None
         self.closed = asyncio.Event()
+        self._window = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -80,6 +81,8 @@ class RawH2Client:
             response.ended.set()
         elif isinstance(event, h2.events.ConnectionTerminated):
             self.goaway = event
+        elif isinstance(event, h2.events.WindowUpdated):
+            self._window.set()
 
     def request(
         self, headers: list[tuple[str, str]], body: bytes | None = None, *, end: bool = True
@@ -88,13 +91,20 @@ class RawH2Client:
         self.responses[sid] = Response()
         self.conn.send_headers(sid, headers, end_stream=body is None and end)
         if body is not None:
-            self.conn.send_data(sid, body, end_stream=end)
+            size = self.conn.max_outbound_frame_size
+            pieces = [body[i : i + size] for i in range(0, len(body), size)] or [b""]
+            for index, piece in enumerate(pieces):
+                self.conn.send_data(sid, piece, end_stream=end and index == len(pieces) - 1)
         self._flush()
         return sid
 
     def reset(self, sid: int, code: int = 8) -> None:
         self.conn.reset_stream(sid, code)
         self._flush()
+
+    async def window_changed(self) -> None:
+        self._window.clear()
+        await self._window.wait()
 
     async def response(self, sid: int) -> Response:
         response = self.responses[sid]
