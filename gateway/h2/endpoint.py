@@ -23,17 +23,20 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
+from gateway.h2 import framerepr
 from gateway.h2.errors import ConnectionGone, StreamIdle, StreamReset
 from gateway.h2.grpcwire import RawHeaders
 from gateway.h2.limits import H2Limits
 
 log = logging.getLogger("gateway.h2")
+framerepr.install()
 
 CANCEL = int(h2.errors.ErrorCodes.CANCEL)
 NO_ERROR = int(h2.errors.ErrorCodes.NO_ERROR)
 REFUSED_STREAM = int(h2.errors.ErrorCodes.REFUSED_STREAM)
 INTERNAL_ERROR = int(h2.errors.ErrorCodes.INTERNAL_ERROR)
 _DEFAULT_WINDOW = 65_535
+_WRITE_NOW = 16 * 1024  # DATA at least this large is written at once, not coalesced
 _Inputs = h2.connection.ConnectionInputs
 
 
@@ -248,7 +251,14 @@ class Endpoint(asyncio.Protocol):
         settings: dict[h2.settings.SettingCodes, int],
     ) -> None:
         self.limits = limits
-        config = h2.config.H2Configuration(client_side=self.client_side, header_encoding=None)
+        # Outbound blocks are built from validated parts (gateway.h2.headers, or blocks h2
+        # validated on the way in), so h2's second validation pass is skipped: it cost
+        # about a tenth of the CPU of a small unary call.
+        config = h2.config.H2Configuration(
+            client_side=self.client_side,
+            header_encoding=None,
+            validate_outbound_headers=False,
+        )
         self.h2 = h2.connection.H2Connection(config=config)
         self.h2.state_machine = _GoawayKeepsStreams()
         self.h2.local_settings = h2.settings.Settings(
@@ -267,6 +277,8 @@ class Endpoint(asyncio.Protocol):
         self._writable = asyncio.Event()
         self._writable.set()
         self._settings_timer: asyncio.TimerHandle | None = None
+        self._loop = asyncio.get_running_loop()
+        self._flush_scheduled = False
 
     # ---- asyncio.Protocol ----
 
@@ -367,6 +379,18 @@ class Endpoint(asyncio.Protocol):
     # ---- sending (all synchronous; writers wait in Channel) ----
 
     def flush(self) -> None:
+        """Write soon: frames queued during one loop iteration leave in one write (one syscall).
+
+        Measured: a write per frame operation cost a third of the engine's CPU
+        on small unary calls.
+        """
+        if not self._flush_scheduled and not self.closed and self.transport is not None:
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush_now)
+
+    def flush_now(self) -> None:
+        """Write now: after large DATA (so backpressure is seen at once) and before closing."""
+        self._flush_scheduled = False
         transport = self.transport
         if transport is None or self.closed:
             return
@@ -416,7 +440,10 @@ class Endpoint(asyncio.Protocol):
                 self.h2.send_data(stream_id, piece, end_stream=end_stream and last)
         except h2.exceptions.StreamClosedError:
             raise StreamReset(CANCEL, self.side) from None
-        self.flush()
+        if len(data) >= _WRITE_NOW:
+            self.flush_now()
+        else:
+            self.flush()
 
     def end_stream(self, stream_id: int) -> None:
         try:
@@ -460,12 +487,13 @@ class Endpoint(asyncio.Protocol):
             return
         with contextlib.suppress(h2.exceptions.ProtocolError):
             self.h2.close_connection(error_code=code)
-        self.flush()
+        self.flush_now()
         self.closed = True
         if self.transport is not None:
             self.transport.close()
 
     def close(self) -> None:
+        self.flush_now()
         self.closed = True
         if self.transport is not None:
             self.transport.close()

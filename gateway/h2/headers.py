@@ -88,7 +88,7 @@ def _latin1(text: str) -> bytes:
 
 
 def passthrough(raw: Iterable[tuple[bytes, bytes]]) -> RawHeaders:
-    """A response or trailer block from the upstream, as the client gets it."""
+    """A response, trailer or refusal block as the client gets it (no connection headers)."""
     return [(name, value) for name, value in raw if name not in CONNECTION_SPECIFIC]
 
 

@@ -315,7 +315,7 @@ class StreamRelay:
 
     async def _refuse(self, refuse: Refuse) -> None:
         try:
-            extra = encode(refuse.headers)
+            extra = passthrough(encode(refuse.headers))
         except BadHeaders as exc:
             log.error("cannot send the refusal: %s", exc)
             await self._answer_error(GrpcStatus.INTERNAL, 500, "internal gateway error")
