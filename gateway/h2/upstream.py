@@ -81,6 +81,8 @@ class UpstreamConnection(Endpoint):
     def on_remote_settings(self) -> None:
         if not self.ready.done():
             self.ready.set_result(None)
+            if not self.channels:  # e.g. the request that connected it was cancelled
+                self._arm_idle()
         self.pool.changed()
 
     def on_goaway(self, code: int, last_stream_id: int) -> None:
@@ -98,7 +100,13 @@ class UpstreamConnection(Endpoint):
             return
         if self.draining:
             self.close()
-        elif not self.closed:
+        else:
+            self._arm_idle()
+
+    def _arm_idle(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        if not self.closed:
             loop = asyncio.get_running_loop()
             self._idle_timer = loop.call_later(self.limits.upstream_idle_timeout, self._idle)
 

@@ -16,9 +16,15 @@ Script = Callable[["ScriptedConnection", int], None]
 
 
 class ScriptedConnection(asyncio.Protocol):
-    def __init__(self, script: Script, requests: list[list[tuple[bytes, bytes]]]) -> None:
+    def __init__(
+        self,
+        script: Script,
+        requests: list[list[tuple[bytes, bytes]]],
+        disconnected: asyncio.Event,
+    ) -> None:
         self.script = script
         self.requests = requests
+        self.disconnected = disconnected
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
         self.transport: asyncio.Transport | None = None
 
@@ -27,6 +33,9 @@ class ScriptedConnection(asyncio.Protocol):
         self.transport = transport
         self.conn.initiate_connection()
         self.flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.disconnected.set()
 
     def data_received(self, data: bytes) -> None:
         for event in self.conn.receive_data(data):
@@ -52,6 +61,10 @@ class ScriptedConnection(asyncio.Protocol):
         self.conn.send_data(sid, grpc_frame(message))
         self.flush()
 
+    def trailers(self, sid: int, status: int = 0) -> None:
+        self.conn.send_headers(sid, [("grpc-status", str(status))], end_stream=True)
+        self.flush()
+
     def reset(self, sid: int, code: int) -> None:
         self.conn.reset_stream(sid, code)
         self.flush()
@@ -70,12 +83,15 @@ class ScriptedUpstream:
     def __init__(self, script: Script) -> None:
         self.script = script
         self.requests: list[list[tuple[bytes, bytes]]] = []
+        self.disconnected = asyncio.Event()  # some connection to it closed
         self.server: asyncio.Server | None = None
 
     async def start(self) -> int:
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(
-            lambda: ScriptedConnection(self.script, self.requests), "127.0.0.1", 0
+            lambda: ScriptedConnection(self.script, self.requests, self.disconnected),
+            "127.0.0.1",
+            0,
         )
         return int(self.server.sockets[0].getsockname()[1])
 

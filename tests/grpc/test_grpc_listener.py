@@ -12,8 +12,9 @@ from pathlib import Path
 import aiohttp
 import grpc
 import pytest
+from aiohttp import web
 
-from gateway.h2 import FailReason, H2Limits
+from gateway.h2 import FailReason, H2Limits, H2Site
 from tests.grpc.conftest import GatewayFactory, Upstream
 from tests.grpc.h2client import RawH2Client, grpc_frame, grpc_request
 from tests.grpc.rig import TOKEN, WAIT, UpstreamState, method, start_upstream
@@ -197,3 +198,23 @@ async def test_drain_deadline_ends_streams_with_unavailable(
     assert ticket.calls[0] == ("failed", FailReason.SHUTDOWN)
     async with asyncio.timeout(WAIT):
         await upstream.state.cancelled.wait()
+
+
+async def test_two_sites_share_a_port_with_reuse_port(make_gateway: GatewayFactory) -> None:
+    """Workers of one server bind the same port (SO_REUSEPORT); each site serves on it."""
+    first = await make_gateway()
+    runner = web.AppRunner(web.Application())
+    await runner.setup()
+    sites = []
+    try:
+        for _ in range(2):
+            site = H2Site(runner, first.proxy, "127.0.0.1", 0 if not sites else sites[0].port,
+                          reuse_port=True)  # fmt: skip
+            await site.start()
+            sites.append(site)
+        assert sites[0].port == sites[1].port
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{sites[0].port}") as channel:
+            reply = await channel.unary_unary(method("Unary"))(b"r", metadata=PAID, timeout=10)
+        assert reply == b"echo:r"
+    finally:
+        await runner.cleanup()

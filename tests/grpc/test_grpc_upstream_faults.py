@@ -2,36 +2,43 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import asyncio
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
 
-from gateway.h2 import FailReason
+from gateway.h2 import FailReason, H2Limits
 from tests.grpc.conftest import Gateway, GatewayFactory, Upstream
 from tests.grpc.h2upstream import Script, ScriptedConnection, ScriptedUpstream
-from tests.grpc.rig import TOKEN, method
+from tests.grpc.rig import TOKEN, WAIT, method
 
 PAID = (("authorization", TOKEN),)
 CANCEL, REFUSED_STREAM = 8, 7
 
-ScriptedGateway = Callable[[Script], Awaitable[Gateway]]
+
+class ScriptedGateway:
+    """Builds gateways in front of scripted upstreams; `servers` are the upstreams, in order."""
+
+    def __init__(self, make_gateway: GatewayFactory, upstream: Upstream) -> None:
+        self.make_gateway = make_gateway
+        self.upstream = upstream
+        self.servers: list[ScriptedUpstream] = []
+
+    async def __call__(self, script: Script, limits: H2Limits | None = None) -> Gateway:
+        server = ScriptedUpstream(script)
+        self.servers.append(server)
+        port = await server.start()
+        return await self.make_gateway(target=self.upstream.target(port=port), limits=limits)
 
 
 @pytest.fixture
 async def scripted(
     make_gateway: GatewayFactory, upstream: Upstream
 ) -> AsyncIterator[ScriptedGateway]:
-    servers: list[ScriptedUpstream] = []
-
-    async def build(script: Script) -> Gateway:
-        server = ScriptedUpstream(script)
-        servers.append(server)
-        port = await server.start()
-        return await make_gateway(target=upstream.target(port=port))
-
-    yield build
-    for server in servers:
+    builder = ScriptedGateway(make_gateway, upstream)
+    yield builder
+    for server in builder.servers:
         server.close()
 
 
@@ -118,3 +125,18 @@ async def test_a_new_connection_replaces_one_the_upstream_closed(
     assert gateway.proxy.pool.connection_count == 1
     [again] = [c for cs in gateway.proxy.pool._connections.values() for c in cs]
     assert again is not connection
+
+
+async def test_idle_upstream_connection_is_closed(scripted: ScriptedGateway) -> None:
+    def script(up: ScriptedConnection, sid: int) -> None:
+        up.answer_headers(sid)
+        up.send_message(sid, b"done")
+        up.trailers(sid)
+
+    gateway = await scripted(script, H2Limits(upstream_idle_timeout=0.3))
+    unary = gateway.channel.unary_unary(method("Unary"))
+    assert await unary(b"x", metadata=PAID, timeout=10) == b"done"
+    assert gateway.proxy.pool.connection_count == 1
+    async with asyncio.timeout(WAIT):
+        await scripted.servers[0].disconnected.wait()
+    assert gateway.proxy.pool.connection_count == 0
