@@ -135,6 +135,11 @@ class Channel:
         return self.endpoint.side
 
     @property
+    def buffered(self) -> int:
+        """Flow-controlled bytes received and not yet handed out by `read`."""
+        return self._fc_queued
+
+    @property
     def at_end(self) -> bool:
         """Nothing left to read: the peer ended the stream and every byte was handed out."""
         return self.ended and not self._chunks

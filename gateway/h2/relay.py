@@ -85,6 +85,9 @@ _ERRORS: dict[str, tuple[int, int, str]] = {
 }
 
 
+_INLINE_REQUEST = 16 * 1024  # below HTTP/2's initial window: sending it never waits
+
+
 class _Aborted(Exception):
     """Raised after a server callback returns when an abort arrived while it ran."""
 
@@ -181,7 +184,13 @@ class StreamRelay:
             self.up = await self.server.proxy.pool.open_stream(
                 decision.target, headers, end_stream=self.client.at_end
             )
-            if not self.client.at_end:
+            if self.up.local_closed:
+                pass  # the request headers carried END_STREAM: no body
+            elif self.client.ended and self.client.buffered <= _INLINE_REQUEST:
+                # The whole (small) request is here and fits any window: send it now,
+                # in this task, instead of starting a request pump (most unary calls).
+                await self._pump_request()
+            else:
                 self._request_task = self.loop.create_task(self._pump_request())
                 self._request_task.add_done_callback(self._request_done)
             await self._pump_response()

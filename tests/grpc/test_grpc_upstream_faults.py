@@ -10,6 +10,7 @@ import pytest
 
 from gateway.h2 import FailReason, H2Limits
 from tests.grpc.conftest import Gateway, GatewayFactory, Upstream
+from tests.grpc.h2client import RawH2Client
 from tests.grpc.h2upstream import Script, ScriptedConnection, ScriptedUpstream
 from tests.grpc.rig import TOKEN, WAIT, method
 
@@ -140,3 +141,24 @@ async def test_idle_upstream_connection_is_closed(scripted: ScriptedGateway) -> 
     async with asyncio.timeout(WAIT):
         await scripted.servers[0].disconnected.wait()
     assert gateway.proxy.pool.connection_count == 0
+
+
+async def test_bodyless_plain_http2_request_is_forwarded(scripted: ScriptedGateway) -> None:
+    def script(up: ScriptedConnection, sid: int) -> None:
+        up.conn.send_headers(sid, [(":status", "204"), ("x-up", "1")], end_stream=True)
+        up.flush()
+
+    gateway = await scripted(script)
+    client = await RawH2Client.connect(gateway.port)
+    sid = client.request(
+        [(":method", "GET"), (":scheme", "http"), (":authority", "a"), (":path", "/p?q=1"),
+         ("authorization", TOKEN)]
+    )  # fmt: skip
+    response = await client.response(sid)
+    await client.close()
+    assert (response.header(b":status"), response.header(b"x-up")) == (b"204", b"1")
+    [request] = scripted.servers[0].requests
+    assert (b":path", b"/p?q=1") in request
+    assert all(name != b"authorization" for name, _ in request)
+    outcome = await gateway.admission.ticket.wait()
+    assert (outcome.status, outcome.grpc_status, outcome.error) == (204, None, None)
