@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from hpack import NeverIndexedHeaderTuple
+
 from gateway.h2.api import Forward, Headers, StreamHead
 from gateway.h2.errors import BadHeaders
 from gateway.h2.grpcwire import RawHeaders, format_timeout
@@ -19,6 +21,11 @@ CONNECTION_SPECIFIC = frozenset(
 )
 # Not forwarded from a Forward: the engine sets them itself.
 _ENGINE_OWNED = CONNECTION_SPECIFIC | {b"host", b"te", b"grpc-timeout", b"http2-settings"}
+# Credentials: never entered in an HPACK table (RFC 7541 7.1.3), so a connection shared
+# by many clients' streams upstream cannot leak one client's value to another's guesses.
+SENSITIVE = frozenset(
+    {b"authorization", b"proxy-authorization", b"cookie", b"macaroon", b"grpc-metadata-macaroon"}
+)
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+\Z")
 _BAD_VALUE = re.compile(rb"[\x00\r\n]")
 
@@ -57,7 +64,10 @@ def encode(headers: Headers) -> RawHeaders:
             raise BadHeaders("header name or value outside ISO-8859-1") from None
         if not _TOKEN.match(raw_name) or _BAD_VALUE.search(raw_value):
             raise BadHeaders("header name or value HTTP/2 cannot carry")
-        out.append((raw_name, raw_value))
+        if raw_name in SENSITIVE:
+            out.append(NeverIndexedHeaderTuple(raw_name, raw_value))
+        else:
+            out.append((raw_name, raw_value))
     return out
 
 

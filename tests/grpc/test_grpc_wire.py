@@ -141,3 +141,14 @@ def test_cheap_frame_repr_is_hyperframes_own_output(data: bytes) -> None:
 
     assert raw_data_repr(data) == original(data)
     assert hyperframe.frame._raw_data_repr is raw_data_repr  # installed by the engine
+
+
+def test_credentials_are_never_indexed_upstream() -> None:
+    block = upstream_request(
+        head(), forward(("authorization", "L402 m:p"), ("macaroon", "ab"), ("x-a", "1")),
+        remaining=None,
+    )  # fmt: skip
+    kinds = {name: type(item).__name__ for item in block for name in [item[0]]}
+    assert kinds[b"authorization"] == "NeverIndexedHeaderTuple"
+    assert kinds[b"macaroon"] == "NeverIndexedHeaderTuple"
+    assert kinds[b"x-a"] == "tuple"
