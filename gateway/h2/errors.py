@@ -1,8 +1,16 @@
-"""Typed errors of the HTTP/2 engine; messages never carry header values."""
+"""Typed errors of the HTTP/2 engine (messages never carry header values) and error codes."""
 
 from __future__ import annotations
 
+import h2.errors
+
 from gateway.h2.api import FailReason
+
+# HTTP/2 error codes the engine sends (RFC 9113 7).
+NO_ERROR = int(h2.errors.ErrorCodes.NO_ERROR)
+INTERNAL_ERROR = int(h2.errors.ErrorCodes.INTERNAL_ERROR)
+REFUSED_STREAM = int(h2.errors.ErrorCodes.REFUSED_STREAM)
+CANCEL = int(h2.errors.ErrorCodes.CANCEL)
 
 
 class H2EngineError(Exception):

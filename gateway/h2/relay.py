@@ -22,13 +22,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable
-from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from gateway.h2 import grpcwire
 from gateway.h2.api import FailReason, Forward, Refuse, StreamHead, StreamOutcome, Ticket
-from gateway.h2.endpoint import CANCEL, INTERNAL_ERROR, NO_ERROR, Channel
+from gateway.h2.channel import Channel
+from gateway.h2.ends import ERRORS, ClientEnd, Done, End, EngineEnd
 from gateway.h2.errors import (
+    CANCEL,
+    INTERNAL_ERROR,
+    NO_ERROR,
     BadHeaders,
     ConnectionGone,
     H2EngineError,
@@ -43,46 +46,6 @@ if TYPE_CHECKING:
     from gateway.h2.server import ServerConnection
 
 log = logging.getLogger("gateway.h2")
-
-
-class ClientEnd(StrEnum):
-    """The client ended the stream: no error answer, `cancelled_by_client`."""
-
-    RESET = "client_reset"
-    GONE = "client_gone"
-    IDLE = "client_idle"  # stopped sending or reading for the idle stream timeout
-
-
-class Done(StrEnum):
-    OK = "ok"
-    REFUSED = "refused"  # answered by a Refuse (or a bad request) without forwarding
-
-
-class EngineEnd(StrEnum):
-    """Ends before there is a ticket."""
-
-    ADMISSION_FAILED = "admission_failed"
-    ADMISSION_TIMEOUT = "admission_timeout"
-
-
-End = FailReason | ClientEnd | Done | EngineEnd
-
-# What the client gets when the engine ends a stream: gRPC status, HTTP status, message.
-_ERRORS: dict[str, tuple[int, int, str]] = {
-    FailReason.DEADLINE: (GrpcStatus.DEADLINE_EXCEEDED, 504, "deadline exceeded"),
-    FailReason.CONNECT_FAILED: (GrpcStatus.UNAVAILABLE, 502, "upstream unavailable"),
-    FailReason.CONNECT_TIMEOUT: (GrpcStatus.UNAVAILABLE, 504, "upstream connect timeout"),
-    FailReason.TLS_FAILED: (GrpcStatus.UNAVAILABLE, 502, "upstream TLS handshake failed"),
-    FailReason.NOT_HTTP2: (GrpcStatus.UNAVAILABLE, 502, "upstream does not speak HTTP/2"),
-    FailReason.BUSY: (GrpcStatus.UNAVAILABLE, 503, "upstream busy"),
-    FailReason.UPSTREAM_RESET: (GrpcStatus.UNAVAILABLE, 502, "upstream reset the stream"),
-    FailReason.UPSTREAM_CLOSED: (GrpcStatus.UNAVAILABLE, 502, "upstream connection lost"),
-    FailReason.UPSTREAM_IDLE: (GrpcStatus.UNAVAILABLE, 504, "upstream idle timeout"),
-    FailReason.SHUTDOWN: (GrpcStatus.UNAVAILABLE, 503, "gateway shutting down"),
-    FailReason.INTERNAL: (GrpcStatus.INTERNAL, 500, "internal gateway error"),
-    EngineEnd.ADMISSION_FAILED: (GrpcStatus.INTERNAL, 500, "internal gateway error"),
-    EngineEnd.ADMISSION_TIMEOUT: (GrpcStatus.UNAVAILABLE, 503, "gateway busy"),
-}
 
 
 _INLINE_REQUEST = 16 * 1024  # below HTTP/2's initial window: sending it never waits
@@ -391,7 +354,7 @@ class StreamRelay:
                 if end is FailReason.UPSTREAM_RESET and self.client_headers_sent:
                     client.reset(self._reset_code if self._reset_code != NO_ERROR else CANCEL)
                 else:
-                    await self._answer_error(*_ERRORS[end])
+                    await self._answer_error(*ERRORS[end])
             if not client.ended:
                 client.reset(NO_ERROR)  # answered in full before the request was: RFC 9113 8.1
         except Exception as exc:

@@ -11,8 +11,11 @@ import h2.events
 import h2.settings
 
 from gateway.h2.api import FailReason
-from gateway.h2.endpoint import REFUSED_STREAM, Channel, Endpoint
-from gateway.h2.relay import ClientEnd, StreamRelay
+from gateway.h2.channel import Channel
+from gateway.h2.endpoint import Endpoint
+from gateway.h2.ends import ClientEnd
+from gateway.h2.errors import REFUSED_STREAM
+from gateway.h2.relay import StreamRelay
 
 if TYPE_CHECKING:
     from gateway.h2.proxy import H2Proxy

@@ -22,8 +22,9 @@ import h2.exceptions
 import h2.settings
 
 from gateway.h2.api import FailReason, H2Target
-from gateway.h2.endpoint import REFUSED_STREAM, Channel, Endpoint
-from gateway.h2.errors import UpstreamUnavailable
+from gateway.h2.channel import Channel
+from gateway.h2.endpoint import Endpoint
+from gateway.h2.errors import REFUSED_STREAM, UpstreamUnavailable
 from gateway.h2.grpcwire import RawHeaders
 from gateway.h2.limits import H2Limits
 
