@@ -70,21 +70,24 @@ async def make_gateway(upstream: Upstream) -> AsyncIterator[GatewayFactory]:
     async with contextlib.AsyncExitStack() as stack:
 
         async def build(
-            *, target: H2Target | None = None, limits: H2Limits | None = None
+            *,
+            target: H2Target | None = None,
+            limits: H2Limits | None = None,
+            admission: type[TestAdmission] = TestAdmission,
         ) -> Gateway:
-            admission = TestAdmission(target or upstream.target())
+            decider = admission(target or upstream.target())
             app = web.Application()
             app.router.add_get("/hello", hello)
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
-            proxy = H2Proxy(admission, limits)
+            proxy = H2Proxy(decider, limits)
             stack.push_async_callback(proxy.close)
             site = H2Site(runner, proxy, "127.0.0.1", 0, shutdown_timeout=5.0)
             await site.start()
             channel = grpc.aio.insecure_channel(f"127.0.0.1:{site.port}")
             stack.push_async_callback(channel.close)
-            return Gateway(admission, proxy, site, runner, channel)
+            return Gateway(decider, proxy, site, runner, channel)
 
         yield build
 

@@ -37,6 +37,7 @@ class RawH2Client:
         self.goaway: h2.events.ConnectionTerminated | None = None
         self.closed = asyncio.Event()
         self._window = asyncio.Event()
+        self._pong = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -83,6 +84,8 @@ class RawH2Client:
             self.goaway = event
         elif isinstance(event, h2.events.WindowUpdated):
             self._window.set()
+        elif isinstance(event, h2.events.PingAckReceived):
+            self._pong.set()
 
     def request(
         self, headers: list[tuple[str, str]], body: bytes | None = None, *, end: bool = True
@@ -101,6 +104,14 @@ class RawH2Client:
     def reset(self, sid: int, code: int = 8) -> None:
         self.conn.reset_stream(sid, code)
         self._flush()
+
+    async def ping(self) -> None:
+        """Round trip: every frame sent before it has been processed by the peer."""
+        self._pong.clear()
+        self.conn.ping(b"roundtrp")
+        self._flush()
+        async with asyncio.timeout(WAIT):
+            await self._pong.wait()
 
     async def window_changed(self) -> None:
         self._window.clear()

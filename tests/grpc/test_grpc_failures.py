@@ -8,10 +8,10 @@ import socket
 import grpc
 import pytest
 
-from gateway.h2 import FailReason, H2Limits
+from gateway.h2 import FailReason, Forward, H2Limits, H2Target, Refuse, StreamHead
 from tests.grpc.conftest import GatewayFactory, Upstream
 from tests.grpc.h2client import RawH2Client, grpc_frame, grpc_request
-from tests.grpc.rig import TOKEN, WAIT, method
+from tests.grpc.rig import TOKEN, WAIT, TestAdmission, method
 
 PAID = (("authorization", TOKEN),)
 
@@ -196,3 +196,56 @@ async def test_idle_stream_timeout_ends_a_silent_upstream(
     ticket = gateway.admission.ticket
     await ticket.wait()
     assert ticket.calls[0] == ("failed", FailReason.UPSTREAM_IDLE)
+
+
+class GatedAdmission(TestAdmission):
+    """decide() waits for the test to open the gate."""
+
+    def __init__(self, target: H2Target) -> None:
+        super().__init__(target)
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+        self.decided = asyncio.Event()
+
+    async def decide(self, head: StreamHead) -> Refuse | Forward:
+        self.entered.set()
+        await self.gate.wait()
+        decision = await super().decide(head)
+        self.decided.set()
+        return decision
+
+
+async def test_client_reset_during_decide_does_not_interrupt_it(
+    make_gateway: GatewayFactory, upstream: Upstream
+) -> None:
+    """The server's decide runs to completion; its ticket is finished as cancelled, unforwarded."""
+    gateway = await make_gateway(admission=GatedAdmission)
+    admission = gateway.admission
+    assert isinstance(admission, GatedAdmission)
+    client = await RawH2Client.connect(gateway.port)
+    headers = grpc_request(gateway.port, method("Unary"), ("authorization", TOKEN))
+    sid = client.request(headers, grpc_frame(b"x"))
+    await wait_for(admission.entered)
+    client.reset(sid)
+    await client.ping()  # the engine has processed the RST_STREAM
+    admission.gate.set()
+    await wait_for(admission.decided)  # ran to completion: not cancelled
+    outcome = await admission.ticket.wait()
+    await client.close()
+    assert admission.ticket.names == ["finished"]
+    assert outcome.cancelled_by_client
+    assert upstream.state.metadata == []  # never forwarded
+
+
+class FailingAdmission(TestAdmission):
+    async def decide(self, head: StreamHead) -> Refuse | Forward:
+        raise RuntimeError("store down")
+
+
+async def test_admission_error_is_internal_for_the_client(make_gateway: GatewayFactory) -> None:
+    gateway = await make_gateway(admission=FailingAdmission)
+    call = gateway.channel.unary_unary(method("Unary"))(b"x", metadata=PAID, timeout=10)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert caught.value.details() == "internal gateway error"  # not the exception's text
