@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import traceback
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
@@ -49,6 +50,14 @@ log = logging.getLogger("gateway.h2")
 
 
 _INLINE_REQUEST = 16 * 1024  # below HTTP/2's initial window: sending it never waits
+
+
+def _where(exc: BaseException) -> dict[str, str]:
+    """Exception type and innermost frame, never its message: h2's and the server's
+    messages can quote header values, which may be credentials."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f"{frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
+    return {"error": type(exc).__name__, "where": where}
 
 
 class _Aborted(Exception):
@@ -110,7 +119,7 @@ class StreamRelay:
         except _Aborted:
             pass
         except Exception as exc:  # a bug must not leave the client or the ticket hanging
-            log.error("HTTP/2 relay failed", exc_info=exc)
+            log.error("HTTP/2 relay failed", extra=_where(exc))
             self._stop(FailReason.INTERNAL if self.ticket else EngineEnd.ADMISSION_FAILED)
         self._finishing = True
         await self._finish()
@@ -214,7 +223,7 @@ class StreamRelay:
         elif isinstance(exc, StreamIdle):
             self.abort(ClientEnd.IDLE if exc.side == "client" else FailReason.UPSTREAM_IDLE)
         else:
-            log.error("HTTP/2 request pump failed", exc_info=exc)
+            log.error("HTTP/2 request pump failed", extra=_where(exc))
             self.abort(FailReason.INTERNAL)
 
     async def _pump_response(self) -> None:
@@ -260,7 +269,7 @@ class StreamRelay:
             self._stop(EngineEnd.ADMISSION_TIMEOUT)
             raise _Aborted from None
         except Exception as exc:
-            log.error("Admission.decide failed", exc_info=exc)
+            log.error("Admission.decide failed", extra=_where(exc))
             self._stop(EngineEnd.ADMISSION_FAILED)
             raise _Aborted from None
         finally:
@@ -275,7 +284,7 @@ class StreamRelay:
         except TimeoutError:
             log.error("Ticket.%s outlived callback_timeout", what)
         except Exception as exc:
-            log.error("Ticket.%s failed", what, exc_info=exc)
+            log.error("Ticket.%s failed", what, extra=_where(exc))
         finally:
             self._critical -= 1
 
@@ -358,7 +367,7 @@ class StreamRelay:
             if not client.ended:
                 client.reset(NO_ERROR)  # answered in full before the request was: RFC 9113 8.1
         except Exception as exc:
-            log.error("HTTP/2 relay cleanup failed", exc_info=exc)
+            log.error("HTTP/2 relay cleanup failed", extra=_where(exc))
         finally:
             if self._request_task is not None:
                 await asyncio.wait([self._request_task])
@@ -382,4 +391,4 @@ class StreamRelay:
         try:
             self.ticket.finished(outcome)
         except Exception as exc:
-            log.error("Ticket.finished failed", exc_info=exc)
+            log.error("Ticket.finished failed", extra=_where(exc))

@@ -239,13 +239,19 @@ async def test_client_reset_during_decide_does_not_interrupt_it(
 
 class FailingAdmission(TestAdmission):
     async def decide(self, head: StreamHead) -> Refuse | Forward:
-        raise RuntimeError("store down")
+        raise RuntimeError(f"cannot verify {head.values('authorization')}")
 
 
-async def test_admission_error_is_internal_for_the_client(make_gateway: GatewayFactory) -> None:
+async def test_admission_error_is_internal_and_its_text_is_never_logged(
+    make_gateway: GatewayFactory, caplog: pytest.LogCaptureFixture
+) -> None:
     gateway = await make_gateway(admission=FailingAdmission)
     call = gateway.channel.unary_unary(method("Unary"))(b"x", metadata=PAID, timeout=10)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await call
     assert caught.value.code() == grpc.StatusCode.INTERNAL
     assert caught.value.details() == "internal gateway error"  # not the exception's text
+    [record] = [r for r in caplog.records if r.name == "gateway.h2"]
+    assert (record.getMessage(), record.error) == ("Admission.decide failed", "RuntimeError")  # type: ignore[attr-defined]
+    assert record.exc_info is None
+    assert "paid-credential" not in repr(vars(record))
