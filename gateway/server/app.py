@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from gateway.config.model import GatewayConfig
-from gateway.l402.mint import Minter
+from gateway.l402.mint import InvoiceSource, Minter
 from gateway.leadership import run_while_leader
 from gateway.lightning import LndClient
 from gateway.metrics import GatewayMetrics
@@ -29,10 +29,11 @@ from gateway.server.cors import add_cors_headers
 from gateway.server.edge import UPSTREAM_POOL_LIMIT
 from gateway.server.errors import error_middleware
 from gateway.server.forwarding import Forwarder
-from gateway.server.handler import PublicHandler, Services
+from gateway.server.handler import PublicHandler
 from gateway.server.keys import HANDLER_KEY, LND_KEY, METRICS_KEY, ROUTES_KEY, STORE_KEY
 from gateway.server.leases import LeaseKeeper
 from gateway.server.middleware import request_context
+from gateway.server.paywall import Paywall, Services
 from gateway.server.runtime import RouteHolder, RuntimeRoutes
 from gateway.server.usage import UsageCounter, run_flusher
 from gateway.settlement import SettlementFollower
@@ -92,8 +93,7 @@ def _lnd_ctx(config: GatewayConfig, injected: LndClient | None) -> CleanupCtx:
 def build_services(
     config: GatewayConfig,
     store: Store,
-    lnd: LndClient,
-    proxy: Proxy,
+    lnd: InvoiceSource,
     metrics: GatewayMetrics,
     clock: Callable[[], float],
 ) -> Services:
@@ -108,7 +108,6 @@ def build_services(
             Minter(lnd, store), LocalChallengeLimiter(limit.per_minute, limit.burst), metrics, clock
         ),
         leases=leases,
-        forwarder=Forwarder(proxy, leases, metrics),
         usage=UsageCounter(),
     )
 
@@ -125,10 +124,11 @@ def challenge_limiter(config: GatewayConfig, store: Store) -> ChallengeLimiter:
 def _services_ctx(config: GatewayConfig, clock: Callable[[], float]) -> CleanupCtx:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         proxy = Proxy.create(limit=UPSTREAM_POOL_LIMIT)
-        services = build_services(
-            config, app[STORE_KEY], app[LND_KEY], proxy, app[METRICS_KEY], clock
-        )
-        app[HANDLER_KEY].attach(services)
+        metrics = app[METRICS_KEY]
+        services = build_services(config, app[STORE_KEY], app[LND_KEY], metrics, clock)
+        handler = app[HANDLER_KEY]
+        handler.paywall.attach(services)
+        handler.attach(Forwarder(proxy, services.leases, metrics))
         async for _ in run_flusher(services.usage, app[STORE_KEY]):
             yield
         await proxy.close()
@@ -185,7 +185,7 @@ def create_app(
     metrics = metrics or GatewayMetrics()
     metrics.declare_routes(list(config.routes.names))
     routes = RouteHolder(RuntimeRoutes.from_config(config))
-    handler = PublicHandler(routes, metrics)
+    handler = PublicHandler(Paywall(routes, metrics))
     app = web.Application(
         middlewares=[request_context, error_middleware],
         client_max_size=max((r.max_body_bytes for r in config.routes.routes), default=0),

@@ -77,12 +77,24 @@ class ConnectionGate:
         self.open -= 1
 
 
-class EdgeProtocol(asyncio.Protocol):
-    """Wraps aiohttp's per-connection protocol with the cap and the head/idle deadlines.
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+ProtocolFactory = Callable[[], asyncio.Protocol]
 
-    The timer runs while no request is being handled: from the connection's
-    start or the end of its last response, the next request's first byte must
-    come within `keepalive_timeout`, and its whole head within
+
+class EdgeProtocol(asyncio.Protocol):
+    """Wraps a connection's protocol with the cap, the head/idle deadlines and, when an
+    HTTP/2 engine is given, the choice between HTTP/1.1 and HTTP/2 on one port.
+
+    HTTP/2 with prior knowledge (how gRPC clients speak h2c) opens with a fixed
+    24-byte preface no HTTP/1.1 request can start with: as soon as the first
+    bytes differ from it the connection goes to aiohttp, once all 24 match to
+    the HTTP/2 engine (gateway.h2), which keeps its own stream deadlines. This
+    protocol stays the transport's protocol either way and forwards to the one
+    chosen, so the connection cap counts both kinds until they close.
+
+    For HTTP/1.1 the timer runs while no request is being handled: from the
+    connection's start or the end of its last response, the next request's
+    first byte must come within `keepalive_timeout`, and its whole head within
     `header_timeout` of that first byte. The request-context middleware calls
     `begin()`/`end()` (found via `request.transport.get_protocol()`).
     """
@@ -90,16 +102,21 @@ class EdgeProtocol(asyncio.Protocol):
     def __init__(
         self,
         gate: ConnectionGate,
-        inner: asyncio.Protocol,
+        http1: ProtocolFactory,
         header_timeout: float,
         keepalive_timeout: float,
+        http2: ProtocolFactory | None = None,
     ) -> None:
         self._gate = gate
-        self._inner = inner
+        self._http1 = http1
+        self._http2 = http2
+        self._inner: asyncio.Protocol | None = None
+        self._sniffed = b""
         self._header_timeout = header_timeout
         self._keepalive_timeout = keepalive_timeout
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._timed = True  # HTTP/1.1 deadlines; the HTTP/2 engine keeps its own
         self._busy = 0
         self._awaiting_head = False
         self._admitted = False
@@ -112,30 +129,58 @@ class EdgeProtocol(asyncio.Protocol):
             return
         self._admitted = True
         self._transport = transport
-        self._inner.connection_made(transport)
+        if self._http2 is None:
+            self._choose(self._http1())
         self._arm(self._keepalive_timeout)
 
     def data_received(self, data: bytes) -> None:
-        if not self._busy and not self._awaiting_head:
+        if self._timed and not self._busy and not self._awaiting_head:
             self._awaiting_head = True  # first byte of a new head: the head deadline applies
             self._arm(self._header_timeout)
-        self._inner.data_received(data)
+        inner = self._inner
+        if inner is None:
+            inner = self._sniff(data)
+            if inner is None:
+                return
+            data, self._sniffed = self._sniffed, b""
+        inner.data_received(data)
+
+    def _sniff(self, data: bytes) -> asyncio.Protocol | None:
+        self._sniffed += data
+        seen = min(len(self._sniffed), len(HTTP2_PREFACE))
+        if self._sniffed[:seen] != HTTP2_PREFACE[:seen]:
+            return self._choose(self._http1())
+        if len(self._sniffed) < len(HTTP2_PREFACE):
+            return None
+        assert self._http2 is not None
+        self._timed = False
+        self._cancel()
+        return self._choose(self._http2())
+
+    def _choose(self, inner: asyncio.Protocol) -> asyncio.Protocol:
+        assert self._transport is not None
+        self._inner = inner
+        inner.connection_made(self._transport)
+        return inner
 
     def eof_received(self) -> bool | None:
-        return self._inner.eof_received()
+        return self._inner.eof_received() if self._inner is not None else None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel()
         if self._admitted:
             self._admitted = False
             self._gate.leave()
-            self._inner.connection_lost(exc)
+            if self._inner is not None:
+                self._inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
-        self._inner.pause_writing()
+        if self._inner is not None:
+            self._inner.pause_writing()
 
     def resume_writing(self) -> None:
-        self._inner.resume_writing()
+        if self._inner is not None:
+            self._inner.resume_writing()
 
     # -- request lifecycle (from the middleware) --------------------------------------
     def begin(self) -> None:
@@ -145,12 +190,14 @@ class EdgeProtocol(asyncio.Protocol):
 
     def end(self) -> None:
         self._busy = max(0, self._busy - 1)
-        if not self._busy:
+        if not self._busy and self._timed:
             self._arm(self._keepalive_timeout)
 
     # -- the deadline ----------------------------------------------------------------
     def _arm(self, seconds: float) -> None:
         self._cancel()
+        if not self._timed:
+            return
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(seconds, self._expire)
 
@@ -227,13 +274,13 @@ async def start_listener(
     keepalive_timeout: float,
     handler_kwargs: dict[str, Any],
     reuse_port: bool = False,
-    wrap_inner: Callable[[Callable[[], asyncio.Protocol]], asyncio.Protocol] | None = None,
+    http2: ProtocolFactory | None = None,
 ) -> asyncio.Server:
     """Listen for `runner`'s app behind the edge (a `web.TCPSite` with our protocol).
 
-    `handler_kwargs` are the RequestHandler settings (timeouts, sizes,
-    handler_cancellation); `wrap_inner` lets another protocol take over a
-    connection by its first bytes (the HTTP/2 engine).
+    `handler_kwargs` are the RequestHandler settings (timeouts, sizes);
+    `http2` is the HTTP/2 engine's protocol factory, for connections that open
+    with the HTTP/2 preface.
     """
     server = runner.server
     assert server is not None, "runner.setup() first"
@@ -249,8 +296,7 @@ async def start_listener(
         return EdgeRequestHandler(server, loop=loop, **kwargs)
 
     def factory() -> asyncio.Protocol:
-        inner = wrap_inner(http1) if wrap_inner is not None else http1()
-        return EdgeProtocol(gate, inner, header_timeout, keepalive_timeout)
+        return EdgeProtocol(gate, http1, header_timeout, keepalive_timeout, http2)
 
     return await loop.create_server(
         factory,

@@ -191,7 +191,7 @@ class GatewayServer:
         ):
             log.warning("listener, LND and store changes need a restart; routes reloaded")
         self.app[ROUTES_KEY].current = routes
-        services = self.app[HANDLER_KEY].services
+        services = self.app[HANDLER_KEY].paywall.services
         services.auth.cache.clear()
         limit = config.challenge_rate_limit
         services.issuer.limiter.configure(limit.per_minute, limit.burst)

@@ -67,7 +67,7 @@ async def test_repeat_request_is_a_cache_hit(gw: InProcess) -> None:
     for _ in range(3):
         async with gw.session.get(gw.url("/paid"), headers=bought.auth) as r:
             assert r.status == 200
-    assert gw.server.app[HANDLER_KEY].services.auth.cache.hits == 2
+    assert gw.server.app[HANDLER_KEY].paywall.services.auth.cache.hits == 2
 
 
 async def test_token_header_blip26_is_accepted(gw: InProcess) -> None:
