@@ -89,6 +89,13 @@ class RelayLimits:
     idle_timeout_seconds: float
     close_timeout_seconds: float
 
+    @property
+    def max_msg_size(self) -> int:
+        """aiohttp's `max_msg_size` for messages of up to `max_message_bytes`: aiohttp
+        refuses a frame whose length reaches its limit (the inflated size of a
+        compressed message is compared with `>`, so it may be one byte longer)."""
+        return self.max_message_bytes + 1
+
 
 @dataclass(eq=False)
 class UpstreamSocket:
@@ -167,7 +174,7 @@ async def connect_upstream(
                 autoclose=False,
                 autoping=False,
                 compress=0,
-                max_msg_size=limits.max_message_bytes,
+                max_msg_size=limits.max_msg_size,
                 timeout=aiohttp.ClientWSTimeout(
                     ws_receive=None, ws_close=limits.close_timeout_seconds
                 ),

@@ -166,7 +166,7 @@ class WebSocketForwarder:
                 protocols=(protocol,) if protocol else (),
                 autoclose=False,
                 autoping=False,
-                max_msg_size=limits.max_message_bytes,
+                max_msg_size=limits.max_msg_size,
                 timeout=limits.close_timeout_seconds,
             )
             await ws.prepare(request)

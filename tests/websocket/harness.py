@@ -33,6 +33,7 @@ from websockets.asyncio.server import ServerConnection
 
 from gateway.config import load_config
 from gateway.lightning import LndClient
+from gateway.regtest.network import Descriptor
 from gateway.regtest.processes import free_port
 from gateway.server.keys import HANDLER_KEY
 from gateway.server.serve import GatewayServer
@@ -274,7 +275,10 @@ async def serve_upstream_on(port: int, stack: AsyncExitStack) -> UpState:
 
 
 @asynccontextmanager
-async def running_rig(tmp_path: Path, **top: Any) -> AsyncIterator[Rig]:
+async def running_rig(
+    tmp_path: Path, regtest: Descriptor | None = None, **top: Any
+) -> AsyncIterator[Rig]:
+    """The rig; with `regtest`, the gateway sells on the real seller LND instead of the fake."""
     async with AsyncExitStack() as stack:
         app = upstream_app()
         aio_port = await _serve(app, stack)
@@ -293,17 +297,24 @@ async def running_rig(tmp_path: Path, **top: Any) -> AsyncIterator[Rig]:
             f"http://127.0.0.1:{later_port}",
             **top,
         )
+        if regtest is not None:
+            seller = regtest.seller
+            doc["lnd"] = {
+                "host": seller.rpc,
+                "tls_cert": seller.tls_cert,
+                "macaroon": seller.invoice_macaroon,
+            }
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
         invoices = MemoryInvoiceSource()
         store = await open_store("sqlite::memory:")
         stack.push_async_callback(store.close)
         server = GatewayServer(
-            load_config(path, check_files=False),
+            load_config(path, check_files=regtest is not None),
             store=store,
-            lnd=cast(LndClient, invoices),
+            lnd=None if regtest is not None else cast(LndClient, invoices),
             clock=FakeClock(),
             shutdown_timeout=2.0,
-            follow_settlements=False,
+            follow_settlements=regtest is not None,
         )
         await server.start()
         stack.push_async_callback(server.stop)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import os
 from contextlib import AsyncExitStack
 from typing import Any
@@ -192,3 +193,24 @@ async def test_either_scheme_is_forwarded_in_canonical_form(rig: Rig, scheme: st
         await ws.close()
     sent = [v for k, v in rig.up.last.headers if k.lower() == "authorization"]
     assert sent == [bought.authorization]
+
+
+async def test_access_log_has_the_session_and_no_secrets(
+    rig: Rig, access: AccessLog, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    bought = await rig.buy("/paid/ws")
+    async with rig.connect("/paid/ws", headers=bought.auth) as ws:
+        await ws.send_str("drop")  # an upstream failure on the way
+        assert (await ws.receive()).data == 1014
+        await ws.close()
+    record = await access.wait_for("paid", "websocket_upstream_failed")
+    fields = record.__dict__
+    assert (fields["status"], fields["upstream_status"]) == (101, 101)
+    assert fields["token_id"]
+    assert "1014" in fields["error"]
+    rig.up.refuse_status = 403
+    await refused(rig, "/paid/ws", **bought.auth)
+    everything = caplog.text + repr([r.__dict__ for r in caplog.records])
+    assert bought.macaroon not in everything
+    assert bought.preimage not in everything
