@@ -25,7 +25,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.proxy.errors import ProxyError, UpstreamTimeout, UpstreamUnreachable
 from gateway.proxy.forwarded import ClientInfo
-from gateway.proxy.headers import upstream_request_headers
+from gateway.proxy.headers import connection_tokens, upstream_request_headers
 from gateway.proxy.target import ProxyTarget
 
 # The handshake is per hop: aiohttp writes its own key, version and extensions upstream.
@@ -45,9 +45,17 @@ _UNSENDABLE = frozenset({0, 1004, 1005, 1006, 1015})
 
 
 def is_websocket_upgrade(request: web.BaseRequest) -> bool:
-    """`Upgrade: websocket` with `Connection: upgrade` (other upgrades proxy as plain HTTP)."""
-    upgrade = request.headers.get("Upgrade", "")
-    return upgrade.strip().lower() == "websocket" and request._message.upgrade
+    """A GET with `Upgrade: websocket` and `Connection: upgrade`.
+
+    Anything else, other upgrades included, is proxied as plain HTTP (the
+    Upgrade header is hop-by-hop and is not forwarded).
+    """
+    headers = request.headers
+    return (
+        request.method == "GET"
+        and headers.get("Upgrade", "").strip().lower() == "websocket"
+        and "upgrade" in connection_tokens(headers)
+    )
 
 
 def offered_protocols(headers: CIMultiDictProxy[str]) -> tuple[str, ...]:

@@ -214,3 +214,10 @@ async def test_access_log_has_the_session_and_no_secrets(
     everything = caplog.text + repr([r.__dict__ for r in caplog.records])
     assert bought.macaroon not in everything
     assert bought.preimage not in everything
+
+
+async def test_only_a_get_is_upgraded(rig: Rig) -> None:
+    """A POST carrying WebSocket headers is plain HTTP: forwarded without `Upgrade`."""
+    async with rig.session.post(rig.url("/free/ws"), headers=handshake_headers()) as r:
+        assert r.status == 405  # the upstream's answer: its WebSocket endpoint takes GET only
+    assert rig.up.sessions == []
