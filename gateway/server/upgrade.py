@@ -20,6 +20,8 @@ shared HTTP pool.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import resource
 import time
 
@@ -41,8 +43,10 @@ from gateway.requestpath import NormalPath
 from gateway.server.edge import default_max_connections
 from gateway.server.errors import RETRY_AFTER_SECONDS, GatewayError
 from gateway.server.leases import Lease, LeaseKeeper
-from gateway.server.reqkeys import ERROR, OUTCOME, UPSTREAM_STATUS
+from gateway.server.reqkeys import ERROR, OUTCOME, ROUTE, UPSTREAM_STATUS
 from gateway.server.runtime import RouteRuntime
+
+log = logging.getLogger("gateway.websocket")
 
 DEFAULT_IDLE_TIMEOUT_SECONDS = 300.0
 DEFAULT_CLOSE_TIMEOUT_SECONDS = 5.0
@@ -215,10 +219,18 @@ class WebSocketForwarder:
         self._relays.add(relay)
         try:
             summary = await relay.run()
-        except BaseException:  # cancelled: the client's connection was lost
+        except asyncio.CancelledError:  # the client's connection was lost
             request[OUTCOME] = "client_disconnected"
             await self._discard(upstream, "client went away")
             raise
+        except Exception:  # past the 101 nothing can be answered as HTTP: close both sides
+            log.exception("websocket relay failed", extra={"route": request.get(ROUTE)})
+            request[OUTCOME] = "internal_error"
+            await self._discard(upstream, "gateway error")
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.close_timeout_seconds):
+                    await ws.close(code=WSCloseCode.INTERNAL_ERROR)
+            return ws
         finally:
             self._relays.discard(relay)
         await upstream.session.close()
