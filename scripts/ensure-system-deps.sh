@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Install PostgreSQL and Prometheus from Debian's packages when missing.
+# Install PostgreSQL, Prometheus and Chromium from Debian's packages when missing.
+#
+# Chromium is the headless browser tests/browser drive through Playwright
+# (launched from /usr/bin/chromium; no browser is ever downloaded).
 #
 # Tests start their own throw-away instances (initdb/pg_ctl into a temp dir,
 # prometheus on a free port), so the system services the packages would start
@@ -14,6 +17,10 @@ have_initdb() {
 
 have_prometheus() {
     command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1
+}
+
+have_chromium() {
+    command -v chromium >/dev/null 2>&1
 }
 
 stop_services() {
@@ -42,12 +49,12 @@ stop_services() {
     done
 }
 
-if have_initdb && have_prometheus; then
+if have_initdb && have_prometheus && have_chromium; then
     exit 0
 fi
 
 if [[ "$(id -u)" -ne 0 ]]; then
-    echo "ensure-system-deps: postgresql/prometheus missing and not root; run as root" >&2
+    echo "ensure-system-deps: postgresql/prometheus/chromium missing and not root; run as root" >&2
     exit 1
 fi
 
@@ -68,12 +75,12 @@ trap cleanup EXIT
 
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    postgresql prometheus >/dev/null
+    postgresql prometheus chromium >/dev/null
 
 stop_services
 
-if ! have_initdb || ! have_prometheus; then
-    echo "ensure-system-deps: install finished but initdb/prometheus/promtool still missing" >&2
+if ! have_initdb || ! have_prometheus || ! have_chromium; then
+    echo "ensure-system-deps: install finished but initdb/prometheus/promtool/chromium still missing" >&2
     exit 1
 fi
-echo "ensure-system-deps: postgresql and prometheus installed (system services stopped)"
+echo "ensure-system-deps: postgresql, prometheus and chromium installed (system services stopped)"

@@ -20,11 +20,13 @@ from aiohttp.http import HttpVersion11
 from gateway.metrics import GatewayMetrics
 from gateway.proxy import BodyTooLarge, Proxy, ProxyError, UpstreamTimeout, UpstreamUnreachable
 from gateway.proxy.forwarded import ClientInfo
+from gateway.proxy.websocket import is_websocket_upgrade
 from gateway.requestpath import NormalPath
 from gateway.server.errors import ExpectationFailed
 from gateway.server.leases import Lease, LeaseKeeper
 from gateway.server.reqkeys import ERROR, OUTCOME, UPSTREAM_STATUS
 from gateway.server.runtime import RouteRuntime
+from gateway.server.upgrade import WebSocketForwarder
 
 log = logging.getLogger("gateway.forwarding")
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -85,6 +87,7 @@ class Forwarder:
         self._proxy = proxy
         self._leases = leases
         self._metrics = metrics
+        self.websockets = WebSocketForwarder(leases, metrics)
 
     async def forward(
         self,
@@ -96,6 +99,10 @@ class Forwarder:
         started: float,
         lease: Lease | None,
     ) -> web.StreamResponse:
+        if is_websocket_upgrade(request):
+            return await self.websockets.forward(
+                request, runtime, path, client, authorization, started, lease
+            )
         series = self._metrics.route(runtime.name)
         try:
             await send_continue(request)
