@@ -168,6 +168,14 @@ def _pruner_ctx(days: int, clock: Callable[[], float]) -> CleanupCtx:
     return ctx
 
 
+async def _close_websockets(app: web.Application) -> None:
+    """on_shutdown runs before aiohttp waits for handlers: open WebSocket sessions end
+    promptly with 1001 instead of holding the shutdown for its whole timeout."""
+    forwarder = app[HANDLER_KEY].attached_forwarder
+    if forwarder is not None:
+        await forwarder.websockets.shutdown()
+
+
 async def _no_expect(_request: web.Request) -> None:
     """Never send `100 Continue` before the request is admitted (gateway.server.forwarding)."""
 
@@ -194,6 +202,7 @@ def create_app(
     app[ROUTES_KEY] = routes
     app[HANDLER_KEY] = handler
     app.on_response_prepare.append(add_cors_headers)
+    app.on_shutdown.append(_close_websockets)
     app.cleanup_ctx.extend(
         [_store_ctx(config, store), _lnd_ctx(config, lnd), _services_ctx(config, clock)]
     )

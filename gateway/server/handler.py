@@ -33,6 +33,10 @@ class PublicHandler:
         self._forwarder = forwarder
 
     @property
+    def attached_forwarder(self) -> Forwarder | None:
+        return self._forwarder
+
+    @property
     def forwarder(self) -> Forwarder:
         if self._forwarder is None:
             raise RuntimeError("PublicHandler used before its forwarder was attached")

@@ -234,7 +234,7 @@ class Rig:
 
     @property
     def websockets(self) -> WebSocketForwarder:
-        return self.server.app[HANDLER_KEY].services.forwarder.websockets
+        return self.server.app[HANDLER_KEY].forwarder.websockets
 
     async def buy(self, path: str) -> Bought:
         """A challenge (plain GET), 'paid' by looking up the fake invoice's preimage."""
