@@ -226,21 +226,29 @@ def _lnd(top: Block, notes: Notes, header: list[str]) -> tuple[str, str, str, bo
         notes.note(f"authenticator.{missing}", "not set (Aperture would not start); placeholder")
         header.append(f"TODO(lnd): authenticator.{missing} was not set; fix the lnd: section")
     macaroon = str(PurePosixPath(macdir) / "invoice.macaroon") if macdir else PLACEHOLDER_MACAROON
+    for key, value in (("tlspath", tls), ("macdir", macdir)):
+        if value and not value.startswith(("/", "~")):
+            notes.note(
+                f"authenticator.{key}",
+                f"{value!r} is relative: Aperture read it from its working directory, this "
+                "gateway from the directory of routes.yaml; write an absolute path",
+            )
     return host, tls or PLACEHOLDER_TLS, macaroon, disabled
 
 
 def _store(top: Block, notes: Notes, header: list[str]) -> str:
     # Aperture's NewConfig() default is etcd, whatever its sample says.
     backend = top.text("dbbackend", "etcd").strip().lower()
+    sqlite = top.child("sqlite")
+    if sqlite is not None:
+        sqlite.report_unknown(
+            frozenset({"databasefilename", "skipmigrations"}),
+            notes,
+            {"dbfile": "its SQLite path key is databasefilename"},
+        )
     if backend == "sqlite":
-        sqlite = top.child("sqlite")
         path = APERTURE_DEFAULT_SQLITE
         if sqlite is not None:
-            sqlite.report_unknown(
-                frozenset({"databasefilename", "skipmigrations"}),
-                notes,
-                {"dbfile": "its SQLite path key is databasefilename"},
-            )
             path = sqlite.text("databasefilename", path)
         notes.note(
             "dbbackend",

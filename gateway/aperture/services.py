@@ -79,14 +79,21 @@ def convert_service(block: Block, plan: Plan, notes: Notes) -> list[RouteOut]:
     common: dict[str, object] = {}
     if host is not None:
         common["host"] = host
+    common["path"] = path
     common["upstream"] = upstream
     headers, forward_authorization = _headers(block, notes)
     ca_file = block.text("tlscertpath")
-    if ca_file:
-        if upstream.startswith("https://"):
+    if upstream.startswith("https://"):
+        if ca_file:
             common["upstream_ca_file"] = ca_file
-        else:
-            notes.note(w("tlscertpath"), "ignored: the upstream is plain http (as in Aperture)")
+        notes.note(
+            w("protocol"),
+            "Aperture never verified the upstream's certificate; this gateway does "
+            + ("against tlscertpath (upstream_ca_file)" if ca_file else "against the system CAs")
+            + " (upstream_tls_verify: false would match Aperture)",
+        )
+    elif ca_file:
+        notes.note(w("tlscertpath"), "ignored: the upstream is plain http (as in Aperture)")
     if headers:
         common["upstream_headers"] = headers
     if not forward_authorization:
@@ -124,15 +131,14 @@ def convert_service(block: Block, plan: Plan, notes: Notes) -> list[RouteOut]:
             continue
         free = {"name": free_name, **common, "path": combined, "price_sats": 0}
         src = f"{block.where} {plan.route_name!r}, free path {allowed!r}"
-        routes.append(RouteOut(free, [f"authwhitelistpaths[{index}] of {block.where}"], src))
+        routes.append(RouteOut(free, comments, src))
 
-    fields: dict[str, object] = {"name": plan.route_name, **common, "path": path}
+    fields: dict[str, object] = {"name": plan.route_name, **common}
     fields["price_sats"] = 0 if service_free else price
     if not service_free:
-        validity = block.integer("timeout")
-        fields["token_validity_seconds"] = validity if validity > 0 else None
+        validity, capabilities = _caveats(block, notes)
+        fields["token_validity_seconds"] = validity
         fields["token_mode"] = TokenMode.REUSABLE.value
-        capabilities = _capabilities(block, notes)
         if capabilities:
             fields["capabilities"] = capabilities
         fields["invoice_expiry_seconds"] = LND_DEFAULT_INVOICE_EXPIRY
@@ -140,6 +146,27 @@ def convert_service(block: Block, plan: Plan, notes: Notes) -> list[RouteOut]:
     _unsupported(block, notes)
     routes.append(RouteOut(fields, comments, f"{block.where} {plan.route_name!r}"))
     return routes
+
+
+def _caveats(block: Block, notes: Notes) -> tuple[int | None, list[str]]:
+    """token_validity_seconds and capabilities, as Aperture v0.5.0 really mints them.
+
+    Its service limiter looks a service up by (name, tier, price) with the price
+    as configured, but mints with the effective price, which is 1 when the
+    configured one is 0: such services get neither a capabilities nor a
+    `_valid_until` caveat (seen on the wire: only `services=<name>:0`).
+    """
+    validity = block.integer("timeout")
+    capabilities = _capabilities(block, notes)
+    if block.integer("price") == 0 and (validity > 0 or capabilities):
+        notes.note(
+            block.path("timeout" if validity > 0 else "capabilities"),
+            "Aperture v0.5.0 ignores timeout and capabilities of a service whose price is 0 "
+            "(it mints only services=<name>:0); converted the same way: add "
+            "token_validity_seconds/capabilities by hand to apply them",
+        )
+        return None, []
+    return (validity if validity > 0 else None), capabilities
 
 
 def _upstream(block: Block, notes: Notes) -> str:
