@@ -129,7 +129,12 @@ def cmd_import_aperture(args: argparse.Namespace) -> int:
 
 
 async def _import(source: str, config: GatewayConfig, dry_run: bool) -> int:
-    from gateway.aperture.importer import ImportFailed, ImportTarget, import_snapshot
+    from gateway.aperture.importer import (
+        ImportFailed,
+        ImportTarget,
+        check_snapshot,
+        import_snapshot,
+    )
     from gateway.aperture.keystore import ApertureDbError, read_source
     from gateway.store import StoreError, open_store
 
@@ -152,6 +157,10 @@ async def _import(source: str, config: GatewayConfig, dry_run: bool) -> int:
             f"{marker}; convert-aperture did not see it",
             file=sys.stderr,
         )
+    if dry_run:
+        report, _ = check_snapshot(snapshot, route_names)
+        _print_report(report, dry_run=True)
+        return 0 if report.clean else 1
     try:
         store = await open_store(config.store.url, config.base_dir)
     except (StoreError, ValueError) as exc:
@@ -165,17 +174,15 @@ async def _import(source: str, config: GatewayConfig, dry_run: bool) -> int:
                 file=sys.stderr,
             )
             return 1
-        target = cast(ImportTarget, store)
         try:
-            report = await import_snapshot(snapshot, target, route_names, dry_run=dry_run)
+            report = await import_snapshot(snapshot, cast(ImportTarget, store), route_names)
         except ImportFailed as exc:
-            report = exc.report
             print(f"stopped: {exc}; re-run to continue (done so far below)", file=sys.stderr)
-            _print_report(report, dry_run)
+            _print_report(exc.report, dry_run=False)
             return 1
     finally:
         await store.close()
-    _print_report(report, dry_run)
+    _print_report(report, dry_run=False)
     return 0 if report.clean else 1
 
 

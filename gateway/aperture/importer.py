@@ -91,16 +91,13 @@ def to_imported(row: SecretRow, now: int, report: ImportReport) -> ImportedKey:
     )
 
 
-async def import_snapshot(
-    snapshot: Snapshot,
-    target: ImportTarget,
-    route_names: Collection[str],
-    *,
-    dry_run: bool = False,
-    clock: Callable[[], float] = time.time,
-) -> ImportReport:
+def check_snapshot(
+    snapshot: Snapshot, route_names: Collection[str], *, clock: Callable[[], float] = time.time
+) -> tuple[ImportReport, list[ImportedKey]]:
+    """Validate every row (no store needed): the report so far and the keys to import."""
     report = ImportReport(read=len(snapshot.secrets))
     now = int(clock())
+    keys: list[ImportedKey] = []
     for row in snapshot.secrets:
         reason = skip_reason(row)
         if reason is not None:
@@ -108,10 +105,21 @@ async def import_snapshot(
             continue
         key = to_imported(row, now, report)
         report.by_state[row.state or "unrecorded"] += 1
-        if row.service is not None and row.service not in route_names:
-            report.unknown_services[row.service] += 1
-        if dry_run:
-            continue
+        if key.service is not None and key.service not in route_names:
+            report.unknown_services[key.service] += 1
+        keys.append(key)
+    return report, keys
+
+
+async def import_snapshot(
+    snapshot: Snapshot,
+    target: ImportTarget,
+    route_names: Collection[str],
+    *,
+    clock: Callable[[], float] = time.time,
+) -> ImportReport:
+    report, keys = check_snapshot(snapshot, route_names, clock=clock)
+    for key in keys:
         try:
             if await target.import_root_key(key):
                 report.imported += 1
