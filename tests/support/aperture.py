@@ -70,9 +70,7 @@ def find_aperture() -> Path:
             check=False,
         )
     except subprocess.TimeoutExpired:
-        raise RuntimeError(
-            f"building Aperture took over {BUILD_TIMEOUT_SECONDS:.0f} s"
-        ) from None
+        raise RuntimeError(f"building Aperture took over {BUILD_TIMEOUT_SECONDS:.0f} s") from None
     if done.returncode == NO_SOURCE_EXIT:
         raise ApertureUnavailable(done.stderr.strip() or "Aperture source not found")
     if done.returncode != 0:
