@@ -142,12 +142,14 @@ class ApertureProcess:
         *,
         postgres: PostgresBackend | None = None,
         name: str = "aperture",
+        log_level: str = "info",
     ) -> None:
         self.binary = binary
         self.seller = seller
         self.services = services
         self.postgres = postgres
         self.name = name
+        self.log_level = log_level  # trace, debug, info, warn, error, critical, off
         self.dir = Path(tempfile.mkdtemp(prefix="l402-regtest-aperture-"))
         self.port = free_port()
         self.proc: ManagedProcess | None = None
@@ -175,7 +177,7 @@ class ApertureProcess:
             "listenaddr": f"127.0.0.1:{self.port}",
             "insecure": True,
             "autocert": False,
-            "debuglevel": "info",
+            "debuglevel": self.log_level,
             "authenticator": {
                 "network": "regtest",
                 "lndhost": self.seller.rpc,
