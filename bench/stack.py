@@ -123,6 +123,8 @@ routes:
     path: '^{PATH}$'
     upstream: "http://{HOST}:{upstream_port}"
     price_sats: {PRICE_SATS}
+    # Like Aperture's invoices (no route hints), so both gateways mint the same kind.
+    private_invoices: false
 """
     )
     proc = ManagedProcess(
