@@ -75,14 +75,18 @@ def cmd_convert_aperture(args: argparse.Namespace) -> int:
     for note in conversion.notes:
         print(str(note), file=sys.stderr)
     text = render(conversion.document, source=source.name, version=__version__)
-    problem = _self_check(text, args.output)
+    problem = _self_check(text)
     if problem is not None:
         print(f"internal error: the converted file does not load:\n{problem}", file=sys.stderr)
         return 2
     if args.output is None:
         sys.stdout.write(text)
     else:
-        args.output.write_text(text, encoding="utf-8")
+        try:
+            args.output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            print(f"{args.output}: cannot write: {exc.strerror}", file=sys.stderr)
+            return 2
         print(f"wrote {args.output} ({len(conversion.document.routes)} route(s))", file=sys.stderr)
     if not conversion.complete:
         dropped = sum(1 for n in conversion.notes if n.severity == "dropped")
@@ -91,24 +95,19 @@ def cmd_convert_aperture(args: argparse.Namespace) -> int:
     return 0
 
 
-def _self_check(text: str, output: Path | None) -> str | None:
-    """Load the result with our own loader (as check-config --skip-file-checks does).
+def _self_check(text: str) -> str | None:
+    """Load the result with our own loader, as `check-config --skip-file-checks` does.
 
-    Written beside the output, because relative paths resolve against the file's
-    directory; no `${VAR}` of the operator's environment is needed by our output.
+    No file is checked for existence, so where the copy lives does not matter;
+    our output needs no `${VAR}` from the operator's environment.
     """
     from gateway.config import ConfigErrors, load_config
 
-    directory = output.resolve().parent if output is not None else Path.cwd()
-    if not directory.is_dir():
-        return f"{directory}: no such directory"
-    with tempfile.NamedTemporaryFile(
-        "w", suffix=".yaml", dir=directory, prefix=".convert-aperture-", delete=True
-    ) as tmp:
-        tmp.write(text)
-        tmp.flush()
+    with tempfile.TemporaryDirectory(prefix="l402-convert-aperture-") as directory:
+        copy = Path(directory) / "routes.yaml"
+        copy.write_text(text, encoding="utf-8")
         try:
-            load_config(tmp.name, check_files=False, environ={})
+            load_config(copy, check_files=False, environ={})
         except ConfigErrors as exc:
             return str(exc)
     return None
