@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: setup protos protos-check binaries system-deps lint typecheck test test-unit \
-        regtest-up regtest-down rehearse run bench clean
+        regtest-up regtest-down rehearse run bench bench-peers aperture clean
 
 setup: $(STAMP)
 
@@ -57,8 +57,20 @@ rehearse: setup binaries
 run: setup binaries
 	$(PY) -m gateway.rehearsal --serve
 
-bench: setup binaries
+# The real Aperture (benchmark peer, migration tests): built from its source tarball
+# once, cached by version. Exit 3 = no source: `bench` then measures our side alone.
+aperture:
+	deploy/aperture/build.sh >/dev/null || test $$? -eq 3
+
+# Our gateway beside Aperture and the bare upstream, same route, LND and wrk load.
+bench: setup binaries aperture
+	bench/ensure-wrk.sh
 	$(PY) bench/gateway_bench.py
+
+# As bench, but a missing Aperture is an error instead of a note.
+bench-peers: setup binaries aperture
+	bench/ensure-wrk.sh
+	L402_REQUIRE_APERTURE=1 $(PY) bench/gateway_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -290,6 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8090)
     p.set_defaults(func=cmd_signal_upstream)
+
+    from gateway.aperture.commands import add_convert_parser, add_import_parser
+
+    add_convert_parser(sub)  # convert-aperture: aperture.yaml -> routes.yaml
+    add_import_parser(sub)  # import-aperture: Aperture's root keys -> our store
     return parser
 
 

@@ -1,0 +1,142 @@
+"""Fixtures: the real Aperture on the regtest network, our demo upstream, our buyer.
+
+`aperture_binary` skips (or fails in CI / with L402_REQUIRE_APERTURE=1) when
+the Aperture source is absent; `start_aperture` starts instances that are
+stopped by PID and removed at the end of the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from gateway.buyer import CredentialCache, FetchResult, L402Client, LndPayer, SpendPolicy
+from gateway.demo_upstream import make_signal_app
+from gateway.lightning import LndClient
+from gateway.regtest.network import Descriptor
+from gateway.regtest.processes import pid_alive
+from tests.support.aperture import (
+    ApertureProcess,
+    ApertureService,
+    PostgresBackend,
+    require_aperture,
+)
+
+PREMIUM_PATH = "/ep212/premium-signal"
+EXPENSIVE_PATH = "/ep212/expensive-signal"
+
+
+@pytest.fixture(scope="session")
+def aperture_binary() -> Path:
+    return require_aperture()
+
+
+@pytest.fixture
+async def signal_upstream() -> AsyncIterator[str]:
+    """Our EP212 demo upstream on a free loopback port; yields host:port."""
+    runner = web.AppRunner(make_signal_app(), shutdown_timeout=0.5)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    yield f"127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+StartAperture = Callable[..., Awaitable[ApertureProcess]]
+Buy = Callable[[str], Awaitable["Purchase"]]
+
+
+@pytest.fixture
+def aperture_services(signal_upstream: str) -> list[ApertureService]:
+    """premium: 10 sat, 1 h tokens, capabilities; zero: no price (Aperture charges 1 sat)."""
+    return [
+        ApertureService(
+            "premium",
+            signal_upstream,
+            f"^{PREMIUM_PATH}$",
+            10,
+            timeout=3600,
+            capabilities="read,write",
+        ),
+        ApertureService("zero", signal_upstream, f"^{EXPENSIVE_PATH}$", 0, timeout=60),
+    ]
+
+
+@pytest.fixture
+async def start_aperture(
+    aperture_binary: Path, regtest: Descriptor
+) -> AsyncIterator[StartAperture]:
+    """`await start_aperture(services, postgres=None)`: a running Aperture on the seller."""
+    started: list[ApertureProcess] = []
+
+    async def start(
+        services: list[ApertureService], postgres: PostgresBackend | None = None
+    ) -> ApertureProcess:
+        process = ApertureProcess(aperture_binary, regtest.seller, services, postgres=postgres)
+        started.append(process)
+        process.spawn()  # on the event loop's (main) thread: PR_SET_PDEATHSIG applies
+        await asyncio.to_thread(process.wait_ready)
+        return process
+
+    yield start
+    for process in started:
+        pid = process.proc.pid if process.proc is not None else None
+        await asyncio.to_thread(process.remove)
+        assert pid is None or not pid_alive(pid), "Aperture still running after stop"
+        assert not process.dir.exists(), "Aperture's data directory was left behind"
+
+
+@pytest.fixture
+async def aperture(
+    start_aperture: StartAperture, aperture_services: list[ApertureService]
+) -> ApertureProcess:
+    """One Aperture with the SQLite backend selling `aperture_services`."""
+    return await start_aperture(aperture_services)
+
+
+@dataclass
+class Purchase:
+    """What our buyer got: the paid response and the credential it cached."""
+
+    result: FetchResult
+    macaroon: str
+    preimage_hex: str
+
+    @property
+    def authorization(self) -> str:
+        return f"L402 {self.macaroon}:{self.preimage_hex}"
+
+
+@pytest.fixture
+async def buyer_session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=90)) as session:
+        yield session
+
+
+@pytest.fixture
+def buy_with_our_buyer(buyer_admin: LndClient, buyer_session: aiohttp.ClientSession) -> Buy:
+    """`await buy(url)`: our L402 buyer library pays on regtest and fetches `url`."""
+
+    async def buy(url: str) -> Purchase:
+        cache = CredentialCache()
+        client = L402Client(
+            buyer_session,
+            LndPayer(buyer_admin),
+            SpendPolicy(max_spend_msats=100_000, allowed_hosts=["127.0.0.1"]),
+            cache,
+        )
+        result = await client.fetch("GET", url)
+        assert result.paid, (result.outcome, result.status, result.body[:200])
+        parts = urlsplit(url)
+        status, credential = cache.lookup(f"{parts.hostname}:{parts.port}", parts.path, 0)
+        assert credential is not None, status
+        return Purchase(result, credential.macaroon, credential.preimage_hex)
+
+    return buy
