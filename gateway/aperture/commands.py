@@ -18,7 +18,7 @@ import asyncio
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -130,7 +130,6 @@ def cmd_import_aperture(args: argparse.Namespace) -> int:
 async def _import(source: str, config: GatewayConfig, dry_run: bool) -> int:
     from gateway.aperture.importer import (
         ImportFailed,
-        ImportTarget,
         check_snapshot,
         import_snapshot,
     )
@@ -166,15 +165,8 @@ async def _import(source: str, config: GatewayConfig, dry_run: bool) -> int:
         print(f"cannot open this gateway's store: {exc}", file=sys.stderr)
         return 2
     try:
-        if not hasattr(store, "import_root_key"):
-            print(
-                "this gateway's store does not implement import_root_key (KeyImporter) yet: "
-                "nothing imported",
-                file=sys.stderr,
-            )
-            return 1
         try:
-            report = await import_snapshot(snapshot, cast(ImportTarget, store), route_names)
+            report = await import_snapshot(snapshot, store, route_names)
         except ImportFailed as exc:
             print(f"stopped: {exc}; re-run to continue (done so far below)", file=sys.stderr)
             _print_report(exc.report, dry_run=False)

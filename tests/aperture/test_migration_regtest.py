@@ -5,10 +5,6 @@
    side by side and quote the same prices for the same requests.
 3. Aperture is stopped; `import-aperture` imports its SQLite database into our
    store; the SAME credential then gets 200 through our gateway.
-
-Step 3 needs the store's `import_root_key` (KeyImporter), which lands from
-another branch: until then the test is marked xfail at exactly that point,
-saying so, after everything before it has been checked.
 """
 
 from __future__ import annotations
@@ -30,8 +26,6 @@ from tests.aperture.conftest import EXPENSIVE_PATH, PREMIUM_PATH, Buy
 from tests.support.aperture import ApertureProcess
 
 pytestmark = pytest.mark.regtest
-
-NOT_IMPLEMENTED = "does not implement import_root_key"
 
 
 def convert_for_test(aperture: ApertureProcess, tmp_path: Path) -> Path:
@@ -98,11 +92,6 @@ async def test_cut_over_keeps_paid_credentials(
     code = await asyncio.to_thread(main, argv)  # the command runs its own event loop
     out, err = capsys.readouterr()
     assert "read " in out
-    if NOT_IMPLEMENTED in err:
-        pytest.xfail(
-            "the store's import_root_key (KeyImporter role) is not implemented on this branch "
-            "yet; conversion, reading Aperture's database and the price check passed"
-        )
     assert code == 0, err
     assert "conflicts 0, skipped 0" in out
 
