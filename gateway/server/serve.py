@@ -22,6 +22,7 @@ from aiohttp import web
 from gateway.config import load_config
 from gateway.config.errors import ConfigErrors
 from gateway.config.model import GatewayConfig, Listener
+from gateway.h2.proxy import H2Proxy
 from gateway.lightning import LndClient
 from gateway.metrics import GatewayMetrics
 from gateway.server.admin import create_admin_app, log_readiness_change, readiness
@@ -33,6 +34,7 @@ from gateway.server.edge import (
     raise_descriptor_limit,
     start_listener,
 )
+from gateway.server.h2_admission import H2Admission
 from gateway.server.keys import HANDLER_KEY, ROUTES_KEY
 from gateway.server.runtime import RuntimeRoutes
 from gateway.store.roles import Store
@@ -55,6 +57,8 @@ class Listening:
     reuse_port: bool = False
     server: asyncio.Server | None = None
 
+    http2: Callable[[], asyncio.Protocol] | None = None  # the HTTP/2 engine, public only
+
     async def start(self) -> int:
         await self.runner.setup()
         self.server = await start_listener(
@@ -66,6 +70,7 @@ class Listening:
             keepalive_timeout=self.keepalive_timeout,
             handler_kwargs=self.handler_settings,
             reuse_port=self.reuse_port,
+            http2=self.http2,
         )
         sockets = self.server.sockets
         return int(sockets[0].getsockname()[1]) if sockets else self.address.port
@@ -138,6 +143,8 @@ class GatewayServer:
             reuse_port=reuse_port,
         )
         self._listening = [self.public]
+        self.h2: H2Proxy | None = None
+        self._shutdown_timeout = shutdown_timeout
         if serve_admin:
             self._listening.append(admin_listening(self.admin, listen.admin))
         self.public_port = 0
@@ -151,6 +158,9 @@ class GatewayServer:
         listen = self.config.listen
         nofile = raise_descriptor_limit()
         self.public.gate.limit = listen.max_connections or default_max_connections(nofile)
+        # gRPC over HTTP/2 on the public port, decided by the same paywall.
+        self.h2 = H2Proxy(H2Admission(self.app[HANDLER_KEY].paywall, self.metrics))
+        self.public.http2 = self.h2.connection
         ports = [await listening.start() for listening in self._listening]
         self.public_port = ports[0]
         self.admin_port = ports[1] if len(ports) > 1 else 0
@@ -169,8 +179,13 @@ class GatewayServer:
         """Stop accepting, let in-flight requests finish (up to the timeout), then clean up."""
         for listening in self._listening:
             listening.stop_accepting()
-        for listening in reversed(self._listening):
-            await listening.finish()
+        draining = []
+        if self.h2 is not None:  # GOAWAY to HTTP/2 clients; their open streams may finish
+            draining.append(self.h2.drain(self._shutdown_timeout))
+        draining.extend(listening.finish() for listening in reversed(self._listening))
+        await asyncio.gather(*draining)
+        if self.h2 is not None:
+            await self.h2.close()
 
     def reload(self, path: Path) -> bool:
         """Swap in a new routes.yaml; an invalid file keeps the running config."""
