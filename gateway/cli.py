@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -36,16 +37,26 @@ def _load(path: Path, *, check_files: bool = True) -> int | None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from gateway import logs
-    from gateway.server.serve import serve
 
     failed = _load(args.config)
     if failed is not None:
         return failed
+    if args.workers < 1:
+        print("--workers must be >= 1", file=sys.stderr)
+        return 2
     try:
         logs.configure(args.log_level, log_file=args.log_file)
     except logs.LogSetupError as exc:
         print(f"{exc}; not starting", file=sys.stderr)
         return 2
+    if args.workers > 1:
+        from gateway.server.workers import supervise
+
+        return supervise(args.config, args.workers, args.log_level, args.log_file)
+    # Imported only here: prometheus-client must not be loaded before the supervisor
+    # has set up multiprocess metrics (gateway.server.workers).
+    from gateway.server.serve import serve
+
     asyncio.run(serve(args.config))
     return 0
 
@@ -247,6 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the gateway (public + admin listeners)")
     with_config(p)
     p.add_argument("--log-level", default="info")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes sharing the public port (default: this machine's cores); "
+        "1 = one process serving both listeners",
+    )
     p.add_argument("--log-file", type=Path, help="append JSON log lines here (created 0600)")
     p.set_defaults(func=cmd_serve)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import socket
@@ -13,8 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-_PR_SET_PDEATHSIG = 1
-
+from gateway.lifetime import die_with_parent
 
 _handed_out: set[int] = set()
 
@@ -32,16 +30,6 @@ def free_port() -> int:
         if port not in _handed_out:
             _handed_out.add(port)
             return port
-
-
-def _die_with_parent() -> None:
-    """Linux: SIGTERM the child if the Python process that owns it dies, even by SIGKILL.
-
-    The kernel ties this to the *thread* that forked, so it is only armed for
-    children spawned from the main thread (see ManagedProcess).
-    """
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _on_main_thread() -> bool:
@@ -66,7 +54,7 @@ class ManagedProcess:
                 # From a worker thread, PDEATHSIG would fire when that thread ends
                 # (e.g. asyncio.to_thread's executor shutting down), killing a
                 # healthy daemon; such children are stopped by their owner instead.
-                preexec_fn=_die_with_parent if (not detached and _on_main_thread()) else None,
+                preexec_fn=die_with_parent if (not detached and _on_main_thread()) else None,
             )
         finally:
             log.close()

@@ -20,6 +20,8 @@ from gateway.regtest.processes import ManagedProcess, free_port, wait_until
 SATS4AI_PATH = "/api/l402/text-generation"
 ROUTE_A_PATH = "/ep212/premium-signal"
 ROUTE_B_PATH = "/ep212/expensive-signal"
+# As production runs it: a supervisor and worker processes (serve's default on 2 cores).
+WORKERS = 2
 
 ROUTES_TEMPLATE = """\
 # Written by the rehearsal: l402.openagents.com's routes on a regtest seller node.
@@ -118,7 +120,7 @@ class SellerStack:
             stack.processes.append(
                 ManagedProcess(
                     "gateway",
-                    [*cli, "serve", "--config", str(config_path)],
+                    [*cli, "serve", "--config", str(config_path), "--workers", str(WORKERS)],
                     workdir / "gateway.log",
                     detached=detached,
                 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -22,6 +23,7 @@ READY_TIMEOUT = 3.0
 log = logging.getLogger("gateway.readiness")
 LAST_READINESS_KEY = web.AppKey("last_readiness", dict)
 REGISTRY_KEY = web.AppKey("registry", CollectorRegistry)
+EXTRA_CHECKS_KEY = web.AppKey[Callable[[], dict[str, str]]]("extra_checks")
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -50,6 +52,7 @@ async def readiness(public: web.Application) -> dict[str, str]:
 
 async def readyz(request: web.Request) -> web.Response:
     checks = await readiness(request.app[PUBLIC_APP_KEY])
+    checks.update(request.app[EXTRA_CHECKS_KEY]())
     ready = all(v == "ok" for v in checks.values())
     log_readiness_change(request.app, checks)
     return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
@@ -77,11 +80,25 @@ async def metrics(request: web.Request) -> web.Response:
     )
 
 
-def create_admin_app(source: web.Application, registry: CollectorRegistry) -> web.Application:
+def _no_extra_checks() -> dict[str, str]:
+    return {}
+
+
+def create_admin_app(
+    source: web.Application | None,
+    registry: CollectorRegistry,
+    *,
+    contexts: Sequence[Callable[[web.Application], AsyncIterator[None]]] = (),
+    extra_checks: Callable[[], dict[str, str]] = _no_extra_checks,
+) -> web.Application:
     """`source` holds the LND client, store and metrics the probes use (LND_KEY,
-    STORE_KEY, METRICS_KEY); it may be the public app, or this app itself."""
+    STORE_KEY, METRICS_KEY): the public app in one process; None for the worker
+    supervisor, whose admin app opens its own with `contexts` (cleanup contexts).
+    `extra_checks` adds readiness checks (the supervisor's: every worker alive)."""
     app = web.Application()
-    app[PUBLIC_APP_KEY] = source
+    app[PUBLIC_APP_KEY] = source if source is not None else app
+    app.cleanup_ctx.extend(contexts)
+    app[EXTRA_CHECKS_KEY] = extra_checks
     app[REGISTRY_KEY] = registry
     app[LAST_READINESS_KEY] = {}
     app.router.add_get("/healthz", healthz)

@@ -60,7 +60,9 @@ def lnd_observer(metrics: GatewayMetrics) -> Callable[[str, float, str | None], 
     return observe
 
 
-def _store_ctx(config: GatewayConfig, injected: Store | None) -> CleanupCtx:
+def store_context(config: GatewayConfig, injected: Store | None) -> CleanupCtx:
+    """Open the store (or use an injected one) as app[STORE_KEY]; close what it opened."""
+
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         store = injected or await open_store(
             config.store.url, config.base_dir, timeout=config.store.timeout_seconds
@@ -73,7 +75,9 @@ def _store_ctx(config: GatewayConfig, injected: Store | None) -> CleanupCtx:
     return ctx
 
 
-def _lnd_ctx(config: GatewayConfig, injected: LndClient | None) -> CleanupCtx:
+def lnd_context(config: GatewayConfig, injected: LndClient | None) -> CleanupCtx:
+    """Connect to LND (or use an injected client) as app[LND_KEY]; close what it opened."""
+
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         lnd = injected or LndClient.connect(
             config.lnd.host,
@@ -204,7 +208,7 @@ def create_app(
     app.on_response_prepare.append(add_cors_headers)
     app.on_shutdown.append(_close_websockets)
     app.cleanup_ctx.extend(
-        [_store_ctx(config, store), _lnd_ctx(config, lnd), _services_ctx(config, clock)]
+        [store_context(config, store), lnd_context(config, lnd), _services_ctx(config, clock)]
     )
     if follow_settlements:
         app.cleanup_ctx.append(_settlement_ctx)

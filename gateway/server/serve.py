@@ -216,7 +216,13 @@ class GatewayServer:
         return True
 
 
-async def serve(path: Path, *, serve_admin: bool = True, reuse_port: bool = False) -> None:
+async def serve(
+    path: Path,
+    *,
+    serve_admin: bool = True,
+    reuse_port: bool = False,
+    on_listening: Callable[[], None] | None = None,
+) -> None:
     """Run until SIGTERM/SIGINT; SIGHUP reloads `path`.
 
     Signal handlers go in before the listeners start, so a SIGTERM that arrives
@@ -231,6 +237,8 @@ async def serve(path: Path, *, serve_admin: bool = True, reuse_port: bool = Fals
     loop.add_signal_handler(signal.SIGHUP, server.reload, path)
     try:
         await server.start()
+        if on_listening is not None:
+            on_listening()
         await stop.wait()
     finally:
         log.info("shutting down; finishing in-flight requests")
