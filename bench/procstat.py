@@ -10,10 +10,22 @@ from pathlib import Path
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads), in seconds; 0 when it is gone."""
-    if pid <= 0:
-        return 0.0
+def tree(pid: int) -> list[int]:
+    """`pid` and all its live descendants (a gateway's supervisor and its workers)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            tasks = Path(f"/proc/{current}/task").iterdir()
+            for task in tasks:
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return found
+
+
+def _own_cpu_seconds(pid: int) -> float:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -22,15 +34,29 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and its live children (all threads), in seconds.
+
+    A gateway runs as a supervisor and worker processes: all of them count.
+    A child that exited and was reaped stops counting (restarts are not expected
+    during a measurement). 0 when the process is gone.
+    """
+    if pid <= 0:
+        return 0.0
+    return sum(_own_cpu_seconds(p) for p in tree(pid))
+
+
 def rss_mib(pid: int) -> float:
-    """Resident set size of a process in MiB (VmRSS); 0 when it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return 0.0
+    """Resident set size of a process and its live children in MiB (VmRSS); 0 when gone."""
+    total = 0
+    for member in tree(pid) if pid > 0 else []:
+        try:
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return round(total / 1024, 1)
 
 
 def machine_cpu() -> tuple[float, float]:

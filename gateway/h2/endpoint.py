@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import h2.config
 import h2.connection
@@ -98,7 +98,7 @@ class Endpoint(asyncio.Protocol):
     # ---- asyncio.Protocol ----
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # uvloop's are not registered subclasses
         self.transport = transport
         self.h2.initiate_connection()
         if self._receive_window > _DEFAULT_WINDOW:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Callable
+from typing import cast
 
 from aiohttp import web
 
@@ -39,7 +40,7 @@ class SniffingProtocol(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # uvloop's are not registered subclasses
         self._transport = transport
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self._timeout, self._hand_over, self._http1)

@@ -23,7 +23,7 @@ import asyncio
 import logging
 import resource
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooLong
@@ -123,7 +123,7 @@ class EdgeProtocol(asyncio.Protocol):
 
     # -- asyncio.Protocol ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # uvloop's are not registered subclasses
         if not self._gate.admit():
             transport.abort()
             return

@@ -22,7 +22,6 @@ import json
 import logging
 import ssl
 import time
-import uuid
 from dataclasses import dataclass
 
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -41,6 +40,7 @@ from gateway.server.errors import (
     TokenInUse,
 )
 from gateway.server.leases import Lease, LeaseKeeper
+from gateway.server.middleware import new_request_id
 from gateway.server.paywall import Located, Paywall
 from gateway.server.runtime import RouteRuntime, RuntimeRoutes
 
@@ -213,7 +213,7 @@ class _Record:
         access_log.info(
             "request",
             extra={
-                "request_id": uuid.uuid4().hex,
+                "request_id": new_request_id(),
                 "route": self.route,
                 "outcome": outcome or self.outcome,
                 "status": status,

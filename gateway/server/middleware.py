@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
 import re
 import time
-import uuid
 
 from aiohttp import web
 
@@ -24,6 +25,14 @@ from gateway.server.reqkeys import (
 
 access_log = logging.getLogger("gateway.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# Request ids: a random per-process prefix and a counter. Unique per process and
+# across processes (the prefix), and far cheaper than uuid4 (a syscall per request).
+_ID_PREFIX = os.urandom(6).hex()
+_ID_COUNTER = itertools.count(1)
+
+
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):010x}"
 CLIENT_CLOSED = 499  # nginx's convention: the client went away before the answer
 
 
@@ -38,7 +47,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     if edge is not None:
         edge.begin()
     offered = request.headers.get("X-Request-Id", "")
-    request_id = offered if _REQUEST_ID.match(offered) else uuid.uuid4().hex
+    request_id = offered if _REQUEST_ID.match(offered) else new_request_id()
     request[REQUEST_ID] = request_id
     start = time.perf_counter()
     status = 500

@@ -24,8 +24,14 @@ class UsageCounter:
     def __init__(self) -> None:
         self._pending: Counter[tuple[str, str]] = Counter()
 
+    _day: tuple[int, str] = (-1, "")  # (the last hour asked about, its UTC day)
+
     def add(self, route: str, now: float | None = None) -> None:
-        self._pending[(route, utc_day(int(now if now is not None else time.time())))] += 1
+        seconds = int(now if now is not None else time.time())
+        hour = seconds // 3600  # UTC days start on the hour: one date computation an hour
+        if hour != self._day[0]:
+            self._day = (hour, utc_day(seconds))
+        self._pending[(route, self._day[1])] += 1
 
     async def flush(self, store: UsageLedger) -> None:
         pending, self._pending = self._pending, Counter()
