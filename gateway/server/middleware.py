@@ -33,6 +33,8 @@ _ID_COUNTER = itertools.count(1)
 
 def new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER):010x}"
+
+
 CLIENT_CLOSED = 499  # nginx's convention: the client went away before the answer
 
 

@@ -81,6 +81,9 @@ MIGRATIONS: dict[int, list[str]] = {
         "CREATE INDEX l402_imported_keys_payment_hash ON l402_imported_keys (payment_hash)",
         "CREATE INDEX l402_imported_keys_created ON l402_imported_keys (created_at, token_id)",
         "CREATE INDEX l402_tokens_created_token ON l402_tokens (created_at, token_id)",
+        # The (created_at, token_id) index serves every created_at range v1's index did:
+        # one b-tree fewer to update per challenge.
+        "DROP INDEX l402_tokens_created_at",
         # One row per client seen in the last burst/rate seconds; `full_at` is when the
         # bucket is full again at the latest, after which the row is deleted. Unlogged on
         # PostgreSQL (no WAL write per challenge): losing it in a crash or a failover
