@@ -217,7 +217,7 @@ async def in_process(
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     config = load_config(path, check_files=False)
     invoices = MemoryInvoiceSource()
-    store = await open_store("sqlite::memory:")
+    store = await open_store(str(doc["store"]["url"]))
     clock = FakeClock()
     server = GatewayServer(
         config,

@@ -139,6 +139,10 @@ class PostgresServer:
         self._client("createdb", name)
         return name
 
+    def sql(self, database: str, statement: str) -> None:
+        """Run one statement with psql as the superuser."""
+        self._client("psql", "-d", database, "-v", "ON_ERROR_STOP=1", "-c", statement)
+
     def drop_database(self, name: str) -> None:
         self._client("dropdb", "--force", "--if-exists", name)
 
