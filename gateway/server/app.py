@@ -20,6 +20,7 @@ from gateway.l402.mint import InvoiceSource, Minter
 from gateway.leadership import run_while_leader
 from gateway.lightning import LndClient
 from gateway.metrics import GatewayMetrics
+from gateway.pricing import PriceHook
 from gateway.proxy import Proxy
 from gateway.pruning import DAY_SECONDS, TokenPruner
 from gateway.ratelimit import ChallengeLimiter, LocalChallengeLimiter, SharedChallengeLimiter
@@ -96,6 +97,7 @@ def build_services(
     lnd: InvoiceSource,
     metrics: GatewayMetrics,
     clock: Callable[[], float],
+    pricer: PriceHook,
 ) -> Services:
     """The handler's collaborators, wired once."""
     limit = config.challenge_rate_limit
@@ -105,7 +107,11 @@ def build_services(
             store, VerifiedCache(config.verified_cache_size, VERIFIED_CACHE_TTL), clock
         ),
         issuer=ChallengeIssuer(
-            Minter(lnd, store), LocalChallengeLimiter(limit.per_minute, limit.burst), metrics, clock
+            Minter(lnd, store),
+            LocalChallengeLimiter(limit.per_minute, limit.burst),
+            metrics,
+            clock,
+            pricer=pricer,
         ),
         leases=leases,
         usage=UsageCounter(),
@@ -125,13 +131,15 @@ def _services_ctx(config: GatewayConfig, clock: Callable[[], float]) -> CleanupC
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         proxy = Proxy.create(limit=UPSTREAM_POOL_LIMIT)
         metrics = app[METRICS_KEY]
-        services = build_services(config, app[STORE_KEY], app[LND_KEY], metrics, clock)
+        pricer = PriceHook.create(metrics)
+        services = build_services(config, app[STORE_KEY], app[LND_KEY], metrics, clock, pricer)
         handler = app[HANDLER_KEY]
         handler.paywall.attach(services)
         handler.attach(Forwarder(proxy, services.leases, metrics))
         async for _ in run_flusher(services.usage, app[STORE_KEY]):
             yield
         await proxy.close()
+        await pricer.close()
 
     return ctx
 
