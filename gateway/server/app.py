@@ -27,6 +27,7 @@ from gateway.ratelimit import ChallengeLimiter, LocalChallengeLimiter, SharedCha
 from gateway.server.auth import Authenticator, VerifiedCache
 from gateway.server.challenges import ChallengeIssuer
 from gateway.server.cors import add_cors_headers
+from gateway.server.discovery import DiscoveryHandler
 from gateway.server.edge import UPSTREAM_POOL_LIMIT
 from gateway.server.errors import error_middleware
 from gateway.server.forwarding import Forwarder
@@ -201,7 +202,7 @@ def create_app(
     metrics = metrics or GatewayMetrics()
     metrics.declare_routes(list(config.routes.names))
     routes = RouteHolder(RuntimeRoutes.from_config(config))
-    handler = PublicHandler(Paywall(routes, metrics))
+    handler = PublicHandler(Paywall(routes, metrics), discovery=DiscoveryHandler(routes))
     app = web.Application(
         middlewares=[request_context, error_middleware],
         client_max_size=max((r.max_body_bytes for r in config.routes.routes), default=0),
