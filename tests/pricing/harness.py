@@ -58,7 +58,6 @@ class PricingState:
     mode: str = "ok"  # "ok", "slow", or a GARBAGE key
     calls: list[dict[str, Any]] = field(default_factory=list)
     never: asyncio.Event = field(default_factory=asyncio.Event)  # never set
-    slow_entered: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 PRICING = web.AppKey("pricing", PricingState)
@@ -68,8 +67,7 @@ async def _price(request: web.Request) -> web.Response:
     state = request.app[PRICING]
     state.calls.append(await request.json())
     if state.mode == "slow":
-        state.slow_entered.set()
-        await state.never.wait()
+        await state.never.wait()  # the gateway's deadline ends the call
     if state.mode in GARBAGE:
         status, body = GARBAGE[state.mode]
         headers = {"Location": "/price"} if status == 307 else None
