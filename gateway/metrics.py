@@ -128,6 +128,19 @@ class GatewayMetrics:
             "Token rows deleted because their invoice was canceled unpaid",
             registry=r,
         )
+        self.pricing_fallbacks = Counter(
+            f"{PREFIX}_pricing_fallbacks",
+            "Challenges priced at the route's fallback because its pricing hook failed",
+            ["route", "reason"],
+            registry=r,
+        )
+        self.pricing_latency = Histogram(
+            f"{PREFIX}_pricing_hook_latency_seconds",
+            "Pricing hook calls, from request to validated answer or failure",
+            ["route"],
+            buckets=_RPC_BUCKETS,
+            registry=r,
+        )
         self.config_reloads = Counter(
             f"{PREFIX}_config_reloads", "routes.yaml reloads by result", ["result"], registry=r
         )

@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from gateway.config.cors import parse_cors
+from gateway.config.discovery import check_routes, parse_discovery
 from gateway.config.errors import ConfigError, ConfigErrors
 from gateway.config.model import (
     ChallengeRateLimit,
@@ -36,6 +37,7 @@ TOP_KEYS = frozenset(
         "challenge_rate_limit",
         "invalid_credential_status",
         "cors",
+        "discovery",
         "routes",
     }
 )
@@ -99,7 +101,9 @@ def load_config(
         challenge_rate_limit=_challenge_rate_limit(top),
         invalid_credential_status=_invalid_credential_status(top),
         cors=parse_cors(reader, top.get("cors"), "cors"),
+        discovery=parse_discovery(top),
     )
+    check_routes(reader, config.routes.routes, config.discovery)
     if reader.errors:
         raise ConfigErrors(reader.errors)
     return config

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -135,6 +136,22 @@ class CorsPolicy:
 
 
 @dataclass(frozen=True)
+class PricingHook:
+    """A route's dynamic price: the operator's own service is asked at each challenge.
+
+    `headers` are lower-cased request header names sent to the hook (a bounded
+    set, never credentials). Any failure (timeout, error, invalid answer) uses
+    `fallback_msat`; an answer must lie in 1..`max_msat` (gateway.pricing).
+    """
+
+    url: str
+    fallback_msat: int
+    max_msat: int
+    timeout_seconds: float = 1.0
+    headers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Route:
     """One priced (or free) upstream; `name` is the metric label and, unless `service`
     says otherwise, the macaroon's service name.
@@ -166,11 +183,13 @@ class Route:
     private_invoices: bool = True
     service_name: str | None = None  # macaroon service; None = the route name
     cors: CorsPolicy | None = None  # None = the top-level `cors`
+    pricing: PricingHook | None = None  # None = the constant `price_msat`
     line: int = field(default=0, compare=False)
 
     @property
     def is_free(self) -> bool:
-        return self.price_msat == 0
+        """A hooked route is never free: its `price_msat` is the hook's fallback (>= 1)."""
+        return self.price_msat == 0 and self.pricing is None
 
     @property
     def single_use(self) -> bool:
@@ -191,6 +210,9 @@ class Route:
         answer, each within its own deadline, plus a margin for the commit."""
         upload_then_answer = self.request_body_timeout_seconds + self.upstream_timeout_seconds
         return int(upload_then_answer) + LEASE_MARGIN_SECONDS
+
+    def matches_host(self, host: str) -> bool:
+        return self.host is None or self.host.search(_hostname(host)) is not None
 
     def matches_resource(self, host: str, path: str) -> bool:
         """Aperture semantics: `re.search`, so patterns anchor only where they say so."""
@@ -255,6 +277,36 @@ class RouteTable:
         return len(self.routes)
 
 
+DISCOVERY_MANIFEST_PATH = "/.well-known/l402.json"
+DISCOVERY_OPENAPI_PATH = "/.well-known/l402-openapi.json"
+
+
+@dataclass(frozen=True)
+class DiscoveryConfig:
+    """The public discovery documents (gateway.server.discovery).
+
+    `openapi` is the operator's OpenAPI document, parsed and checked at load
+    time (a JSON-compatible mapping), None when `openapi_file` is not set.
+    """
+
+    enabled: bool = True
+    provider_name: str = "l402-gateway"
+    provider_uri: str | None = None
+    node_pubkey: str | None = None
+    max_age_seconds: int = 300
+    openapi_file: Path | None = None
+    openapi: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def paths(self) -> frozenset[str]:
+        """The request paths discovery answers (before any route), empty when disabled."""
+        if not self.enabled:
+            return frozenset()
+        if self.openapi is None:
+            return frozenset({DISCOVERY_MANIFEST_PATH})
+        return frozenset({DISCOVERY_MANIFEST_PATH, DISCOVERY_OPENAPI_PATH})
+
+
 @dataclass(frozen=True)
 class GatewayConfig:
     source: Path
@@ -269,6 +321,7 @@ class GatewayConfig:
     # that re-pay only on 402 recover) or 401 (the spec's). Both carry a fresh challenge.
     invalid_credential_status: int = 402
     cors: CorsPolicy | None = None
+    discovery: DiscoveryConfig = DiscoveryConfig()
 
     @property
     def base_dir(self) -> Path:

@@ -16,6 +16,7 @@ import yaml
 from gateway.config.cors import parse_cors
 from gateway.config.model import PathRewrite, Route, TokenMode
 from gateway.config.nodes import Reader, Section, is_null
+from gateway.config.pricing import parse_pricing, route_price
 from gateway.headerpolicy import extra_header_problem
 from gateway.l402.grammar import is_token
 
@@ -26,7 +27,7 @@ ROUTE_KEYS = frozenset(
         "price_sats", "price_msats", "token_validity_seconds", "token_mode", "capabilities",
         "required_capability", "forward_authorization", "max_body_bytes", "invoice_memo",
         "invoice_expiry_seconds", "private_invoices", "service", "request_body_timeout_seconds",
-        "cors",
+        "cors", "pricing",
     }
 )  # fmt: skip
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
@@ -83,7 +84,8 @@ def _parse_route(s: Section) -> Route | None:
     host = _regex(s, "host", required=False)
     if host is not None and host.pattern in CATCH_ALL:
         host = None
-    price_msat = _price(s)
+    pricing = parse_pricing(s)
+    price_msat = route_price(s, pricing) if s.has("pricing") else _price(s)
     route = Route(
         name=name,
         path=path or re.compile(""),
@@ -114,6 +116,7 @@ def _parse_route(s: Section) -> Route | None:
         private_invoices=s.boolean("private_invoices", Route.private_invoices),
         service_name=_service(s),
         cors=parse_cors(s.reader, s.get("cors"), s.path("cors")),
+        pricing=pricing,
         line=s.node.start_mark.line + 1,
     )
     _check_policy(s, route)

@@ -20,12 +20,14 @@ from gateway.l402.mint import InvoiceSource, Minter
 from gateway.leadership import run_while_leader
 from gateway.lightning import LndClient
 from gateway.metrics import GatewayMetrics
+from gateway.pricing import PriceHook
 from gateway.proxy import Proxy
 from gateway.pruning import DAY_SECONDS, TokenPruner
 from gateway.ratelimit import ChallengeLimiter, LocalChallengeLimiter, SharedChallengeLimiter
 from gateway.server.auth import Authenticator, VerifiedCache
 from gateway.server.challenges import ChallengeIssuer
 from gateway.server.cors import add_cors_headers
+from gateway.server.discovery import DiscoveryHandler
 from gateway.server.edge import UPSTREAM_POOL_LIMIT
 from gateway.server.errors import error_middleware
 from gateway.server.forwarding import Forwarder
@@ -100,6 +102,7 @@ def build_services(
     lnd: InvoiceSource,
     metrics: GatewayMetrics,
     clock: Callable[[], float],
+    pricer: PriceHook,
 ) -> Services:
     """The handler's collaborators, wired once."""
     limit = config.challenge_rate_limit
@@ -109,7 +112,11 @@ def build_services(
             store, VerifiedCache(config.verified_cache_size, VERIFIED_CACHE_TTL), clock
         ),
         issuer=ChallengeIssuer(
-            Minter(lnd, store), LocalChallengeLimiter(limit.per_minute, limit.burst), metrics, clock
+            Minter(lnd, store),
+            LocalChallengeLimiter(limit.per_minute, limit.burst),
+            metrics,
+            clock,
+            pricer=pricer,
         ),
         leases=leases,
         usage=UsageCounter(),
@@ -129,13 +136,15 @@ def _services_ctx(config: GatewayConfig, clock: Callable[[], float]) -> CleanupC
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         proxy = Proxy.create(limit=UPSTREAM_POOL_LIMIT)
         metrics = app[METRICS_KEY]
-        services = build_services(config, app[STORE_KEY], app[LND_KEY], metrics, clock)
+        pricer = PriceHook.create(metrics)
+        services = build_services(config, app[STORE_KEY], app[LND_KEY], metrics, clock, pricer)
         handler = app[HANDLER_KEY]
         handler.paywall.attach(services)
         handler.attach(Forwarder(proxy, services.leases, metrics))
         async for _ in run_flusher(services.usage, app[STORE_KEY]):
             yield
         await proxy.close()
+        await pricer.close()
 
     return ctx
 
@@ -197,7 +206,7 @@ def create_app(
     metrics = metrics or GatewayMetrics()
     metrics.declare_routes(list(config.routes.names))
     routes = RouteHolder(RuntimeRoutes.from_config(config))
-    handler = PublicHandler(Paywall(routes, metrics))
+    handler = PublicHandler(Paywall(routes, metrics), discovery=DiscoveryHandler(routes))
     app = web.Application(
         middlewares=[request_context, error_middleware],
         client_max_size=max((r.max_body_bytes for r in config.routes.routes), default=0),

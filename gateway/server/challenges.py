@@ -4,17 +4,23 @@ Minting is rate limited per client (`challenge_rate_limit`) before anything
 touches LND or the store: a limited client gets 429 + Retry-After instead.
 The result is raised as a `PaymentRequired` refusal, which the error
 middleware renders for HTTP or gRPC clients.
+
+A route with a pricing hook (gateway.pricing) gets its price per challenge,
+after the rate limit (a limited client costs the hook nothing) and before
+LND: that price goes into this challenge's invoice and token record only.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 
 from gateway.l402.errors import L402Error
-from gateway.l402.mint import Challenge, Minter
+from gateway.l402.mint import Challenge, Minter, MintRequest
 from gateway.lightning import LndError
 from gateway.metrics import GatewayMetrics
+from gateway.pricing import PriceHook, PriceQuery
 from gateway.ratelimit import ChallengeLimiter, retry_after_seconds
 from gateway.server.errors import (
     ChallengeRateLimited,
@@ -38,11 +44,14 @@ class ChallengeIssuer:
         limiter: ChallengeLimiter,
         metrics: GatewayMetrics,
         clock: Callable[[], float],
+        *,
+        pricer: PriceHook,
     ) -> None:
         self._minter = minter
         self.limiter = limiter
         self._metrics = metrics
         self._clock = clock
+        self._pricer = pricer
 
     async def demand_payment(
         self,
@@ -50,24 +59,41 @@ class ChallengeIssuer:
         client_key: str,
         refused: L402Error | None,
         invalid_credential_status: int,
+        query: PriceQuery | None = None,
     ) -> PaymentRequired:
         """A fresh challenge for `client_key`; `refused` says why an offered credential was
-        not enough. Raises ChallengeRateLimited (429), LightningUnavailable or
-        StoreUnavailable (503): nothing is stored in any of those cases."""
-        challenge = await self._mint(runtime, client_key)
+        not enough; `query` describes the request to a route's pricing hook (required
+        when the route has one). Raises ChallengeRateLimited (429), LightningUnavailable
+        or StoreUnavailable (503): nothing is stored in any of those cases."""
+        challenge = await self._mint(runtime, client_key, query)
         status = refusal_status(refused, invalid_credential_status)
         return PaymentRequired(runtime.name, challenge, refused, status)
 
-    async def _mint(self, runtime: RouteRuntime, client_key: str) -> Challenge:
+    async def _mint_request(self, runtime: RouteRuntime, query: PriceQuery | None) -> MintRequest:
+        """The route's prebuilt request, or a copy at the hook's price (validated again by
+        MintRequest itself)."""
+        assert runtime.mint is not None, "free routes are never challenged"
+        hook = runtime.route.pricing
+        if hook is None:
+            return runtime.mint
+        if query is None:
+            raise RuntimeError(f"route {runtime.name!r} has a pricing hook but no PriceQuery")
+        price = await self._pricer.price(hook, query)
+        return dataclasses.replace(runtime.mint, price_msat=price.msat)
+
+    async def _mint(
+        self, runtime: RouteRuntime, client_key: str, query: PriceQuery | None
+    ) -> Challenge:
         route = runtime.name
         now = self._clock()
         wait = await self.limiter.allow(client_key, now)
         if wait is not None:
             self._metrics.challenges_rate_limited.labels(route=route).inc()
             raise ChallengeRateLimited(retry_after_seconds(wait))
-        assert runtime.mint is not None, "free routes are never challenged"
+        request = await self._mint_request(runtime, query)
         try:
-            challenge = await self._minter.mint(runtime.mint, int(now))
+            # Read the clock again: a hook call may have taken a while.
+            challenge = await self._minter.mint(request, int(self._clock()))
         except LndError as exc:
             self._metrics.invoice_failures.labels(
                 route=route, reason="lnd_" + exc.code.lower()

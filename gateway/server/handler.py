@@ -1,5 +1,8 @@
 """The public listener's HTTP/1.1 handler: locate, answer preflights, decide payment, forward.
 
+Discovery documents (gateway.server.discovery) are answered first, before
+any route is looked up.
+
 Built once with its collaborators (no `request.app[...]` lookups), so the
 whole request path runs in unit tests with an in-memory invoice source and an
 in-memory SQLite store. The decision itself is the transport-neutral
@@ -17,6 +20,7 @@ from aiohttp import web
 from gateway.proxy.forwarded import ClientInfo
 from gateway.refusal import Refusal
 from gateway.server.cors import PREFLIGHT, is_preflight, preflight_response
+from gateway.server.discovery import DiscoveryHandler
 from gateway.server.errors import PaymentRequired
 from gateway.server.forwarding import Forwarder
 from gateway.server.paywall import Paywall
@@ -24,9 +28,15 @@ from gateway.server.reqkeys import CORS, ERROR, OUTCOME, PATH, ROUTE, TOKEN_ID
 
 
 class PublicHandler:
-    def __init__(self, paywall: Paywall, forwarder: Forwarder | None = None) -> None:
+    def __init__(
+        self,
+        paywall: Paywall,
+        forwarder: Forwarder | None = None,
+        discovery: DiscoveryHandler | None = None,
+    ) -> None:
         self.paywall = paywall
         self._forwarder = forwarder
+        self._discovery = discovery
 
     def attach(self, forwarder: Forwarder) -> None:
         """Called once by the app's start-up context, when the upstream pool exists."""
@@ -44,6 +54,10 @@ class PublicHandler:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
+        if self._discovery is not None:  # before any route: never priced or forwarded
+            answered = self._discovery.answer(request)
+            if answered is not None:
+                return answered
         preflight = is_preflight(request)
         method = request.headers[PREFLIGHT] if preflight else request.method
         located = self.paywall.locate(request.host, request.rel_url.raw_path, method)

@@ -2,8 +2,9 @@
 
 `locate` normalises the path and finds the route (the priced path is the
 forwarded path); `admit` decides payment: no credential -> a fresh
-challenge (within the client's `challenge_rate_limit`), a refused one -> a
-challenge or 409, a valid one -> admitted (a single-use token leased). Every
+challenge (within the client's `challenge_rate_limit`, at the price of the
+route's pricing hook when it has one), a refused one -> a challenge or 409,
+a valid one -> admitted (a single-use token leased). Every
 refusal is raised as a typed `Refusal`; each transport renders it its own
 way (aiohttp's error middleware, the HTTP/2 engine's trailers-only answer,
 an ASGI response). No framework imports here.
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from gateway.l402.errors import L402Error, Reason
 from gateway.l402.verify import VerifiedToken
 from gateway.metrics import GatewayMetrics
+from gateway.pricing import PriceQuery, hook_headers
 from gateway.proxy.forwarded import ClientInfo
 from gateway.ratelimit import client_key
 from gateway.requestpath import BadPath, NormalPath, normalize
@@ -52,11 +54,13 @@ class Services:
 
 @dataclass(frozen=True, slots=True)
 class Located:
-    """The route a request is for, in the table that was current when it arrived."""
+    """The route a request is for, in the table that was current when it arrived, and the
+    method it was matched for (what a pricing hook is told)."""
 
     table: RuntimeRoutes
     runtime: RouteRuntime
     path: NormalPath
+    method: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +101,7 @@ class Paywall:
         runtime = table.match(host, path.decoded, method)
         if runtime is None:
             raise no_match(table, host, path.decoded, method)
-        return Located(table, runtime, path)
+        return Located(table, runtime, path, method)
 
     async def admit(
         self, located: Located, headers: Iterable[tuple[str, str]], client: ClientInfo
@@ -107,23 +111,29 @@ class Paywall:
         runtime = located.runtime
         if runtime.mint is None:
             return Admitted(None)
+        if runtime.route.pricing is not None:
+            headers = list(headers)  # read twice: credentials, then the hook's header values
         services = self.services
         try:
             admission = await services.auth.admit(credential_headers(headers), runtime.route)
             if admission is None:
-                raise await self._demand_payment(located, client, None)
+                raise await self._demand_payment(located, client, None, headers)
             lease = None
             if runtime.route.single_use:
                 lease = await services.leases.take(admission.token, runtime.route)
         except L402Error as exc:
-            raise await self._refuse(located, client, exc) from None
+            raise await self._refuse(located, client, exc, headers) from None
         self._metrics.route(runtime.name).paid_requests.inc()
         services.usage.add(runtime.name)
         forwarded = admission.authorization if runtime.route.forward_authorization else None
         return Admitted(admission.token, lease, forwarded)
 
     async def _demand_payment(
-        self, located: Located, client: ClientInfo, refused: L402Error | None
+        self,
+        located: Located,
+        client: ClientInfo,
+        refused: L402Error | None,
+        headers: Iterable[tuple[str, str]],
     ) -> PaymentRequired:
         config = located.table.config
         return await self.services.issuer.demand_payment(
@@ -131,16 +141,34 @@ class Paywall:
             client_key(client.address, config.challenge_rate_limit.ipv6_prefix),
             refused,
             config.invalid_credential_status,
+            price_query(located, headers),
         )
 
     async def _refuse(
-        self, located: Located, client: ClientInfo, exc: L402Error
+        self,
+        located: Located,
+        client: ClientInfo,
+        exc: L402Error,
+        headers: Iterable[tuple[str, str]],
     ) -> TokenInUse | PaymentRequired:
         name = located.runtime.name
         self._metrics.auth_failures.labels(route=name, reason=exc.reason.value).inc()
         if exc.reason is Reason.IN_USE:
             return TokenInUse()
-        return await self._demand_payment(located, client, exc)
+        return await self._demand_payment(located, client, exc, headers)
+
+
+def price_query(located: Located, headers: Iterable[tuple[str, str]]) -> PriceQuery | None:
+    """What the route's pricing hook is told about this request (None: no hook)."""
+    hook = located.runtime.route.pricing
+    if hook is None:
+        return None
+    return PriceQuery(
+        located.runtime.name,
+        located.method.upper(),
+        located.path.raw,
+        hook_headers(headers, hook.headers),
+    )
 
 
 def no_match(table: RuntimeRoutes, host: str, path: str, method: str) -> Exception:

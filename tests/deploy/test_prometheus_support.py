@@ -124,6 +124,8 @@ def _populate(metrics: GatewayMetrics) -> None:
             metrics.upstream_requests.labels(route=route, status_class=status_class).inc(n)
         metrics.upstream_latency.labels(route=route).observe(0.12)
         metrics.added_latency.labels(route=route).observe(0.0004)
+        metrics.pricing_fallbacks.labels(route=route, reason="timeout").inc()
+        metrics.pricing_latency.labels(route=route).observe(0.003)
     metrics.lnd_rpc_latency.labels(method="AddInvoice").observe(0.02)
     metrics.lnd_rpc_errors.labels(method="AddInvoice", code="UNAVAILABLE").inc()
     metrics.lnd_up.set(0)
