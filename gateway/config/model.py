@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from gateway.config.errors import ConfigError
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -49,6 +51,13 @@ class ListenConfig:
     max_connections: int | None = None
     header_timeout_seconds: float = 10.0
     keepalive_timeout_seconds: float = 15.0
+
+
+@dataclass(frozen=True)
+class AdminConfig:
+    """The admin API's bearer secret file; None = the API is off (probes and /metrics stay)."""
+
+    token_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -269,6 +278,9 @@ class GatewayConfig:
     # that re-pay only on 402 recover) or 401 (the spec's). Both carry a fresh challenge.
     invalid_credential_status: int = 402
     cors: CorsPolicy | None = None
+    admin: AdminConfig = AdminConfig()
+    # Loaded with defer_env: problems with values that use an unset ${VAR}, by field.
+    deferred: tuple[ConfigError, ...] = field(default=(), compare=False)
 
     @property
     def base_dir(self) -> Path:

@@ -84,7 +84,7 @@ def test_shipped_config_names_missing_lnd_files() -> None:
 def test_defaults(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, MINIMAL))
     assert config.listen.public == Listener("127.0.0.1", 8080)
-    assert config.listen.admin == Listener("127.0.0.1", 9090)
+    assert config.listen.admin == Listener("127.0.0.1", 8402)
     assert config.trusted_proxies == (
         ipaddress.ip_network("127.0.0.1/32"),
         ipaddress.ip_network("::1/128"),
@@ -188,7 +188,7 @@ def test_error_string_format(tmp_path: Path) -> None:
          "token_validity_seconds", "routes[0].token_validity_seconds", ">= 1"),
         ("lnd:", "listen: {public: 'localhost'}\nlnd:", "listen", "listen.public", "host:port"),
         ("lnd:", "listen: {admin: '127.0.0.1:70000'}\nlnd:", "listen", "listen.admin", "bad port"),
-        ("lnd:", "listen: {public: '127.0.0.1:9090'}\nlnd:", "listen", "listen.admin",
+        ("lnd:", "listen: {public: '127.0.0.1:8402'}\nlnd:", "listen", "listen.admin",
          "same address"),
         ("lnd:", "trusted_proxies: ['10.0.0.1/8']\nlnd:", "trusted_proxies",
          "trusted_proxies[0]", "bad CIDR"),
