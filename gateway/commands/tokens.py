@@ -24,9 +24,7 @@ from gateway.store.types import StoreError, TokenInfo
 
 T = TypeVar("T")
 NEEDS = ("store", "admin", "listen")
-REF_HELP = (
-    "token id, payment hash, macaroon or `L402 <macaroon>:<preimage>`; - reads it from stdin"
-)
+REF_HELP = "token id, payment hash, macaroon or `L402 <macaroon>:<preimage>`; - reads it from stdin"
 
 
 def add_via(parser: argparse.ArgumentParser) -> None:
