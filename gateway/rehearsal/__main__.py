@@ -190,7 +190,8 @@ Or let the buyer do it (uses the L402_BUYER_LND_* exports above):
   .venv/bin/l402-buyer fetch {stack.public_url}{ROUTE_A_PATH} --max-msats 100000
 Then look at what was sold:
   .venv/bin/l402-gateway tokens list --config "$L402_GATEWAY_CONFIG"
-  .venv/bin/l402-gateway report --config "$L402_GATEWAY_CONFIG""""
+  .venv/bin/l402-gateway report --config "$L402_GATEWAY_CONFIG"
+"""
 
 
 def serve(workdir: Path) -> int:
@@ -208,7 +209,7 @@ def serve(workdir: Path) -> int:
         DEFAULT_DESCRIPTOR.unlink(missing_ok=True)
         raise
     stack.write(SERVICES_FILE)
-    print(banner(desc, stack))
+    print(banner(desc, stack), end="")
     return 0
 
 
