@@ -76,9 +76,11 @@ def test_shipped_config_names_missing_lnd_files() -> None:
     if Path("/etc/l402-gateway/lnd/tls.cert").exists():
         pytest.skip("this machine has the production LND files")
     errors = errors_of(path)
-    assert {e.field for e in errors} == {"lnd.tls_cert", "lnd.macaroon"}
-    assert errors[0].line == line_of(path, "tls_cert:")
-    assert "file not found" in errors[0].message
+    by_field = {e.field: e for e in errors}
+    assert set(by_field) == {"lnd.tls_cert", "lnd.macaroon", "admin.token_file"}
+    assert by_field["lnd.tls_cert"].line == line_of(path, "tls_cert:")
+    assert "file not found" in by_field["lnd.tls_cert"].message
+    assert "file not found" in by_field["admin.token_file"].message
 
 
 def test_defaults(tmp_path: Path) -> None:
