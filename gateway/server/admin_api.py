@@ -290,18 +290,25 @@ class ReloadingServer(Protocol):
     """What `server_reloader` needs of gateway.server.serve.GatewayServer."""
 
     config: GatewayConfig
+    app: web.Application
 
     def reload(self, path: Path) -> bool: ...
 
 
-def server_reloader(server: ReloadingServer, routes: RoutesHook) -> ReloadHook:
-    """The reload hook of one process: the same reload as SIGHUP, with its errors returned."""
+def server_reloader(server: ReloadingServer) -> ReloadHook:
+    """One process's reload hook: the same reload as SIGHUP, with a refused file's errors.
+
+    GatewayServer wires it as
+    `create_admin_app(self.app, registry, reload=server_reloader(self))`.
+    """
 
     async def hook() -> ReloadResult:
         path = server.config.source
-        if server.reload(path):
-            return ReloadResult(True, routes=len(routes()))
-        return ReloadResult(False, routes=len(routes()), errors=tuple(explain_refusal(path)))
+        ok = server.reload(path)
+        routes = len(server.app[ROUTES_KEY].current.config.routes)
+        if ok:
+            return ReloadResult(True, routes=routes)
+        return ReloadResult(False, routes=routes, errors=tuple(explain_refusal(path)))
 
     return hook
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from gateway.server.admin import create_admin_app
-from gateway.server.admin_api import routes_of, server_reloader
+from gateway.server.admin_api import server_reloader
 from gateway.store.types import SettledInvoice
 from tests.ops.support import SECRET, bearer, write_secret
 from tests.server.harness import InProcess, in_process
@@ -233,7 +233,7 @@ async def test_reload_through_the_server_hook(
     admin = create_admin_app(
         server.app,
         server.metrics.registry,
-        reload=server_reloader(server, routes_of(server.app) or (lambda: server.config.routes)),
+        reload=server_reloader(server),
     )
     site = await aiohttp_server(admin, host="127.0.0.1")
     url = f"http://127.0.0.1:{site.port}"
