@@ -9,6 +9,7 @@ install's editable finder cannot map `gateway` back to the checkout).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -125,3 +126,26 @@ def test_console_scripts_are_installed(installed: Path, tmp_path: Path) -> None:
     assert ran.returncode == 0, ran.stderr
     for command in ("serve", "check-config", "tokens", "revoke", "report", "prune", "admin-token"):
         assert command in ran.stdout
+
+
+def test_the_docker_build_context_is_enough(tmp_path: Path) -> None:
+    """deploy/docker builds the wheel from only what its .dockerignore lets in."""
+    ignore = (REPO / "deploy" / "docker" / "Dockerfile.dockerignore").read_text().splitlines()
+    allowed = [line[1:].rstrip("/") for line in ignore if line.startswith("!")]
+    assert {"pyproject.toml", "LICENSE", "gateway"} <= set(allowed)
+    context = tmp_path / "context"
+    context.mkdir()
+    for name in allowed:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, context / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, context / name)
+    out = tmp_path / "wheels"
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+         "--quiet", "--disable-pip-version-check", "--wheel-dir", str(out), str(context)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    assert [p.name for p in out.glob("*.whl")] == [f"l402_gateway-{__version__}-py3-none-any.whl"]
