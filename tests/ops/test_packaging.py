@@ -1,4 +1,4 @@
-"""The wheel an operator installs: built from this checkout, used from outside it.
+"""The wheel an operator installs: built from this checkout's sources, used from outside it.
 
 The wheel is installed with `pip install --target` into a temporary directory
 and run from another directory with only that directory and the already
@@ -29,16 +29,38 @@ def _site_packages() -> str:
     return str(Path(aiohttp.__file__).resolve().parents[1])
 
 
+SOURCES = ("pyproject.toml", "README.md", "LICENSE", "constraints.txt", "gateway")
+
+
+def copy_sources(dest: Path, names: tuple[str, ...] | list[str] = SOURCES) -> Path:
+    """A clean copy to build from: a build in the checkout would leave build/ there,
+    and setuptools packs whatever an older build left in build/lib."""
+    dest.mkdir()
+    for name in names:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, dest / name)
+    return dest
+
+
+def build_wheel(source: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+         "--quiet", "--disable-pip-version-check", "--wheel-dir", str(out), str(source)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "--quiet", "--disable-pip-version-check", "--wheel-dir", str(out), str(REPO)],
-        check=True, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    (built,) = out.glob("l402_gateway-*.whl")
-    return built
+    source = copy_sources(tmp_path_factory.mktemp("src") / "l402-gateway")
+    built = build_wheel(source, out)
+    assert built.returncode == 0, built.stderr
+    (wheel_file,) = out.glob("l402_gateway-*.whl")
+    return wheel_file
 
 
 @pytest.fixture(scope="module")
@@ -133,19 +155,8 @@ def test_the_docker_build_context_is_enough(tmp_path: Path) -> None:
     ignore = (REPO / "deploy" / "docker" / "Dockerfile.dockerignore").read_text().splitlines()
     allowed = [line[1:].rstrip("/") for line in ignore if line.startswith("!")]
     assert {"pyproject.toml", "LICENSE", "gateway"} <= set(allowed)
-    context = tmp_path / "context"
-    context.mkdir()
-    for name in allowed:
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, context / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, context / name)
+    context = copy_sources(tmp_path / "context", allowed)
     out = tmp_path / "wheels"
-    built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "--quiet", "--disable-pip-version-check", "--wheel-dir", str(out), str(context)],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+    built = build_wheel(context, out)
     assert built.returncode == 0, built.stderr
     assert [p.name for p in out.glob("*.whl")] == [f"l402_gateway-{__version__}-py3-none-any.whl"]
