@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: setup protos protos-check binaries system-deps lint typecheck test test-unit \
-        regtest-up regtest-down rehearse run bench bench-peers aperture clean
+        regtest-up regtest-down rehearse run bench bench-peers aperture prometheus clean
 
 setup: $(STAMP)
 
@@ -73,6 +73,13 @@ bench: setup binaries aperture
 bench-peers: setup binaries aperture
 	bench/ensure-wrk.sh
 	L402_REQUIRE_APERTURE=1 $(PY) bench/gateway_bench.py
+
+# Prometheus files for a deployment: absolute runbook links (RUNBOOK_URL, where
+# docs/runbook.md is published) and the admin target, into build/prometheus/.
+ADMIN_TARGET ?= 127.0.0.1:8402
+prometheus:
+	@test -n "$(RUNBOOK_URL)" || { echo "usage: make prometheus RUNBOOK_URL=https://.../runbook.md [ADMIN_TARGET=host:port]" >&2; exit 2; }
+	$(PYTHON) deploy/prometheus/render.py --runbook-url "$(RUNBOOK_URL)" --admin-target "$(ADMIN_TARGET)" --out build/prometheus
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from gateway.config.admin import parse_admin
 from gateway.config.cors import parse_cors
 from gateway.config.discovery import check_routes, parse_discovery
 from gateway.config.errors import ConfigError, ConfigErrors
@@ -38,11 +39,12 @@ TOP_KEYS = frozenset(
         "invalid_credential_status",
         "cors",
         "discovery",
+        "admin",
         "routes",
     }
 )
 DEFAULT_PUBLIC = "127.0.0.1:8080"
-DEFAULT_ADMIN = "127.0.0.1:9090"
+DEFAULT_ADMIN = "127.0.0.1:8402"  # clear of Prometheus (9090) and its exporters' 9100-9999
 DEFAULT_TRUSTED_PROXIES = ("127.0.0.1/32", "::1/128")
 DEFAULT_LND_HOST = "127.0.0.1:10009"
 DEFAULT_STORE_URL = "sqlite:///var/lib/l402-gateway/tokens.db"
@@ -58,11 +60,14 @@ def load_config(
     *,
     check_files: bool = True,
     environ: Mapping[str, str] | None = None,
+    defer_env: bool = False,
 ) -> GatewayConfig:
     """Load and validate; raises ConfigErrors listing every problem found.
 
     `check_files=False` skips the existence checks for tls_cert, macaroon and
     upstream_ca_file (for checking a config on a machine other than the server).
+    `defer_env=True` (operator commands) puts problems caused by an unset
+    `${VAR}` in `config.deferred` instead of raising (gateway.config.nodes.Reader).
     """
     source = Path(path)
     display = str(path)
@@ -81,7 +86,11 @@ def load_config(
     except yaml.YAMLError as exc:
         raise ConfigErrors([ConfigError(display, 0, "", f"YAML: {exc}")]) from None
     reader = Reader(
-        display, source.resolve().parent, os.environ if environ is None else environ, check_files
+        display,
+        source.resolve().parent,
+        os.environ if environ is None else environ,
+        check_files,
+        defer_env=defer_env,
     )
     if root is None:
         raise ConfigErrors([ConfigError(display, 1, "", "the file is empty")])
@@ -102,6 +111,8 @@ def load_config(
         invalid_credential_status=_invalid_credential_status(top),
         cors=parse_cors(reader, top.get("cors"), "cors"),
         discovery=parse_discovery(top),
+        admin=parse_admin(reader, top.get("admin")),
+        deferred=tuple(reader.deferred),
     )
     check_routes(reader, config.routes.routes, config.discovery)
     if reader.errors:
@@ -118,7 +129,7 @@ def parse_host_port(text: str) -> tuple[str, int]:
         host = host[1:-1]
         ipaddress.IPv6Address(host)
     elif ":" in host:
-        raise ValueError('IPv6 hosts need brackets: "[::1]:9090"')
+        raise ValueError('IPv6 hosts need brackets: "[::1]:8402"')
     else:
         try:
             ipaddress.ip_address(host)

@@ -14,6 +14,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from gateway.config.errors import ConfigError
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -50,6 +52,13 @@ class ListenConfig:
     max_connections: int | None = None
     header_timeout_seconds: float = 10.0
     keepalive_timeout_seconds: float = 15.0
+
+
+@dataclass(frozen=True)
+class AdminConfig:
+    """The admin API's bearer secret file; None = the API is off (probes and /metrics stay)."""
+
+    token_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -322,6 +331,9 @@ class GatewayConfig:
     invalid_credential_status: int = 402
     cors: CorsPolicy | None = None
     discovery: DiscoveryConfig = DiscoveryConfig()
+    admin: AdminConfig = AdminConfig()
+    # Loaded with defer_env: problems with values that use an unset ${VAR}, by field.
+    deferred: tuple[ConfigError, ...] = field(default=(), compare=False)
 
     @property
     def base_dir(self) -> Path:

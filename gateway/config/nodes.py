@@ -7,6 +7,7 @@ returns a harmless default: loading continues and reports every problem at once.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections.abc import Mapping
@@ -21,27 +22,76 @@ _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 MAX_NUMBER = 1e9  # seconds and similar: ~31 years; larger is a typo
 
+# Aperture's (aperture.yaml) names for what this file calls otherwise: an operator
+# porting a config by hand gets the right key instead of a bare "unknown key".
+APERTURE_KEYS = {
+    "hostregexp": "host",
+    "pathregexp": "path",
+    "address": "upstream",
+    "price": "price_sats",
+    "timeout": "token_validity_seconds",
+    "headers": "upstream_headers",
+    "services": "routes",
+    "listenaddr": "listen",
+    "authenticator": "lnd",
+    "dbbackend": "store",
+    "lndhost": "host",
+    "tlspath": "tls_cert",
+    "macdir": "macaroon",
+}
+
+
+def unknown_key_message(key: str, allowed: frozenset[str]) -> str:
+    """ "unknown key", with the key the operator probably meant when one is close."""
+    aperture = APERTURE_KEYS.get(key.lower())
+    if aperture is not None and aperture in allowed:
+        return f"unknown key (Aperture's `{key}` is `{aperture}` here)"
+    close = difflib.get_close_matches(key.lower(), sorted(allowed), n=1, cutoff=0.75)
+    if close:
+        return f"unknown key; did you mean `{close[0]}`?"
+    return "unknown key"
+
 
 def line_of(node: yaml.Node) -> int:
     return int(node.start_mark.line) + 1
 
 
 class Reader:
-    """Shared state of one load: the file, the environment and the errors so far."""
+    """Shared state of one load: the file, the environment and the errors so far.
+
+    `defer_env`: an unset `${VAR}` is not an error yet but *deferred*, and so is
+    every later error about the same value (its real text is unknown). Operator
+    commands load this way: `revoke` run by hand lacks the service's environment
+    (upstream API keys, often the store password) and needs only some sections;
+    each command then refuses only the deferred errors of the sections it uses.
+    """
 
     def __init__(
-        self, file: str, base_dir: Path, environ: Mapping[str, str], check_files: bool
+        self,
+        file: str,
+        base_dir: Path,
+        environ: Mapping[str, str],
+        check_files: bool,
+        *,
+        defer_env: bool = False,
     ) -> None:
         self.file = file
         self.base_dir = base_dir
         self.environ = environ
         self.check_files = check_files
+        self.defer_env = defer_env
         self.errors: list[ConfigError] = []
+        self.deferred: list[ConfigError] = []
+        self._unresolved: set[int] = set()  # id() of nodes whose value had an unset ${VAR}
         self._constructor = yaml.SafeLoader("")
 
     def error(self, where: yaml.Node | int, field: str, message: str) -> None:
         line = where if isinstance(where, int) else line_of(where)
-        self.errors.append(ConfigError(self.file, line, field, message))
+        error = ConfigError(self.file, line, field, message)
+        if not isinstance(where, int) and id(where) in self._unresolved:
+            self.deferred.append(error)
+        else:
+            self.errors.append(error)
 
     def scalar(self, node: yaml.Node, field: str) -> tuple[bool, object]:
         """Construct a scalar's Python value; (False, None) after recording an error."""
@@ -64,6 +114,8 @@ class Reader:
                 return "$"
             value = self.environ.get(name)
             if value is None:
+                if self.defer_env:
+                    self._unresolved.add(id(node))
                 self.error(node, field, f"environment variable {name} is not set")
                 return ""
             return value
@@ -99,7 +151,7 @@ class Section:
             elif key in self._values:
                 reader.error(key_node, self.path(key), "duplicate key")
             elif key not in allowed:
-                reader.error(key_node, self.path(key), "unknown key")
+                reader.error(key_node, self.path(key), unknown_key_message(key, allowed))
             else:
                 self._values[key] = value_node
 

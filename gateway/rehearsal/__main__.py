@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -139,6 +140,60 @@ def rehearse(workdir: Path) -> int:
     return 0 if result.ok else 1
 
 
+def _q(value: str) -> str:
+    """Shell-quoted, for lines meant to be pasted."""
+    return shlex.quote(value)
+
+
+def banner(desc: Descriptor, stack: SellerStack) -> str:
+    """What `make run` prints: where everything is, and lines to paste into a shell.
+
+    The seller node's host, cert and invoice macaroon are what a gateway (or
+    `l402-gateway prune`, or a second gateway) needs; the buyer's are what
+    `l402-buyer` needs. Paths are absolute; the macaroons are files, never
+    printed as hex.
+    """
+    seller, buyer = desc.seller, desc.buyer
+    lncli = (
+        f"{desc.bin_dir}/lncli --network=regtest --rpcserver={buyer.rpc} "
+        f"--tlscertpath={buyer.tls_cert} --macaroonpath={buyer.admin_macaroon}"
+    )
+    return f"""regtest network and gateway are up (stop everything with `make regtest-down`)
+  gateway     {stack.public_url}   admin {stack.admin_url} (/healthz /readyz /metrics)
+  config      {stack.config_path}
+  descriptor  {DEFAULT_DESCRIPTOR}
+
+Seller LND (the gateway's node):
+  host        {seller.rpc}
+  tls cert    {seller.tls_cert}
+  macaroon    {seller.invoice_macaroon}   (invoice.macaroon, what the gateway runs with)
+  pubkey      {seller.pubkey or "-"}   p2p {seller.p2p}
+Buyer LND (pays the invoices):
+  host        {buyer.rpc}
+  tls cert    {buyer.tls_cert}
+  macaroon    {buyer.admin_macaroon}
+
+Paste into a shell:
+  export L402_SELLER_LND_HOST={_q(seller.rpc)}
+  export L402_SELLER_LND_TLS_CERT={_q(seller.tls_cert)}
+  export L402_SELLER_LND_MACAROON={_q(seller.invoice_macaroon)}
+  export L402_BUYER_LND_HOST={_q(buyer.rpc)}
+  export L402_BUYER_LND_TLS_CERT={_q(buyer.tls_cert)}
+  export L402_BUYER_LND_MACAROON={_q(buyer.admin_macaroon)}
+  export L402_GATEWAY_CONFIG={_q(str(stack.config_path))}
+
+Pay by hand:
+  curl -si {stack.public_url}{ROUTE_A_PATH}            # 402 with macaroon + invoice
+  {lncli} payinvoice --force <invoice>
+  curl -s -H 'Authorization: L402 <macaroon>:<preimage>' {stack.public_url}{ROUTE_A_PATH}
+Or let the buyer do it (uses the L402_BUYER_LND_* exports above):
+  .venv/bin/l402-buyer fetch {stack.public_url}{ROUTE_A_PATH} --max-msats 100000
+Then look at what was sold:
+  .venv/bin/l402-gateway tokens list --config "$L402_GATEWAY_CONFIG"
+  .venv/bin/l402-gateway report --config "$L402_GATEWAY_CONFIG"
+"""
+
+
 def serve(workdir: Path) -> int:
     """`make run`: leave the network and seller stack up for manual use."""
     if DEFAULT_DESCRIPTOR.exists():
@@ -154,23 +209,7 @@ def serve(workdir: Path) -> int:
         DEFAULT_DESCRIPTOR.unlink(missing_ok=True)
         raise
     stack.write(SERVICES_FILE)
-    lncli = (
-        f"{desc.bin_dir}/lncli --network=regtest --rpcserver={desc.buyer.rpc} "
-        f"--tlscertpath={desc.buyer.tls_cert} --macaroonpath={desc.buyer.admin_macaroon}"
-    )
-    print(f"""regtest network and gateway are up (stop everything with `make regtest-down`)
-  gateway     {stack.public_url}   admin {stack.admin_url}/metrics
-  config      {stack.config_path}
-  descriptor  {DEFAULT_DESCRIPTOR}
-
-Pay by hand:
-  curl -si {stack.public_url}{ROUTE_A_PATH}            # 402 with macaroon + invoice
-  {lncli} payinvoice --force <invoice>
-  curl -s -H 'Authorization: L402 <macaroon>:<preimage>' {stack.public_url}{ROUTE_A_PATH}
-Or let the buyer do it:
-  .venv/bin/l402-buyer fetch {stack.public_url}{ROUTE_A_PATH} --max-msats 100000
-    (with L402_BUYER_LND_HOST={desc.buyer.rpc} L402_BUYER_LND_TLS_CERT={desc.buyer.tls_cert}
-     L402_BUYER_LND_MACAROON={desc.buyer.admin_macaroon})""")
+    print(banner(desc, stack), end="")
     return 0
 
 

@@ -1,6 +1,9 @@
-"""Admin listener: /healthz (process alive), /readyz (LND reachable, store writable), /metrics.
+"""Admin listener: /healthz (process alive), /readyz (LND reachable, store writable), /metrics,
+and the authenticated admin API under /admin/ (gateway.server.admin_api).
 
-Kept off the public listener so probes and metrics are never exposed to buyers.
+Kept off the public listener so probes, metrics and the API are never exposed to buyers.
+The probes and /metrics need no credential: load balancers and Prometheus poll them,
+and they reveal nothing a token could buy.
 In one process it reads the public app's LND client, store and registry; the
 worker supervisor (gateway.server.workers) runs it with its own LND client
 and store and a registry that sums every worker's metrics.
@@ -16,6 +19,17 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from gateway.lightning import LndError, WalletState
+from gateway.server.admin_api import (
+    AdminAuth,
+    ReloadHook,
+    RevokedHook,
+    RoutesHook,
+    add_admin_api,
+    auth_for,
+    cache_dropper,
+    config_of,
+    routes_of,
+)
 from gateway.server.keys import LND_KEY, METRICS_KEY, PUBLIC_APP_KEY, STORE_KEY
 from gateway.store.types import StoreError
 
@@ -84,19 +98,41 @@ def _no_extra_checks() -> dict[str, str]:
     return {}
 
 
+_FROM_SOURCE: None = None  # "derive from `source`" (only a public app has what it takes)
+
+
 def create_admin_app(
     source: web.Application | None,
     registry: CollectorRegistry,
     *,
     contexts: Sequence[Callable[[web.Application], AsyncIterator[None]]] = (),
     extra_checks: Callable[[], dict[str, str]] = _no_extra_checks,
+    auth: AdminAuth | None = _FROM_SOURCE,
+    routes: RoutesHook | None = _FROM_SOURCE,
+    reload: ReloadHook | None = None,
+    revoked: RevokedHook | None = _FROM_SOURCE,
 ) -> web.Application:
     """`source` holds the LND client, store and metrics the probes use (LND_KEY,
     STORE_KEY, METRICS_KEY): the public app in one process; None for the worker
-    supervisor, whose admin app opens its own with `contexts` (cleanup contexts).
-    `extra_checks` adds readiness checks (the supervisor's: every worker alive)."""
+    supervisor, whose admin app opens its own with `contexts` (cleanup contexts)
+    and passes every admin API hook itself. `extra_checks` adds readiness checks
+    (the supervisor's: every worker listening).
+
+    The admin API's hooks default to what a public `source` offers: the bearer
+    secret file from its config (`admin.token_file`), its current routes, and
+    dropping its verified-credential cache after a revocation. `reload` has no
+    default (GatewayServer passes its own, the supervisor one that signals the
+    workers); without it POST /admin/reload answers 501. With no token file the
+    API is off.
+    """
     app = web.Application()
-    app[PUBLIC_APP_KEY] = source if source is not None else app
+    store_source = source if source is not None else app
+    if source is not None:
+        auth = auth if auth is not None else auth_for(config_of(source))
+        routes = routes if routes is not None else routes_of(source)
+        revoked = revoked if revoked is not None else cache_dropper(source)
+    add_admin_api(app, store_source, auth=auth, routes=routes, reload=reload, revoked=revoked)
+    app[PUBLIC_APP_KEY] = store_source
     app.cleanup_ctx.extend(contexts)
     app[EXTRA_CHECKS_KEY] = extra_checks
     app[REGISTRY_KEY] = registry

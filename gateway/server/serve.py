@@ -26,6 +26,7 @@ from gateway.h2.proxy import H2Proxy
 from gateway.lightning import LndClient
 from gateway.metrics import GatewayMetrics
 from gateway.server.admin import create_admin_app, log_readiness_change, readiness
+from gateway.server.admin_api import server_reloader
 from gateway.server.app import create_app
 from gateway.server.edge import (
     ADMIN_MAX_CONNECTIONS,
@@ -122,7 +123,9 @@ class GatewayServer:
             clock=clock,
             follow_settlements=follow_settlements,
         )
-        self.admin = create_admin_app(self.app, self.metrics.registry)
+        self.admin = create_admin_app(
+            self.app, self.metrics.registry, reload=server_reloader(self)
+        )
         listen = config.listen
         # The public runner cancels a handler whose client went away (leases are given
         # back, gateway.server.leases) and never drains an unread body (lingering 0):

@@ -30,11 +30,15 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.config import load_config
 from gateway.config.errors import ConfigErrors
 from gateway.config.model import GatewayConfig
 from gateway.lifetime import die_with_parent
+
+if TYPE_CHECKING:  # imported lazily: prometheus-client must load after metrics_directory()
+    from gateway.server.admin_api import ReloadResult
 
 log = logging.getLogger("gateway.workers")
 
@@ -127,19 +131,38 @@ class Supervisor:
     def _stop(self) -> None:
         self._stopping.set()
 
-    def _reload(self) -> None:
+    def _reload(self) -> ReloadResult:
+        """Validate the file here; only a valid one is sent on (SIGHUP) to every worker."""
+        from gateway.server.admin_api import ReloadResult
+
         try:
-            load_config(self.config_path)
+            config = load_config(self.config_path)
         except (ConfigErrors, OSError) as exc:
             self.admin.metrics.config_reloads.labels(result="error").inc()
             log.error(
                 "config reload refused; workers keep the running config",
                 extra={"config": str(self.config_path), "error": str(exc)},
             )
-            return
+            errors = exc.errors if isinstance(exc, ConfigErrors) else ()
+            return ReloadResult(False, errors=tuple(str(e) for e in errors) or (str(exc),))
+        self.config = config
+        self._signal_workers()
+        log.info("config reload sent to every worker", extra={"config": str(self.config_path)})
+        return ReloadResult(True, routes=len(config.routes))
+
+    def _signal_workers(self) -> None:
         for worker in self.workers:
             worker.signal(signal.SIGHUP)
-        log.info("config reload sent to every worker", extra={"config": str(self.config_path)})
+
+    async def reload_hook(self) -> ReloadResult:
+        """The admin API's POST /admin/reload."""
+        return self._reload()
+
+    async def revoked_hook(self) -> bool:
+        """After a revocation through the admin API: every worker drops its verified-credential
+        cache (SIGHUP; it also re-reads routes.yaml, unchanged)."""
+        self._signal_workers()
+        return True
 
     async def _watch(self, worker: Worker) -> None:
         """Restart `worker` whenever it dies, until the supervisor stops."""
@@ -210,6 +233,7 @@ class _Admin:
 
         from gateway.metrics import GatewayMetrics
         from gateway.server.admin import create_admin_app
+        from gateway.server.admin_api import auth_for
         from gateway.server.app import lnd_context, store_context
         from gateway.server.keys import METRICS_KEY
         from gateway.server.serve import admin_listening
@@ -222,6 +246,10 @@ class _Admin:
             registry,
             contexts=(store_context(config, None), lnd_context(config, None)),
             extra_checks=lambda: _workers_check(supervisor),
+            auth=auth_for(config),
+            routes=lambda: supervisor.config.routes,
+            reload=supervisor.reload_hook,
+            revoked=supervisor.revoked_hook,
         )
         self.app[METRICS_KEY] = metrics
         self.listening = admin_listening(self.app, config.listen.admin)

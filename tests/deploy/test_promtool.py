@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.support.prometheus import require_binary
 
@@ -58,3 +60,49 @@ def test_unit_tests_catch_a_broken_rule(workdir: Path) -> None:
     result = promtool(workdir, "test", "rules", "alerts_test.yml")
     assert result.returncode != 0
     assert "L402LndUnreachable" in result.stdout + result.stderr
+
+
+RUNBOOK_URL = "https://docs.example.org/l402-gateway/v0.2.0/runbook.md"
+
+
+def render(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(PROMETHEUS_DIR / "render.py"), "--out", str(out), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_rendered_rules_link_absolute_runbook_urls_and_still_pass(tmp_path: Path) -> None:
+    """`make prometheus RUNBOOK_URL=...`: absolute links, the chosen target, promtool green."""
+    out = tmp_path / "rendered"
+    result = render(out, "--runbook-url", RUNBOOK_URL, "--admin-target", "10.0.0.5:8402")
+    assert result.returncode == 0, result.stderr
+    rules = [
+        rule
+        for group in yaml.safe_load((out / "alerts.yml").read_text())["groups"]
+        for rule in group["rules"]
+    ]
+    assert len(rules) == 7
+    for rule in rules:
+        assert rule["annotations"]["runbook_url"] == f"{RUNBOOK_URL}#{rule['alert'].lower()}"
+    scrape = yaml.safe_load((out / "prometheus.yml").read_text())["scrape_configs"][0]
+    assert scrape["static_configs"][0]["targets"] == ["10.0.0.5:8402"]
+    checked = promtool(out, "check", "config", "prometheus.yml")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    tested = promtool(out, "test", "rules", "alerts_test.yml")
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    # the shipped files themselves are untouched (relative links, default target)
+    assert '"docs/runbook.md#l402gatewaydown"' in (PROMETHEUS_DIR / "alerts.yml").read_text()
+
+
+@pytest.mark.parametrize(
+    "url", ["docs/runbook.md", "ftp://example.org/runbook.md", f"{RUNBOOK_URL}#top"]
+)
+def test_render_refuses_a_url_that_is_not_absolute_http(tmp_path: Path, url: str) -> None:
+    result = render(tmp_path / "out", "--runbook-url", url)
+    assert result.returncode == 2
+    assert "RUNBOOK_URL must" in result.stderr
+    assert not (tmp_path / "out").exists()

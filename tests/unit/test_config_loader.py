@@ -76,15 +76,17 @@ def test_shipped_config_names_missing_lnd_files() -> None:
     if Path("/etc/l402-gateway/lnd/tls.cert").exists():
         pytest.skip("this machine has the production LND files")
     errors = errors_of(path)
-    assert {e.field for e in errors} == {"lnd.tls_cert", "lnd.macaroon"}
-    assert errors[0].line == line_of(path, "tls_cert:")
-    assert "file not found" in errors[0].message
+    by_field = {e.field: e for e in errors}
+    assert set(by_field) == {"lnd.tls_cert", "lnd.macaroon", "admin.token_file"}
+    assert by_field["lnd.tls_cert"].line == line_of(path, "tls_cert:")
+    assert "file not found" in by_field["lnd.tls_cert"].message
+    assert "file not found" in by_field["admin.token_file"].message
 
 
 def test_defaults(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, MINIMAL))
     assert config.listen.public == Listener("127.0.0.1", 8080)
-    assert config.listen.admin == Listener("127.0.0.1", 9090)
+    assert config.listen.admin == Listener("127.0.0.1", 8402)
     assert config.trusted_proxies == (
         ipaddress.ip_network("127.0.0.1/32"),
         ipaddress.ip_network("::1/128"),
@@ -188,7 +190,7 @@ def test_error_string_format(tmp_path: Path) -> None:
          "token_validity_seconds", "routes[0].token_validity_seconds", ">= 1"),
         ("lnd:", "listen: {public: 'localhost'}\nlnd:", "listen", "listen.public", "host:port"),
         ("lnd:", "listen: {admin: '127.0.0.1:70000'}\nlnd:", "listen", "listen.admin", "bad port"),
-        ("lnd:", "listen: {public: '127.0.0.1:9090'}\nlnd:", "listen", "listen.admin",
+        ("lnd:", "listen: {public: '127.0.0.1:8402'}\nlnd:", "listen", "listen.admin",
          "same address"),
         ("lnd:", "trusted_proxies: ['10.0.0.1/8']\nlnd:", "trusted_proxies",
          "trusted_proxies[0]", "bad CIDR"),

@@ -1,0 +1,125 @@
+"""`serve`, `check-config` and `signal-upstream`: the commands that run or vet a gateway."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import errno
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from gateway.commands.loading import EXIT_FAILED, CommandError, load_strict
+from gateway.store.types import StoreError
+
+_BIND_ADDRESS = re.compile(r"\('([^']*)', (\d+)")
+
+
+def listen_failure(exc: OSError) -> str:
+    """`cannot listen on 127.0.0.1:8080: address already in use`, from asyncio's bind error."""
+    text = exc.strerror or str(exc)
+    match = _BIND_ADDRESS.search(text)
+    where = ""
+    if match is not None:
+        host = match.group(1)
+        where = f" on {f'[{host}]' if ':' in host else host}:{match.group(2)}"
+    reason = text.rsplit(": ", 1)[-1] if ": " in text else text
+    hint = ""
+    if exc.errno == errno.EADDRINUSE:
+        hint = " (another gateway or service holds it: see listen.public / listen.admin)"
+    elif exc.errno == errno.EACCES:
+        hint = " (ports below 1024 need privileges)"
+    return f"cannot listen{where}: {reason}{hint}; not starting"
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gateway import logs
+
+    load_strict(args.config)
+    if args.workers < 1:
+        raise CommandError("--workers must be >= 1")
+    try:
+        logs.configure(args.log_level, log_file=args.log_file)
+    except logs.LogSetupError as exc:
+        raise CommandError(f"{exc}; not starting") from None
+    try:
+        if args.workers > 1:
+            from gateway.server.workers import supervise
+
+            return supervise(args.config, args.workers, args.log_level, args.log_file)
+        # Imported only here: prometheus-client must not be loaded before the supervisor
+        # has set up multiprocess metrics (gateway.server.workers).
+        from gateway.server.serve import serve
+
+        asyncio.run(serve(args.config))
+    except OSError as exc:
+        raise CommandError(listen_failure(exc), EXIT_FAILED) from None
+    except StoreError as exc:
+        raise CommandError(f"store: {exc}; not starting", EXIT_FAILED) from None
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    path: Path | None = args.config_file or args.config
+    if path is None:
+        raise CommandError("check-config: give the file (check-config FILE or --config FILE)")
+    config = load_strict(path, check_files=not args.skip_file_checks)
+    print(f"{path}: OK, {len(config.routes)} route(s)")
+    for route in config.routes.routes:
+        price = "free" if route.is_free else f"{route.price_msat} msat"
+        print(
+            f"  {route.name}: {route.path.pattern} -> {route.upstream} ({price}, "
+            f"{route.token_mode.value})"
+        )
+    api = "on" if config.admin.token_file is not None else "off (no admin.token_file)"
+    print(f"  admin listener {config.listen.admin}, admin API {api}")
+    return 0
+
+
+def cmd_signal_upstream(args: argparse.Namespace) -> int:
+    from gateway.demo_upstream import run_signal_upstream
+
+    def started(port: int) -> None:
+        print(f"signal upstream listening on http://{args.host}:{port}", flush=True)
+
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run_signal_upstream(args.host, args.port, started=started))
+    except OSError as exc:
+        raise CommandError(listen_failure(exc), EXIT_FAILED) from None
+    return 0
+
+
+def add_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    with_config: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    p = sub.add_parser("serve", help="run the gateway (public + admin listeners)")
+    with_config(p)
+    p.add_argument("--log-level", default="info")
+    p.add_argument("--log-file", type=Path, help="append JSON log lines here (created 0600)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes sharing the public port (default: this machine's cores); "
+        "1 = one process serving both listeners",
+    )
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("check-config", help="validate routes.yaml and exit")
+    p.add_argument("config_file", nargs="?", type=Path, metavar="FILE")
+    p.add_argument("--config", "-c", type=Path, default=None, help="the same, as an option")
+    p.add_argument(
+        "--skip-file-checks",
+        action="store_true",
+        help="do not require tls_cert/macaroon/CA/admin token files to exist (CI, review)",
+    )
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("signal-upstream", help="serve the EP212 demo payload (smoke tests)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8090)
+    p.set_defaults(func=cmd_signal_upstream)
