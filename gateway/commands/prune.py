@@ -11,8 +11,6 @@ from gateway.commands.backends import StoreBackend
 from gateway.commands.lnd import connect_lnd
 from gateway.commands.loading import EXIT_FAILED, CommandError, load_for_operator
 from gateway.config import GatewayConfig
-from gateway.metrics import GatewayMetrics
-from gateway.pruning import DAY_SECONDS, DEFAULT_OLDER_THAN_DAYS, PruneResult, TokenPruner
 from gateway.store.types import StoreError
 
 
@@ -24,6 +22,11 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 async def _prune(config: GatewayConfig, older_than_days: int | None, dry_run: bool) -> int:
+    # Imported here: the CLI must not load prometheus-client before `serve` sets up
+    # multiprocess metrics (gateway.server.workers).
+    from gateway.metrics import GatewayMetrics
+    from gateway.pruning import DAY_SECONDS, DEFAULT_OLDER_THAN_DAYS, PruneResult, TokenPruner
+
     """Rounds until no candidates remain; exit 1 when LND or the store failed."""
     days = older_than_days or config.store.prune_after_days or DEFAULT_OLDER_THAN_DAYS
     verb = "would delete" if dry_run else "deleted"

@@ -123,9 +123,7 @@ class GatewayServer:
             clock=clock,
             follow_settlements=follow_settlements,
         )
-        self.admin = create_admin_app(
-            self.app, self.metrics.registry, reload=server_reloader(self)
-        )
+        self.admin = create_admin_app(self.app, self.metrics.registry, reload=server_reloader(self))
         listen = config.listen
         # The public runner cancels a handler whose client went away (leases are given
         # back, gateway.server.leases) and never drains an unread body (lingering 0):

@@ -71,11 +71,15 @@ class Worker:
     async def start(self) -> None:
         self.started = time.monotonic()
         self.listening = False
+        # No preexec_fn: Python can then vfork, which runs no fork handlers (gRPC's
+        # print a warning on stderr once LND channels exist); the worker arms its own
+        # death signal first thing (_worker_main).
         self.proc = await asyncio.create_subprocess_exec(
             *self.argv,
+            "--supervisor",
+            str(os.getpid()),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,  # READY_LINE, then nothing
-            preexec_fn=die_with_parent,  # never outlive a supervisor killed with SIGKILL
         )
         log.info("worker started", extra={"config": f"worker={self.index} pid={self.proc.pid}"})
 
@@ -294,7 +298,12 @@ def _worker_main(argv: list[str] | None = None) -> int:
     parser.add_argument("config", type=Path)
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--log-file", type=Path, default=None)
+    parser.add_argument("--supervisor", type=int, default=None)
     args = parser.parse_args(argv)
+    if args.supervisor is not None:
+        die_with_parent()  # never outlive a supervisor killed with SIGKILL ...
+        if os.getppid() != args.supervisor:
+            return 1  # ... including one that died before the line above ran
     logs.configure(args.log_level, log_file=args.log_file)
 
     def listening() -> None:
