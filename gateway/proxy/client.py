@@ -1,13 +1,16 @@
-"""Streaming reverse proxy on one aiohttp ClientSession per application.
+"""Streaming reverse proxy on one pooled HTTP/1.1 upstream client per process.
 
 Two phases so the caller can decide before any byte reaches the client:
 `open()` sends the request (body streamed, never buffered) and returns once the
 upstream's status and headers are known; `relay()` streams the body back.
+The upstream hop is gateway.proxy.upstream (pooled keep-alive connections,
+llhttp parsing); the client side is aiohttp's server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -26,18 +29,33 @@ from gateway.proxy.errors import (
 from gateway.proxy.forwarded import ClientInfo
 from gateway.proxy.headers import downstream_response_headers, upstream_request_headers
 from gateway.proxy.target import ProxyTarget
+from gateway.proxy.upstream import (
+    Connection,
+    Endpoint,
+    UpstreamClosed,
+    UpstreamPool,
+    send_body,
+    serialize_head,
+)
 
-# aiohttp adds these when absent; a proxy must not invent headers the client did not send.
-_SKIP_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+# Methods whose requests carry a body by definition: an empty one is sent with
+# Content-Length: 0 (as aiohttp's client did), so the upstream does not wait for one.
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+# An answer this small goes out in one write (headers with the body): it is almost
+# always in hand with its headers, and a write per part was a tenth of a paid
+# request's CPU (bench/README.md). Larger or unsized answers send their headers
+# at once, so a slow stream (server-sent events) is not held back.
+COALESCE_BYTES = 64 * 1024
 
 
 class _LimitedBody:
     """Async iterator over the client's body that stops past `limit` bytes or `deadline`.
 
     The deadline (loop time) bounds the whole upload: a slow client cannot hold
-    a single-use lease past its end (status-codes.md). aiohttp wraps any
-    exception raised here into a generic connection error, so the cause is kept
-    in `failure` for `open()` / `relay()` to re-raise.
+    a single-use lease past its end (status-codes.md). The cause of a failure
+    is kept in `failure`, so `open()` reports the client's fault (413, 408,
+    400) rather than the upstream connection it broke.
     """
 
     def __init__(self, content: aiohttp.StreamReader, limit: int, deadline: float) -> None:
@@ -80,7 +98,10 @@ class UpstreamResponse:
     status: int
     reason: str | None
     headers: CIMultiDictProxy[str]
-    response: aiohttp.ClientResponse
+    connection: Connection
+    pool: UpstreamPool
+    read_timeout: float
+    head_only: bool  # a HEAD request: the answer has no body whatever it declares
     elapsed: float
     """Seconds from sending the request to receiving the upstream's headers."""
     _body: _LimitedBody | None = None
@@ -88,14 +109,37 @@ class UpstreamResponse:
     client_disconnected: bool = False
     failure: ProxyError | None = None
     """Set when the upstream failed after the response had started."""
+    _released: bool = False
+
+    @property
+    def content_length(self) -> int | None:
+        if self.head_only:
+            return 0
+        value = self.headers.get("Content-Length")
+        return int(value) if value is not None and value.isdigit() else None
+
+    async def read(self) -> bytes:
+        """The next body bytes, b"" at the end."""
+        if self.head_only:
+            return b""
+        return await self.connection.read(self.read_timeout)
+
+    def release(self) -> None:
+        """Hand the connection back (kept alive only after a complete, clean exchange)."""
+        if not self._released:
+            self._released = True
+            if self.head_only:
+                self.connection.close()  # its parser may still expect a declared body
+            self.pool.release(self.connection)
 
     def close(self) -> None:
         """Drop the upstream connection without reading the body."""
-        self.response.close()
+        self.connection.close()
+        self.release()
 
 
 def _classify(exc: BaseException, body: _LimitedBody | None, what: str) -> ProxyError:
-    """Map an aiohttp failure to a typed error, preferring a client-body cause."""
+    """A typed error for an upstream failure, preferring a client-body cause."""
     if body is not None and body.failure is not None:
         return body.failure
     if isinstance(exc, TimeoutError):
@@ -103,11 +147,10 @@ def _classify(exc: BaseException, body: _LimitedBody | None, what: str) -> Proxy
     return UpstreamUnreachable(f"upstream failed {what}: {type(exc).__name__}")
 
 
-# An answer this small goes out in one write (headers with the body): it is almost
-# always in hand with its headers, and a write per part was a tenth of a paid
-# request's CPU (bench/README.md). Larger or unsized answers send their headers
-# at once, so a slow stream (server-sent events) is not held back.
-COALESCE_BYTES = 64 * 1024
+def _endpoint(target: ProxyTarget) -> Endpoint:
+    url = target.upstream
+    port = url.port or (443 if url.scheme == "https" else 80)
+    return Endpoint.of(url.host or "", port, target.ssl if url.scheme == "https" else False)
 
 
 class _CoalescedResponse(web.StreamResponse):
@@ -117,33 +160,30 @@ class _CoalescedResponse(web.StreamResponse):
 
 
 class Proxy:
-    """Forwards requests to `ProxyTarget`s over a shared connection pool."""
+    """Forwards requests to `ProxyTarget`s over a shared, bounded connection pool."""
 
-    def __init__(self, session: aiohttp.ClientSession) -> None:
-        self._session = session
+    def __init__(self, pool: UpstreamPool) -> None:
+        self._pool = pool
+        self._endpoints: dict[int, tuple[ProxyTarget, Endpoint]] = {}
 
     @classmethod
     def create(cls, *, limit: int = 256, keepalive_timeout: float = 30.0) -> Proxy:
-        """A proxy owning its session; call inside the running event loop."""
-        connector = aiohttp.TCPConnector(
-            limit=limit, limit_per_host=0, keepalive_timeout=keepalive_timeout, ttl_dns_cache=60
-        )
-        session = aiohttp.ClientSession(
-            connector=connector,
-            auto_decompress=False,  # bodies pass through byte-identical
-            cookie_jar=aiohttp.DummyCookieJar(),  # never share one client's cookies with another
-            timeout=aiohttp.ClientTimeout(total=None),
-            trust_env=False,
-            raise_for_status=False,
-        )
-        return cls(session)
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        return self._session
+        """A proxy owning its pool; call inside the running event loop."""
+        return cls(UpstreamPool(limit=limit, idle_timeout=keepalive_timeout))
 
     async def close(self) -> None:
-        await self._session.close()
+        await self._pool.close()
+
+    def _endpoint(self, target: ProxyTarget) -> Endpoint:
+        """The target's endpoint, computed once per target (targets live per route table)."""
+        known = self._endpoints.get(id(target))
+        if known is not None and known[0] is target:
+            return known[1]
+        endpoint = _endpoint(target)
+        if len(self._endpoints) > 4096:  # every reload builds new targets: stay bounded
+            self._endpoints.clear()
+        self._endpoints[id(target)] = (target, endpoint)
+        return endpoint
 
     async def open(
         self,
@@ -179,36 +219,52 @@ class Proxy:
         body = None
         if request.body_exists:
             body = _LimitedBody(request.content, target.max_body_bytes, body_deadline)
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=target.timeout_seconds, sock_read=target.timeout_seconds
-        )
+            if declared is None:
+                headers["Transfer-Encoding"] = "chunked"
+        elif request.method in _BODY_METHODS and declared is None:
+            headers["Content-Length"] = "0"
+        url = target.url_for(path, request.rel_url.raw_query_string)
+        head = serialize_head(request.method, url.raw_path_qs, headers)
         started = time.perf_counter()
         try:
             async with asyncio.timeout_at(body_deadline + target.timeout_seconds):
-                response = await self._session.request(
-                    request.method,
-                    target.url_for(path, request.rel_url.raw_query_string),
-                    headers=headers,
-                    data=body,
-                    allow_redirects=False,
-                    ssl=target.ssl,
-                    timeout=timeout,
-                    skip_auto_headers=_SKIP_AUTO_HEADERS,
-                )
-        except (aiohttp.ClientError, TimeoutError) as exc:
+                connection = await self._exchange(target, head, body, declared is None)
+        except (ProxyError, UpstreamClosed, OSError, TimeoutError) as exc:
             raise _classify(exc, body, "before answering") from exc
-        if body is not None and body.failure is not None:
-            # The upstream answered early, then the body overran: do not relay.
-            response.close()
-            raise body.failure
         return UpstreamResponse(
-            status=response.status,
-            reason=response.reason,
-            headers=response.headers,
-            response=response,
+            status=connection.status,
+            reason=connection.reason,
+            headers=connection.headers(),
+            connection=connection,
+            pool=self._pool,
+            read_timeout=target.timeout_seconds,
+            head_only=request.method == "HEAD",
             elapsed=time.perf_counter() - started,
             _body=body,
         )
+
+    async def _exchange(
+        self, target: ProxyTarget, head: bytes, body: _LimitedBody | None, chunked: bool
+    ) -> Connection:
+        """Write the request and wait for the answer's head; the connection keeps its slot."""
+        endpoint = self._endpoint(target)
+        connection = await self._pool.acquire(endpoint, target.timeout_seconds)
+        try:
+            try:
+                return await _send(connection, head, body, chunked, target.timeout_seconds)
+            except UpstreamClosed as exc:
+                # A pooled connection the upstream closed meanwhile: nothing was answered,
+                # so a bodiless request is safely sent again, once, on a new connection.
+                if not connection.used or exc.answered or body is not None:
+                    raise
+                connection.close()
+                self._pool.forget(connection)
+                connection = await self._pool.connect(endpoint, target.timeout_seconds)
+                return await _send(connection, head, body, chunked, target.timeout_seconds)
+        except BaseException:
+            connection.close()
+            self._pool.release(connection)
+            raise
 
     async def relay(self, request: web.Request, opened: UpstreamResponse) -> web.StreamResponse:
         """Stream the upstream body to the client, then release the connection.
@@ -217,8 +273,8 @@ class Proxy:
         upstream failure closes the client connection (so the client sees a
         truncated body, not a clean end) and is recorded in `opened.failure`.
         """
-        upstream = opened.response
-        small = upstream.content_length is not None and upstream.content_length <= COALESCE_BYTES
+        length = opened.content_length
+        small = length is not None and length <= COALESCE_BYTES
         response = (_CoalescedResponse if small else web.StreamResponse)(
             status=opened.status,
             reason=opened.reason,
@@ -227,16 +283,15 @@ class Proxy:
         complete = False
         try:
             await response.prepare(request)
-            chunks = upstream.content.iter_any()
             while True:
                 try:
-                    chunk = await chunks.__anext__()
-                except StopAsyncIteration:
-                    break
-                except (aiohttp.ClientError, TimeoutError) as exc:
+                    chunk = await opened.read()
+                except (UpstreamClosed, OSError, TimeoutError) as exc:
                     opened.failure = _classify(exc, opened._body, "while streaming the body")
                     request.protocol.force_close()
                     return response
+                if not chunk:
+                    break
                 await response.write(chunk)
                 opened.bytes_relayed += len(chunk)
             await response.write_eof()
@@ -249,7 +304,42 @@ class Proxy:
             raise
         finally:
             if complete:
-                upstream.release()
+                opened.release()
             else:
-                upstream.close()
+                opened.close()
         return response
+
+
+async def _send(
+    connection: Connection,
+    head: bytes,
+    body: _LimitedBody | None,
+    chunked: bool,
+    timeout: float,
+) -> Connection:
+    """Write the head, stream the body, and return once the answer's head is in."""
+    connection.write(head)
+    if body is None:
+        async with asyncio.timeout(timeout):
+            await connection.head()
+        return connection
+    sending = asyncio.ensure_future(send_body(connection, body, chunked))
+    answered = asyncio.ensure_future(connection.head())
+    try:
+        await asyncio.wait({sending, answered}, return_when=asyncio.FIRST_COMPLETED)
+        if not answered.done():  # the whole body is out: now the answer, within the timeout
+            sending.result()  # a failed upload (too large, too slow) is the answer
+            async with asyncio.timeout(timeout):
+                await answered
+        elif not sending.done():  # an early answer: stop sending, never reuse the connection
+            connection.keep_alive = False
+        answered.result()
+        if body.failure is not None:
+            raise body.failure  # the upstream answered, then the body overran: do not relay
+        return connection
+    finally:
+        for task in (sending, answered):
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
