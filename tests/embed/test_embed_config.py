@@ -154,3 +154,24 @@ def test_code_config_refuses_values_yaml_cannot_carry_and_arguments_in_options(
         build_config([], lnd=lnd, store_url="x", options={"routes": []})
     with pytest.raises(ValueError, match=r"pass store\.url as arguments"):
         build_config([], lnd=lnd, store_url="x", options={"store": {"url": "y"}})
+
+
+def _readme_embed_examples() -> list[str]:
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Embed it", 1)[1].split("\n## ", 1)[0]
+    return [block.split("\n", 1)[1] for block in section.split("```python")[1:]]
+
+
+def test_the_readme_examples_build_what_they_say(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fastapi_example, aiohttp_example = (b.split("```", 1)[0] for b in _readme_embed_examples())
+    compile(aiohttp_example, "README aiohttp example", "exec")  # it runs a server: compile only
+    dummy_lnd(tmp_path)  # the files LndSettings names, relative to the working directory
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {}
+    exec(compile(fastapi_example, "README FastAPI example", "exec"), namespace)  # noqa: S102
+    seller = namespace["seller"]
+    assert isinstance(seller, L402)
+    assert seller.config.routes.names == ("report", "generate")
+    assert seller.config.store.url == f"sqlite://{tmp_path / 'l402-tokens.db'}"
