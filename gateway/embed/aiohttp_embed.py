@@ -3,20 +3,27 @@
 Unpaid requests to a priced route are answered by the middleware (402 and
 the challenge, or another refusal, rendered by gateway.server.errors exactly
 as the proxy renders it) and never reach the handler. Paid requests reach it
-with `request[PAID]` set. The handler's answer settles a single-use token:
+with `request[PAID]` set. A single-use token settles on the handler's answer
+when that answer starts, as behind the proxy:
 
 - a response the handler returns unsent is settled on its status before
   aiohttp sends it, so a lapsed lease can still become the proxy's 409;
-- a response the handler sent itself (a StreamResponse or WebSocketResponse it
-  prepared) had started before the handler returned: settled on its status;
-- `web.HTTPException`s are answers too (their status); any other exception,
-  and a client that went away before the answer started (aiohttp cancels the
-  handler with `handler_cancellation`, or the transport is closed by the time
-  the handler returns), give the token back.
+- a response the handler sends itself (a StreamResponse or WebSocketResponse
+  it prepares) is settled in `on_response_prepare`, just before its headers
+  go out (`L402.setup_aiohttp` installs the hook; with the bare middleware it
+  is settled when the handler returns), so a long stream never outlives its
+  lease unsettled. aiohttp has set up the connection's writer for that
+  response by then, so a lease found lost there cannot become a 409: the
+  answer is served and the loss logged (docs/status-codes.md);
+- `web.HTTPException`s are answers too (their status); any other exception
+  before the answer started, and a client that went away before it (aiohttp
+  cancels the handler with `handler_cancellation`, or the transport is closed
+  by the time the handler returns), give the token back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from aiohttp import web
@@ -32,6 +39,32 @@ from gateway.server.paywall import Located
 log = logging.getLogger("gateway.embed")
 
 PAID = web.RequestKey("l402_paid", Paid)
+
+
+class _Settlement:
+    """One paid request's sale, settled once: by the prepare hook or by the middleware."""
+
+    __slots__ = ("gate", "sale", "settled")
+
+    def __init__(self, gate: Gate, sale: Sale) -> None:
+        self.gate = gate
+        self.sale = sale
+        self.settled = False
+
+    async def answered(self, status: int, *, client_gone: bool = False) -> None:
+        self.settled = True
+        await self.gate.answered(self.sale, status, client_gone=client_gone)
+
+
+SETTLEMENT = web.RequestKey("l402_settlement", _Settlement)
+
+
+async def settle_on_prepare(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """`on_response_prepare` hook: settle a response the handler sends itself as it starts."""
+    settlement = request.get(SETTLEMENT)
+    if settlement is not None and not settlement.settled:
+        with contextlib.suppress(LeaseLost):  # too late to replace; LeaseKeeper logged it
+            await settlement.answered(response.status)
 
 
 def _client(request: web.Request, located: Located) -> ClientInfo:
@@ -83,21 +116,27 @@ def middleware(gate: Gate) -> Middleware:
 async def _sell(
     gate: Gate, sale: Sale, request: web.Request, handler: Handler
 ) -> web.StreamResponse:
+    settlement = request[SETTLEMENT] = _Settlement(gate, sale)
     try:
         response = await handler(request)
     except web.HTTPException as exc:
-        try:
-            await gate.answered(sale, exc.status, client_gone=_client_gone(request))
-        except LeaseLost as lost:
-            return _refused(request, lost)
+        if not settlement.settled:
+            try:
+                await settlement.answered(exc.status, client_gone=_client_gone(request))
+            except LeaseLost as lost:
+                return _refused(request, lost)
         raise
     except BaseException:  # an error, or the client went away (handler cancelled)
-        await gate.failed(sale)
+        if not settlement.settled:  # else the answer had started: the token is spent
+            settlement.settled = True  # aiohttp's own 500 is no answer of the app's
+            await gate.failed(sale)
         raise
-    started = response.prepared  # the handler sent it itself: the answer has started
+    if settlement.settled:
+        return response
+    started = response.prepared  # sent by the handler without the prepare hook
     try:
-        await gate.answered(
-            sale, response.status, client_gone=not started and _client_gone(request)
+        await settlement.answered(
+            response.status, client_gone=not started and _client_gone(request)
         )
     except LeaseLost as lost:
         if started:  # nothing left to replace; LeaseKeeper has logged it

@@ -191,8 +191,10 @@ class L402:
             await self.stop()
 
     def setup_aiohttp(self, app: web.Application) -> None:
-        """Add the middleware (innermost, next to the handlers) and the cleanup context."""
+        """Add the middleware (innermost, next to the handlers), the hook that settles
+        answers the handlers send themselves, and the cleanup context."""
         app.middlewares.append(self.aiohttp_middleware())
+        app.on_response_prepare.append(aiohttp_embed.settle_on_prepare)
         app.cleanup_ctx.append(self.aiohttp_cleanup_ctx)
 
     async def aiohttp_metrics(self, _request: web.Request) -> web.Response:

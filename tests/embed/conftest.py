@@ -130,7 +130,7 @@ async def open_shop(
         served = await stack.enter_async_context(
             serve_aiohttp(aiohttp_app(seller, seen), **serving)
         )
-    stack.callback(seen.release.set)  # runs first: held handlers end before the servers stop
+    stack.callback(seen.let_go)  # runs first: held handlers end before the servers stop
     return Shop(kind, served, seller, seen, invoices, clock, session)
 
 

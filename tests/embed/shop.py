@@ -19,7 +19,7 @@ from typing import Any
 import uvicorn
 from aiohttp import web
 from fastapi import FastAPI, Request, WebSocket
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from gateway.embed import L402, PAID, STATE_KEY, L402Middleware, Paid, PricedRoute
 
@@ -39,6 +39,18 @@ class Seen:
     calls: Counter[str] = field(default_factory=Counter)
     entered: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)  # /hold's requests
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    finish: asyncio.Event = field(default_factory=asyncio.Event)  # ends /hold?stream=1 bodies
+
+    def let_go(self) -> None:
+        self.release.set()
+        self.finish.set()
+
+
+async def _stream(seen: Seen) -> AsyncIterator[bytes]:
+    """A body that starts at once and ends when the test says so."""
+    yield b"first part;"
+    await seen.finish.wait()
+    yield b"last part"
 
 
 def _paid_json(paid: Paid | None) -> dict[str, Any]:
@@ -81,11 +93,13 @@ def fastapi_app(seller: L402, seen: Seen) -> FastAPI:
         seen.calls["once_read"] += 1
         return {"about": "POST /once costs 42 sats; reading this is free"}
 
-    @app.get("/hold")
-    async def hold(request: Request) -> dict[str, Any]:
+    @app.get("/hold", response_model=None)
+    async def hold(request: Request, stream: bool = False) -> dict[str, Any] | StreamingResponse:
         seen.calls["hold"] += 1
         await seen.entered.put(request)
         await seen.release.wait()
+        if stream:
+            return StreamingResponse(_stream(seen))
         return {"held": True, **_paid_json(paid_of(request))}
 
     @app.get("/open")
@@ -171,11 +185,18 @@ async def _a_once_read(request: web.Request) -> web.Response:
     return web.json_response({"about": "POST /once costs 42 sats; reading this is free"})
 
 
-async def _a_hold(request: web.Request) -> web.Response:
+async def _a_hold(request: web.Request) -> web.StreamResponse:
     seen = request.app[SEEN]
     seen.calls["hold"] += 1
     await seen.entered.put(request)
     await seen.release.wait()
+    if request.query.get("stream"):
+        response = web.StreamResponse()
+        await response.prepare(request)
+        async for part in _stream(seen):
+            await response.write(part)
+        await response.write_eof()
+        return response
     return web.json_response({"held": True, **_paid_json(request.get(PAID))})
 
 
@@ -215,7 +236,7 @@ async def serve_aiohttp(
     try:
         yield Served(f"http://127.0.0.1:{runner.addresses[0][1]}")
     finally:
-        app[SEEN].release.set()
+        app[SEEN].let_go()
         await runner.cleanup()
 
 

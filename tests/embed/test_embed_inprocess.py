@@ -121,6 +121,42 @@ async def test_a_lapsed_lease_taken_over_turns_the_late_answer_into_409(shop: Sh
     assert await shop.metric("l402_tokens_consumed_total", route="hold") == 1
 
 
+async def test_a_streamed_answer_spends_the_token_when_it_starts(shop: Shop) -> None:
+    """Settled as the answer starts, not when the stream ends: no second sale meanwhile."""
+    auth = await shop.buy("/hold")
+    shop.seen.release.set()
+    async with shop.session.get(shop.url("/hold?stream=1"), headers=auth) as streaming:
+        assert streaming.status == 200
+        assert await streaming.content.readexactly(len(b"first part;")) == b"first part;"
+        async with shop.session.get(shop.url("/hold"), headers=auth) as again:
+            assert (again.status, (await again.json())["reason"]) == (402, "already_used")
+        shop.seen.finish.set()
+        assert await streaming.read() == b"last part"
+    assert await shop.metric("l402_tokens_consumed_total", route="hold") == 1
+
+
+async def test_a_late_stream_that_lost_its_lease(shop: Shop) -> None:
+    """ASGI holds the answer's start: 409 as the proxy. aiohttp has readied the connection
+    for the app's own stream when the lease is found lost: served, and logged."""
+    auth = await shop.buy("/hold")
+    late = asyncio.create_task(shop.session.get(shop.url("/hold?stream=1"), headers=auth))
+    await shop.seen.entered.get()
+    route = shop.seller.config.routes.by_name("hold")
+    assert route is not None
+    shop.clock.advance(route.lease_seconds + 1)
+    prompt = asyncio.create_task(shop.session.get(shop.url("/hold"), headers=auth))
+    await shop.seen.entered.get()
+    shop.seen.let_go()
+    async with await late as r:
+        if shop.kind == "fastapi":
+            assert (r.status, (await r.json())["error"]) == (409, "lease_lost")
+        else:
+            assert (r.status, await r.read()) == (200, b"first part;last part")
+    async with await prompt as r:
+        assert r.status == 200
+    assert await shop.metric("l402_tokens_consumed_total", route="hold") == 1
+
+
 async def test_free_and_unpriced_routes_are_the_apps_own(shop: Shop) -> None:
     for path in ("/premium/preview", "/open", "/once"):  # GET /once: only POST is priced
         async with shop.session.get(shop.url(path)) as r:
