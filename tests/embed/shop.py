@@ -137,6 +137,7 @@ def _listening_socket() -> socket.socket:
     """Bound and listening before the server starts: clients queue until it accepts."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited when accepted
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     return sock
