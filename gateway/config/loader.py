@@ -25,7 +25,7 @@ from gateway.config.model import (
     StoreConfig,
 )
 from gateway.config.nodes import Reader, Section
-from gateway.config.routes import parse_routes
+from gateway.config.routes import PROXY_ONLY_TOP_KEYS, parse_routes
 from gateway.store.url import parse_store_url
 
 TOP_KEYS = frozenset(
@@ -61,6 +61,7 @@ def load_config(
     check_files: bool = True,
     environ: Mapping[str, str] | None = None,
     defer_env: bool = False,
+    embedded: bool = False,
 ) -> GatewayConfig:
     """Load and validate; raises ConfigErrors listing every problem found.
 
@@ -68,6 +69,8 @@ def load_config(
     upstream_ca_file (for checking a config on a machine other than the server).
     `defer_env=True` (operator commands) puts problems caused by an unset
     `${VAR}` in `config.deferred` instead of raising (gateway.config.nodes.Reader).
+    `embedded=True` reads the file for the embedded middleware (gateway.embed):
+    routes have no upstream, and proxy-only keys are refused.
     """
     source = Path(path)
     display = str(path)
@@ -76,6 +79,33 @@ def load_config(
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigErrors([ConfigError(display, 0, "", f"cannot read: {reason}")]) from None
+    return parse_config(
+        text,
+        source,
+        display,
+        check_files=check_files,
+        environ=environ,
+        defer_env=defer_env,
+        embedded=embedded,
+    )
+
+
+def parse_config(
+    text: str,
+    source: Path,
+    display: str,
+    *,
+    check_files: bool = True,
+    environ: Mapping[str, str] | None = None,
+    defer_env: bool = False,
+    embedded: bool = False,
+) -> GatewayConfig:
+    """Validate routes.yaml text with every rule of `load_config`; `source` is where it
+    stands for (relative paths resolve against its directory), `display` names it in errors.
+
+    The one validation of a configuration: a file, or a document built in code
+    by the embedded middleware, go through exactly these rules.
+    """
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -97,6 +127,8 @@ def load_config(
     top = Section.of(reader, root, "", TOP_KEYS)
     if top is None:
         raise ConfigErrors(reader.errors)
+    if embedded:
+        top.refuse(PROXY_ONLY_TOP_KEYS)
     config = GatewayConfig(
         source=source.resolve(),
         listen=_listen(top),
@@ -106,7 +138,7 @@ def load_config(
         verified_cache_size=top.integer(
             "verified_cache_size", DEFAULT_VERIFIED_CACHE_SIZE, minimum=0
         ),
-        routes=RouteTable(parse_routes(reader, top.get("routes"), top.node)),
+        routes=RouteTable(parse_routes(reader, top.get("routes"), top.node, embedded=embedded)),
         challenge_rate_limit=_challenge_rate_limit(top),
         invalid_credential_status=_invalid_credential_status(top),
         cors=parse_cors(reader, top.get("cors"), "cors"),

@@ -109,6 +109,11 @@ class PathRewrite:
 
 LEASE_MARGIN_SECONDS = 30
 
+# `Route.upstream` of a route loaded for the embedded middleware (gateway.embed), where
+# the app's own handler answers: nothing is ever forwarded. A `.invalid` name never
+# resolves (RFC 6761), so even a bug that tried to forward could reach no host.
+EMBEDDED_UPSTREAM = "http://embedded.invalid"
+
 ANY_ORIGIN = "*"
 DEFAULT_CORS_ALLOW_HEADERS = (
     "authorization",

@@ -179,6 +179,14 @@ class Section:
     def missing(self, key: str) -> None:
         self.reader.error(self.node, self.path(key), "required key is missing")
 
+    def refuse(self, messages: Mapping[str, str]) -> None:
+        """Record an error for each present key that this kind of configuration cannot use,
+        and drop it, so that nothing reads it and each such key is reported once."""
+        for key, message in messages.items():
+            node = self._values.pop(key, None)
+            if node is not None:
+                self.reader.error(node, self.path(key), message)
+
     def _value(self, key: str, kinds: tuple[type, ...], what: str) -> tuple[bool, object]:
         """(True, value) when present and of a wanted type, (True, None) for null."""
         node = self._values.get(key)

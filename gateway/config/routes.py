@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from gateway.config.cors import parse_cors
-from gateway.config.model import PathRewrite, Route, TokenMode
+from gateway.config.model import EMBEDDED_UPSTREAM, PathRewrite, Route, TokenMode
 from gateway.config.nodes import Reader, Section, is_null
 from gateway.config.pricing import parse_pricing, route_price
 from gateway.headerpolicy import extra_header_problem
@@ -30,6 +30,24 @@ ROUTE_KEYS = frozenset(
         "cors", "pricing",
     }
 )  # fmt: skip
+# Keys that only mean something when the gateway proxies; embedded, the app answers itself.
+_NO_UPSTREAM = "proxy-only: embedded, the app answers itself (there is no upstream)"
+PROXY_ONLY_ROUTE_KEYS = {
+    "upstream": _NO_UPSTREAM,
+    "upstream_tls_verify": _NO_UPSTREAM,
+    "upstream_ca_file": _NO_UPSTREAM,
+    "upstream_headers": _NO_UPSTREAM,
+    "path_rewrite": _NO_UPSTREAM,
+    "forward_authorization": "proxy-only: embedded, the app sees the request's own headers",
+    "max_body_bytes": "proxy-only: embedded, the app reads and bounds its own bodies",
+    "cors": "proxy-only: embedded, use the app's own CORS middleware",
+}
+PROXY_ONLY_TOP_KEYS = {
+    "listen": "proxy-only: embedded, the app's server listens",
+    "cors": "proxy-only: embedded, use the app's own CORS middleware",
+    "admin": "proxy-only: embedded, the admin API belongs to the gateway process",
+    "discovery": "proxy-only: embedded, the app serves its own documents",
+}
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _CAPABILITY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _SERVICE = re.compile(r"[A-Za-z0-9._-]+")  # what a services= caveat can carry
@@ -38,7 +56,10 @@ CATCH_ALL = frozenset({"", "^", "/", "^/", ".*", "^.*", "^.*$", "^/.*", "^/.*$",
 _MAX_PRICE_MSAT = 21_000_000 * 100_000_000 * 1000
 
 
-def parse_routes(reader: Reader, node: yaml.Node | None, top: yaml.Node) -> tuple[Route, ...]:
+def parse_routes(
+    reader: Reader, node: yaml.Node | None, top: yaml.Node, *, embedded: bool = False
+) -> tuple[Route, ...]:
+    """`embedded`: routes for the embedded middleware, with no upstream (EMBEDDED_UPSTREAM)."""
     if node is None or is_null(node):
         reader.error(top, "routes", "required key is missing")
         return ()
@@ -54,7 +75,9 @@ def parse_routes(reader: Reader, node: yaml.Node | None, top: yaml.Node) -> tupl
             if is_null(item):
                 reader.error(item, f"routes[{index}]", "expected a mapping")
             continue
-        route = _parse_route(section)
+        if embedded:
+            section.refuse(PROXY_ONLY_ROUTE_KEYS)
+        route = _parse_route(section, embedded)
         if route is not None:
             routes.append(route)
             _check_table(reader, routes, section)
@@ -74,7 +97,7 @@ def _regex(section: Section, key: str, *, required: bool) -> re.Pattern[str] | N
         return None
 
 
-def _parse_route(s: Section) -> Route | None:
+def _parse_route(s: Section, embedded: bool) -> Route | None:
     r = s.reader
     errors_before = len(r.errors)
     name = s.string("name", "", required=True)
@@ -91,7 +114,7 @@ def _parse_route(s: Section) -> Route | None:
         path=path or re.compile(""),
         host=host,
         methods=_methods(s),
-        upstream=_upstream(s),
+        upstream=EMBEDDED_UPSTREAM if embedded else _upstream(s),
         price_msat=price_msat,
         upstream_tls_verify=s.boolean("upstream_tls_verify", Route.upstream_tls_verify),
         upstream_ca_file=_ca_file(s),

@@ -9,20 +9,18 @@ LND client; the app then leaves closing them to the caller.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
+from gateway.background import running, store_jobs
 from gateway.config.model import GatewayConfig
 from gateway.l402.mint import InvoiceSource, Minter
-from gateway.leadership import run_while_leader
 from gateway.lightning import LndClient
 from gateway.metrics import GatewayMetrics
 from gateway.pricing import PriceHook
 from gateway.proxy import Proxy
-from gateway.pruning import DAY_SECONDS, TokenPruner
 from gateway.ratelimit import ChallengeLimiter, LocalChallengeLimiter, SharedChallengeLimiter
 from gateway.server.auth import Authenticator, VerifiedCache
 from gateway.server.challenges import ChallengeIssuer
@@ -38,13 +36,11 @@ from gateway.server.middleware import request_context
 from gateway.server.paywall import Paywall, Services
 from gateway.server.runtime import RouteHolder, RuntimeRoutes
 from gateway.server.usage import UsageCounter, run_flusher
-from gateway.settlement import SettlementFollower
 from gateway.store import open_store
 from gateway.store.roles import Store
 
 VERIFIED_CACHE_TTL = 60.0
-SETTLEMENT_KEY = web.AppKey("settlement", SettlementFollower)
-PRUNER_KEY = web.AppKey("pruner", TokenPruner)
+BACKGROUND_KEY = web.AppKey[tuple[str, ...]]("background")  # the jobs running ("pruner", ...)
 
 CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
 
@@ -149,34 +145,21 @@ def _services_ctx(config: GatewayConfig, clock: Callable[[], float]) -> CleanupC
     return ctx
 
 
-async def _settlement_ctx(app: web.Application) -> AsyncIterator[None]:
-    """One follower across every process on the store (leader lock), taken over on death."""
-    store = app[STORE_KEY]
-    follower = SettlementFollower(app[LND_KEY], store, app[METRICS_KEY])
-    app[SETTLEMENT_KEY] = follower
-    task = asyncio.create_task(
-        run_while_leader(store.leader_lock("settlement"), "settlement", follower.run),
-        name="settlement-follower",
-    )
-    yield
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-
-
-def _pruner_ctx(days: int, clock: Callable[[], float]) -> CleanupCtx:
-    """Hourly pruning of unpaid, canceled tokens, by one process at a time (leader lock)."""
+def _background_ctx(config: GatewayConfig, clock: Callable[[], float], follow: bool) -> CleanupCtx:
+    """Settlements and pruning, once per store across processes (gateway.background)."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        store = app[STORE_KEY]
-        pruner = TokenPruner(app[LND_KEY], store, app[METRICS_KEY], days * DAY_SECONDS)
-        app[PRUNER_KEY] = pruner
-        task = asyncio.create_task(
-            run_while_leader(store.leader_lock("pruner"), "pruner", lambda: pruner.run(clock)),
-            name="token-pruner",
+        jobs = store_jobs(
+            app[STORE_KEY],
+            app[LND_KEY],
+            app[METRICS_KEY],
+            follow_settlements=follow,
+            prune_after_days=config.store.prune_after_days,
+            clock=clock,
         )
-        yield
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        async with running(jobs) as names:
+            app[BACKGROUND_KEY] = names
+            yield
 
     return ctx
 
@@ -219,9 +202,6 @@ def create_app(
     app.cleanup_ctx.extend(
         [store_context(config, store), lnd_context(config, lnd), _services_ctx(config, clock)]
     )
-    if follow_settlements:
-        app.cleanup_ctx.append(_settlement_ctx)
-    if config.store.prune_after_days > 0:
-        app.cleanup_ctx.append(_pruner_ctx(config.store.prune_after_days, clock))
+    app.cleanup_ctx.append(_background_ctx(config, clock, follow_settlements))
     app.router.add_route("*", "/{tail:.*}", handler.handle, expect_handler=_no_expect)
     return app

@@ -1,8 +1,11 @@
 """Every refusal the public listener makes, and the one place that renders it.
 
 The handler and its collaborators raise typed `Refusal`s (gateway.refusal);
-`error_middleware` turns each into its HTTP answer, so no code branches on
-status numbers. Status policy (docs/status-codes.md):
+`refusal_answer` turns each into its HTTP answer as plain values (status,
+headers, body bytes), which `error_middleware` sends for aiohttp and the
+embedded ASGI middleware (gateway.embed) sends as ASGI messages, so no code
+branches on status numbers and every transport answers alike. Status policy
+(docs/status-codes.md):
 
 - 402 + fresh challenge (`PaymentRequired`): no credential, or one that cannot
   buy this request; malformed or forged credentials too, unless
@@ -15,10 +18,14 @@ status numbers. Status policy (docs/status-codes.md):
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from gateway.l402 import challenge as l402_challenge
 from gateway.l402.errors import L402Error, Reason
@@ -148,20 +155,42 @@ def refusal_status(refused: L402Error | None, invalid_credential_status: int) ->
     return 402
 
 
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A refusal's HTTP answer as plain values, so every transport (the aiohttp
+    error middleware, the embedded ASGI middleware) sends the same bytes."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+
+def is_grpc_content_type(content_type: str) -> bool:
+    return content_type.startswith("application/grpc")
+
+
 def is_grpc(request: web.BaseRequest) -> bool:
-    return request.headers.get("Content-Type", "").startswith("application/grpc")
+    return is_grpc_content_type(request.headers.get("Content-Type", ""))
 
 
-def render_payment_required(request: web.BaseRequest, exc: PaymentRequired) -> web.Response:
+def _json_answer(body: dict[str, Any], status: int, headers: Iterable[tuple[str, str]]) -> Answer:
+    """`headers` include the Content-Type, where each answer always had it."""
+    return Answer(status, tuple(headers), json.dumps(body).encode())
+
+
+def payment_required_answer(exc: PaymentRequired, *, grpc: bool) -> Answer:
+    """The challenge: JSON + both WWW-Authenticate headers, or gRPC's trailers-only form."""
     ch = exc.challenge
-    if is_grpc(request):
+    if grpc:
         # gRPC cannot carry a 402: Aperture's trailers-only answer.
-        response = web.Response(status=200)
-        for name, value in l402_challenge.grpc_headers(
-            ch.macaroon_b64, ch.invoice, ch.amount_msats
-        ):
-            response.headers.add(name, value)
-        return response
+        return Answer(
+            200,
+            tuple(l402_challenge.grpc_headers(ch.macaroon_b64, ch.invoice, ch.amount_msats)),
+            b"",
+        )
     body = l402_challenge.body(
         exc.route,
         ch.amount_msats,
@@ -175,24 +204,39 @@ def render_payment_required(request: web.BaseRequest, exc: PaymentRequired) -> w
             body["error"] = "invalid_credential"
         body["reason"] = exc.refused.reason.value
         body["message"] = exc.refused.detail  # the core keeps details free of secrets
-    response = web.json_response(body, status=exc.status)
-    for name, value in l402_challenge.headers(ch.macaroon_b64, ch.invoice, ch.amount_msats):
-        response.headers.add(name, value)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    headers = l402_challenge.headers(ch.macaroon_b64, ch.invoice, ch.amount_msats)
+    return _json_answer(
+        body,
+        exc.status,
+        [("Content-Type", JSON_CONTENT_TYPE), *headers, ("Cache-Control", "no-store")],
+    )
 
 
-def render(request: web.BaseRequest, exc: Refusal) -> web.Response:
-    """The HTTP answer to any refusal."""
+def refusal_answer(exc: Refusal, *, grpc: bool = False) -> Answer:
+    """The HTTP answer to any refusal (`grpc`: the request's Content-Type is gRPC)."""
     if isinstance(exc, PaymentRequired):
-        return render_payment_required(request, exc)
+        return payment_required_answer(exc, grpc=grpc)
     headers = {"Cache-Control": "no-store"}
     if exc.retry_after is not None:
         headers["Retry-After"] = str(exc.retry_after)
     headers.update(exc.headers)
-    return web.json_response(
-        {"error": exc.reason, "message": exc.message}, status=exc.status, headers=headers
+    headers["Content-Type"] = JSON_CONTENT_TYPE
+    return _json_answer({"error": exc.reason, "message": exc.message}, exc.status, headers.items())
+
+
+def answer_response(answer: Answer) -> web.Response:
+    return web.Response(
+        status=answer.status, body=answer.body or None, headers=CIMultiDict(answer.headers)
     )
+
+
+def render_payment_required(request: web.BaseRequest, exc: PaymentRequired) -> web.Response:
+    return answer_response(payment_required_answer(exc, grpc=is_grpc(request)))
+
+
+def render(request: web.BaseRequest, exc: Refusal) -> web.Response:
+    """The HTTP answer to any refusal."""
+    return answer_response(refusal_answer(exc, grpc=is_grpc(request)))
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

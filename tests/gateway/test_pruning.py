@@ -23,7 +23,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.pruning import DAY_SECONDS, PruneResult, TokenPruner
 from gateway.regtest.network import Descriptor
 from gateway.regtest.processes import free_port
-from gateway.server.app import PRUNER_KEY
+from gateway.server.app import BACKGROUND_KEY
 from gateway.server.serve import GatewayServer
 from gateway.store import Store, open_store
 from gateway.store.types import SettledInvoice
@@ -156,7 +156,7 @@ async def test_background_pass_runs_after_its_delay(
 
 async def test_gateway_runs_a_pruner_unless_disabled(gateway: Gateway) -> None:
     assert gateway.server.config.store.prune_after_days == 7
-    assert PRUNER_KEY in gateway.server.app
+    assert "pruner" in gateway.server.app[BACKGROUND_KEY]
     await gateway.stop()  # frees the listeners for the second server
     config = load_config(gateway.config_path)
     config = dataclasses.replace(
@@ -165,7 +165,7 @@ async def test_gateway_runs_a_pruner_unless_disabled(gateway: Gateway) -> None:
     server = GatewayServer(config)
     await server.start()
     try:
-        assert PRUNER_KEY not in server.app
+        assert "pruner" not in server.app[BACKGROUND_KEY]
     finally:
         await server.stop()
 
