@@ -119,6 +119,7 @@ class Supervisor:
         loop.add_signal_handler(signal.SIGTERM, self._stop)
         loop.add_signal_handler(signal.SIGINT, self._stop)
         loop.add_signal_handler(signal.SIGHUP, self._reload)
+        await self._check_public_port()
         admin = self.admin
         await admin.start()
         try:
@@ -131,6 +132,17 @@ class Supervisor:
             await self._stop_workers()
             await admin.stop()
         return 1 if self._failed else 0
+
+    async def _check_public_port(self) -> None:
+        """Bind the public address once, as a worker will, and let go: a busy port is one
+        clear error here (OSError, as `serve` reports it), not workers dying in a loop."""
+        public = self.config.listen.public
+        loop = asyncio.get_running_loop()
+        probe = await loop.create_server(
+            asyncio.Protocol, public.host, public.port, reuse_address=True, reuse_port=True
+        )
+        probe.close()
+        await probe.wait_closed()
 
     def _stop(self) -> None:
         self._stopping.set()

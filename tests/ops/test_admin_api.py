@@ -219,10 +219,14 @@ async def test_routes_without_header_values(gw: InProcess) -> None:
     assert UPSTREAM_KEY not in str(body)
 
 
-async def test_reload_without_a_hook_says_so(gw: InProcess) -> None:
-    status, body, _ = await call(gw, "POST", "/admin/reload", bearer())
-    assert status == 501
-    assert "SIGHUP" in body["error"]
+async def test_reload_without_a_hook_says_so(gw: InProcess, aiohttp_server: Any) -> None:
+    """An admin app built without a reload hook (GatewayServer and the supervisor pass one)."""
+    admin = create_admin_app(gw.server.app, gw.server.metrics.registry)
+    site = await aiohttp_server(admin, host="127.0.0.1")
+    url = f"http://127.0.0.1:{site.port}/admin/reload"
+    async with gw.session.post(url, headers=bearer()) as r:
+        assert r.status == 501
+        assert "SIGHUP" in (await r.json())["error"]
 
 
 async def test_reload_through_the_server_hook(
