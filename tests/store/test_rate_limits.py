@@ -18,6 +18,7 @@ from gateway.ratelimit import (
     client_key,
 )
 from gateway.store import Store, open_store
+from tests.support.postgres import PostgresServer
 
 from .conftest import OpenStore
 from .sql import fetch
@@ -96,10 +97,22 @@ async def test_sweep_deletes_only_buckets_that_are_full_again(store: Store, stor
 
 
 @pytest.mark.postgres
-async def test_two_replicas_on_one_postgres_share_one_allowance(open_stores: OpenStore) -> None:
-    first, second = await open_stores(), await open_stores()
-    if not first.shares_rate_limits:
-        pytest.skip("shared buckets are a PostgreSQL feature")
+async def test_two_replicas_on_one_postgres_share_one_allowance(
+    postgres_server: PostgresServer,
+) -> None:
+    name = postgres_server.create_database()
+    first = await open_store(postgres_server.url(name))
+    second = await open_store(postgres_server.url(name))
+    try:
+        await _share_one_allowance(first, second)
+    finally:
+        await first.close()
+        await second.close()
+        postgres_server.drop_database(name)
+
+
+async def _share_one_allowance(first: Store, second: Store) -> None:
+    assert first.shares_rate_limits
     a = SharedChallengeLimiter(first, per_minute=60, burst=10)
     b = SharedChallengeLimiter(second, per_minute=60, burst=10)
     calls = [(a if i % 2 else b).allow("203.0.113.9", T0) for i in range(30)]
