@@ -190,6 +190,12 @@ def configure(
     Raises `LogSetupError` for an unknown level or an unusable log file.
     """
     global _installed
+    # Records carry nothing the JSON lines do not print: skip the caller's frame
+    # walk and the thread/process lookups (the logging HOWTO's "Optimization").
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     name = level.strip().lower()
     if name not in LEVELS:
         raise LogSetupError(f"unknown log level {level!r}; use one of {', '.join(LEVELS)}")

@@ -226,8 +226,10 @@ class Proxy:
         url = target.url_for(path, request.rel_url.raw_query_string)
         head = serialize_head(request.method, url.raw_path_qs, headers)
         started = time.perf_counter()
+        # The whole exchange: the body's deadline (if any), then the upstream's timeout.
+        deadline = (body_deadline if body is not None else loop.time()) + target.timeout_seconds
         try:
-            async with asyncio.timeout_at(body_deadline + target.timeout_seconds):
+            async with asyncio.timeout_at(deadline):
                 connection = await self._exchange(target, head, body, declared is None)
         except (ProxyError, UpstreamClosed, OSError, TimeoutError) as exc:
             raise _classify(exc, body, "before answering") from exc
@@ -319,9 +321,8 @@ async def _send(
 ) -> Connection:
     """Write the head, stream the body, and return once the answer's head is in."""
     connection.write(head)
-    if body is None:
-        async with asyncio.timeout(timeout):
-            await connection.head()
+    if body is None:  # open()'s deadline is the upstream's timeout: nothing more to bound
+        await connection.head()
         return connection
     sending = asyncio.ensure_future(send_body(connection, body, chunked))
     answered = asyncio.ensure_future(connection.head())

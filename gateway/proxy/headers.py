@@ -56,10 +56,16 @@ def upstream_request_headers(
 
 
 def downstream_response_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
-    """Upstream response headers minus hop-by-hop ones; duplicates (Set-Cookie) kept."""
+    """Upstream response headers minus hop-by-hop ones; duplicates (Set-Cookie) kept.
+
+    Built in one go from the kept pairs (adding them one by one was a few
+    percent of a paid request's CPU).
+    """
     named = connection_tokens(upstream)
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in upstream.items():
-        if not is_hop_by_hop(name.lower(), named):
-            out.add(name, value)
-    return out
+    return CIMultiDict(
+        [
+            (name, value)
+            for name, value in upstream.items()
+            if not is_hop_by_hop(name.lower(), named)
+        ]
+    )
