@@ -12,6 +12,7 @@ import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -258,6 +259,32 @@ class Section:
         if found:
             self.reader.error(self._values[key], self.path(key), "must not be null")
         return default
+
+    def http_url(self, key: str, *, credentials_hint: str = "") -> str:
+        """A required http(s) URL with a host, after ${VAR} interpolation: the one rule
+        for every service the gateway calls (an upstream, a pricing hook). Credentials
+        and queries are refused because they would end up in logs and metrics labels."""
+        text = self.string(key, "", required=True)
+        node = self.get(key)
+        if node is None or not text:
+            return text
+        field = self.path(key)
+        text = self.reader.interpolate(node, field, text)
+        try:
+            parts = urlsplit(text)
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError as exc:
+            self.reader.error(node, field, f"bad URL: {exc}")
+            return text
+        if parts.scheme not in ("http", "https"):
+            self.reader.error(node, field, "scheme must be http or https")
+        elif not parts.hostname or not port_ok:
+            self.reader.error(node, field, "URL needs a host (and a valid port)")
+        elif parts.username is not None or parts.password is not None:
+            self.reader.error(node, field, f"no credentials in the URL{credentials_hint}")
+        elif parts.query or parts.fragment:
+            self.reader.error(node, field, "no query or fragment allowed")
+        return text
 
     def string_list(self, key: str) -> list[tuple[str, yaml.Node]] | None:
         """Strings of a list with their nodes; None when absent or null."""

@@ -10,8 +10,6 @@ deadline is short and bounded.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from gateway.config.model import PricingHook
 from gateway.config.nodes import Section, is_null
 from gateway.l402.grammar import CREDENTIAL_HEADERS, is_token
@@ -43,7 +41,7 @@ def parse_pricing(route: Section) -> PricingHook | None:
     if s is None:
         return None
     errors_before = len(s.reader.errors)
-    url = _url(s)
+    url = s.http_url("url")
     timeout = s.positive_number("timeout_seconds", PricingHook.timeout_seconds)
     if timeout > MAX_TIMEOUT_SECONDS:
         node = s.get("timeout_seconds") or s.node
@@ -71,29 +69,6 @@ def route_price(route: Section, hook: PricingHook | None) -> int:
                 "a route with `pricing` takes its fallback from pricing.fallback_price_*",
             )
     return hook.fallback_msat if hook is not None else 0
-
-
-def _url(s: Section) -> str:
-    text = s.string("url", "", required=True)
-    node = s.get("url")
-    if node is None or not text:
-        return text
-    text = s.reader.interpolate(node, s.path("url"), text)
-    try:
-        parts = urlsplit(text)
-        port_ok = parts.port is None or parts.port > 0
-    except ValueError as exc:
-        s.reader.error(node, s.path("url"), f"bad URL: {exc}")
-        return text
-    if parts.scheme not in ("http", "https"):
-        s.reader.error(node, s.path("url"), "scheme must be http or https")
-    elif not parts.hostname or not port_ok:
-        s.reader.error(node, s.path("url"), "URL needs a host (and a valid port)")
-    elif parts.username is not None or parts.password is not None:
-        s.reader.error(node, s.path("url"), "no credentials in the URL")
-    elif parts.query or parts.fragment:
-        s.reader.error(node, s.path("url"), "no query or fragment allowed")
-    return text
 
 
 def _amount(s: Section, stem: str, *, required: bool) -> int:

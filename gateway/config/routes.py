@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import yaml
 
@@ -114,7 +113,11 @@ def _parse_route(s: Section, embedded: bool) -> Route | None:
         path=path or re.compile(""),
         host=host,
         methods=_methods(s),
-        upstream=EMBEDDED_UPSTREAM if embedded else _upstream(s),
+        upstream=(
+            EMBEDDED_UPSTREAM
+            if embedded
+            else s.http_url("upstream", credentials_hint="; use upstream_headers")
+        ),
         price_msat=price_msat,
         upstream_tls_verify=s.boolean("upstream_tls_verify", Route.upstream_tls_verify),
         upstream_ca_file=_ca_file(s),
@@ -186,29 +189,6 @@ def _methods(s: Section) -> frozenset[str] | None:
     if not items:
         s.reader.error(s.get("methods") or s.node, s.path("methods"), "empty list; omit for any")
     return frozenset(methods)
-
-
-def _upstream(s: Section) -> str:
-    text = s.string("upstream", "", required=True)
-    node = s.get("upstream")
-    if node is None or not text:
-        return text
-    text = s.reader.interpolate(node, s.path("upstream"), text)
-    try:
-        parts = urlsplit(text)
-        port_ok = parts.port is None or parts.port > 0
-    except ValueError as exc:
-        s.reader.error(node, s.path("upstream"), f"bad URL: {exc}")
-        return text
-    if parts.scheme not in ("http", "https"):
-        s.reader.error(node, s.path("upstream"), "scheme must be http or https")
-    elif not parts.hostname or not port_ok:
-        s.reader.error(node, s.path("upstream"), "URL needs a host (and a valid port)")
-    elif parts.username is not None or parts.password is not None:
-        s.reader.error(node, s.path("upstream"), "no credentials in the URL; use upstream_headers")
-    elif parts.query or parts.fragment:
-        s.reader.error(node, s.path("upstream"), "no query or fragment allowed")
-    return text
 
 
 def _ca_file(s: Section) -> Path | None:
