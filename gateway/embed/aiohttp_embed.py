@@ -30,11 +30,10 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from gateway.embed.gate import Gate, Paid, Sale
-from gateway.proxy.forwarded import ClientInfo
 from gateway.refusal import Refusal
+from gateway.server.client import client_of
 from gateway.server.cors import is_preflight
 from gateway.server.errors import LeaseLost, answer_response, is_grpc, refusal_answer
-from gateway.server.paywall import Located
 
 log = logging.getLogger("gateway.embed")
 
@@ -67,20 +66,6 @@ async def settle_on_prepare(request: web.BaseRequest, response: web.StreamRespon
             await settlement.answered(response.status)
 
 
-def _client(request: web.Request, located: Located) -> ClientInfo:
-    peer = request.transport.get_extra_info("peername") if request.transport else None
-    headers = request.headers
-    return ClientInfo.resolve(
-        peer[0] if peer else None,
-        headers.getall("X-Forwarded-For", ()),
-        headers.getall("X-Forwarded-Proto", ()),
-        headers.getall("X-Forwarded-Host", ()),
-        request.scheme,
-        request.host,
-        located.table.config.trusted_proxies,
-    )
-
-
 def _client_gone(request: web.Request) -> bool:
     transport = request.transport
     return transport is None or transport.is_closing()
@@ -101,7 +86,11 @@ def middleware(gate: Gate) -> Middleware:
             located = gate.locate(request.host, request.rel_url.raw_path, request.method)
             if located is None:
                 return await handler(request)
-            sale = await gate.admit(located, request.headers.items(), _client(request, located))
+            sale = await gate.admit(
+                located,
+                request.headers.items(),
+                client_of(request, located.table.config.trusted_proxies),
+            )
         except Refusal as exc:
             return _refused(request, exc)
         paid = sale.paid

@@ -17,8 +17,8 @@ import time
 
 from aiohttp import web
 
-from gateway.proxy.forwarded import ClientInfo
 from gateway.refusal import Refusal
+from gateway.server.client import client_of
 from gateway.server.cors import PREFLIGHT, is_preflight, preflight_response
 from gateway.server.discovery import DiscoveryHandler
 from gateway.server.errors import PaymentRequired
@@ -69,19 +69,9 @@ class PublicHandler:
         if preflight:
             request[OUTCOME] = "preflight"
             return preflight_response(request, runtime.cors)
-        headers = request.headers
-        peer = request.transport.get_extra_info("peername") if request.transport else None
-        client = ClientInfo.resolve(
-            peer[0] if peer else None,
-            headers.getall("X-Forwarded-For", ()),
-            headers.getall("X-Forwarded-Proto", ()),
-            headers.getall("X-Forwarded-Host", ()),
-            request.scheme,
-            request.host,
-            located.table.config.trusted_proxies,
-        )
+        client = client_of(request, located.table.config.trusted_proxies)
         try:
-            admitted = await self.paywall.admit(located, headers.items(), client)
+            admitted = await self.paywall.admit(located, request.headers.items(), client)
         except Refusal as exc:
             if isinstance(exc, PaymentRequired) and exc.refused is not None:
                 request[ERROR] = exc.refused.detail  # secret-free by the core's contract
