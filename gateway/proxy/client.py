@@ -27,7 +27,7 @@ from gateway.proxy.errors import (
     UpstreamUnreachable,
 )
 from gateway.proxy.forwarded import ClientInfo
-from gateway.proxy.headers import downstream_response_headers, upstream_request_headers
+from gateway.proxy.headers import downstream_response_headers, headers_for_target
 from gateway.proxy.target import ProxyTarget
 from gateway.proxy.upstream import (
     Connection,
@@ -205,15 +205,7 @@ class Proxy:
         declared = request.content_length
         if declared is not None and declared > target.max_body_bytes:
             raise BodyTooLarge(target.max_body_bytes, declared)
-        headers = upstream_request_headers(
-            request.headers,
-            host=target.host_header,
-            authorization=authorization,
-            forwarded_for=", ".join(client.chain),
-            forwarded_proto=client.proto,
-            forwarded_host=client.host,
-            extra=target.extra_headers,
-        )
+        headers = headers_for_target(request.headers, target, client, authorization)
         loop = asyncio.get_running_loop()
         body_deadline = loop.time() + target.body_timeout_seconds
         body = None

@@ -8,6 +8,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.headerpolicy import PROXY_SET_HEADERS, is_hop_by_hop
 from gateway.l402.grammar import CREDENTIAL_HEADERS
+from gateway.proxy.forwarded import ClientInfo
+from gateway.proxy.target import ProxyTarget
 
 
 def connection_tokens(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> frozenset[str]:
@@ -53,6 +55,25 @@ def upstream_request_headers(
     for name, value in extra.items():
         out[name] = value
     return out
+
+
+def headers_for_target(
+    incoming: CIMultiDictProxy[str],
+    target: ProxyTarget,
+    client: ClientInfo,
+    authorization: str | None,
+) -> CIMultiDict[str]:
+    """What every transport (HTTP/1.1, WebSocket, HTTP/2) sends a route's upstream:
+    the target's Host and extra headers, the client as the trusted hops resolved it."""
+    return upstream_request_headers(
+        incoming,
+        host=target.host_header,
+        authorization=authorization,
+        forwarded_for=", ".join(client.chain),
+        forwarded_proto=client.proto,
+        forwarded_host=client.host,
+        extra=target.extra_headers,
+    )
 
 
 def downstream_response_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:

@@ -25,7 +25,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.proxy.errors import ProxyError, UpstreamTimeout, UpstreamUnreachable
 from gateway.proxy.forwarded import ClientInfo
-from gateway.proxy.headers import connection_tokens, upstream_request_headers
+from gateway.proxy.headers import connection_tokens, headers_for_target
 from gateway.proxy.target import ProxyTarget
 
 # The handshake is per hop: aiohttp writes its own key, version and extensions upstream.
@@ -124,15 +124,7 @@ class UpstreamSocket:
 def _upstream_headers(
     request: web.BaseRequest, target: ProxyTarget, client: ClientInfo, authorization: str | None
 ) -> CIMultiDict[str]:
-    headers = upstream_request_headers(
-        request.headers,
-        host=target.host_header,
-        authorization=authorization,
-        forwarded_for=", ".join(client.chain),
-        forwarded_proto=client.proto,
-        forwarded_host=client.host,
-        extra=target.extra_headers,
-    )
+    headers = headers_for_target(request.headers, target, client, authorization)
     for name in list(headers.keys()):
         if name.lower() in _HANDSHAKE_HEADERS:
             del headers[name]

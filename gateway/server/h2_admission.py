@@ -31,7 +31,7 @@ from gateway.h2.api import FailReason, Forward, H2Target, Refuse, StreamHead, St
 from gateway.l402 import challenge as l402_challenge
 from gateway.metrics import GatewayMetrics
 from gateway.proxy.forwarded import ClientInfo
-from gateway.proxy.headers import upstream_request_headers
+from gateway.proxy.headers import headers_for_target
 from gateway.refusal import Refusal
 from gateway.server.errors import (
     BadRequestPath,
@@ -163,14 +163,11 @@ class H2Admission:
             record.token_id = admitted.token.token_id_hex
         record.outcome = "free" if admitted.token is None else "paid"
         url = runtime.target.url_for(located.path.raw, query)
-        headers = upstream_request_headers(
+        headers = headers_for_target(
             CIMultiDictProxy(CIMultiDict(head.headers)),
-            host=runtime.target.host_header,
-            authorization=admitted.authorization,
-            forwarded_for=", ".join(client.chain),
-            forwarded_proto=client.proto,
-            forwarded_host=client.host,
-            extra=runtime.target.extra_headers,
+            runtime.target,
+            client,
+            admitted.authorization,
         )
         headers.popall("Host", None)  # HTTP/2 carries it as :authority
         ticket = _StreamTicket(self, runtime, admitted.lease, record, started)
