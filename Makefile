@@ -36,8 +36,9 @@ lint: setup
 	$(PY) -m ruff check gateway tests bench
 	$(PY) -m ruff format --check gateway tests bench
 
+# tests/ is a namespace package (imported as tests.xxx): hence --explicit-package-bases.
 typecheck: setup
-	$(PY) -m mypy gateway
+	$(PY) -m mypy --explicit-package-bases gateway tests
 
 test-unit: setup
 	$(PY) -m pytest -m "not regtest and not postgres and not prometheus" -q

@@ -15,6 +15,7 @@ import shutil
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -87,7 +88,7 @@ async def shop(
         other_origin = f"http://127.0.0.1:{await serve(page_app(buyer_admin), stack)}"
         port = free_port()
         seller = regtest.seller
-        document = {
+        document: dict[str, Any] = {
             "listen": {"public": f"127.0.0.1:{port}", "admin": f"127.0.0.1:{free_port()}"},
             "lnd": {
                 "host": seller.rpc,

@@ -36,7 +36,7 @@ ROUTE_A = "ep212-premium-signal"
 AUTH_FORM = re.compile(r"L402 (?P<mac>[A-Za-z0-9+/]+={0,2}):(?P<pre>[0-9a-f]+)")
 
 
-class RegtestLndWallet(WalletBase):
+class RegtestLndWallet(WalletBase):  # type: ignore[misc]  # l402_requests is untyped
     """Pays with the regtest buyer LND over gRPC; one connection per payment.
 
     Connecting inside `pay_invoice` keeps the gRPC channel on the event loop that

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 from aiohttp import web
@@ -144,7 +144,9 @@ def _listening_socket() -> socket.socket:
 
 
 @asynccontextmanager
-async def serve_uvicorn(app: Any, *, lifespan: str = "on") -> AsyncIterator[Served]:
+async def serve_uvicorn(
+    app: Any, *, lifespan: Literal["auto", "on", "off"] = "on"
+) -> AsyncIterator[Served]:
     sock = _listening_socket()
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, lifespan=lifespan, log_level="warning", ws="websockets-sansio")

@@ -7,10 +7,12 @@ sockets, store and metrics; tests/embed/test_embed_regtest.py pays on real LND.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from gateway.l402 import challenge as l402_challenge
 from tests.embed.conftest import Shop
@@ -215,21 +217,21 @@ async def test_client_gone_before_the_answer_keeps_the_token(shop: Shop) -> None
     assert await shop.metric("l402_tokens_consumed_total", route="hold") == 1
 
 
-def _fewer(shop: Shop, before: int):  # type: ignore[no-untyped-def]
+def _fewer(shop: Shop, before: int) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         return shop.served.connections() < before
 
     return check
 
 
-def _gone(request):  # type: ignore[no-untyped-def]
+def _gone(request: web.Request) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         return request.transport is None
 
     return check
 
 
-def _settled(shop: Shop):  # type: ignore[no-untyped-def]
+def _settled(shop: Shop) -> Callable[[], Awaitable[bool]]:
     """The held request's answer was counted (the middleware has settled it)."""
 
     async def check() -> bool:

@@ -23,7 +23,6 @@ from gateway.server.serve import GatewayServer
 from tests.gateway.harness import (
     STATE_KEY,
     Buy,
-    FakeClock,
     Gateway,
     Upstream,
     buy_with,
@@ -31,6 +30,7 @@ from tests.gateway.harness import (
     routes_document,
     write_config,
 )
+from tests.support.clock import FakeClock
 
 
 @pytest.fixture

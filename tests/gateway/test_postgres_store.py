@@ -21,13 +21,13 @@ from gateway.server.serve import GatewayServer
 from gateway.store import open_store
 from tests.gateway.harness import (
     Buy,
-    FakeClock,
     Upstream,
     metric,
     poll,
     routes_document,
     write_config,
 )
+from tests.support.clock import FakeClock
 from tests.support.postgres import PostgresServer
 
 pytestmark = [pytest.mark.regtest, pytest.mark.postgres]

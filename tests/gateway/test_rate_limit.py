@@ -17,7 +17,6 @@ from gateway.regtest.network import Descriptor
 from gateway.regtest.processes import free_port
 from tests.gateway.harness import (
     Buy,
-    FakeClock,
     Gateway,
     Upstream,
     fetch,
@@ -25,6 +24,7 @@ from tests.gateway.harness import (
     routes_document,
     write_config,
 )
+from tests.support.clock import FakeClock
 
 pytestmark = pytest.mark.regtest
 

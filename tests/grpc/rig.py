@@ -46,7 +46,8 @@ def pattern_messages(count: int, size: int = MESSAGE) -> Iterator[bytes]:
 class UpstreamState:
     """What the upstream saw, for assertions."""
 
-    metadata: list[dict[str, str]] = field(default_factory=list)
+    # grpc gives a "-bin" key's value as bytes, any other as str
+    metadata: list[dict[str, str | bytes]] = field(default_factory=list)
     started: asyncio.Event = field(default_factory=asyncio.Event)
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     release: asyncio.Event = field(default_factory=asyncio.Event)  # never set by tests that hang
@@ -59,7 +60,7 @@ class UpstreamState:
             await self.changed.wait_for(lambda: self.hanging >= count)
 
 
-def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
+def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str | bytes]:
     return {key: value for key, value in context.invocation_metadata() or ()}
 
 

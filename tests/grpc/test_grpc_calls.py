@@ -3,6 +3,8 @@ metadata and trailers, error statuses, and the trailers-only refusal."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import grpc
 import pytest
 
@@ -79,7 +81,7 @@ async def test_server_streaming(gateway: Gateway) -> None:
 
 
 async def test_client_streaming(gateway: Gateway) -> None:
-    def messages():  # type: ignore[no-untyped-def]
+    def messages() -> Iterator[bytes]:
         for i in range(20):
             yield pattern(i, 65536)
 

@@ -205,7 +205,7 @@ async def test_two_sites_share_a_port_with_reuse_port(make_gateway: GatewayFacto
     first = await make_gateway()
     runner = web.AppRunner(web.Application())
     await runner.setup()
-    sites = []
+    sites: list[H2Site] = []
     try:
         for _ in range(2):
             site = H2Site(runner, first.proxy, "127.0.0.1", 0 if not sites else sites[0].port,

@@ -76,7 +76,7 @@ def test_interrupted_regtest_up_leaves_no_process(tmp_path: Path, signum: int) -
         # Interrupt once the daemons exist (btcd first, then the two lnd nodes).
         wait_until("daemons started by `regtest up`", lambda: len(_children(up.pid)) >= 2, 60)
         daemons = _children(up.pid)
-        data_dirs = {_regtest_dir(pid) for pid in daemons} - {None}
+        data_dirs = {d for pid in daemons if (d := _regtest_dir(pid)) is not None}
         up.send_signal(signum)
         output = up.communicate(timeout=60)[0].decode(errors="replace")
         assert up.returncode != 0, output[-3000:]

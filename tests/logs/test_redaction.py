@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -109,7 +110,7 @@ def test_message_arguments_are_redacted_after_formatting(secret: Secrets) -> Non
     assert out["msg"] == f"header was L402 {REDACTED}"
 
 
-PARSER_ERRORS = {
+PARSER_ERRORS: dict[str, Callable[[str], Exception]] = {
     "BadHttpMessage": lambda c: BadHttpMessage(f"Invalid header value char: b'{c}'"),
     "LineTooLong": lambda c: LineTooLong(c, 8190),
     "InvalidHeader": lambda c: InvalidHeader(f"Authorization : {c}".encode()),

@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import yaml
+from multidict import CIMultiDictProxy
 
 from gateway.server.admin import create_admin_app
 from gateway.server.admin_api import server_reloader
@@ -42,7 +42,7 @@ async def gw(tmp_path: Path) -> AsyncIterator[InProcess]:
 
 async def call(
     h: InProcess, method: str, path: str, headers: dict[str, str] | None = None, **kw: Any
-) -> tuple[int, Any, aiohttp.typedefs.LooseHeaders]:
+) -> tuple[int, Any, CIMultiDictProxy[str]]:
     async with h.session.request(method, h.admin + path, headers=headers, **kw) as r:
         return r.status, await r.json(), r.headers
 

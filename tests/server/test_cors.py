@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from tests.server.harness import in_process
 
@@ -62,7 +63,10 @@ async def test_no_policy_means_no_headers_and_still_no_minting(tmp_path: Path) -
 
 
 async def test_route_policy_overrides_the_global_one(tmp_path: Path) -> None:
-    patch = {"paid": {"cors": {"allow_origins": "*"}}, "free": {"cors": {"allow_origins": []}}}
+    patch: dict[str, dict[str, Any]] = {
+        "paid": {"cors": {"allow_origins": "*"}},
+        "free": {"cors": {"allow_origins": []}},
+    }
     async with in_process(tmp_path, patch, cors={"allow_origins": [APP]}) as gw:
         async with gw.session.get(gw.url("/paid"), headers={"Origin": "https://any.example"}) as r:
             assert r.headers["Access-Control-Allow-Origin"] == "*"

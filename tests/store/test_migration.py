@@ -36,7 +36,7 @@ INSERT_TOKEN = (
 
 def _v1_rows(boolean: type) -> list[tuple[str, tuple[object, ...]]]:
     """What a v1 gateway wrote: three tokens, one settlement, the settle index, usage."""
-    rows = []
+    rows: list[tuple[str, tuple[object, ...]]] = []
     for record, revoked_at, used_at in (
         (SETTLED, None, None),
         (USED, None, DAY),

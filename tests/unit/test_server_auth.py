@@ -66,7 +66,7 @@ async def test_repeat_request_is_served_from_cache(store: Store) -> None:
     clock = Clock()
     challenge, preimage = await _mint(store, clock)
     counting = CountingStore(store)
-    auth = Authenticator(counting, VerifiedCache(100, 60), clock)  # type: ignore[arg-type]
+    auth = Authenticator(counting, VerifiedCache(100, 60), clock)
     headers = [("Authorization", f"L402 {challenge.macaroon_b64}:{preimage.hex()}")]
     first = await auth.admit(headers, ROUTE)
     second = await auth.admit(headers, ROUTE)

@@ -114,7 +114,7 @@ async def _ws_handler(request: web.Request) -> web.StreamResponse:
     )
     await ws.prepare(request)
     assert request.transport is not None
-    state.transports.append(cast(asyncio.Transport, request.transport))
+    state.transports.append(request.transport)
     session = UpSession(request.path, list(request.headers.items()), ws.ws_protocol)
     state.sessions.append(session)
     state.opened.set()
