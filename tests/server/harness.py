@@ -24,11 +24,11 @@ from aiohttp import web
 
 from gateway.config import load_config
 from gateway.lightning import LndClient
-from gateway.regtest.processes import free_port
 from gateway.server.serve import GatewayServer
 from gateway.store import open_store
 from gateway.store.roles import Store
 from tests.support.clock import FakeClock
+from tests.support.documents import in_process_document
 from tests.support.invoices import MemoryInvoiceSource
 
 
@@ -118,15 +118,7 @@ def document(
     ]  # fmt: skip
     for route in routes:
         route.update((patch or {}).get(str(route["name"]), {}))
-    doc: dict[str, Any] = {
-        "listen": {"public": f"127.0.0.1:{free_port()}", "admin": f"127.0.0.1:{free_port()}"},
-        "lnd": {"host": "127.0.0.1:1", "tls_cert": "tls.cert", "macaroon": "invoice.macaroon"},
-        "store": {"url": "sqlite::memory:", "prune_after_days": 0},
-        "challenge_rate_limit": {"per_minute": 0},
-        "routes": routes,
-    }
-    doc.update(top)
-    return doc
+    return in_process_document(routes, **top)
 
 
 @dataclass

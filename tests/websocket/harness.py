@@ -42,6 +42,7 @@ from gateway.store import open_store
 from gateway.store.roles import Store
 from tests.support.bodies import CHUNK, pattern_chunk
 from tests.support.clock import FakeClock
+from tests.support.documents import in_process_document
 from tests.support.invoices import MemoryInvoiceSource
 
 UPSTREAM_PROTOCOLS = ("chat.v2", "chat.v1")
@@ -190,15 +191,7 @@ def document(aio: str, lib: str, later: str, **top: Any) -> dict[str, Any]:
         route("later", later, price_sats=2, token_mode="per-request"),
         route("slow", price_sats=4, token_mode="per-request", upstream_timeout_seconds=1),
     ]  # fmt: skip
-    doc: dict[str, Any] = {
-        "listen": {"public": f"127.0.0.1:{free_port()}", "admin": f"127.0.0.1:{free_port()}"},
-        "lnd": {"host": "127.0.0.1:1", "tls_cert": "tls.cert", "macaroon": "invoice.macaroon"},
-        "store": {"url": "sqlite::memory:", "prune_after_days": 0},
-        "challenge_rate_limit": {"per_minute": 0},
-        "routes": routes,
-    }
-    doc.update(top)
-    return doc
+    return in_process_document(routes, **top)
 
 
 @dataclass
