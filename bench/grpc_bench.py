@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Loopback benchmark of the HTTP/2 engine (gateway.h2): gRPC through the engine vs direct.
+"""Loopback benchmark of the HTTP/2 engine (gateway.h2engine): gRPC through the engine vs direct.
 
 One run measures, on 127.0.0.1 only, with grpcio on both ends:
 
@@ -40,7 +40,7 @@ import grpc
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from gateway.h2 import (  # noqa: E402 (after the path set-up, for running as a script)
+from gateway.h2engine import (  # noqa: E402 (after the path set-up, for running as a script)
     FailReason,
     Forward,
     H2Proxy,
@@ -323,7 +323,7 @@ def summarize(rounds: list[Phase], args: argparse.Namespace) -> dict[str, Any]:
 
 def table(summary: dict[str, Any], args: argparse.Namespace) -> str:
     lines = [
-        f"gRPC through gateway.h2 vs direct, 127.0.0.1, median of {args.rounds} rounds",
+        f"gRPC through gateway.h2engine vs direct, 127.0.0.1, median of {args.rounds} rounds",
         f"python {platform.python_version()}, grpcio {grpc.__version__}, {os.cpu_count()} CPUs",
         "",
     ]

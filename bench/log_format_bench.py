@@ -5,13 +5,13 @@ Measures, per access-log record as `gateway/server/middleware.py` writes it:
 
 - format: `JsonFormatter().format(record)` on a prepared record;
 - log call: `logging.getLogger("gateway.access").info("request", extra=...)`
-  through the handler `gateway.logs.configure` installs, into a file
+  through the handler `gateway.observability.logsetup.configure` installs, into a file
   (record creation, filters, formatting, write);
 - suppressed: the same call for a refusal the access sampler drops (the cost
   of a request under an unpaid flood once its outcome's burst is spent).
 
 `--baseline FILE` also measures another `logs.py` (e.g. an older version:
-`git show <commit>:gateway/logs.py > /tmp/old_logs.py`) the same way, so the
+`git show <commit>:gateway/observability/logsetup.py > /tmp/old_logs.py`) the same way, so the
 before/after figures come from one run on one machine.
 
 Usage: .venv/bin/python bench/log_format_bench.py [--n 100000] [--repeat 5] [--baseline FILE]
@@ -30,7 +30,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from gateway import logs
+from gateway.observability import logsetup as logs
 
 EXTRA: dict[str, Any] = {
     "request_id": "5f0c4b3e9a1d4c7e8b2a6f1d0e3c9b7a",

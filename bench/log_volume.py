@@ -2,7 +2,7 @@
 """Bytes of log per million refused or failing requests.
 
 Two measurements, both through the gateway's real logging set-up
-(`gateway.logs.configure`, as `l402-gateway serve --log-file` calls it):
+(`gateway.observability.logsetup.configure`, as `l402-gateway serve --log-file` calls it):
 
 1. simulated: one million requests of each kind, the exact records the gateway
    writes for them (same loggers, messages, extra fields and exceptions), with
@@ -34,8 +34,8 @@ from pathlib import Path
 
 from aiohttp.http_exceptions import BadHttpMessage
 
-from gateway import logs
-from gateway.logging_limits import AccessSampler, StormGuard
+from gateway.observability import logsetup as logs
+from gateway.observability.log_limits import AccessSampler, StormGuard
 
 REPO = Path(__file__).resolve().parents[1]
 MILLION = 1_000_000

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What a pricing hook adds to each challenge on a hooked route, on loopback.
 
-Measures `PriceHook.price()` (gateway/pricing.py: JSON POST, bounded read,
+Measures `PriceHook.price()` (gateway/pricer/hook.py: JSON POST, bounded read,
 validation, metrics) against a real aiohttp pricing service answering
 `{"price_msats": N}`, run in its own process so it does not share the
 measuring event loop:
@@ -37,8 +37,8 @@ sys.path.insert(0, str(REPO_ROOT))
 from aiohttp import web  # noqa: E402
 
 from gateway.config.model import PricingHook  # noqa: E402
-from gateway.metrics import GatewayMetrics  # noqa: E402
-from gateway.pricing import PriceHook, PriceQuery  # noqa: E402
+from gateway.observability.metrics import GatewayMetrics  # noqa: E402
+from gateway.pricer.hook import PriceHook, PriceQuery  # noqa: E402
 
 PRICE_MSAT = 21_000
 QUERY = PriceQuery("bench", "GET", "/v1/report", (("x-model", "large"),))

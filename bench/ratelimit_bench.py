@@ -31,7 +31,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from gateway.ratelimit import LocalChallengeLimiter, SharedChallengeLimiter  # noqa: E402
+from gateway.paywall.ratelimit import LocalChallengeLimiter, SharedChallengeLimiter  # noqa: E402
 from gateway.store import Store, open_store  # noqa: E402
 
 T0 = 1_700_000_000.0

@@ -17,7 +17,7 @@ from urllib.parse import quote, urlsplit
 from gateway.aperture.notes import Notes
 from gateway.aperture.source import BadValue, Block
 from gateway.config.model import TokenMode
-from gateway.headerpolicy import extra_header_problem
+from gateway.http.headerpolicy import extra_header_problem
 
 # Our route names and capability names (docs/configuration.md).
 ROUTE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")

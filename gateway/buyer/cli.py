@@ -70,7 +70,7 @@ async def open_payer(
         yield WalletExecutorPayer(ex.base_url, ex.auth_token, ex.timeout_ms, session)
         return
     assert settings.lnd is not None
-    from gateway.lightning.client import LndClient
+    from gateway.lightning.lnd.node import LndClient
 
     lnd = settings.lnd
     cert = _read_setting_file(lnd.tls_cert, ENV_LND_TLS_CERT)

@@ -94,7 +94,7 @@ class _LndPayment(Protocol):
 
 
 class _PayingClient(Protocol):
-    """The slice of `gateway.lightning.client.LndClient` this payer uses."""
+    """The slice of `gateway.lightning.lnd.node.LndClient` this payer uses."""
 
     async def pay_invoice(
         self, bolt11: str, *, fee_limit_msat: int, timeout_seconds: int = 60

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.config import ConfigErrors, GatewayConfig, load_config
-from gateway.server.runtime import RuntimeRoutes
+from gateway.paywall.routes import RuntimeRoutes
 
 EXIT_FAILED = 1  # the command ran and failed (store, LND, not found)
 EXIT_USAGE = 2  # bad arguments or configuration: nothing was done

@@ -1,4 +1,4 @@
-"""`prune`: delete token rows whose invoice LND canceled unpaid (gateway.pruning)."""
+"""`prune`: delete token rows whose invoice LND canceled unpaid (gateway.jobs.pruning)."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
 async def _prune(config: GatewayConfig, older_than_days: int | None, dry_run: bool) -> int:
     # Imported here: the CLI must not load prometheus-client before `serve` sets up
     # multiprocess metrics (gateway.server.workers).
-    from gateway.metrics import GatewayMetrics
-    from gateway.pruning import DAY_SECONDS, DEFAULT_OLDER_THAN_DAYS, PruneResult, TokenPruner
+    from gateway.jobs.pruning import DAY_SECONDS, DEFAULT_OLDER_THAN_DAYS, PruneResult, TokenPruner
+    from gateway.observability.metrics import GatewayMetrics
 
     """Rounds until no candidates remain; exit 1 when LND or the store failed."""
     days = older_than_days or config.store.prune_after_days or DEFAULT_OLDER_THAN_DAYS

@@ -14,8 +14,8 @@ from gateway.commands.lnd import connect_lnd
 from gateway.commands.loading import EXIT_FAILED, CommandError, load_for_operator
 from gateway.commands.tokens import NEEDS, add_via, run_with_backend
 from gateway.config import GatewayConfig
+from gateway.jobs.reconcile import reconcile
 from gateway.lightning import LndError
-from gateway.reconcile import reconcile
 from gateway.server.admin_wire import report_to_json
 from gateway.store.types import ReportRow, StoreError
 
@@ -46,7 +46,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 async def _reconcile(config: GatewayConfig, out: TextIO) -> None:
-    """Book settled invoices of ours the ledger lacks (gateway.reconcile)."""
+    """Book settled invoices of ours the ledger lacks (gateway.jobs.reconcile)."""
     backend = await StoreBackend.open(config)
     lnd = connect_lnd(config)
     try:

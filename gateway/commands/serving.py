@@ -35,7 +35,7 @@ def listen_failure(exc: OSError) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gateway import logs
+    from gateway.observability import logsetup as logs
 
     load_strict(args.config)
     if args.workers < 1:

@@ -12,7 +12,7 @@ import yaml
 
 from gateway.config.admin import parse_admin
 from gateway.config.cors import parse_cors
-from gateway.config.discovery import check_routes, parse_discovery
+from gateway.config.discovery_section import check_routes, parse_discovery
 from gateway.config.errors import ConfigError, ConfigErrors
 from gateway.config.model import (
     ChallengeRateLimit,

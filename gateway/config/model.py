@@ -155,7 +155,7 @@ class PricingHook:
 
     `headers` are lower-cased request header names sent to the hook (a bounded
     set, never credentials). Any failure (timeout, error, invalid answer) uses
-    `fallback_msat`; an answer must lie in 1..`max_msat` (gateway.pricing).
+    `fallback_msat`; an answer must lie in 1..`max_msat` (gateway.pricer.hook).
     """
 
     url: str
@@ -297,7 +297,7 @@ DISCOVERY_OPENAPI_PATH = "/.well-known/l402-openapi.json"
 
 @dataclass(frozen=True)
 class DiscoveryConfig:
-    """The public discovery documents (gateway.server.discovery).
+    """The public discovery documents (gateway.server.discovery_endpoint).
 
     `openapi` is the operator's OpenAPI document, parsed and checked at load
     time (a JSON-compatible mapping), None when `openapi_file` is not set.

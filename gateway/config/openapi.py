@@ -1,6 +1,6 @@
 """The operator's OpenAPI document (`discovery.openapi_file`): read once per load, checked.
 
-The gateway serves it with every priced operation annotated (gateway.discovery),
+The gateway serves it with every priced operation annotated (gateway.discovery.documents),
 so what is loaded here must be safe to keep in memory and to re-encode as
 JSON: the file is bounded in size, YAML aliases cannot expand it beyond a
 bound on values and depth, every value must be representable in JSON (an

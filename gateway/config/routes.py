@@ -15,8 +15,8 @@ import yaml
 from gateway.config.cors import parse_cors
 from gateway.config.model import EMBEDDED_UPSTREAM, PathRewrite, Route, TokenMode
 from gateway.config.nodes import Reader, Section, is_null
-from gateway.config.pricing import parse_pricing, route_price
-from gateway.headerpolicy import extra_header_problem
+from gateway.config.pricing_section import parse_pricing, route_price
+from gateway.http.headerpolicy import extra_header_problem
 from gateway.l402.grammar import is_token
 
 ROUTE_KEYS = frozenset(

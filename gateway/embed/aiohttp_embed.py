@@ -30,8 +30,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from gateway.embed.gate import Gate, Paid, Sale
-from gateway.refusal import Refusal
-from gateway.server.client import client_of
+from gateway.paywall.refusals import Refusal
+from gateway.server.caller import client_of
 from gateway.server.cors import is_preflight
 from gateway.server.errors import LeaseLost, answer_response, is_grpc, refusal_answer
 

@@ -35,10 +35,10 @@ from urllib.parse import quote
 
 from gateway.embed.gate import Gate, Sale
 from gateway.embed.inbox import Inbox, Message, Receive
-from gateway.proxy.forwarded import ClientInfo
-from gateway.refusal import Refusal
+from gateway.http.clientinfo import ClientInfo
+from gateway.paywall.decision import Located
+from gateway.paywall.refusals import Refusal
 from gateway.server.errors import Answer, LeaseLost, is_grpc_content_type, refusal_answer
-from gateway.server.paywall import Located
 
 if TYPE_CHECKING:
     from gateway.embed.l402 import L402

@@ -1,6 +1,6 @@
 """The embedded middleware's steps for one request, whatever framework carries it.
 
-The decision is the proxy's own `Paywall` (gateway.server.paywall): the same
+The decision is the proxy's own `Paywall` (gateway.paywall.decision): the same
 path normal form, route match, credential check, challenge and single-use
 lease. What differs when embedded:
 
@@ -24,8 +24,9 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gateway.metrics import GatewayMetrics
-from gateway.proxy.forwarded import ClientInfo
+from gateway.http.clientinfo import ClientInfo
+from gateway.observability.metrics import GatewayMetrics
+from gateway.paywall.decision import Admitted, Located, Paywall
 from gateway.server.errors import (
     RETRY_AFTER_SECONDS,
     GatewayError,
@@ -33,7 +34,6 @@ from gateway.server.errors import (
     MethodNotImplemented,
     NoRoute,
 )
-from gateway.server.paywall import Admitted, Located, Paywall
 
 
 class NotStarted(GatewayError):

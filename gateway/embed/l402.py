@@ -7,7 +7,7 @@
     app.add_middleware(L402Middleware, paywall=seller)        # Starlette / FastAPI
 
 The seller is the proxy's pieces, built by the proxy's own code: the
-decision (gateway.server.paywall), the services (`build_services`), the
+decision (gateway.paywall.decision), the services (`build_services`), the
 store (`open_store`), the LND client with its metrics observer, the usage
 flusher, and, as leader-locked background tasks, the settlement follower
 (revenue metrics) and the token pruner. `start()` opens them and `stop()`
@@ -30,19 +30,19 @@ from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.exposition import make_asgi_app
 
-from gateway.background import running, store_jobs
 from gateway.config import load_config
 from gateway.config.model import GatewayConfig
 from gateway.embed import aiohttp_embed
 from gateway.embed.gate import Gate
 from gateway.embed.settings import LndSettings, PricedRoute, build_config
+from gateway.jobs.runner import running, store_jobs
 from gateway.lightning import LndClient
-from gateway.metrics import GatewayMetrics
-from gateway.pricing import PriceHook
+from gateway.observability.metrics import GatewayMetrics
+from gateway.paywall.decision import Paywall
+from gateway.paywall.routes import RouteHolder, RuntimeRoutes
+from gateway.paywall.usage import run_flusher
+from gateway.pricer.hook import PriceHook
 from gateway.server.app import build_services, lnd_observer
-from gateway.server.paywall import Paywall
-from gateway.server.runtime import RouteHolder, RuntimeRoutes
-from gateway.server.usage import run_flusher
 from gateway.store import open_store
 from gateway.store.roles import Store
 

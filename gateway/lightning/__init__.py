@@ -1,6 +1,5 @@
 """Async LND client (grpc.aio) with typed results and errors."""
 
-from gateway.lightning.client import LndClient
 from gateway.lightning.errors import (
     LndError,
     LndInvalidArgument,
@@ -9,6 +8,7 @@ from gateway.lightning.errors import (
     LndUnavailable,
     PaymentFailed,
 )
+from gateway.lightning.lnd.node import LndClient
 from gateway.lightning.types import (
     AddedInvoice,
     Invoice,

@@ -1,6 +1,6 @@
 """Streaming reverse proxy: targets, client address resolution, typed errors."""
 
-from gateway.proxy.client import Proxy, UpstreamResponse
+from gateway.http.clientinfo import ClientInfo, client_address, forwarded_chain
 from gateway.proxy.errors import (
     BodyTooLarge,
     ProxyError,
@@ -9,7 +9,7 @@ from gateway.proxy.errors import (
     UpstreamTimeout,
     UpstreamUnreachable,
 )
-from gateway.proxy.forwarded import ClientInfo, client_address, forwarded_chain
+from gateway.proxy.exchange import Proxy, UpstreamResponse
 from gateway.proxy.target import ProxyTarget, make_ssl_context
 
 __all__ = [

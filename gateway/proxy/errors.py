@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.refusal import Refusal
+from gateway.paywall.refusals import Refusal
 
 
 class ProxyError(Refusal):

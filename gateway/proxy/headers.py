@@ -1,4 +1,4 @@
-"""Header rewriting for both directions of the proxy (rules in gateway.headerpolicy)."""
+"""Header rewriting for both directions of the proxy (rules in gateway.http.headerpolicy)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from collections.abc import Mapping
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from gateway.headerpolicy import PROXY_SET_HEADERS, is_hop_by_hop
+from gateway.http.clientinfo import ClientInfo
+from gateway.http.headerpolicy import PROXY_SET_HEADERS, is_hop_by_hop
 from gateway.l402.grammar import CREDENTIAL_HEADERS
-from gateway.proxy.forwarded import ClientInfo
 from gateway.proxy.target import ProxyTarget
 
 

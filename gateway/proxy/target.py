@@ -66,7 +66,7 @@ class ProxyTarget:
     def url_for(self, path: str, query: str) -> yarl.URL:
         """Upstream URL: base path + (rewritten) normalised path + the raw query.
 
-        `path` is the request's normal form (gateway.requestpath), still
+        `path` is the request's normal form (gateway.http.paths), still
         percent-encoded: the path that was priced is the path that is forwarded.
         """
         if self.path_rewrite is not None:

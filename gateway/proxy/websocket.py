@@ -23,8 +23,8 @@ import aiohttp
 from aiohttp import WSCloseCode, web
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from gateway.http.clientinfo import ClientInfo
 from gateway.proxy.errors import ProxyError, UpstreamTimeout, UpstreamUnreachable
-from gateway.proxy.forwarded import ClientInfo
 from gateway.proxy.headers import connection_tokens, headers_for_target
 from gateway.proxy.target import ProxyTarget
 

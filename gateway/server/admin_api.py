@@ -28,6 +28,7 @@ from aiohttp import web
 from gateway.config import ConfigErrors, load_config
 from gateway.config.admin import AdminTokenError, read_admin_token
 from gateway.config.model import GatewayConfig, RouteTable
+from gateway.paywall.routes import RuntimeRoutes
 from gateway.server.admin_wire import (
     DEFAULT_PAGE,
     MAX_PAGE,
@@ -40,7 +41,6 @@ from gateway.server.admin_wire import (
 )
 from gateway.server.edge import edge_of
 from gateway.server.keys import HANDLER_KEY, ROUTES_KEY, STORE_KEY
-from gateway.server.runtime import RuntimeRoutes
 from gateway.store.roles import Revocations, TokenCatalog, UsageLedger
 from gateway.store.types import StoreError
 

@@ -14,28 +14,32 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from gateway.background import running, store_jobs
 from gateway.config.model import GatewayConfig
+from gateway.jobs.runner import running, store_jobs
 from gateway.l402.mint import InvoiceSource, Minter
 from gateway.lightning import LndClient
-from gateway.metrics import GatewayMetrics
-from gateway.pricing import PriceHook
+from gateway.observability.metrics import GatewayMetrics
+from gateway.paywall.challenges import ChallengeIssuer
+from gateway.paywall.decision import Paywall, Services
+from gateway.paywall.leases import LeaseKeeper
+from gateway.paywall.ratelimit import (
+    ChallengeLimiter,
+    LocalChallengeLimiter,
+    SharedChallengeLimiter,
+)
+from gateway.paywall.routes import RouteHolder, RuntimeRoutes
+from gateway.paywall.usage import UsageCounter, run_flusher
+from gateway.paywall.verifier import Authenticator, VerifiedCache
+from gateway.pricer.hook import PriceHook
 from gateway.proxy import Proxy
-from gateway.ratelimit import ChallengeLimiter, LocalChallengeLimiter, SharedChallengeLimiter
-from gateway.server.auth import Authenticator, VerifiedCache
-from gateway.server.challenges import ChallengeIssuer
 from gateway.server.cors import add_cors_headers
-from gateway.server.discovery import DiscoveryHandler
+from gateway.server.discovery_endpoint import DiscoveryHandler
 from gateway.server.edge import UPSTREAM_POOL_LIMIT
 from gateway.server.errors import error_middleware
 from gateway.server.forwarding import Forwarder
 from gateway.server.handler import PublicHandler
 from gateway.server.keys import HANDLER_KEY, LND_KEY, METRICS_KEY, ROUTES_KEY, STORE_KEY
-from gateway.server.leases import LeaseKeeper
 from gateway.server.middleware import request_context
-from gateway.server.paywall import Paywall, Services
-from gateway.server.runtime import RouteHolder, RuntimeRoutes
-from gateway.server.usage import UsageCounter, run_flusher
 from gateway.store import open_store
 from gateway.store.roles import Store
 
@@ -146,7 +150,7 @@ def _services_ctx(config: GatewayConfig, clock: Callable[[], float]) -> CleanupC
 
 
 def _background_ctx(config: GatewayConfig, clock: Callable[[], float], follow: bool) -> CleanupCtx:
-    """Settlements and pruning, once per store across processes (gateway.background)."""
+    """Settlements and pruning, once per store across processes (gateway.jobs.runner)."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         jobs = store_jobs(

@@ -88,7 +88,7 @@ class EdgeProtocol(asyncio.Protocol):
     HTTP/2 with prior knowledge (how gRPC clients speak h2c) opens with a fixed
     24-byte preface no HTTP/1.1 request can start with: as soon as the first
     bytes differ from it the connection goes to aiohttp, once all 24 match to
-    the HTTP/2 engine (gateway.h2), which keeps its own stream deadlines. This
+    the HTTP/2 engine (gateway.h2engine), which keeps its own stream deadlines. This
     protocol stays the transport's protocol either way and forwards to the one
     chosen, so the connection cap counts both kinds until they close.
 

@@ -1,6 +1,6 @@
 """Every refusal the public listener makes, and the one place that renders it.
 
-The handler and its collaborators raise typed `Refusal`s (gateway.refusal);
+The handler and its collaborators raise typed `Refusal`s (gateway.paywall.refusals);
 `refusal_answer` turns each into its HTTP answer as plain values (status,
 headers, body bytes), which `error_middleware` sends for aiohttp and the
 embedded ASGI middleware (gateway.embed) sends as ASGI messages, so no code
@@ -30,7 +30,7 @@ from multidict import CIMultiDict
 from gateway.l402 import challenge as l402_challenge
 from gateway.l402.errors import L402Error, Reason
 from gateway.l402.mint import Challenge
-from gateway.refusal import Refusal
+from gateway.paywall.refusals import Refusal
 from gateway.server.reqkeys import OUTCOME, REQUEST_ID
 
 log = logging.getLogger("gateway.errors")

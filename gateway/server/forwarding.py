@@ -17,15 +17,15 @@ import time
 from aiohttp import web
 from aiohttp.http import HttpVersion11
 
-from gateway.metrics import GatewayMetrics
+from gateway.http.clientinfo import ClientInfo
+from gateway.http.paths import NormalPath
+from gateway.observability.metrics import GatewayMetrics
+from gateway.paywall.leases import Lease, LeaseKeeper
+from gateway.paywall.routes import RouteRuntime
 from gateway.proxy import BodyTooLarge, Proxy, ProxyError, UpstreamTimeout, UpstreamUnreachable
-from gateway.proxy.forwarded import ClientInfo
 from gateway.proxy.websocket import is_websocket_upgrade
-from gateway.requestpath import NormalPath
 from gateway.server.errors import ExpectationFailed
-from gateway.server.leases import Lease, LeaseKeeper
 from gateway.server.reqkeys import ERROR, OUTCOME, UPSTREAM_STATUS
-from gateway.server.runtime import RouteRuntime
 from gateway.server.upgrade import WebSocketForwarder
 
 log = logging.getLogger("gateway.forwarding")

@@ -1,7 +1,7 @@
 """The server's side of the HTTP/2 engine: gRPC requests decided by the same paywall.
 
-For each HTTP/2 stream the engine (gateway.h2) asks `decide`: the request is
-located and admitted exactly as an HTTP/1.1 request is (gateway.server.paywall:
+For each HTTP/2 stream the engine (gateway.h2engine) asks `decide`: the request is
+located and admitted exactly as an HTTP/1.1 request is (gateway.paywall.decision:
 the same path normal form, route table, credentials, challenges, rate limit
 and single-use leases), then forwarded over HTTP/2 to the route's upstream
 (h2c for `http://`, TLS with ALPN `h2` for `https://`). Refusals become gRPC
@@ -27,22 +27,22 @@ from dataclasses import dataclass
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.config.model import Route
-from gateway.h2.api import FailReason, Forward, H2Target, Refuse, StreamHead, StreamOutcome
+from gateway.h2engine.api import FailReason, Forward, H2Target, Refuse, StreamHead, StreamOutcome
+from gateway.http.clientinfo import ClientInfo
 from gateway.l402 import challenge as l402_challenge
-from gateway.metrics import GatewayMetrics
-from gateway.proxy.forwarded import ClientInfo
+from gateway.observability.metrics import GatewayMetrics
+from gateway.paywall.decision import Located, Paywall
+from gateway.paywall.leases import Lease, LeaseKeeper
+from gateway.paywall.refusals import Refusal
+from gateway.paywall.routes import RouteRuntime, RuntimeRoutes
 from gateway.proxy.headers import headers_for_target
-from gateway.refusal import Refusal
 from gateway.server.errors import (
     BadRequestPath,
     ChallengeRateLimited,
     PaymentRequired,
     TokenInUse,
 )
-from gateway.server.leases import Lease, LeaseKeeper
 from gateway.server.middleware import new_request_id
-from gateway.server.paywall import Located, Paywall
-from gateway.server.runtime import RouteRuntime, RuntimeRoutes
 
 access_log = logging.getLogger("gateway.access")
 log = logging.getLogger("gateway.h2_admission")
@@ -125,7 +125,7 @@ class _Targets:
 
 
 class H2Admission:
-    """`gateway.h2.api.Admission` on the shared paywall."""
+    """`gateway.h2engine.api.Admission` on the shared paywall."""
 
     def __init__(self, paywall: Paywall, metrics: GatewayMetrics) -> None:
         self._paywall = paywall
@@ -225,7 +225,7 @@ class _Record:
 
 
 class _StreamTicket:
-    """Lease and metrics bookkeeping for one forwarded stream (gateway.h2.api.Ticket)."""
+    """Lease and metrics bookkeeping for one forwarded stream (gateway.h2engine.api.Ticket)."""
 
     def __init__(
         self,

@@ -1,12 +1,12 @@
 """The public listener's HTTP/1.1 handler: locate, answer preflights, decide payment, forward.
 
-Discovery documents (gateway.server.discovery) are answered first, before
+Discovery documents (gateway.server.discovery_endpoint) are answered first, before
 any route is looked up.
 
 Built once with its collaborators (no `request.app[...]` lookups), so the
 whole request path runs in unit tests with an in-memory invoice source and an
 in-memory SQLite store. The decision itself is the transport-neutral
-`Paywall` (gateway.server.paywall), shared with the HTTP/2 engine and the
+`Paywall` (gateway.paywall.decision), shared with the HTTP/2 engine and the
 embedded middleware; forwarding is gateway.server.forwarding. Every refusal
 is raised as a typed `Refusal` and rendered by the error middleware.
 """
@@ -17,13 +17,13 @@ import time
 
 from aiohttp import web
 
-from gateway.refusal import Refusal
-from gateway.server.client import client_of
+from gateway.paywall.decision import Paywall
+from gateway.paywall.refusals import Refusal
+from gateway.server.caller import client_of
 from gateway.server.cors import PREFLIGHT, is_preflight, preflight_response
-from gateway.server.discovery import DiscoveryHandler
+from gateway.server.discovery_endpoint import DiscoveryHandler
 from gateway.server.errors import PaymentRequired
 from gateway.server.forwarding import Forwarder
-from gateway.server.paywall import Paywall
 from gateway.server.reqkeys import CORS, ERROR, OUTCOME, PATH, ROUTE, TOKEN_ID
 
 

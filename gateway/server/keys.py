@@ -9,9 +9,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.lightning import LndClient
-from gateway.metrics import GatewayMetrics
+from gateway.observability.metrics import GatewayMetrics
+from gateway.paywall.routes import RouteHolder
 from gateway.server.handler import PublicHandler
-from gateway.server.runtime import RouteHolder
 from gateway.store.roles import Store
 
 ROUTES_KEY = web.AppKey("routes", RouteHolder)

@@ -22,9 +22,10 @@ from aiohttp import web
 from gateway.config import load_config
 from gateway.config.errors import ConfigErrors
 from gateway.config.model import GatewayConfig, Listener
-from gateway.h2.proxy import H2Proxy
+from gateway.h2engine.proxy import H2Proxy
 from gateway.lightning import LndClient
-from gateway.metrics import GatewayMetrics
+from gateway.observability.metrics import GatewayMetrics
+from gateway.paywall.routes import RuntimeRoutes
 from gateway.server.admin import create_admin_app, log_readiness_change, readiness
 from gateway.server.admin_api import server_reloader
 from gateway.server.app import create_app
@@ -37,7 +38,6 @@ from gateway.server.edge import (
 )
 from gateway.server.h2_admission import H2Admission
 from gateway.server.keys import HANDLER_KEY, ROUTES_KEY
-from gateway.server.runtime import RuntimeRoutes
 from gateway.store.roles import Store
 
 log = logging.getLogger("gateway.serve")
@@ -126,7 +126,7 @@ class GatewayServer:
         self.admin = create_admin_app(self.app, self.metrics.registry, reload=server_reloader(self))
         listen = config.listen
         # The public runner cancels a handler whose client went away (leases are given
-        # back, gateway.server.leases) and never drains an unread body (lingering 0):
+        # back, gateway.paywall.leases) and never drains an unread body (lingering 0):
         # an unpaid upload is not read, the connection is closed after the answer.
         public = web.AppRunner(
             self.app,

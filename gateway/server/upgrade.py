@@ -28,9 +28,12 @@ import time
 from aiohttp import WSCloseCode, web
 
 from gateway.config.model import Route
-from gateway.metrics import GatewayMetrics, RouteSeries
+from gateway.http.clientinfo import ClientInfo
+from gateway.http.paths import NormalPath
+from gateway.observability.metrics import GatewayMetrics, RouteSeries
+from gateway.paywall.leases import Lease, LeaseKeeper
+from gateway.paywall.routes import RouteRuntime
 from gateway.proxy.errors import ProxyError, UpstreamTimeout
-from gateway.proxy.forwarded import ClientInfo
 from gateway.proxy.websocket import (
     RelayLimits,
     UpgradeRefused,
@@ -39,12 +42,9 @@ from gateway.proxy.websocket import (
     connect_upstream,
 )
 from gateway.proxy.wsrelay import Ending, Relay, Summary
-from gateway.requestpath import NormalPath
 from gateway.server.edge import default_max_connections
 from gateway.server.errors import RETRY_AFTER_SECONDS, GatewayError
-from gateway.server.leases import Lease, LeaseKeeper
 from gateway.server.reqkeys import ERROR, OUTCOME, ROUTE, UPSTREAM_STATUS
-from gateway.server.runtime import RouteRuntime
 
 log = logging.getLogger("gateway.websocket")
 

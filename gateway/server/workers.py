@@ -9,7 +9,7 @@ prometheus-client's multiprocess mode (each process writes its values to
 files in a private directory the supervisor creates and removes).
 
 Work that must run once per store (the settlement follower, the pruner) runs
-in whichever worker holds the store's leader lock (gateway.leadership); when
+in whichever worker holds the store's leader lock (gateway.jobs.leadership); when
 that worker dies another takes over. SIGHUP and SIGTERM sent to the
 supervisor reach every worker (a config that fails validation is not sent
 on); a worker that dies is restarted, with a growing pause if it keeps dying
@@ -247,7 +247,7 @@ class _Admin:
     def __init__(self, config: GatewayConfig, supervisor: Supervisor) -> None:
         from prometheus_client import CollectorRegistry, multiprocess
 
-        from gateway.metrics import GatewayMetrics
+        from gateway.observability.metrics import GatewayMetrics
         from gateway.server.admin import create_admin_app
         from gateway.server.admin_api import auth_for
         from gateway.server.app import lnd_context, store_context
@@ -303,7 +303,7 @@ def supervise(config_path: Path, count: int, log_level: str, log_file: Path | No
 
 def _worker_main(argv: list[str] | None = None) -> int:
     """One worker: the public listener only, on a SO_REUSEPORT socket."""
-    from gateway import logs
+    from gateway.observability import logsetup as logs
     from gateway.server.serve import serve
 
     parser = argparse.ArgumentParser(prog="gateway.server.workers")

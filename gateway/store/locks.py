@@ -1,4 +1,4 @@
-"""Leader locks (gateway.leadership.LeaderLock) for each store backend.
+"""Leader locks (gateway.jobs.leadership.LeaderLock) for each store backend.
 
 - SQLite: `flock` on a side file next to the database (`<db>.<name>.leader`).
   The kernel drops it when the holding process dies, however it dies. flock

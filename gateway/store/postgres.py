@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from gateway.leadership import LeaderLock
+from gateway.jobs.leadership import LeaderLock
 from gateway.store.dialect import POSTGRES, Dialect
 from gateway.store.locks import PostgresLeaderLock
 from gateway.store.steps import Execute, FetchOne, Kind, Op, Step

@@ -1,4 +1,4 @@
-"""Pruning operations: unpaid rows whose invoice LND canceled (see gateway.pruning).
+"""Pruning operations: unpaid rows whose invoice LND canceled (see gateway.jobs.pruning).
 
 Only rows of `l402_tokens` are ever candidates: imported keys were paid for
 under Aperture and are never pruned.

@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from gateway.jobs.leadership import LeaderLock
 from gateway.l402.records import TokenRecord
-from gateway.leadership import LeaderLock
 from gateway.store.types import (
     ImportedKey,
     PruneCandidate,
@@ -170,7 +170,7 @@ class RateBuckets(Protocol):
 
 class Leadership(Protocol):
     def leader_lock(self, name: str) -> LeaderLock:
-        """A named lock at most one process on this store holds (see gateway.leadership)."""
+        """A named lock at most one process on this store holds (see gateway.jobs.leadership)."""
         ...
 
 

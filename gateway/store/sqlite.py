@@ -43,7 +43,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.leadership import LeaderLock
+from gateway.jobs.leadership import LeaderLock
 from gateway.store.dialect import SQLITE, Dialect
 from gateway.store.locks import FileLeaderLock, ProcessLeaderLock
 from gateway.store.steps import Execute, FetchOne, Kind, Op, Step, drive

@@ -13,8 +13,8 @@ import time
 from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
+from gateway.jobs.leadership import LeaderLock
 from gateway.l402.records import TokenRecord
-from gateway.leadership import LeaderLock
 from gateway.store import buckets, catalog, ledger, prune, schema, tokens
 from gateway.store.dialect import Dialect
 from gateway.store.steps import Op

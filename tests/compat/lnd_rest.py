@@ -22,7 +22,7 @@ import grpc
 from aiohttp import web
 from google.protobuf import json_format
 
-from gateway.lightning.rpc import router_pb2, router_pb2_grpc
+from gateway.lightning.lnd.rpc import router_pb2, router_pb2_grpc
 
 
 class LndRestRouter:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.metrics import GatewayMetrics, exported_metric_names
+from gateway.observability.metrics import GatewayMetrics, exported_metric_names
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "deploy" / "grafana" / "l402-gateway.json"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import Counter, Gauge, Histogram
 
-from gateway.metrics import GatewayMetrics
+from gateway.observability.metrics import GatewayMetrics
 
 REPO = Path(__file__).resolve().parents[2]
 TABLES = {"README.md": "## Metrics", "docs/architecture.md": "### Metrics"}

@@ -2,7 +2,7 @@
 
 Checks tests/support/prometheus.py itself, and that the shipped
 prometheus.yml, alerts.yml and Grafana dashboard work against a real server
-fed by `gateway.metrics.GatewayMetrics`.
+fed by `gateway.observability.metrics.GatewayMetrics`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import yaml
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, start_http_server
 
-from gateway.metrics import GatewayMetrics
+from gateway.observability.metrics import GatewayMetrics
 from tests.support.prometheus import (
     PrometheusQueryError,
     PrometheusServer,

@@ -11,7 +11,7 @@ import pytest
 from gateway.config import ConfigErrors, load_config
 from gateway.config.model import DiscoveryConfig, GatewayConfig, Route
 from gateway.config.openapi import MAX_OPENAPI_BYTES
-from gateway.discovery import example_path, literal_path
+from gateway.discovery.documents import example_path, literal_path
 
 HEAD = """\
 lnd: {tls_cert: c, macaroon: m}

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from gateway.config import load_config
+from gateway.jobs.pruning import DAY_SECONDS, PruneResult, TokenPruner
 from gateway.l402.mint import Challenge, Minter, MintRequest
 from gateway.lightning import InvoiceState, LndClient
-from gateway.metrics import GatewayMetrics
-from gateway.pruning import DAY_SECONDS, PruneResult, TokenPruner
+from gateway.observability.metrics import GatewayMetrics
 from gateway.regtest.network import Descriptor
 from gateway.regtest.processes import free_port
 from gateway.server.app import BACKGROUND_KEY

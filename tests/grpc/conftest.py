@@ -10,7 +10,7 @@ import grpc
 import pytest
 from aiohttp import web
 
-from gateway.h2 import H2Limits, H2Proxy, H2Site, H2Target
+from gateway.h2engine import H2Limits, H2Proxy, H2Site, H2Target
 from tests.grpc.rig import TestAdmission, UpstreamState, start_upstream
 
 

@@ -12,7 +12,15 @@ import sys
 
 from aiohttp import web
 
-from gateway.h2 import FailReason, Forward, H2Proxy, H2Site, H2Target, StreamHead, StreamOutcome
+from gateway.h2engine import (
+    FailReason,
+    Forward,
+    H2Proxy,
+    H2Site,
+    H2Target,
+    StreamHead,
+    StreamOutcome,
+)
 
 
 class NullTicket:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from gateway.h2 import FailReason, Forward, H2Target, Refuse, StreamHead, StreamOutcome
+from gateway.h2engine import FailReason, Forward, H2Target, Refuse, StreamHead, StreamOutcome
 
 SERVICE = "test.Echo"
 TOKEN = "L402 paid-credential"

@@ -8,7 +8,7 @@ import socket
 import grpc
 import pytest
 
-from gateway.h2 import FailReason, Forward, H2Limits, H2Target, Refuse, StreamHead
+from gateway.h2engine import FailReason, Forward, H2Limits, H2Target, Refuse, StreamHead
 from tests.grpc.conftest import GatewayFactory, Upstream
 from tests.grpc.h2client import RawH2Client, grpc_frame, grpc_request
 from tests.grpc.rig import TOKEN, WAIT, TestAdmission, method

@@ -14,7 +14,7 @@ import grpc
 import pytest
 from aiohttp import web
 
-from gateway.h2 import FailReason, H2Limits, H2Site
+from gateway.h2engine import FailReason, H2Limits, H2Site
 from tests.grpc.conftest import GatewayFactory, Upstream
 from tests.grpc.h2client import RawH2Client, grpc_frame, grpc_request
 from tests.grpc.rig import TOKEN, WAIT, UpstreamState, method, start_upstream

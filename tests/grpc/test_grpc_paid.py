@@ -1,7 +1,7 @@
 """Paid gRPC through the whole gateway: a real grpcio client, the gateway's public port
 (HTTP/1.1 and h2c on one socket), a real grpcio upstream.
 
-The paywall is the one HTTP/1.1 requests go through (gateway.server.paywall);
+The paywall is the one HTTP/1.1 requests go through (gateway.paywall.decision);
 LND's invoice role is the named fake MemoryInvoiceSource here, real LND in
 tests/grpc/test_grpc_regtest.py.
 """

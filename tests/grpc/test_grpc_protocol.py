@@ -6,8 +6,8 @@ import asyncio
 
 from hyperframe.frame import Frame, GoAwayFrame
 
-from gateway.h2 import H2Limits
-from gateway.h2.site import PREFACE
+from gateway.h2engine import H2Limits
+from gateway.h2engine.site import PREFACE
 from tests.grpc.conftest import GatewayFactory
 from tests.grpc.h2client import RawH2Client, grpc_frame, grpc_request
 from tests.grpc.rig import WAIT, method

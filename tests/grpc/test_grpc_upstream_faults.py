@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
-from gateway.h2 import FailReason, H2Limits
+from gateway.h2engine import FailReason, H2Limits
 from tests.grpc.conftest import Gateway, GatewayFactory, Upstream
 from tests.grpc.h2client import RawH2Client
 from tests.grpc.h2upstream import Script, ScriptedConnection, ScriptedUpstream

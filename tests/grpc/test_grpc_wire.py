@@ -8,17 +8,17 @@ import ssl
 import hyperframe.frame
 import pytest
 
-from gateway.h2 import Forward, H2Limits, H2Target, StreamHead
-from gateway.h2.errors import BadHeaders
-from gateway.h2.framerepr import raw_data_repr
-from gateway.h2.grpcwire import (
+from gateway.h2engine import Forward, H2Limits, H2Target, StreamHead
+from gateway.h2engine.errors import BadHeaders
+from gateway.h2engine.framerepr import raw_data_repr
+from gateway.h2engine.grpcwire import (
     encode_message,
     format_timeout,
     parse_timeout,
     status_of,
     trailers_only,
 )
-from gateway.h2.headers import decode_request, upstream_request
+from gateway.h2engine.headers import decode_request, upstream_request
 from tests.grpc.rig import RecordingTicket
 
 

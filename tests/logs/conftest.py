@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from gateway import logs
+from gateway.observability import logsetup as logs
 from gateway.config import load_config
 from gateway.server.serve import GatewayServer
 from tests.logs.support import Secrets, make_upstream, write_gateway_config

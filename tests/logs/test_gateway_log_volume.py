@@ -14,9 +14,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway import logs
+from gateway.observability import logsetup as logs
 from gateway.lightning import LndClient
-from gateway.logging_limits import AccessSampler, StormGuard
+from gateway.observability.log_limits import AccessSampler, StormGuard
 from gateway.regtest.network import Descriptor
 from tests.gateway.harness import buy_with
 from tests.logs.conftest import StartGateway

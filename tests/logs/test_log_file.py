@@ -18,8 +18,8 @@ from typing import IO
 import pytest
 import yaml
 
-from gateway import logs
-from gateway.logging_files import LogSetupError, SecureFileHandler, open_log_file
+from gateway.observability import logsetup as logs
+from gateway.observability.log_files import LogSetupError, SecureFileHandler, open_log_file
 from tests.logs.support import (
     Secrets,
     exchange,

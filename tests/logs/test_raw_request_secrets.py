@@ -6,7 +6,7 @@ it; the log file is then searched for every secret (any 12-character run of
 the macaroon in base64, url-safe base64 and hex, of the preimage, of the query
 secret, of a userinfo password), both as written and with JSON escapes undone.
 
-Before gateway.logging_redact existed, aiohttp's "Error handling request" line
+Before gateway.observability.redaction existed, aiohttp's "Error handling request" line
 carried the raw header or request line of every parser-error variant here
 (full macaroon and preimage, full query strings), and a client-chosen
 `X-Request-Id` carried whatever the client put in it.
@@ -273,7 +273,7 @@ VARIANTS = [
             f"GET {FREE}/L402%20{s.macaroon.replace('/', '%2F')}%2F:{s.preimage} HTTP/1.1\r\n"
             "Host: gw\r\n\r\n"
         ),
-        400,  # an encoded '/' is refused (gateway.requestpath); the access line logs it
+        400,  # an encoded '/' is refused (gateway.http.paths); the access line logs it
         "access",
     ),
     Variant(

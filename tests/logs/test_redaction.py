@@ -16,8 +16,8 @@ from aiohttp.http_exceptions import (
     TransferEncodingError,
 )
 
-from gateway.logging_redact import REDACTED, exception_text, redact
-from gateway.logs import JsonFormatter
+from gateway.observability.logsetup import JsonFormatter
+from gateway.observability.redaction import REDACTED, exception_text, redact
 from tests.logs.support import Secrets, leaks
 
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from gateway import logs
-from gateway.logging_budget import OVERFLOW, LineBudget
-from gateway.logging_limits import AccessSampler, StormGuard
+from gateway.observability import logsetup as logs
+from gateway.observability.log_budget import OVERFLOW, LineBudget
+from gateway.observability.log_limits import AccessSampler, StormGuard
 
 
 class Clock:

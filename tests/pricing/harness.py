@@ -1,7 +1,7 @@
 """A real pricing service on loopback, and an in-process gateway whose routes use it.
 
 The pricing service is an aiohttp app on 127.0.0.1 answering the hook
-contract (gateway.pricing): `POST /price` with `{route, method, path,
+contract (gateway.pricer.hook): `POST /price` with `{route, method, path,
 headers}` -> `{"price_msats": N}`, where N comes from `prices[path]`. A test
 switches its `mode` to make it misbehave the ways a real service does: too
 slow, garbage, the wrong status, prices out of range. The gateway is the

@@ -13,9 +13,9 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from gateway.http.clientinfo import IPNetwork
+from gateway.http.paths import normalize
 from gateway.proxy import ClientInfo, Proxy, ProxyError, ProxyTarget, UpstreamResponse
-from gateway.proxy.forwarded import IPNetwork
-from gateway.requestpath import normalize
 from tests.support.bodies import pattern_chunk, pattern_stream
 
 GZIP_BODY = gzip.compress(b'{"hello": "compressed world"}' * 200, mtime=0)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.http.paths import BadPath, normalize
 from gateway.regtest.processes import free_port
-from gateway.requestpath import BadPath, normalize
 from tests.server.harness import InProcess, in_process, json_of, status_of
 
 SECRET = b"priced content: only for buyers\n"

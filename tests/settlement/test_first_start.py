@@ -21,12 +21,12 @@ from typing import Any
 
 import pytest
 
+from gateway.jobs.reconcile import reconcile
+from gateway.jobs.settlement import SettlementFollower
 from gateway.l402.mint import Challenge, Minter, MintRequest
 from gateway.lightning import Invoice, InvoiceState, LndClient
-from gateway.metrics import GatewayMetrics
-from gateway.reconcile import reconcile
+from gateway.observability.metrics import GatewayMetrics
 from gateway.regtest.network import Descriptor
-from gateway.settlement import SettlementFollower
 from gateway.store import Store, open_store
 from tests.gateway.harness import pay, poll, routes_document, write_config
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from gateway.leadership import LeaderLock, run_while_leader
+from gateway.jobs.leadership import LeaderLock, run_while_leader
 from gateway.store import Store, open_store
 from gateway.store.locks import FileLeaderLock, advisory_key
 from tests.support.postgres import PostgresServer
@@ -29,7 +29,7 @@ TAKEOVER_BOUND = 10.0  # seconds from SIGKILL to the new leader's first line (po
 
 CONTENDER = """
 import asyncio, os, sys
-from gateway.leadership import run_while_leader
+from gateway.jobs.leadership import run_while_leader
 from gateway.store import open_store
 
 class Announcing:

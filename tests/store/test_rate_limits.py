@@ -11,7 +11,7 @@ import asyncio
 
 import pytest
 
-from gateway.ratelimit import (
+from gateway.paywall.ratelimit import (
     LocalChallengeLimiter,
     SharedChallengeLimiter,
     TokenBucketLimiter,

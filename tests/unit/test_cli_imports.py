@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_building_the_cli_and_loading_config_do_not_import_prometheus_client() -> None:
     code = (
         "import sys, gateway.cli as c; c.build_parser(); "
-        "import gateway.commands.loading, gateway.server.runtime, gateway.server.workers; "
+        "import gateway.commands.loading, gateway.paywall.routes, gateway.server.workers; "
         "print('prometheus_client' in sys.modules)"
     )
     out = subprocess.run(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.ratelimit import TokenBucketLimiter, retry_after_seconds
+from gateway.paywall.ratelimit import TokenBucketLimiter, retry_after_seconds
 
 T0 = 1_700_000_000.0
 

@@ -11,7 +11,7 @@ import pytest
 from gateway.config.model import Route
 from gateway.l402.errors import L402Error, Reason
 from gateway.l402.mint import Challenge, Minter, MintRequest
-from gateway.server.auth import Authenticator, VerifiedCache, credential_headers
+from gateway.paywall.verifier import Authenticator, VerifiedCache, credential_headers
 from gateway.store import open_store
 from gateway.store.roles import Store
 from tests.support.invoices import MemoryInvoiceSource

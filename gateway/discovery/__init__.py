@@ -1,0 +1,1 @@
+"""Discovery documents for buyers: what is sold, where, at what price."""

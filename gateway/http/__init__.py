@@ -1,0 +1,1 @@
+"""Request-path and header rules shared by every transport (no I/O)."""

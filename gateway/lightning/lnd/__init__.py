@@ -1,0 +1,1 @@
+"""The LND implementation of the Lightning backend (grpc.aio)."""

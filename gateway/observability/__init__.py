@@ -1,0 +1,1 @@
+"""Logs, log budgets and redaction, and the Prometheus metrics."""

@@ -1,0 +1,238 @@
+"""Structured JSON logs: one object per line, with the request's id, route and outcome.
+
+Every record of every logger (ours, aiohttp's, asyncio's) goes through one
+handler with one formatter, so the guarantees below hold for all of them:
+
+- Only whitelisted `extra` fields are emitted, so a careless `extra={...}`
+  cannot leak a macaroon, preimage or root key into the logs.
+- Messages, field values and traceback text pass through `logging_redact`;
+  aiohttp's HTTP parser errors, which quote the client's raw bytes, are logged
+  as their type and a fixed description only.
+- Volume is bounded by `logging_limits`: repeated records are summarised, and
+  the access log samples refusals while keeping every paid or served request.
+- Output is JSON with ASCII escapes: a client cannot inject a line break or a
+  terminal escape sequence into the log.
+
+The formatter is on the hot path (one access line per request): constant
+things (encoder, level names, the timestamp's whole-second prefix) are built
+once, and redaction returns its input unchanged when nothing matches.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TextIO
+
+from gateway.observability.log_files import LogSetupError, SafeStreamHandler, SecureFileHandler
+from gateway.observability.log_limits import AccessSampler, StormGuard, SummarizingFilter
+from gateway.observability.redaction import exception_text, redact
+
+__all__ = ["SAFE_FIELDS", "JsonFormatter", "LogSetupError", "LogTicker", "configure", "unconfigure"]
+
+SAFE_FIELDS = (
+    "request_id",
+    "route",
+    "outcome",
+    "status",
+    "method",
+    "path",
+    "duration_ms",
+    "upstream_status",
+    "client_ip",
+    "token_id",
+    "lnd_code",
+    "lnd_method",
+    "settle_index",
+    "amt_paid_msat",
+    "config",
+    "error",
+    # written by logging_limits' summary lines
+    "suppressed",
+    "similar_to",
+    "exc_type",
+    "window_s",
+)
+# Set by our own code from a verified token, never from request bytes; a 64-hex
+# token id is what `l402-gateway revoke` needs, so the hex rule must not eat it.
+TRUSTED_FIELDS = frozenset({"token_id"})
+LEVELS = ("debug", "info", "warning", "error", "critical")
+TICK_SECONDS = 1.0
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(
+        self, fields: Iterable[str] = SAFE_FIELDS, trusted: Iterable[str] = TRUSTED_FIELDS
+    ) -> None:
+        super().__init__()
+        self._fields = tuple(fields)
+        self._trusted = frozenset(trusted)
+        self._encode = _json_encoder()
+        self._levels = {name: name.lower() for name in logging.getLevelNamesMapping()}
+        self._second: tuple[int, str] = (-1, "")
+
+    def _timestamp(self, created: float, msecs: float) -> str:
+        second = int(created)
+        cached, prefix = self._second
+        if cached != second:  # one strftime per second, not per line
+            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = (second, prefix)
+        return f"{prefix}.{int(msecs):03d}Z"
+
+    def format(self, record: logging.LogRecord) -> str:
+        try:
+            return self._format(record)
+        except Exception as failure:  # a hostile __str__ or bad %-args: never the raw record
+            return self._encode(
+                {
+                    "ts": self._timestamp(record.created, record.msecs),
+                    "level": "error",
+                    "logger": "gateway.logs",
+                    "msg": "a log record could not be formatted",
+                    "error": type(failure).__qualname__,
+                    "source_logger": redact(str(record.name)),
+                }
+            )
+
+    def _format(self, record: logging.LogRecord) -> str:
+        out: dict[str, object] = {
+            "ts": self._timestamp(record.created, record.msecs),
+            "level": self._levels.get(record.levelname) or record.levelname.lower(),
+            "logger": record.name,
+            "msg": redact(record.getMessage()),
+        }
+        fields = record.__dict__
+        trusted = self._trusted
+        for name in self._fields:
+            value = fields.get(name)
+            if value is None:
+                continue
+            kind = type(value)
+            if kind is str:
+                out[name] = value if name in trusted else redact(value)
+            elif kind is int or kind is float or kind is bool:
+                out[name] = value
+            else:  # lists, paths, exceptions: rendered, then redacted
+                out[name] = redact(str(value))
+        if record.exc_info and record.exc_info[0] is not None:
+            out["exc_type"], out["exc"] = exception_text(record.exc_info)
+        if record.stack_info:
+            out["stack"] = redact(record.stack_info)
+        return self._encode(out)
+
+
+def _json_encoder() -> Callable[[dict[str, object]], str]:
+    """Compact ASCII JSON. The C encoder is built once here: `json.dumps` and
+    `JSONEncoder.encode` build a new one for every call."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator: the stdlib's pure-Python path
+        return json.JSONEncoder(separators=(",", ":")).encode
+
+    def refuse(value: object) -> object:
+        raise TypeError(f"not JSON: {type(value).__qualname__}")
+
+    chunks = make(
+        None, refuse, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True
+    )
+
+    def encode(out: dict[str, object]) -> str:
+        return "".join(chunks(out, 0))
+
+    return encode
+
+
+class LogTicker:
+    """A daemon thread that lets suppression reports fall due when nothing else logs."""
+
+    def __init__(self, filters: Iterable[SummarizingFilter], interval: float = TICK_SECONDS):
+        self._filters = tuple(filters)
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="log-ticker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            for f in self._filters:
+                try:
+                    f.tick()
+                except Exception:  # noqa: S112 - the ticker must outlive one bad report
+                    continue
+
+
+_installed: tuple[logging.Handler, LogTicker | None] | None = None
+
+
+def configure(
+    level: str = "info",
+    *,
+    log_file: Path | str | None = None,
+    stream: TextIO | None = None,
+    storm_guard: StormGuard | None = None,
+    access_sampler: AccessSampler | None = None,
+    tick_seconds: float | None = TICK_SECONDS,
+) -> logging.Handler:
+    """Send every logger's records, as JSON lines, to `log_file` (0600) or stderr.
+
+    Replaces the handler a previous call installed (tests call this repeatedly).
+    `tick_seconds=None` starts no ticker thread (tests that drive the clock).
+    Raises `LogSetupError` for an unknown level or an unusable log file.
+    """
+    global _installed
+    # Records carry nothing the JSON lines do not print: skip the caller's frame
+    # walk and the thread/process lookups (the logging HOWTO's "Optimization").
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    name = level.strip().lower()
+    if name not in LEVELS:
+        raise LogSetupError(f"unknown log level {level!r}; use one of {', '.join(LEVELS)}")
+    handler: logging.Handler = (
+        SecureFileHandler(Path(log_file)) if log_file is not None else SafeStreamHandler(stream)
+    )
+    handler.setFormatter(JsonFormatter())
+    limits: list[SummarizingFilter] = [
+        storm_guard or StormGuard(),
+        access_sampler or AccessSampler(),
+    ]
+    for f in limits:
+        f.sink = handler.handle
+        handler.addFilter(f)
+    unconfigure()
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(name.upper())
+    logging.getLogger("aiohttp.access").disabled = True  # our access log carries more
+    logging.captureWarnings(True)  # warnings go through the same redaction and limits
+    ticker = LogTicker(limits, tick_seconds) if tick_seconds is not None else None
+    if ticker is not None:
+        ticker.start()
+    _installed = (handler, ticker)
+    return handler
+
+
+def unconfigure() -> None:
+    """Stop the ticker and close the handler `configure` installed (reports pending counts)."""
+    global _installed
+    if _installed is None:
+        return
+    handler, ticker = _installed
+    _installed = None
+    if ticker is not None:
+        ticker.stop()
+    root = logging.getLogger()
+    if handler in root.handlers:
+        root.removeHandler(handler)
+    handler.close()

@@ -1,0 +1,110 @@
+"""Issuing 402 challenges: an LND invoice, a fresh token, at most as fast as each client may.
+
+Minting is rate limited per client (`challenge_rate_limit`) before anything
+touches LND or the store: a limited client gets 429 + Retry-After instead.
+The result is raised as a `PaymentRequired` refusal, which the error
+middleware renders for HTTP or gRPC clients.
+
+A route with a pricing hook (gateway.pricer.hook) gets its price per challenge,
+after the rate limit (a limited client costs the hook nothing) and before
+LND: that price goes into this challenge's invoice and token record only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+
+from gateway.l402.errors import L402Error
+from gateway.l402.mint import Challenge, Minter, MintRequest
+from gateway.lightning import LndError
+from gateway.observability.metrics import GatewayMetrics
+from gateway.paywall.ratelimit import ChallengeLimiter, retry_after_seconds
+from gateway.paywall.routes import RouteRuntime
+from gateway.pricer.hook import PriceHook, PriceQuery
+from gateway.server.errors import (
+    ChallengeRateLimited,
+    LightningUnavailable,
+    PaymentRequired,
+    StoreUnavailable,
+    refusal_status,
+)
+from gateway.store.types import StoreError
+
+log = logging.getLogger("gateway.challenges")
+
+
+class ChallengeIssuer:
+    """Mints a token per challenge for clients within their `challenge_rate_limit`."""
+
+    def __init__(
+        self,
+        minter: Minter,
+        limiter: ChallengeLimiter,
+        metrics: GatewayMetrics,
+        clock: Callable[[], float],
+        *,
+        pricer: PriceHook,
+    ) -> None:
+        self._minter = minter
+        self.limiter = limiter
+        self._metrics = metrics
+        self._clock = clock
+        self._pricer = pricer
+
+    async def demand_payment(
+        self,
+        runtime: RouteRuntime,
+        client_key: str,
+        refused: L402Error | None,
+        invalid_credential_status: int,
+        query: PriceQuery | None = None,
+    ) -> PaymentRequired:
+        """A fresh challenge for `client_key`; `refused` says why an offered credential was
+        not enough; `query` describes the request to a route's pricing hook (required
+        when the route has one). Raises ChallengeRateLimited (429), LightningUnavailable
+        or StoreUnavailable (503): nothing is stored in any of those cases."""
+        challenge = await self._mint(runtime, client_key, query)
+        status = refusal_status(refused, invalid_credential_status)
+        return PaymentRequired(runtime.name, challenge, refused, status)
+
+    async def _mint_request(self, runtime: RouteRuntime, query: PriceQuery | None) -> MintRequest:
+        """The route's prebuilt request, or a copy at the hook's price (validated again by
+        MintRequest itself)."""
+        assert runtime.mint is not None, "free routes are never challenged"
+        hook = runtime.route.pricing
+        if hook is None:
+            return runtime.mint
+        if query is None:
+            raise RuntimeError(f"route {runtime.name!r} has a pricing hook but no PriceQuery")
+        price = await self._pricer.price(hook, query)
+        return dataclasses.replace(runtime.mint, price_msat=price.msat)
+
+    async def _mint(
+        self, runtime: RouteRuntime, client_key: str, query: PriceQuery | None
+    ) -> Challenge:
+        route = runtime.name
+        now = self._clock()
+        wait = await self.limiter.allow(client_key, now)
+        if wait is not None:
+            self._metrics.challenges_rate_limited.labels(route=route).inc()
+            raise ChallengeRateLimited(retry_after_seconds(wait))
+        request = await self._mint_request(runtime, query)
+        try:
+            # Read the clock again: a hook call may have taken a while.
+            challenge = await self._minter.mint(request, int(self._clock()))
+        except LndError as exc:
+            self._metrics.invoice_failures.labels(
+                route=route, reason="lnd_" + exc.code.lower()
+            ).inc()
+            log.warning(
+                "invoice creation failed",
+                extra={"route": route, "lnd_code": exc.code, "lnd_method": exc.method},
+            )
+            raise LightningUnavailable("could not create a Lightning invoice; retry later") from exc
+        except StoreError as exc:
+            self._metrics.invoice_failures.labels(route=route, reason="store").inc()
+            raise StoreUnavailable("could not store the new token; retry later") from exc
+        self._metrics.challenges_issued.labels(route=route).inc()
+        return challenge

@@ -1,0 +1,1 @@
+"""Price sources outside the route file: the operator's pricing services."""

@@ -1,0 +1,338 @@
+"""Streaming reverse proxy on one pooled HTTP/1.1 upstream client per process.
+
+Two phases so the caller can decide before any byte reaches the client:
+`open()` sends the request (body streamed, never buffered) and returns once the
+upstream's status and headers are known; `relay()` streams the body back.
+The upstream hop is gateway.proxy.upstream (pooled keep-alive connections,
+llhttp parsing); the client side is aiohttp's server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDictProxy
+
+from gateway.http.clientinfo import ClientInfo
+from gateway.proxy.errors import (
+    BodyTooLarge,
+    ProxyError,
+    RequestBodyError,
+    RequestBodyTimeout,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+from gateway.proxy.headers import downstream_response_headers, headers_for_target
+from gateway.proxy.target import ProxyTarget
+from gateway.proxy.upstream import (
+    Connection,
+    Endpoint,
+    UpstreamClosed,
+    UpstreamPool,
+    send_body,
+    serialize_head,
+)
+
+# Methods whose requests carry a body by definition: an empty one is sent with
+# Content-Length: 0 (as aiohttp's client did), so the upstream does not wait for one.
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+# An answer this small goes out in one write (headers with the body): it is almost
+# always in hand with its headers, and a write per part was a tenth of a paid
+# request's CPU (bench/README.md). Larger or unsized answers send their headers
+# at once, so a slow stream (server-sent events) is not held back.
+COALESCE_BYTES = 64 * 1024
+
+
+class _LimitedBody:
+    """Async iterator over the client's body that stops past `limit` bytes or `deadline`.
+
+    The deadline (loop time) bounds the whole upload: a slow client cannot hold
+    a single-use lease past its end (status-codes.md). The cause of a failure
+    is kept in `failure`, so `open()` reports the client's fault (413, 408,
+    400) rather than the upstream connection it broke.
+    """
+
+    def __init__(self, content: aiohttp.StreamReader, limit: int, deadline: float) -> None:
+        self._content = content
+        self._limit = limit
+        self._deadline = deadline
+        self.received = 0
+        self.failure: ProxyError | None = None
+
+    def __aiter__(self) -> _LimitedBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            async with asyncio.timeout_at(self._deadline):
+                chunk = await self._content.readany()
+        except TimeoutError as exc:
+            self.failure = RequestBodyTimeout("the request body was not received in time")
+            raise self.failure from exc
+        except Exception as exc:
+            self.failure = RequestBodyError(f"reading the request body failed: {exc!r}")
+            raise self.failure from exc
+        if not chunk:
+            raise StopAsyncIteration
+        self.received += len(chunk)
+        if self.received > self._limit:
+            self.failure = BodyTooLarge(self._limit)
+            raise self.failure
+        return chunk
+
+
+@dataclass(eq=False)
+class UpstreamResponse:
+    """An upstream answer whose body has not been read yet.
+
+    Pass it to `Proxy.relay()`, or `close()` it when not relaying. `relay()`
+    fills in the outcome fields for logging and metrics.
+    """
+
+    status: int
+    reason: str | None
+    headers: CIMultiDictProxy[str]
+    connection: Connection
+    pool: UpstreamPool
+    read_timeout: float
+    head_only: bool  # a HEAD request: the answer has no body whatever it declares
+    elapsed: float
+    """Seconds from sending the request to receiving the upstream's headers."""
+    _body: _LimitedBody | None = None
+    bytes_relayed: int = 0
+    client_disconnected: bool = False
+    failure: ProxyError | None = None
+    """Set when the upstream failed after the response had started."""
+    _released: bool = False
+
+    @property
+    def content_length(self) -> int | None:
+        if self.head_only:
+            return 0
+        value = self.headers.get("Content-Length")
+        return int(value) if value is not None and value.isdigit() else None
+
+    async def read(self) -> bytes:
+        """The next body bytes, b"" at the end."""
+        if self.head_only:
+            return b""
+        return await self.connection.read(self.read_timeout)
+
+    def release(self) -> None:
+        """Hand the connection back (kept alive only after a complete, clean exchange)."""
+        if not self._released:
+            self._released = True
+            if self.head_only:
+                self.connection.close()  # its parser may still expect a declared body
+            self.pool.release(self.connection)
+
+    def close(self) -> None:
+        """Drop the upstream connection without reading the body."""
+        self.connection.close()
+        self.release()
+
+
+def _classify(exc: BaseException, body: _LimitedBody | None, what: str) -> ProxyError:
+    """A typed error for an upstream failure, preferring a client-body cause."""
+    if body is not None and body.failure is not None:
+        return body.failure
+    if isinstance(exc, TimeoutError):
+        return UpstreamTimeout(f"upstream timed out {what}")
+    return UpstreamUnreachable(f"upstream failed {what}: {type(exc).__name__}")
+
+
+def _endpoint(target: ProxyTarget) -> Endpoint:
+    url = target.upstream
+    port = url.port or (443 if url.scheme == "https" else 80)
+    return Endpoint.of(url.host or "", port, target.ssl if url.scheme == "https" else False)
+
+
+class _CoalescedResponse(web.StreamResponse):
+    """A StreamResponse whose headers wait for the first body bytes, as web.Response's do."""
+
+    _send_headers_immediately = False
+
+
+class Proxy:
+    """Forwards requests to `ProxyTarget`s over a shared, bounded connection pool."""
+
+    def __init__(self, pool: UpstreamPool) -> None:
+        self._pool = pool
+        self._endpoints: dict[int, tuple[ProxyTarget, Endpoint]] = {}
+
+    @classmethod
+    def create(cls, *, limit: int = 256, keepalive_timeout: float = 30.0) -> Proxy:
+        """A proxy owning its pool; call inside the running event loop."""
+        return cls(UpstreamPool(limit=limit, idle_timeout=keepalive_timeout))
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    def _endpoint(self, target: ProxyTarget) -> Endpoint:
+        """The target's endpoint, computed once per target (targets live per route table)."""
+        known = self._endpoints.get(id(target))
+        if known is not None and known[0] is target:
+            return known[1]
+        endpoint = _endpoint(target)
+        if len(self._endpoints) > 4096:  # every reload builds new targets: stay bounded
+            self._endpoints.clear()
+        self._endpoints[id(target)] = (target, endpoint)
+        return endpoint
+
+    async def open(
+        self,
+        request: web.Request,
+        target: ProxyTarget,
+        path: str,
+        client: ClientInfo,
+        authorization: str | None,
+    ) -> UpstreamResponse:
+        """Send `request` upstream as `path` (its normal form) and wait for the status line
+        and headers.
+
+        Bounded in time: the client's body must arrive within the route's body
+        deadline and the upstream must answer within its timeout after that,
+        so `open()` never outlives a lease taken just before it. Raises
+        BodyTooLarge before contacting the upstream when Content-Length is over
+        the limit, and while streaming when a chunked body grows past it.
+        """
+        declared = request.content_length
+        if declared is not None and declared > target.max_body_bytes:
+            raise BodyTooLarge(target.max_body_bytes, declared)
+        headers = headers_for_target(request.headers, target, client, authorization)
+        loop = asyncio.get_running_loop()
+        body_deadline = loop.time() + target.body_timeout_seconds
+        body = None
+        if request.body_exists:
+            body = _LimitedBody(request.content, target.max_body_bytes, body_deadline)
+            if declared is None:
+                headers["Transfer-Encoding"] = "chunked"
+        elif request.method in _BODY_METHODS and declared is None:
+            headers["Content-Length"] = "0"
+        url = target.url_for(path, request.rel_url.raw_query_string)
+        head = serialize_head(request.method, url.raw_path_qs, headers)
+        started = time.perf_counter()
+        # The whole exchange: the body's deadline (if any), then the upstream's timeout.
+        deadline = (body_deadline if body is not None else loop.time()) + target.timeout_seconds
+        try:
+            async with asyncio.timeout_at(deadline):
+                connection = await self._exchange(target, head, body, declared is None)
+        except (ProxyError, UpstreamClosed, OSError, TimeoutError) as exc:
+            raise _classify(exc, body, "before answering") from exc
+        return UpstreamResponse(
+            status=connection.status,
+            reason=connection.reason,
+            headers=connection.headers(),
+            connection=connection,
+            pool=self._pool,
+            read_timeout=target.timeout_seconds,
+            head_only=request.method == "HEAD",
+            elapsed=time.perf_counter() - started,
+            _body=body,
+        )
+
+    async def _exchange(
+        self, target: ProxyTarget, head: bytes, body: _LimitedBody | None, chunked: bool
+    ) -> Connection:
+        """Write the request and wait for the answer's head; the connection keeps its slot."""
+        endpoint = self._endpoint(target)
+        connection = await self._pool.acquire(endpoint, target.timeout_seconds)
+        try:
+            try:
+                return await _send(connection, head, body, chunked, target.timeout_seconds)
+            except UpstreamClosed as exc:
+                # A pooled connection the upstream closed meanwhile: nothing was answered,
+                # so a bodiless request is safely sent again, once, on a new connection.
+                if not connection.used or exc.answered or body is not None:
+                    raise
+                connection.close()
+                self._pool.forget(connection)
+                connection = await self._pool.connect(endpoint, target.timeout_seconds)
+                return await _send(connection, head, body, chunked, target.timeout_seconds)
+        except BaseException:
+            connection.close()
+            self._pool.release(connection)
+            raise
+
+    async def relay(self, request: web.Request, opened: UpstreamResponse) -> web.StreamResponse:
+        """Stream the upstream body to the client, then release the connection.
+
+        After headers are sent nothing can be reported as HTTP any more: an
+        upstream failure closes the client connection (so the client sees a
+        truncated body, not a clean end) and is recorded in `opened.failure`.
+        """
+        length = opened.content_length
+        small = length is not None and length <= COALESCE_BYTES
+        response = (_CoalescedResponse if small else web.StreamResponse)(
+            status=opened.status,
+            reason=opened.reason,
+            headers=downstream_response_headers(opened.headers),
+        )
+        complete = False
+        try:
+            await response.prepare(request)
+            while True:
+                try:
+                    chunk = await opened.read()
+                except (UpstreamClosed, OSError, TimeoutError) as exc:
+                    opened.failure = _classify(exc, opened._body, "while streaming the body")
+                    request.protocol.force_close()
+                    return response
+                if not chunk:
+                    break
+                await response.write(chunk)
+                opened.bytes_relayed += len(chunk)
+            await response.write_eof()
+            complete = True
+        except ConnectionError:
+            opened.client_disconnected = True
+        except asyncio.CancelledError:
+            # aiohttp cancels the handler when the client goes away (handler_cancellation).
+            opened.client_disconnected = True
+            raise
+        finally:
+            if complete:
+                opened.release()
+            else:
+                opened.close()
+        return response
+
+
+async def _send(
+    connection: Connection,
+    head: bytes,
+    body: _LimitedBody | None,
+    chunked: bool,
+    timeout: float,
+) -> Connection:
+    """Write the head, stream the body, and return once the answer's head is in."""
+    connection.write(head)
+    if body is None:  # open()'s deadline is the upstream's timeout: nothing more to bound
+        await connection.head()
+        return connection
+    sending = asyncio.ensure_future(send_body(connection, body, chunked))
+    answered = asyncio.ensure_future(connection.head())
+    try:
+        await asyncio.wait({sending, answered}, return_when=asyncio.FIRST_COMPLETED)
+        if not answered.done():  # the whole body is out: now the answer, within the timeout
+            sending.result()  # a failed upload (too large, too slow) is the answer
+            async with asyncio.timeout(timeout):
+                await answered
+        elif not sending.done():  # an early answer: stop sending, never reuse the connection
+            connection.keep_alive = False
+        answered.result()
+        if body.failure is not None:
+            raise body.failure  # the upstream answered, then the body overran: do not relay
+        return connection
+    finally:
+        for task in (sending, answered):
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
