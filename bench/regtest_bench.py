@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway.lightning import LndClient
+from gateway.lightning.lnd import LndClient
 from gateway.regtest.network import Descriptor, RegtestNetwork
 
 

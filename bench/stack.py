@@ -20,7 +20,7 @@ import aiohttp
 from bench.phase import BenchFailure, Load
 from bench.pyload import fetch_once
 from gateway.buyer import parse_challenge
-from gateway.lightning import LndClient
+from gateway.lightning.lnd import LndClient
 from gateway.regtest.network import Descriptor, RegtestNetwork
 from gateway.regtest.processes import ManagedProcess, free_port
 from tests.support.aperture import (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.lightning import LndClient
+from gateway.lightning.lnd import LndClient
 from gateway.regtest.network import Descriptor, RegtestNetwork
 from gateway.regtest.processes import pid_alive
 from tests.support.bodies import traced  # noqa: F401 (a fixture, shared by all suites)

@@ -117,11 +117,11 @@ class LndPayer:
     ) -> PaymentReceipt:
         # Imported here so the buyer imports (and its tests run) without gRPC stubs.
         from gateway.lightning.errors import (
-            LndError,
-            LndInvalidArgument,
-            LndNotFound,
-            LndPermissionDenied,
+            BackendError,
+            InvalidRequest,
+            NotFound,
             PaymentFailed,
+            PermissionDenied,
         )
 
         self.calls += 1
@@ -143,11 +143,11 @@ class LndPayer:
             raise PaymentError(
                 "payment_failed", f"LND payment failed: {exc.reason}", upstream_code=exc.reason
             ) from None
-        except (LndPermissionDenied, LndInvalidArgument, LndNotFound) as exc:
+        except (PermissionDenied, InvalidRequest, NotFound) as exc:
             raise PaymentError(  # LND refused the request: nothing was sent
                 "lnd_error", f"LND error {exc.code}", upstream_code=exc.code
             ) from None
-        except LndError as exc:
+        except BackendError as exc:
             raise PaymentError(
                 "lnd_error", f"LND error {exc.code}", upstream_code=exc.code, spent_msats=at_risk
             ) from None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.config import ConfigErrors, GatewayConfig, load_config
-from gateway.paywall.routes import RuntimeRoutes
+from gateway.server.targets import build_targets
 
 EXIT_FAILED = 1  # the command ran and failed (store, LND, not found)
 EXIT_USAGE = 2  # bad arguments or configuration: nothing was done
@@ -30,7 +30,7 @@ def load_strict(path: Path, *, check_files: bool = True) -> GatewayConfig:
     try:
         config = load_config(path, check_files=check_files)
         if check_files:
-            RuntimeRoutes.from_config(config)
+            build_targets(config)
     except ConfigErrors as exc:
         raise CommandError(
             f"{exc}\n{path}: {len(exc.errors)} error(s); not starting", EXIT_USAGE

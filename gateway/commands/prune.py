@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 
 from gateway.commands.backends import StoreBackend
-from gateway.commands.lnd import connect_lnd
+from gateway.commands.lnd import connect_backend
 from gateway.commands.loading import EXIT_FAILED, CommandError, load_for_operator
 from gateway.config import GatewayConfig
 from gateway.store.types import StoreError
@@ -30,7 +30,7 @@ async def _prune(config: GatewayConfig, older_than_days: int | None, dry_run: bo
     """Rounds until no candidates remain; exit 1 when LND or the store failed."""
     days = older_than_days or config.store.prune_after_days or DEFAULT_OLDER_THAN_DAYS
     verb = "would delete" if dry_run else "deleted"
-    lnd = connect_lnd(config)
+    lnd = connect_backend(config)
     try:
         backend = await StoreBackend.open(config)
     except BaseException:

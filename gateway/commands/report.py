@@ -10,12 +10,12 @@ from collections.abc import Callable
 from typing import TextIO
 
 from gateway.commands.backends import OperatorBackend, StoreBackend
-from gateway.commands.lnd import connect_lnd
+from gateway.commands.lnd import connect_backend
 from gateway.commands.loading import EXIT_FAILED, CommandError, load_for_operator
 from gateway.commands.tokens import NEEDS, add_via, run_with_backend
 from gateway.config import GatewayConfig
 from gateway.jobs.reconcile import reconcile
-from gateway.lightning import LndError
+from gateway.lightning import BackendError
 from gateway.server.admin_wire import report_to_json
 from gateway.store.types import ReportRow, StoreError
 
@@ -48,11 +48,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 async def _reconcile(config: GatewayConfig, out: TextIO) -> None:
     """Book settled invoices of ours the ledger lacks (gateway.jobs.reconcile)."""
     backend = await StoreBackend.open(config)
-    lnd = connect_lnd(config)
+    lnd = connect_backend(config)
     try:
         result = await reconcile(lnd, backend.store)
-    except LndError as exc:
-        raise CommandError(f"reconcile stopped: LND error {exc.code}: {exc}", EXIT_FAILED) from None
+    except BackendError as exc:
+        raise CommandError(f"reconcile stopped: {exc.explain()}", EXIT_FAILED) from None
     except StoreError as exc:
         raise CommandError(f"reconcile stopped: store error: {exc}", EXIT_FAILED) from None
     finally:

@@ -7,6 +7,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -18,6 +19,7 @@ from gateway.config.model import (
     ChallengeRateLimit,
     GatewayConfig,
     IPNetwork,
+    LightningConfig,
     ListenConfig,
     Listener,
     LndConfig,
@@ -32,6 +34,7 @@ TOP_KEYS = frozenset(
     {
         "listen",
         "trusted_proxies",
+        "lightning",
         "lnd",
         "store",
         "verified_cache_size",
@@ -133,7 +136,7 @@ def parse_config(
         source=source.resolve(),
         listen=_listen(top),
         trusted_proxies=_trusted_proxies(top),
-        lnd=_lnd(top),
+        lightning=_lightning(top),
         store=_store(top),
         verified_cache_size=top.integer(
             "verified_cache_size", DEFAULT_VERIFIED_CACHE_SIZE, minimum=0
@@ -232,26 +235,60 @@ def _trusted_proxies(top: Section) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
-def _lnd(top: Section) -> LndConfig:
-    keys = frozenset({"host", "tls_cert", "macaroon", "timeout_seconds"})
-    node = top.get("lnd")
-    s = Section.of(top.reader, node, "lnd", keys)
+LIGHTNING_BACKENDS = ("lnd",)
+_LND_KEYS = frozenset({"host", "tls_cert", "macaroon", "timeout_seconds", "refund_macaroon"})
+
+
+def _lightning(top: Section) -> LightningConfig:
+    """`lightning: {backend: lnd, ...}`, or the older `lnd:` section (one of the two)."""
+    node, legacy = top.get("lightning"), top.get("lnd")
+    if node is not None and legacy is not None:
+        top.reader.error(legacy, "lnd", "give either lightning: or lnd:, not both")
+    if node is None:
+        return _lnd(top, legacy, "lnd", _LND_KEYS)
+    s = Section.of(top.reader, node, "lightning", _LND_KEYS | {"backend"})
+    if s is None:
+        return _lnd(top, None, "lightning", _LND_KEYS)
+    backend = s.string("backend", "lnd")
+    if backend not in LIGHTNING_BACKENDS:
+        s.reader.error(
+            s.get("backend") or s.node,
+            "lightning.backend",
+            f"unknown backend {backend!r}; expected one of: {', '.join(LIGHTNING_BACKENDS)}",
+        )
+    return _lnd(top, node, "lightning", _LND_KEYS | {"backend"})
+
+
+def _lnd(top: Section, node: Any, name: str, keys: frozenset[str]) -> LndConfig:
+    s = Section.of(top.reader, node, name, keys)
     if s is None:
         if node is None:
-            top.missing("lnd")
+            top.missing("lightning")
         return LndConfig(DEFAULT_LND_HOST, Path(), Path(), 5.0)
-    host = _address(s, "host", DEFAULT_LND_HOST, "lnd.host")
-    files = []
-    for key in ("tls_cert", "macaroon"):
-        text = s.string(key, "", required=True)
+    host = _address(s, "host", DEFAULT_LND_HOST, f"{name}.host")
+    files: list[Path | None] = []
+    for key in ("tls_cert", "macaroon", "refund_macaroon"):
+        required = key != "refund_macaroon"
+        text = s.string(key, "", required=required)
         value_node = s.get(key)
         if text and value_node is not None:
-            files.append(s.reader.file_path(value_node, f"lnd.{key}", text))
+            files.append(s.reader.file_path(value_node, f"{name}.{key}", text))
         else:
             if value_node is not None and not text:
-                s.reader.error(value_node, f"lnd.{key}", "must not be empty")
-            files.append(Path())
-    return LndConfig(str(host), files[0], files[1], s.positive_number("timeout_seconds", 5.0))
+                s.reader.error(value_node, f"{name}.{key}", "must not be empty")
+            files.append(Path() if required else None)
+    tls_cert, macaroon, refund = files
+    assert tls_cert is not None
+    assert macaroon is not None
+    if refund is not None and refund == macaroon:
+        s.reader.error(
+            s.get("refund_macaroon") or s.node,
+            f"{name}.refund_macaroon",
+            "must not be the invoice macaroon: refunds need their own least-privilege "
+            "macaroon (docs/payment-scheme.md)",
+        )
+    timeout = s.positive_number("timeout_seconds", 5.0)
+    return LndConfig(str(host), tls_cert, macaroon, timeout, refund, section=name)
 
 
 def _store(top: Section) -> StoreConfig:

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from gateway.config.errors import ConfigError
 
@@ -63,10 +63,25 @@ class AdminConfig:
 
 @dataclass(frozen=True)
 class LndConfig:
+    """`lightning: {backend: lnd, ...}` (or the older `lnd:` section): one LND node over gRPC.
+
+    `macaroon` mints and looks up invoices (LND's invoice.macaroon is enough);
+    `refund_macaroon`, when given, is the only credential allowed to pay
+    (session refunds): never the invoice macaroon, never admin.
+    """
+
     host: str
     tls_cert: Path
     macaroon: Path
     timeout_seconds: float
+    refund_macaroon: Path | None = None
+    section: str = field(default="lightning", compare=False)  # as written: lightning or lnd
+
+    backend: ClassVar[str] = "lnd"
+
+
+# The configured Lightning backend; a new backend adds its config class to this union.
+LightningConfig = LndConfig
 
 
 @dataclass(frozen=True)
@@ -326,7 +341,7 @@ class GatewayConfig:
     source: Path
     listen: ListenConfig
     trusted_proxies: tuple[IPNetwork, ...]
-    lnd: LndConfig
+    lightning: LightningConfig
     store: StoreConfig
     verified_cache_size: int
     routes: RouteTable

@@ -29,11 +29,13 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from gateway.embed.gate import Gate, Paid, Sale
-from gateway.paywall.refusals import Refusal
+from gateway.embed.gate import Gate, Paid, paid_of
+from gateway.paywall.answers import refusal_answer
+from gateway.paywall.refusals import LeaseLost, Refusal
+from gateway.paywall.sale import Sale
 from gateway.server.caller import client_of
 from gateway.server.cors import is_preflight
-from gateway.server.errors import LeaseLost, answer_response, is_grpc, refusal_answer
+from gateway.server.errors import answer_response, is_grpc
 
 log = logging.getLogger("gateway.embed")
 
@@ -93,7 +95,7 @@ def middleware(gate: Gate) -> Middleware:
             )
         except Refusal as exc:
             return _refused(request, exc)
-        paid = sale.paid
+        paid = paid_of(sale)
         if paid is None:  # a free route: the app's, untouched
             return await handler(request)
         request[PAID] = paid

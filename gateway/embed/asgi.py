@@ -33,12 +33,13 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from gateway.embed.gate import Gate, Sale
+from gateway.embed.gate import Gate, paid_of
 from gateway.embed.inbox import Inbox, Message, Receive
 from gateway.http.clientinfo import ClientInfo
+from gateway.paywall.answers import Answer, is_grpc_content_type, refusal_answer
 from gateway.paywall.decision import Located
-from gateway.paywall.refusals import Refusal
-from gateway.server.errors import Answer, LeaseLost, is_grpc_content_type, refusal_answer
+from gateway.paywall.refusals import LeaseLost, Refusal
+from gateway.paywall.sale import Sale
 
 if TYPE_CHECKING:
     from gateway.embed.l402 import L402
@@ -143,7 +144,7 @@ class L402Middleware:
         except Refusal as exc:
             await self._refuse(scope, headers, send, exc)
             return
-        paid = sale.paid
+        paid = paid_of(sale)
         if paid is None:  # a free route: the app's, untouched
             await self.app(scope, receive, send)
             return
@@ -205,10 +206,10 @@ class L402Middleware:
 
 def _startup_error(exc: Exception) -> str:
     """What the server logs: the kind of failure, from messages known to be secret-free."""
-    from gateway.lightning import LndError
+    from gateway.lightning import BackendError
     from gateway.store.types import StoreError
 
-    if isinstance(exc, LndError | StoreError | OSError | ValueError):
+    if isinstance(exc, BackendError | StoreError | OSError | ValueError):
         return f"L402 middleware could not start: {type(exc).__name__}: {exc}"
     return f"L402 middleware could not start: {type(exc).__name__}"
 

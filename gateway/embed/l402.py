@@ -6,15 +6,14 @@
     app = web.Application(); seller.setup_aiohttp(app)        # aiohttp
     app.add_middleware(L402Middleware, paywall=seller)        # Starlette / FastAPI
 
-The seller is the proxy's pieces, built by the proxy's own code: the
-decision (gateway.paywall.decision), the services (`build_services`), the
-store (`open_store`), the LND client with its metrics observer, the usage
-flusher, and, as leader-locked background tasks, the settlement follower
-(revenue metrics) and the token pruner. `start()` opens them and `stop()`
-closes them; the frameworks' lifecycles call both (aiohttp cleanup context,
-ASGI lifespan). Metrics go to this seller's registry: serving them is the
-app's choice (`metrics_asgi_app()`, `aiohttp_metrics`), preferably not on a
-public listener.
+The seller is the proxy's pieces, opened by the proxy's own lifecycle
+(gateway.paywall.lifecycle): the decision, the services, the store, the
+Lightning backend with its metrics observer, the usage flusher, and, as
+leader-locked background tasks, the settlement follower (revenue metrics) and
+the token pruner. `start()` opens them and `stop()` closes them; the
+frameworks' lifecycles call both (aiohttp cleanup context, ASGI lifespan).
+Metrics go to this seller's registry: serving them is the app's choice
+(`metrics_asgi_app()`, `aiohttp_metrics`), preferably not on a public listener.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from typing import Any
 
 from aiohttp import web
@@ -35,15 +34,11 @@ from gateway.config.model import GatewayConfig
 from gateway.embed import aiohttp_embed
 from gateway.embed.gate import Gate
 from gateway.embed.settings import LndSettings, PricedRoute, build_config
-from gateway.jobs.runner import running, store_jobs
-from gateway.lightning import LndClient
+from gateway.lightning.backend import Backend
 from gateway.observability.metrics import GatewayMetrics
 from gateway.paywall.decision import Paywall
+from gateway.paywall.lifecycle import running_seller
 from gateway.paywall.routes import RouteHolder, RuntimeRoutes
-from gateway.paywall.usage import run_flusher
-from gateway.pricer.hook import PriceHook
-from gateway.server.app import build_services, lnd_observer
-from gateway.store import open_store
 from gateway.store.roles import Store
 
 
@@ -53,22 +48,22 @@ class L402:
         config: GatewayConfig,
         *,
         metrics: GatewayMetrics | None = None,
-        lnd_client: LndClient | None = None,
+        lightning: Backend | None = None,
         store: Store | None = None,
         follow_settlements: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """`config` as the loader made it in embedded mode (use the class methods).
 
-        An injected `lnd_client` or `store` is the caller's to close; `clock`
+        An injected `lightning` backend or `store` is the caller's to close; `clock`
         (wall time) is injectable so tests move past token expiry without waiting.
         """
         self.config = config
         self.metrics = metrics or GatewayMetrics()
         self.metrics.declare_routes(list(config.routes.names))
         routes = RouteHolder(RuntimeRoutes.from_config(config))
-        self.gate = Gate(Paywall(routes, self.metrics), self.metrics)
-        self._lnd = lnd_client
+        self.gate = Gate(Paywall(routes, self.metrics))
+        self._backend = lightning
         self._store = store
         self._follow_settlements = follow_settlements
         self._clock = clock
@@ -132,47 +127,26 @@ class L402:
             await stack.aclose()
             raise
         self._stack = stack
-        self.gate.running = True
 
     async def stop(self) -> None:
         """Refuse new sales (503), then flush usage, stop tasks, close LND and the store."""
         stack, self._stack = self._stack, None
-        self.gate.running = False
         if stack is not None:
             await stack.aclose()
 
     async def _open(self, stack: AsyncExitStack) -> None:
-        config = self.config
-        store = self._store
-        if store is None:
-            store = await open_store(
-                config.store.url, config.base_dir, timeout=config.store.timeout_seconds
+        seller = await stack.enter_async_context(
+            running_seller(
+                self.config,
+                self.metrics,
+                store=self._store,
+                backend=self._backend,
+                follow_settlements=self._follow_settlements,
+                clock=self._clock,
             )
-            stack.push_async_callback(store.close)
-        lnd = self._lnd
-        if lnd is None:
-            lnd = LndClient.connect(
-                config.lnd.host,
-                tls_cert=config.lnd.tls_cert,
-                macaroon=config.lnd.macaroon,
-                timeout=config.lnd.timeout_seconds,
-                observer=lnd_observer(self.metrics),
-            )
-            stack.push_async_callback(lnd.close)
-        pricer = PriceHook.create(self.metrics)
-        stack.push_async_callback(pricer.close)
-        services = build_services(config, store, lnd, self.metrics, self._clock, pricer)
-        self.gate.paywall.attach(services)
-        await stack.enter_async_context(asynccontextmanager(run_flusher)(services.usage, store))
-        jobs = store_jobs(
-            store,
-            lnd,
-            self.metrics,
-            follow_settlements=self._follow_settlements,
-            prune_after_days=config.store.prune_after_days,
-            clock=self._clock,
         )
-        await stack.enter_async_context(running(jobs))
+        self.gate.paywall.attach(seller.services)
+        stack.callback(self.gate.paywall.detach)
 
     # -- aiohttp ---------------------------------------------------------------------
 

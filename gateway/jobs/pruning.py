@@ -10,7 +10,7 @@ must never be lost, so a row goes only when all of these hold:
 (d) LND says its invoice is CANCELED (LND cancels expired unpaid invoices itself).
 
 The store re-checks (b) and (c) inside the delete, so a settlement booked after
-the candidates were read wins. `LndNotFound` keeps the row: it cannot tell an
+the candidates were read wins. `NotFound` keeps the row: it cannot tell an
 invoice LND deleted after canceling it from a gateway pointed at another or a
 restored node, where the invoice may well have been paid. Any other LND error
 keeps the row and ends the round. Rounds are bounded (`batch` rows), and the
@@ -25,7 +25,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.lightning import InvoiceState, LndClient, LndError, LndNotFound
+from gateway.lightning import BackendError, InvoiceState, NotFound
+from gateway.lightning.backend import Backend
 from gateway.observability.metrics import GatewayMetrics
 from gateway.store.roles import PruneStore
 from gateway.store.types import StoreError
@@ -67,7 +68,7 @@ class TokenPruner:
 
     def __init__(
         self,
-        lnd: LndClient,
+        lnd: Backend,
         store: PruneStore,
         metrics: GatewayMetrics,
         older_than_seconds: int = DEFAULT_OLDER_THAN_DAYS * DAY_SECONDS,
@@ -101,10 +102,10 @@ class TokenPruner:
             checked += 1
             try:
                 invoice = await self._lnd.lookup_invoice(candidate.payment_hash)
-            except LndNotFound:
+            except NotFound:
                 not_found += 1
                 continue
-            except LndError as exc:
+            except BackendError as exc:
                 error = exc.code  # keep this row and everything after it
                 break
             if invoice.state is InvoiceState.CANCELED:

@@ -1,8 +1,8 @@
-"""Find settlements the ledger lacks, from LND's own invoice list, and book them.
+"""Find settlements the ledger lacks, from the node's own invoice list, and book them.
 
 The settlement follower should book every payment as it happens, but a
 missed one must always be recoverable: LND keeps every invoice. `reconcile`
-pages ListInvoices from the first token this gateway minted (less a clock
+pages the node's invoice list from the first token this gateway minted (less a clock
 skew allowance), asks the store which settled payment hashes are ours and
 not booked yet, and books those. It is idempotent and safe beside a running
 follower (the ledger books a payment hash once). Its bookings never move the
@@ -28,15 +28,15 @@ CLOCK_SKEW_SECONDS = 300  # our token time vs LND's invoice creation time
 
 
 class InvoiceLister(Protocol):
-    async def list_invoices(
+    """The listing part of gateway.lightning.backend.Backend."""
+
+    async def invoices(
         self,
-        index_offset: int = 0,
-        num_max: int = 100,
+        after: int = 0,
+        limit: int = 100,
         *,
-        pending_only: bool = False,
-        reversed_order: bool = False,
-        creation_date_start: int = 0,
-        timeout: float | None = None,
+        created_since: int = 0,
+        newest_first: bool = False,
     ) -> list[Invoice]: ...
 
 
@@ -86,9 +86,7 @@ async def reconcile(
     scanned = settled = ours = booked = booked_msat = highest = 0
     offset = 0
     while True:
-        invoices = await lnd.list_invoices(
-            index_offset=offset, num_max=page, creation_date_start=since
-        )
+        invoices = await lnd.invoices(offset, page, created_since=since)
         scanned += len(invoices)
         paid = [i for i in invoices if i.state is InvoiceState.SETTLED and i.settle_index > 0]
         settled += len(paid)

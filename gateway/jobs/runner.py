@@ -16,7 +16,7 @@ from typing import Any
 from gateway.jobs.leadership import run_while_leader
 from gateway.jobs.pruning import DAY_SECONDS, TokenPruner
 from gateway.jobs.settlement import SettlementFollower
-from gateway.lightning import LndClient
+from gateway.lightning.backend import Backend
 from gateway.observability.metrics import GatewayMetrics
 from gateway.store.roles import Store
 
@@ -25,7 +25,7 @@ Job = tuple[str, Coroutine[Any, Any, None]]
 
 def store_jobs(
     store: Store,
-    lnd: LndClient,
+    lnd: Backend,
     metrics: GatewayMetrics,
     *,
     follow_settlements: bool,

@@ -39,7 +39,7 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 
 from gateway.jobs.reconcile import InvoiceLister, ReconcileResult, reconcile, settled_invoice
-from gateway.lightning import Invoice, InvoiceState, LndError
+from gateway.lightning import BackendError, Invoice, InvoiceState
 from gateway.observability.metrics import GatewayMetrics
 from gateway.store.roles import SettlementLedger
 from gateway.store.types import SettledInvoice, StoreError
@@ -52,11 +52,9 @@ ANCHOR_PAGE = 100  # newest invoices searched for a settled one to anchor the su
 
 
 class InvoiceFeed(InvoiceLister, Protocol):
-    """What the follower needs of LND (an LndClient)."""
+    """What the follower needs of the Lightning backend (gateway.lightning.backend.Backend)."""
 
-    def subscribe_invoices(
-        self, add_index: int = 0, settle_index: int = 0
-    ) -> AsyncIterator[Invoice]: ...
+    def settlements(self, after: int = 0) -> AsyncIterator[Invoice]: ...
 
 
 class SettlementFollower:
@@ -71,7 +69,7 @@ class SettlementFollower:
         while True:
             try:
                 await self._follow_once()
-            except (LndError, StoreError) as exc:
+            except (BackendError, StoreError) as exc:
                 log.warning("settlement stream interrupted", extra={"error": str(exc)})
             except Exception:
                 # Anything else must not stop revenue booking for the life of the process.
@@ -85,7 +83,7 @@ class SettlementFollower:
         index = await self._store.last_settle_index()
         if index > 0:
             self._metrics.settle_index.set(index)
-            events = self._lnd.subscribe_invoices(settle_index=index)
+            events = self._lnd.settlements(index)
             try:
                 await self._consume(events)
             finally:
@@ -97,10 +95,7 @@ class SettlementFollower:
         anchor = await self._newest_settle_index()
         if anchor <= 1:  # LND would read anchor - 1 = 0 as "no backlog"
             anchor = (await self._catch_up()).highest_settle_index
-        if anchor > 1:
-            events = self._lnd.subscribe_invoices(settle_index=anchor - 1)
-        else:
-            events = self._lnd.subscribe_invoices()
+        events = self._lnd.settlements(anchor - 1 if anchor > 1 else 0)
         try:
             first = await anext(aiter(events), None)  # LND has registered the subscription
             if first is None:
@@ -116,7 +111,7 @@ class SettlementFollower:
             await _close(events)
 
     async def _newest_settle_index(self) -> int:
-        newest = await self._lnd.list_invoices(num_max=ANCHOR_PAGE, reversed_order=True)
+        newest = await self._lnd.invoices(limit=ANCHOR_PAGE, newest_first=True)
         return max((i.settle_index for i in newest if i.state is InvoiceState.SETTLED), default=0)
 
     async def _catch_up(self) -> ReconcileResult:

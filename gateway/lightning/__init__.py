@@ -1,14 +1,18 @@
-"""Async LND client (grpc.aio) with typed results and errors."""
+"""The Lightning backend seam (backend.py), its neutral types and errors, and the factory.
 
+Importing this package loads no backend: `open_backend` imports the one the
+config names (gateway.lightning.lnd for LND: grpc loads only then).
+"""
+
+from gateway.lightning.backend import Backend, Health, RefundPayer
 from gateway.lightning.errors import (
-    LndError,
-    LndInvalidArgument,
-    LndNotFound,
-    LndPermissionDenied,
-    LndUnavailable,
+    BackendError,
+    BackendUnavailable,
+    InvalidRequest,
+    NotFound,
     PaymentFailed,
+    PermissionDenied,
 )
-from gateway.lightning.lnd.node import LndClient
 from gateway.lightning.types import (
     AddedInvoice,
     Invoice,
@@ -21,17 +25,19 @@ from gateway.lightning.types import (
 
 __all__ = [
     "AddedInvoice",
+    "Backend",
+    "BackendError",
+    "BackendUnavailable",
+    "Health",
+    "InvalidRequest",
     "Invoice",
     "InvoiceState",
-    "LndClient",
-    "LndError",
-    "LndInvalidArgument",
-    "LndNotFound",
-    "LndPermissionDenied",
-    "LndUnavailable",
     "NodeInfo",
+    "NotFound",
     "PayReq",
     "Payment",
     "PaymentFailed",
+    "PermissionDenied",
+    "RefundPayer",
     "WalletState",
 ]

@@ -1,12 +1,18 @@
-"""Typed LND errors, so callers map failures to HTTP answers without parsing strings."""
+"""Failures of a Lightning backend, typed so callers act on kinds, never on message text.
+
+Neutral: every backend maps its own failures onto these kinds, and keeps its
+own words in `message` (LND's "permission denied", say), because that text is
+what tells an operator what to fix. `hint` adds the likely cause where the
+kind alone says it (a macaroon without the permission, a node still starting).
+"""
 
 from __future__ import annotations
 
-import grpc
 
+class BackendError(Exception):
+    """Any failed call; `code` is the backend's status name (or a payment failure reason)."""
 
-class LndError(Exception):
-    """Any failed LND call; `code` is the gRPC status name (or a payment failure reason)."""
+    hint: str = ""
 
     def __init__(self, method: str, code: str, message: str) -> None:
         super().__init__(f"{method}: {code}: {message}")
@@ -14,66 +20,36 @@ class LndError(Exception):
         self.code = code
         self.message = message
 
-
-class LndUnavailable(LndError):
-    """LND is down, unreachable, still starting, or did not answer within the deadline."""
-
-
-class LndPermissionDenied(LndError):
-    """The macaroon does not grant this call (e.g. invoice.macaroon trying to pay)."""
+    def explain(self) -> str:
+        """One line for an operator: what failed, the backend's own words, the likely cause."""
+        words = f"{self.method} failed: {self.code}: {self.message or '(no message)'}"
+        return f"{words} ({self.hint})" if self.hint else words
 
 
-class LndNotFound(LndError):
+class BackendUnavailable(BackendError):
+    """The node is down, unreachable, still starting, or did not answer within the deadline."""
+
+    hint = "is the node running and reachable at the configured host?"
+
+
+class PermissionDenied(BackendError):
+    """The credential does not grant this call (e.g. an invoice macaroon trying to pay)."""
+
+    hint = "the macaroon lacks this permission: use one that grants it (see docs/runbook.md)"
+
+
+class NotFound(BackendError):
     """The object asked for (an invoice) does not exist on this node."""
 
 
-class LndInvalidArgument(LndError):
-    """LND rejected the request's content (a malformed payment request, say)."""
+class InvalidRequest(BackendError):
+    """The node rejected the request's content (a malformed payment request, say)."""
 
 
-class PaymentFailed(LndError):
-    """SendPaymentV2 ended FAILED; `reason` is LND's PaymentFailureReason name."""
+class PaymentFailed(BackendError):
+    """A payment ended FAILED; `reason` is the backend's failure reason name."""
 
     def __init__(self, method: str, reason: str, payment_hash: str = "") -> None:
         super().__init__(method, reason, f"payment {payment_hash or '?'} failed")
         self.reason = reason
         self.payment_hash = payment_hash
-
-
-_UNAVAILABLE = {
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.CANCELLED,
-}
-
-
-def _lnd_wording(details: str) -> type[LndError] | None:
-    """LND reports some conditions with status UNKNOWN and a telling message."""
-    text = details.lower()
-    if "permission denied" in text or "verification failed" in text:
-        return LndPermissionDenied
-    if "unable to locate invoice" in text or "there are no existing invoices" in text:
-        return LndNotFound
-    if "in the process of starting" in text or "waiting to start" in text:
-        return LndUnavailable
-    if "invalid" in text and ("payment request" in text or "bech32" in text or "checksum" in text):
-        return LndInvalidArgument
-    return None
-
-
-def from_rpc_error(method: str, error: grpc.aio.AioRpcError) -> LndError:
-    """Map a gRPC error from LND to the narrowest typed error."""
-    code = error.code()
-    details = error.details() or ""
-    kind: type[LndError]
-    if code in _UNAVAILABLE:
-        kind = LndUnavailable
-    elif code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
-        kind = LndPermissionDenied
-    elif code == grpc.StatusCode.NOT_FOUND:
-        kind = LndNotFound
-    elif code == grpc.StatusCode.INVALID_ARGUMENT:
-        kind = LndInvalidArgument
-    else:
-        kind = _lnd_wording(details) or LndError
-    return kind(method, code.name, details)

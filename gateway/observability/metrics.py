@@ -8,6 +8,7 @@ and no secret can reach a label.
 from __future__ import annotations
 
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -205,3 +206,16 @@ def exported_metric_names() -> set[str]:
     for family in GatewayMetrics().registry.collect():
         names.update(family.name + suffix for suffix in suffixes.get(family.type, ("",)))
     return names
+
+
+def backend_observer(metrics: GatewayMetrics) -> Callable[[str, float, str | None], None]:
+    """Feeds the Lightning backend's call timings into the metrics (and the lnd_up gauge)."""
+    unavailable = {"UNAVAILABLE", "DEADLINE_EXCEEDED"}
+
+    def observe(method: str, seconds: float, code: str | None) -> None:
+        metrics.lnd_rpc_latency.labels(method=method).observe(seconds)
+        if code is not None:
+            metrics.lnd_rpc_errors.labels(method=method, code=code).inc()
+        metrics.lnd_up.set(0 if code in unavailable else 1)
+
+    return observe

@@ -18,18 +18,18 @@ from collections.abc import Callable
 
 from gateway.l402.errors import L402Error
 from gateway.l402.mint import Challenge, Minter, MintRequest
-from gateway.lightning import LndError
+from gateway.lightning import BackendError
 from gateway.observability.metrics import GatewayMetrics
+from gateway.paywall.pricing import PriceQuery, Pricer
 from gateway.paywall.ratelimit import ChallengeLimiter, retry_after_seconds
-from gateway.paywall.routes import RouteRuntime
-from gateway.pricer.hook import PriceHook, PriceQuery
-from gateway.server.errors import (
+from gateway.paywall.refusals import (
     ChallengeRateLimited,
     LightningUnavailable,
     PaymentRequired,
     StoreUnavailable,
     refusal_status,
 )
+from gateway.paywall.routes import RouteRuntime
 from gateway.store.types import StoreError
 
 log = logging.getLogger("gateway.challenges")
@@ -45,7 +45,7 @@ class ChallengeIssuer:
         metrics: GatewayMetrics,
         clock: Callable[[], float],
         *,
-        pricer: PriceHook,
+        pricer: Pricer | None,
     ) -> None:
         self._minter = minter
         self.limiter = limiter
@@ -76,8 +76,8 @@ class ChallengeIssuer:
         hook = runtime.route.pricing
         if hook is None:
             return runtime.mint
-        if query is None:
-            raise RuntimeError(f"route {runtime.name!r} has a pricing hook but no PriceQuery")
+        if query is None or self._pricer is None:
+            raise RuntimeError(f"route {runtime.name!r} has a pricing hook but no price source")
         price = await self._pricer.price(hook, query)
         return dataclasses.replace(runtime.mint, price_msat=price.msat)
 
@@ -94,13 +94,19 @@ class ChallengeIssuer:
         try:
             # Read the clock again: a hook call may have taken a while.
             challenge = await self._minter.mint(request, int(self._clock()))
-        except LndError as exc:
+        except BackendError as exc:
             self._metrics.invoice_failures.labels(
                 route=route, reason="lnd_" + exc.code.lower()
             ).inc()
+            # The backend's own words name the cause ("permission denied": wrong macaroon).
             log.warning(
                 "invoice creation failed",
-                extra={"route": route, "lnd_code": exc.code, "lnd_method": exc.method},
+                extra={
+                    "route": route,
+                    "lnd_code": exc.code,
+                    "lnd_method": exc.method,
+                    "error": exc.explain(),
+                },
             )
             raise LightningUnavailable("could not create a Lightning invoice; retry later") from exc
         except StoreError as exc:

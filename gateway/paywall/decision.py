@@ -4,30 +4,26 @@
 forwarded path); `admit` decides payment: no credential -> a fresh
 challenge (within the client's `challenge_rate_limit`, at the price of the
 route's pricing hook when it has one), a refused one -> a challenge or 409,
-a valid one -> admitted (a single-use token leased). Every
-refusal is raised as a typed `Refusal`; each transport renders it its own
-way (aiohttp's error middleware, the HTTP/2 engine's trailers-only answer,
-an ASGI response). No framework imports here.
+a valid one -> a `Sale` (a single-use token leased), which the transport
+settles after the answer (gateway.paywall.sale). Every refusal is raised as a
+typed `Refusal` (gateway.paywall.refusals); each transport sends the answer
+gateway.paywall.answers renders for it. No framework imports here.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from gateway.http.clientinfo import ClientInfo
 from gateway.http.paths import BadPath, NormalPath, normalize
 from gateway.l402.errors import L402Error, Reason
-from gateway.l402.verify import VerifiedToken
 from gateway.observability.metrics import GatewayMetrics
-from gateway.paywall.challenges import ChallengeIssuer
-from gateway.paywall.leases import Lease, LeaseKeeper
+from gateway.paywall.access import AccessRecord
+from gateway.paywall.pricing import PriceQuery, hook_headers
 from gateway.paywall.ratelimit import client_key
-from gateway.paywall.routes import RouteHolder, RouteRuntime, RuntimeRoutes
-from gateway.paywall.usage import UsageCounter
-from gateway.paywall.verifier import Authenticator, credential_headers
-from gateway.pricer.hook import PriceQuery, hook_headers
-from gateway.server.errors import (
+from gateway.paywall.refusals import (
     BadRequestPath,
     MethodNotAllowed,
     MethodNotImplemented,
@@ -35,21 +31,15 @@ from gateway.server.errors import (
     PaymentRequired,
     TokenInUse,
 )
+from gateway.paywall.routes import RouteHolder, RouteRuntime, RuntimeRoutes
+from gateway.paywall.sale import Sale
+from gateway.paywall.services import Services
+from gateway.paywall.verifier import credential_headers
 
 # RFC 9110 §9 and RFC 5789 methods; anything else that no route lists is 501.
 KNOWN_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
 )
-
-
-@dataclass(frozen=True)
-class Services:
-    """What deciding needs once the store and LND are open."""
-
-    auth: Authenticator
-    issuer: ChallengeIssuer
-    leases: LeaseKeeper
-    usage: UsageCounter
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,15 +53,6 @@ class Located:
     method: str
 
 
-@dataclass(frozen=True, slots=True)
-class Admitted:
-    """Go ahead. `authorization` is the one value to forward upstream (None: forward none)."""
-
-    token: VerifiedToken | None  # None on a free route
-    lease: Lease | None = None
-    authorization: str | None = field(default=None, repr=False)
-
-
 class Paywall:
     def __init__(
         self, routes: RouteHolder, metrics: GatewayMetrics, services: Services | None = None
@@ -81,14 +62,22 @@ class Paywall:
         self._services = services
 
     def attach(self, services: Services) -> None:
-        """Called once by the app's start-up context, when the services exist."""
+        """Called once by the start-up context, when the services exist."""
         self._services = services
+
+    def detach(self) -> None:
+        """Called at shutdown: priced requests are refused (503) from now on."""
+        self._services = None
 
     @property
     def services(self) -> Services:
         if self._services is None:
             raise RuntimeError("Paywall used before its services were attached")
         return self._services
+
+    @property
+    def running(self) -> bool:
+        return self._services is not None
 
     def locate(self, host: str, raw_path: str, method: str) -> Located:
         """Normalise and match; raises BadRequestPath, NoRoute, MethodNotAllowed (405) or
@@ -104,16 +93,40 @@ class Paywall:
         return Located(table, runtime, path, method)
 
     async def admit(
-        self, located: Located, headers: Iterable[tuple[str, str]], client: ClientInfo
-    ) -> Admitted:
+        self,
+        located: Located,
+        headers: Iterable[tuple[str, str]],
+        client: ClientInfo,
+        record: AccessRecord | None = None,
+        *,
+        arrived: float | None = None,
+    ) -> Sale:
         """Decide payment for a located request; raises a Refusal (PaymentRequired, TokenInUse,
-        ChallengeRateLimited, LightningUnavailable, StoreUnavailable), after counting it."""
+        ChallengeRateLimited, LightningUnavailable, StoreUnavailable), after counting it.
+
+        `arrived` (perf_counter) is when the request reached the gateway: the time the
+        gateway adds is counted from it (default: the record's start, else now)."""
+        if arrived is None:
+            arrived = record.started if record is not None else time.perf_counter()
+        if record is not None:
+            record.route = located.runtime.name
+            record.path = located.path.raw
         runtime = located.runtime
-        if runtime.mint is None:
-            return Admitted(None)
+        series = self._metrics.route(runtime.name)
+        if runtime.mint is None:  # free: sold even before start-up (no lease, no store)
+            return Sale(
+                runtime,
+                series,
+                None,
+                lease=None,
+                token=None,
+                authorization=None,
+                arrived=arrived,
+                record=record,
+            )
+        services = self.services
         if runtime.route.pricing is not None:
             headers = list(headers)  # read twice: credentials, then the hook's header values
-        services = self.services
         try:
             admission = await services.auth.admit(credential_headers(headers), runtime.route)
             if admission is None:
@@ -123,10 +136,18 @@ class Paywall:
                 lease = await services.leases.take(admission.token, runtime.route)
         except L402Error as exc:
             raise await self._refuse(located, client, exc, headers) from None
-        self._metrics.route(runtime.name).paid_requests.inc()
+        series.paid_requests.inc()
         services.usage.add(runtime.name)
-        forwarded = admission.authorization if runtime.route.forward_authorization else None
-        return Admitted(admission.token, lease, forwarded)
+        return Sale(
+            runtime,
+            series,
+            services.leases,
+            lease=lease,
+            token=admission.token,
+            authorization=admission.authorization if runtime.route.forward_authorization else None,
+            arrived=arrived,
+            record=record,
+        )
 
     async def _demand_payment(
         self,

@@ -1,9 +1,9 @@
 """Single-use tokens: take a lease before proxying, then consume or give it back.
 
 A paid credential is never burned by a failure on our side: the token is
-consumed only once the upstream answered below 500 (the buyer got an answer
-for its payment); an upstream failure, a 5xx, a timeout or a client that
-disconnects before the answer starts gives the lease back. Commit and
+consumed only once the buyer was served (gateway.paywall.sale decides: an
+upstream answer below 500); an upstream failure, a 5xx, a timeout or a client
+that disconnects before the answer starts gives the lease back. Commit and
 release name the lease this request took, so a request that outlived its
 lease cannot consume or free a lease another request now holds.
 
@@ -25,7 +25,7 @@ from gateway.config.model import Route
 from gateway.l402.errors import L402Error, Reason
 from gateway.l402.verify import VerifiedToken
 from gateway.observability.metrics import GatewayMetrics
-from gateway.server.errors import LeaseLost, StoreUnavailable
+from gateway.paywall.refusals import LeaseLost, StoreUnavailable
 from gateway.store.roles import Leases
 from gateway.store.types import Reservation, ReserveResult, StoreError
 
@@ -90,17 +90,14 @@ class LeaseKeeper:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
-    async def settle(self, lease: Lease, upstream_status: int) -> str | None:
-        """The upstream answered: a 5xx gives the token back, anything else consumes it.
+    async def commit(self, lease: Lease) -> str | None:
+        """The buyer was served: consume the token.
 
         Returns a secret-free note for the access log when the store failed (the
         buyer is served; the token is not consumed and the lease lapses). Raises
         LeaseLost when another request holds the token now: this request's lease
         lapsed, so it must not be answered as paid.
         """
-        if upstream_status >= 500:
-            await self.release(lease)
-            return None
         committing = asyncio.ensure_future(
             self._leases.commit(lease.key_id, lease.lease_id, int(self._clock()))
         )

@@ -1,18 +1,18 @@
-"""The route table in force, with everything a request needs per route built once.
+"""The route table in force, with what deciding needs per route built once.
 
 SIGHUP swaps in a new `RuntimeRoutes` as one object, so a request sees either
-the old configuration or the new one, never a mix: the handler takes the
-table once per request and uses that route's target and mint request.
+the old configuration or the new one, never a mix: the paywall takes the
+table once per request (`Located.table`) and uses that route's mint request
+and CORS policy. How a route is forwarded is the transport's business
+(gateway.server.targets keys its upstream targets by this table's identity).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.config.errors import ConfigError, ConfigErrors
 from gateway.config.model import CorsPolicy, GatewayConfig, Route
 from gateway.l402.mint import MintRequest
-from gateway.proxy.target import ProxyTarget
 
 
 def mint_request(route: Route) -> MintRequest | None:
@@ -35,7 +35,6 @@ def mint_request(route: Route) -> MintRequest | None:
 @dataclass(frozen=True, slots=True)
 class RouteRuntime:
     route: Route
-    target: ProxyTarget
     mint: MintRequest | None
     cors: CorsPolicy | None
 
@@ -44,31 +43,29 @@ class RouteRuntime:
         return self.route.name
 
 
-@dataclass(frozen=True)
+def cors_policy(config: GatewayConfig, route: Route) -> CorsPolicy | None:
+    """The route's own policy, else the global one; `allow_origins: []` on a route turns
+    the global policy off for it."""
+    cors = route.cors if route.cors is not None else config.cors
+    if cors is not None and not cors.allow_origins:
+        return None
+    return cors
+
+
+@dataclass(frozen=True, eq=False)  # identity: transports key per-table state by it
 class RuntimeRoutes:
     config: GatewayConfig
     by_name: dict[str, RouteRuntime]
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> RuntimeRoutes:
-        """Build every route's runtime; failures (an unloadable CA file) name file:line."""
-        by_name: dict[str, RouteRuntime] = {}
-        errors: list[ConfigError] = []
-        for index, route in enumerate(config.routes.routes):
-            try:
-                target = ProxyTarget.for_route(route)
-            except ValueError as exc:
-                errors.append(
-                    ConfigError(str(config.source), route.line, f"routes[{index}]", str(exc))
-                )
-                continue
-            cors = route.cors if route.cors is not None else config.cors
-            if cors is not None and not cors.allow_origins:
-                cors = None  # `allow_origins: []` on a route turns the global policy off
-            by_name[route.name] = RouteRuntime(route, target, mint_request(route), cors)
-        if errors:
-            raise ConfigErrors(errors)
-        return cls(config, by_name)
+        return cls(
+            config,
+            {
+                route.name: RouteRuntime(route, mint_request(route), cors_policy(config, route))
+                for route in config.routes.routes
+            },
+        )
 
     def match(self, host: str, path: str, method: str) -> RouteRuntime | None:
         route = self.config.routes.match(host, path, method)

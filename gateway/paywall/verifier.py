@@ -20,7 +20,7 @@ from gateway.l402 import verify as l402_verify
 from gateway.l402.errors import L402Error, Reason
 from gateway.l402.grammar import CREDENTIAL_HEADERS
 from gateway.l402.verify import VerifiedToken
-from gateway.server.errors import StoreUnavailable
+from gateway.paywall.refusals import StoreUnavailable
 from gateway.store.roles import RootKeys
 from gateway.store.types import StoreError
 

@@ -33,81 +33,21 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any
 
 import aiohttp
 
 from gateway.config.model import PricingHook
 from gateway.observability.metrics import GatewayMetrics
+from gateway.paywall.pricing import Fallback, Price, PriceQuery
 
 log = logging.getLogger("gateway.pricing")
 
 MAX_ANSWER_BYTES = 4096  # `{"price_msats": ...}` needs a few dozen
-MAX_HEADER_VALUE = 1024  # characters of one header's value sent to the hook
 POOL_LIMIT = 32  # concurrent hook calls; more wait for a connection within their deadline
-
-
-class Fallback(StrEnum):
-    """Why a challenge used the fallback price (the metric's closed `reason` set)."""
-
-    TIMEOUT = "timeout"
-    ERROR = "error"  # connection refused or reset, DNS, TLS, or anything unexpected
-    STATUS = "status"
-    INVALID = "invalid"
 
 
 class InvalidPrice(ValueError):
     """The hook's answer is not `{"price_msats": <int in 1..max>}`; the text is secret-free."""
-
-
-@dataclass(frozen=True, slots=True)
-class PriceQuery:
-    """What the hook learns about the request being challenged."""
-
-    route: str
-    method: str
-    path: str  # the normalised path, as matched and forwarded; never the query
-    headers: tuple[tuple[str, str], ...] = ()
-
-    def body(self) -> dict[str, Any]:
-        return {
-            "route": self.route,
-            "method": self.method,
-            "path": self.path,
-            "headers": dict(self.headers),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Price:
-    """The price of one challenge: the hook's, or the fallback with the reason."""
-
-    msat: int
-    fallback: Fallback | None = None
-
-
-def hook_headers(
-    headers: Iterable[tuple[str, str]], names: tuple[str, ...]
-) -> tuple[tuple[str, str], ...]:
-    """The request's values of the configured header names (lower-case), in that order.
-
-    Repeated fields are joined with ", " (RFC 9110 §5.3) and each value is cut
-    at MAX_HEADER_VALUE characters, so the hook's request stays bounded.
-    """
-    if not names:
-        return ()
-    wanted = set(names)
-    found: dict[str, list[str]] = {}
-    for name, value in headers:
-        lowered = name.lower()
-        if lowered in wanted:
-            found.setdefault(lowered, []).append(value)
-    return tuple(
-        (name, ", ".join(found[name])[:MAX_HEADER_VALUE]) for name in names if name in found
-    )
 
 
 def parse_answer(raw: bytes, maximum: int) -> int:

@@ -17,20 +17,31 @@ import yarl
 from gateway.config.model import PathRewrite, Route
 
 
-def make_ssl_context(verify: bool, ca_file: str | None) -> ssl.SSLContext | bool:
-    """TLS settings for an upstream, in the form aiohttp's `ssl=` accepts.
+def tls_context(verify: bool, ca_file: str | None, *, alpn: tuple[str, ...] = ()) -> ssl.SSLContext:
+    """The one rule for an upstream's TLS: the system trust store, or `ca_file` (a private
+    CA), or no verification at all (`verify` false: a self-signed upstream in
+    development). Raises ValueError when the CA file cannot be loaded."""
+    if ca_file is not None and not verify:
+        raise ValueError("ca_file given but TLS verification is disabled")
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+    except (ssl.SSLError, OSError) as exc:
+        raise ValueError(f"cannot load CA file {ca_file}: {exc.strerror or exc}") from exc
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if alpn:
+        context.set_alpn_protocols(list(alpn))
+    return context
 
-    `True` means the system trust store, `False` disables verification (for a
-    self-signed upstream during development); `ca_file` pins a private CA.
-    """
-    if ca_file is not None:
-        if not verify:
-            raise ValueError("ca_file given but TLS verification is disabled")
-        try:
-            return ssl.create_default_context(cafile=ca_file)
-        except (ssl.SSLError, OSError) as exc:
-            raise ValueError(f"cannot load CA file {ca_file}: {exc.strerror or exc}") from exc
-    return verify
+
+def make_ssl_context(verify: bool, ca_file: str | None) -> ssl.SSLContext | bool:
+    """TLS settings for an HTTP/1.1 upstream, in the form aiohttp's `ssl=` accepts: `True`
+    (the system trust store, aiohttp's shared default context), `False` (no verification),
+    or a context pinning `ca_file`."""
+    if ca_file is None:
+        return verify
+    return tls_context(verify, ca_file)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from gateway.lightning import LndError, WalletState
 from gateway.server.admin_api import (
     AdminAuth,
     ReloadHook,
@@ -30,7 +29,7 @@ from gateway.server.admin_api import (
     config_of,
     routes_of,
 )
-from gateway.server.keys import LND_KEY, METRICS_KEY, PUBLIC_APP_KEY, STORE_KEY
+from gateway.server.keys import BACKEND_KEY, METRICS_KEY, PUBLIC_APP_KEY, STORE_KEY
 from gateway.store.types import StoreError
 
 READY_TIMEOUT = 3.0
@@ -45,14 +44,10 @@ async def healthz(_request: web.Request) -> web.Response:
 
 
 async def readiness(public: web.Application) -> dict[str, str]:
-    """LND and store checks, each "ok" or a secret-free reason."""
+    """Lightning backend and store checks, each "ok" or a secret-free reason."""
     checks: dict[str, str] = {}
-    try:
-        state = await public[LND_KEY].get_state(timeout=READY_TIMEOUT)
-        ok = state in (WalletState.RPC_ACTIVE, WalletState.SERVER_ACTIVE)
-        checks["lnd"] = "ok" if ok else f"not ready: {state.name}"
-    except LndError as exc:
-        checks["lnd"] = f"unreachable: {exc.code}"
+    health = await public[BACKEND_KEY].health(READY_TIMEOUT)
+    checks["lnd"] = health.detail
     public[METRICS_KEY].lnd_up.set(1 if checks["lnd"] == "ok" else 0)
     try:
         await asyncio.wait_for(public[STORE_KEY].check_writable(), READY_TIMEOUT)
@@ -112,7 +107,7 @@ def create_admin_app(
     reload: ReloadHook | None = None,
     revoked: RevokedHook | None = _FROM_SOURCE,
 ) -> web.Application:
-    """`source` holds the LND client, store and metrics the probes use (LND_KEY,
+    """`source` holds the Lightning backend, store and metrics the probes use (BACKEND_KEY,
     STORE_KEY, METRICS_KEY): the public app in one process; None for the worker
     supervisor, whose admin app opens its own with `contexts` (cleanup contexts)
     and passes every admin API hook itself. `extra_checks` adds readiness checks

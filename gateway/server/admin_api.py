@@ -28,7 +28,6 @@ from aiohttp import web
 from gateway.config import ConfigErrors, load_config
 from gateway.config.admin import AdminTokenError, read_admin_token
 from gateway.config.model import GatewayConfig, RouteTable
-from gateway.paywall.routes import RuntimeRoutes
 from gateway.server.admin_wire import (
     DEFAULT_PAGE,
     MAX_PAGE,
@@ -41,6 +40,7 @@ from gateway.server.admin_wire import (
 )
 from gateway.server.edge import edge_of
 from gateway.server.keys import HANDLER_KEY, ROUTES_KEY, STORE_KEY
+from gateway.server.targets import build_targets
 from gateway.store.roles import Revocations, TokenCatalog, UsageLedger
 from gateway.store.types import StoreError
 
@@ -316,7 +316,7 @@ def server_reloader(server: ReloadingServer) -> ReloadHook:
 def explain_refusal(path: Path) -> list[str]:
     """Why `path` does not load (file:line: field: message lines) for a refused reload."""
     try:
-        RuntimeRoutes.from_config(load_config(path))
+        build_targets(load_config(path))
     except ConfigErrors as exc:
         return [str(e) for e in exc.errors]
     except ValueError as exc:

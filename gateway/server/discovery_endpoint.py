@@ -28,9 +28,9 @@ from aiohttp import web
 from gateway.config.model import DISCOVERY_MANIFEST_PATH, DiscoveryConfig, RouteTable
 from gateway.discovery.documents import manifest, priced_openapi
 from gateway.http.paths import BadPath, normalize
+from gateway.paywall.access import AccessRecord
+from gateway.paywall.refusals import MethodNotAllowed
 from gateway.paywall.routes import RouteHolder, RuntimeRoutes
-from gateway.server.errors import MethodNotAllowed
-from gateway.server.reqkeys import OUTCOME, PATH
 
 MAX_RENDERED = 64
 ALLOWED = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -65,7 +65,7 @@ class DiscoveryHandler:
         self._table: RuntimeRoutes | None = None
         self._rendered: OrderedDict[tuple[str, tuple[bool, ...]], Rendered] = OrderedDict()
 
-    def answer(self, request: web.Request) -> web.Response | None:
+    def answer(self, request: web.Request, record: AccessRecord) -> web.Response | None:
         table = self._routes.current
         discovery = table.config.discovery
         if not discovery.enabled:
@@ -79,8 +79,8 @@ class DiscoveryHandler:
             return None  # the route lookup refuses it with its reason
         if path.decoded not in discovery.paths:
             return None
-        request[PATH] = path.raw
-        request[OUTCOME] = "discovery"
+        record.path = path.raw
+        record.outcome = "discovery"
         return self._respond(request, table, path.decoded)
 
     def _respond(self, request: web.Request, table: RuntimeRoutes, which: str) -> web.Response:

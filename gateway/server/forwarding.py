@@ -1,31 +1,29 @@
-"""Forward an admitted request upstream and relay the answer, with its lease and metrics.
+"""Forward an admitted request upstream and relay the answer, settling its `Sale`.
 
 Order: (100 Continue, if the client asked and the request is admitted) ->
-open the upstream (the body streams; deadlines inside the lease) -> settle
-the single-use lease on the upstream's status -> stream the body back. A
-client that disconnects before the answer starts cancels the handler
-(`handler_cancellation`): the upstream request is dropped and the lease
-given back. Once the answer has started, the token is consumed.
+open the upstream (the body streams; deadlines inside the lease) -> the sale
+is answered with the upstream's status (a single-use token consumed or given
+back: gateway.paywall.sale) -> stream the body back. A client that disconnects
+before the answer starts cancels the handler (`handler_cancellation`): the
+upstream request is dropped and the token given back. Once the answer has
+started, the token is consumed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 from aiohttp import web
 from aiohttp.http import HttpVersion11
 
 from gateway.http.clientinfo import ClientInfo
-from gateway.http.paths import NormalPath
-from gateway.observability.metrics import GatewayMetrics
-from gateway.paywall.leases import Lease, LeaseKeeper
-from gateway.paywall.routes import RouteRuntime
+from gateway.paywall.decision import Located
+from gateway.paywall.refusals import ExpectationFailed
+from gateway.paywall.sale import Sale
 from gateway.proxy import BodyTooLarge, Proxy, ProxyError, UpstreamTimeout, UpstreamUnreachable
 from gateway.proxy.websocket import is_websocket_upgrade
-from gateway.server.errors import ExpectationFailed
-from gateway.server.reqkeys import ERROR, OUTCOME, UPSTREAM_STATUS
+from gateway.server.targets import RouteTargets
 from gateway.server.upgrade import WebSocketForwarder
 
 log = logging.getLogger("gateway.forwarding")
@@ -73,7 +71,7 @@ async def drain_for_answer(request: web.Request, limit: int, seconds: float) -> 
         return
 
 
-def _upstream_failure_class(exc: ProxyError) -> str | None:
+def upstream_failure_class(exc: ProxyError) -> str | None:
     """The status_class label of an upstream failure; None for the client's own body errors."""
     if isinstance(exc, UpstreamTimeout):
         return "timeout"
@@ -83,72 +81,51 @@ def _upstream_failure_class(exc: ProxyError) -> str | None:
 
 
 class Forwarder:
-    def __init__(self, proxy: Proxy, leases: LeaseKeeper, metrics: GatewayMetrics) -> None:
+    def __init__(self, proxy: Proxy, targets: RouteTargets) -> None:
         self._proxy = proxy
-        self._leases = leases
-        self._metrics = metrics
-        self.websockets = WebSocketForwarder(leases, metrics)
+        self._targets = targets
+        self.websockets = WebSocketForwarder(targets)
 
     async def forward(
-        self,
-        request: web.Request,
-        runtime: RouteRuntime,
-        path: NormalPath,
-        client: ClientInfo,
-        authorization: str | None,
-        started: float,
-        lease: Lease | None,
+        self, request: web.Request, located: Located, client: ClientInfo, sale: Sale
     ) -> web.StreamResponse:
         if is_websocket_upgrade(request):
-            return await self.websockets.forward(
-                request, runtime, path, client, authorization, started, lease
-            )
-        series = self._metrics.route(runtime.name)
+            return await self.websockets.forward(request, located, client, sale)
+        target = self._targets.http(located.table, located.runtime)
         try:
             await send_continue(request)
             opened = await self._proxy.open(
-                request, runtime.target, path.raw, client, authorization
+                request, target, located.path.raw, client, sale.authorization
             )
         except ProxyError as exc:
-            failure = _upstream_failure_class(exc)
-            if failure is not None:
-                series.upstream_requests(failure).inc()
-            if lease is not None:
-                await self._leases.release(lease)
+            await sale.failed(upstream_failure_class(exc))
             if isinstance(exc, BodyTooLarge):
-                await drain_for_answer(
-                    request, DRAIN_LIMIT_BYTES, runtime.target.body_timeout_seconds
-                )
+                await drain_for_answer(request, DRAIN_LIMIT_BYTES, target.body_timeout_seconds)
             raise
-        except BaseException:  # cancelled (client gone) or an unexpected error: give it back
-            if lease is not None:
-                await self._leases.release(lease)
+        except asyncio.CancelledError:  # the client went away before the answer
+            await sale.client_left()
             raise
-        series.upstream_latency.observe(opened.elapsed)
-        series.upstream_requests(f"{opened.status // 100}xx").inc()
-        if lease is not None:
-            try:
-                note = await self._leases.settle(lease, opened.status)
-            except BaseException:
-                opened.close()
-                raise
-            if note is not None:
-                request[ERROR] = note
-        series.added_latency.observe(max(time.perf_counter() - started - opened.elapsed, 0.0))
-        request[UPSTREAM_STATUS] = opened.status
+        except BaseException:  # an unexpected error: no answer, so the token is kept
+            await sale.failed(None)
+            raise
+        try:
+            await sale.answered(opened.status)
+        except BaseException:
+            opened.close()
+            raise
         try:
             return await self._proxy.relay(request, opened)
         except asyncio.CancelledError:
-            request[OUTCOME] = "client_disconnected"
+            sale.outcome("client_disconnected")
             raise
         finally:
             # Past the headers nothing can be answered as HTTP: say what happened in the log.
             if opened.failure is not None:
-                request[OUTCOME] = opened.failure.reason
-                request[ERROR] = f"after the response started: {opened.failure.detail}"
+                sale.outcome(opened.failure.reason)
+                sale.note(f"after the response started: {opened.failure.detail}")
                 log.warning(
                     "upstream failed mid-response",
-                    extra={"route": runtime.name, "error": opened.failure.reason},
+                    extra={"route": located.runtime.name, "error": opened.failure.reason},
                 )
             elif opened.client_disconnected:
-                request[OUTCOME] = "client_disconnected"
+                sale.outcome("client_disconnected")

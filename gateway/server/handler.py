@@ -1,30 +1,27 @@
 """The public listener's HTTP/1.1 handler: locate, answer preflights, decide payment, forward.
 
-Discovery documents (gateway.server.discovery_endpoint) are answered first, before
-any route is looked up.
+Discovery documents (gateway.server.discovery_endpoint) are answered first,
+before any route is looked up.
 
 Built once with its collaborators (no `request.app[...]` lookups), so the
 whole request path runs in unit tests with an in-memory invoice source and an
 in-memory SQLite store. The decision itself is the transport-neutral
-`Paywall` (gateway.paywall.decision), shared with the HTTP/2 engine and the
-embedded middleware; forwarding is gateway.server.forwarding. Every refusal
-is raised as a typed `Refusal` and rendered by the error middleware.
+`Paywall` (gateway.paywall), shared with the HTTP/2 engine and the embedded
+middleware; it hands back a `Sale` that forwarding settles
+(gateway.server.forwarding). Every refusal is raised as a typed `Refusal` and
+rendered by the error middleware.
 """
 
 from __future__ import annotations
 
-import time
-
 from aiohttp import web
 
 from gateway.paywall.decision import Paywall
-from gateway.paywall.refusals import Refusal
 from gateway.server.caller import client_of
 from gateway.server.cors import PREFLIGHT, is_preflight, preflight_response
 from gateway.server.discovery_endpoint import DiscoveryHandler
-from gateway.server.errors import PaymentRequired
 from gateway.server.forwarding import Forwarder
-from gateway.server.reqkeys import CORS, ERROR, OUTCOME, PATH, ROUTE, TOKEN_ID
+from gateway.server.reqkeys import ACCESS, CORS
 
 
 class PublicHandler:
@@ -53,34 +50,22 @@ class PublicHandler:
         return self._forwarder
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        started = time.perf_counter()
+        record = request[ACCESS]
         if self._discovery is not None:  # before any route: never priced or forwarded
-            answered = self._discovery.answer(request)
+            answered = self._discovery.answer(request, record)
             if answered is not None:
                 return answered
         preflight = is_preflight(request)
         method = request.headers[PREFLIGHT] if preflight else request.method
         located = self.paywall.locate(request.host, request.rel_url.raw_path, method)
         runtime = located.runtime
-        request[PATH] = located.path.raw
-        request[ROUTE] = runtime.name
+        record.route = runtime.name
+        record.path = located.path.raw
         if runtime.cors is not None:
             request[CORS] = runtime.cors
         if preflight:
-            request[OUTCOME] = "preflight"
+            record.outcome = "preflight"
             return preflight_response(request, runtime.cors)
         client = client_of(request, located.table.config.trusted_proxies)
-        try:
-            admitted = await self.paywall.admit(located, request.headers.items(), client)
-        except Refusal as exc:
-            if isinstance(exc, PaymentRequired) and exc.refused is not None:
-                request[ERROR] = exc.refused.detail  # secret-free by the core's contract
-            raise
-        if admitted.token is None:
-            request[OUTCOME] = "free"
-        else:
-            request[OUTCOME] = "paid"
-            request[TOKEN_ID] = admitted.token.token_id_hex
-        return await self.forwarder.forward(
-            request, runtime, located.path, client, admitted.authorization, started, admitted.lease
-        )
+        sale = await self.paywall.admit(located, request.headers.items(), client, record)
+        return await self.forwarder.forward(request, located, client, sale)

@@ -22,8 +22,9 @@ from aiohttp import web
 from gateway.config import load_config
 from gateway.config.errors import ConfigErrors
 from gateway.config.model import GatewayConfig, Listener
+from gateway.config.restart import restart_needed
 from gateway.h2engine.proxy import H2Proxy
-from gateway.lightning import LndClient
+from gateway.lightning.backend import Backend
 from gateway.observability.metrics import GatewayMetrics
 from gateway.paywall.routes import RuntimeRoutes
 from gateway.server.admin import create_admin_app, log_readiness_change, readiness
@@ -37,7 +38,7 @@ from gateway.server.edge import (
     start_listener,
 )
 from gateway.server.h2_admission import H2Admission
-from gateway.server.keys import HANDLER_KEY, ROUTES_KEY
+from gateway.server.keys import HANDLER_KEY, ROUTES_KEY, TARGETS_KEY
 from gateway.store.roles import Store
 
 log = logging.getLogger("gateway.serve")
@@ -106,7 +107,7 @@ class GatewayServer:
         *,
         metrics: GatewayMetrics | None = None,
         store: Store | None = None,
-        lnd: LndClient | None = None,
+        backend: Backend | None = None,
         shutdown_timeout: float = SHUTDOWN_TIMEOUT,
         clock: Callable[[], float] = time.time,
         follow_settlements: bool = True,
@@ -119,7 +120,7 @@ class GatewayServer:
             config,
             self.metrics,
             store=store,
-            lnd=lnd,
+            backend=backend,
             clock=clock,
             follow_settlements=follow_settlements,
         )
@@ -160,7 +161,7 @@ class GatewayServer:
         nofile = raise_descriptor_limit()
         self.public.gate.limit = listen.max_connections or default_max_connections(nofile)
         # gRPC over HTTP/2 on the public port, decided by the same paywall.
-        self.h2 = H2Proxy(H2Admission(self.app[HANDLER_KEY].paywall, self.metrics))
+        self.h2 = H2Proxy(H2Admission(self.app[HANDLER_KEY].paywall, self.app[TARGETS_KEY]))
         self.public.http2 = self.h2.connection
         ports = [await listening.start() for listening in self._listening]
         self.public_port = ports[0]
@@ -193,6 +194,7 @@ class GatewayServer:
         try:
             config = load_config(path)
             routes = RuntimeRoutes.from_config(config)
+            self.app[TARGETS_KEY].prepare(routes)
         except (ConfigErrors, ValueError) as exc:
             self.metrics.config_reloads.labels(result="error").inc()
             log.error(
@@ -200,12 +202,12 @@ class GatewayServer:
                 extra={"config": str(path), "error": str(exc)},
             )
             return False
-        if (config.listen, config.lnd, config.store) != (
-            self.config.listen,
-            self.config.lnd,
-            self.config.store,
-        ):
-            log.warning("listener, LND and store changes need a restart; routes reloaded")
+        pending = restart_needed(self.config, config)
+        if pending:
+            log.warning(
+                "these settings changed but need a restart to take effect; routes reloaded",
+                extra={"config": ", ".join(pending)},
+            )
         self.app[ROUTES_KEY].current = routes
         services = self.app[HANDLER_KEY].paywall.services
         services.auth.cache.clear()

@@ -2,10 +2,11 @@
 
 An admitted upgrade (paid, or on a free route) goes: check the client's
 handshake -> take a session slot -> open the upstream WebSocket within the
-route's upstream timeout -> settle a single-use lease on the upstream's 101
-(committed: one payment buys one session; a refusal, failure or timeout has
-already released it) -> accept the client's upgrade with the subprotocol the
-upstream chose -> relay (gateway.proxy.wsrelay) until a side closes.
+route's upstream timeout -> the `Sale` is answered with the upstream's 101
+(a single-use token consumed: one payment buys one session; a refusal,
+failure or timeout has already given it back) -> accept the client's upgrade
+with the subprotocol the upstream chose -> relay (gateway.proxy.wsrelay)
+until a side closes.
 
 A refused upgrade (any answer but 101) is a 502 and nothing of the
 upstream's answer is passed on: a single-use token it released must not buy
@@ -23,16 +24,14 @@ import asyncio
 import contextlib
 import logging
 import resource
-import time
 
 from aiohttp import WSCloseCode, web
 
 from gateway.config.model import Route
 from gateway.http.clientinfo import ClientInfo
-from gateway.http.paths import NormalPath
-from gateway.observability.metrics import GatewayMetrics, RouteSeries
-from gateway.paywall.leases import Lease, LeaseKeeper
-from gateway.paywall.routes import RouteRuntime
+from gateway.paywall.decision import Located
+from gateway.paywall.refusals import RETRY_AFTER_SECONDS, GatewayError
+from gateway.paywall.sale import Sale
 from gateway.proxy.errors import ProxyError, UpstreamTimeout
 from gateway.proxy.websocket import (
     RelayLimits,
@@ -43,8 +42,7 @@ from gateway.proxy.websocket import (
 )
 from gateway.proxy.wsrelay import Ending, Relay, Summary
 from gateway.server.edge import default_max_connections
-from gateway.server.errors import RETRY_AFTER_SECONDS, GatewayError
-from gateway.server.reqkeys import ERROR, OUTCOME, ROUTE, UPSTREAM_STATUS
+from gateway.server.targets import RouteTargets
 
 log = logging.getLogger("gateway.websocket")
 
@@ -86,15 +84,13 @@ class WebSocketForwarder:
 
     def __init__(
         self,
-        leases: LeaseKeeper,
-        metrics: GatewayMetrics,
+        targets: RouteTargets,
         *,
         max_sessions: int | None = None,
         idle_timeout_seconds: float = DEFAULT_IDLE_TIMEOUT_SECONDS,
         close_timeout_seconds: float = DEFAULT_CLOSE_TIMEOUT_SECONDS,
     ) -> None:
-        self._leases = leases
-        self._metrics = metrics
+        self._targets = targets
         self.max_sessions = max_sessions if max_sessions is not None else default_max_sessions()
         self.idle_timeout_seconds = idle_timeout_seconds
         self.close_timeout_seconds = close_timeout_seconds
@@ -119,52 +115,28 @@ class WebSocketForwarder:
             relay.stop()
 
     async def forward(
-        self,
-        request: web.Request,
-        runtime: RouteRuntime,
-        path: NormalPath,
-        client: ClientInfo,
-        authorization: str | None,
-        started: float,
-        lease: Lease | None,
+        self, request: web.Request, located: Located, client: ClientInfo, sale: Sale
     ) -> web.StreamResponse:
         try:
             check_handshake(request)
             if self._slots >= self.max_sessions:
                 raise WebSocketCapacity()
         except BaseException:
-            if lease is not None:
-                await self._leases.release(lease)
+            await sale.failed(None)
             raise
         self._slots += 1
         try:
-            return await self._session(
-                request, runtime, path, client, authorization, started, lease
-            )
+            return await self._session(request, located, client, sale)
         finally:
             self._slots -= 1
 
     async def _session(
-        self,
-        request: web.Request,
-        runtime: RouteRuntime,
-        path: NormalPath,
-        client: ClientInfo,
-        authorization: str | None,
-        started: float,
-        lease: Lease | None,
+        self, request: web.Request, located: Located, client: ClientInfo, sale: Sale
     ) -> web.StreamResponse:
-        series = self._metrics.route(runtime.name)
-        limits = self.limits(runtime.route)
-        upstream = await self._connect(request, runtime, path, client, authorization, lease, series)
+        limits = self.limits(located.runtime.route)
+        upstream = await self._connect(request, located, client, sale)
         try:
-            if lease is not None:
-                note = await self._leases.settle(lease, 101)
-                if note is not None:
-                    request[ERROR] = note
-            request[UPSTREAM_STATUS] = 101
-            elapsed = time.perf_counter() - started - upstream.elapsed
-            series.added_latency.observe(max(elapsed, 0.0))
+            await sale.answered(101)
             protocol = upstream.ws.protocol
             ws = web.WebSocketResponse(
                 protocols=(protocol,) if protocol else (),
@@ -175,38 +147,34 @@ class WebSocketForwarder:
             )
             await ws.prepare(request)
         except ConnectionError:
-            request[OUTCOME] = "client_disconnected"
+            sale.outcome("client_disconnected")
             await self._discard(upstream, "client went away")
             return web.Response(status=499)  # never sent: the client is gone
         except BaseException:
             await self._discard(upstream, "gateway error")
             raise
-        return await self._relay(request, ws, upstream, limits)
+        return await self._relay(request, ws, upstream, limits, sale)
 
     async def _connect(
-        self,
-        request: web.Request,
-        runtime: RouteRuntime,
-        path: NormalPath,
-        client: ClientInfo,
-        authorization: str | None,
-        lease: Lease | None,
-        series: RouteSeries,
+        self, request: web.Request, located: Located, client: ClientInfo, sale: Sale
     ) -> UpstreamSocket:
-        """The upstream socket; any failure gives the single-use lease back."""
+        """The upstream socket; any failure gives the single-use token back."""
+        target = self._targets.http(located.table, located.runtime)
         try:
-            upstream = await connect_upstream(
-                request, runtime.target, path.raw, client, authorization, self.limits(runtime.route)
+            return await connect_upstream(
+                request,
+                target,
+                located.path.raw,
+                client,
+                sale.authorization,
+                self.limits(located.runtime.route),
             )
-        except BaseException as exc:
-            if isinstance(exc, ProxyError):
-                series.upstream_requests(_failure_class(exc)).inc()
-            if lease is not None:
-                await self._leases.release(lease)
+        except asyncio.CancelledError:
+            await sale.client_left()
             raise
-        series.upstream_latency.observe(upstream.elapsed)
-        series.upstream_requests("1xx").inc()
-        return upstream
+        except BaseException as exc:
+            await sale.failed(_failure_class(exc) if isinstance(exc, ProxyError) else None)
+            raise
 
     async def _relay(
         self,
@@ -214,18 +182,19 @@ class WebSocketForwarder:
         ws: web.WebSocketResponse,
         upstream: UpstreamSocket,
         limits: RelayLimits,
+        sale: Sale,
     ) -> web.StreamResponse:
         relay = Relay(ws, upstream.ws, limits)
         self._relays.add(relay)
         try:
             summary = await relay.run()
         except asyncio.CancelledError:  # the client's connection was lost
-            request[OUTCOME] = "client_disconnected"
+            sale.outcome("client_disconnected")
             await self._discard(upstream, "client went away")
             raise
         except Exception:  # past the 101 nothing can be answered as HTTP: close both sides
-            log.exception("websocket relay failed", extra={"route": request.get(ROUTE)})
-            request[OUTCOME] = "internal_error"
+            log.exception("websocket relay failed", extra={"route": sale.runtime.name})
+            sale.outcome("internal_error")
             await self._discard(upstream, "gateway error")
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(self.close_timeout_seconds):
@@ -234,7 +203,7 @@ class WebSocketForwarder:
         finally:
             self._relays.discard(relay)
         await upstream.session.close()
-        self._record(request, summary)
+        _record(sale, summary)
         await relay.close_client()  # the last wait: see Relay.close_client
         return ws
 
@@ -244,13 +213,13 @@ class WebSocketForwarder:
             upstream.discard(WSCloseCode.GOING_AWAY, reason, self.close_timeout_seconds)
         )
 
-    @staticmethod
-    def _record(request: web.Request, summary: Summary) -> None:
-        """The access log's outcome; codes and counts only (payloads and reasons are data)."""
-        request[OUTCOME] = f"websocket_{summary.ending.value}"
-        if summary.ending in _FAILED:
-            request[ERROR] = (
-                f"closed with {summary.sent_to_client} to the client and "
-                f"{summary.sent_to_upstream} upstream after {summary.messages_up} messages up "
-                f"and {summary.messages_down} down"
-            )
+
+def _record(sale: Sale, summary: Summary) -> None:
+    """The access log's outcome; codes and counts only (payloads and reasons are data)."""
+    sale.outcome(f"websocket_{summary.ending.value}")
+    if summary.ending in _FAILED:
+        sale.note(
+            f"closed with {summary.sent_to_client} to the client and "
+            f"{summary.sent_to_upstream} upstream after {summary.messages_up} messages up "
+            f"and {summary.messages_down} down"
+        )

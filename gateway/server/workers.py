@@ -250,7 +250,7 @@ class _Admin:
         from gateway.observability.metrics import GatewayMetrics
         from gateway.server.admin import create_admin_app
         from gateway.server.admin_api import auth_for
-        from gateway.server.app import lnd_context, store_context
+        from gateway.server.app import backend_context, store_context
         from gateway.server.keys import METRICS_KEY
         from gateway.server.serve import admin_listening
 
@@ -260,7 +260,7 @@ class _Admin:
         self.app = create_admin_app(
             None,
             registry,
-            contexts=(store_context(config, None), lnd_context(config, None)),
+            contexts=(store_context(config), backend_context(config, metrics)),
             extra_checks=lambda: _workers_check(supervisor),
             auth=auth_for(config),
             routes=lambda: supervisor.config.routes,

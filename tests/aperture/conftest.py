@@ -19,7 +19,7 @@ from aiohttp import web
 
 from gateway.buyer import CredentialCache, FetchResult, L402Client, LndPayer, SpendPolicy
 from gateway.demo_upstream import make_signal_app
-from gateway.lightning import LndClient
+from gateway.lightning.lnd import LndClient
 from gateway.regtest.network import Descriptor
 from gateway.regtest.processes import pid_alive
 from tests.support.aperture import (

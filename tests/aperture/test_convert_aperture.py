@@ -66,8 +66,8 @@ def test_ep212_converts_completely(tmp_path: Path, capsys: pytest.CaptureFixture
     assert premium.private_invoices is False  # Aperture's invoices carry no route hints
     assert premium.invoice_expiry_seconds == 86_400
     assert str(config.listen.public) == "127.0.0.1:8080"
-    assert config.lnd.host == "lnd.internal:10009"
-    assert config.lnd.macaroon == Path("/srv/aperture/lnd/invoice.macaroon")
+    assert config.lightning.host == "lnd.internal:10009"
+    assert config.lightning.macaroon == Path("/srv/aperture/lnd/invoice.macaroon")
     # A new database on the same server; Aperture's password is never copied.
     assert config.store.url == (
         "postgresql://aperture@db.internal:5432/l402_gateway?sslmode=require"

@@ -24,7 +24,7 @@ from aiohttp import web
 from playwright.async_api import BrowserContext, async_playwright
 
 from gateway.config import load_config
-from gateway.lightning import LndClient
+from gateway.lightning.lnd import LndClient
 from gateway.regtest.network import Descriptor
 from gateway.regtest.processes import free_port
 from gateway.server.serve import GatewayServer

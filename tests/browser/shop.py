@@ -11,7 +11,7 @@ import aiohttp
 from aiohttp import web
 from playwright.async_api import BrowserContext, Page
 
-from gateway.lightning import LndClient
+from gateway.lightning.lnd import LndClient
 from gateway.server.serve import GatewayServer
 from tests.gateway.harness import metric, pay
 

@@ -13,7 +13,7 @@ from coincurve import PrivateKey
 
 from gateway.buyer.errors import PaymentError
 from gateway.buyer.payers import LndPayer, WalletExecutorPayer, validate_preimage
-from gateway.lightning.errors import LndInvalidArgument, LndUnavailable, PaymentFailed
+from gateway.lightning.errors import BackendUnavailable, InvalidRequest, PaymentFailed
 from gateway.lightning.types import Payment
 
 from .fakes import Executor, Seller, make_invoice
@@ -195,9 +195,9 @@ async def test_lnd_payer_success() -> None:
     [
         # a final FAILED state, or LND refusing the request: nothing moved
         (PaymentFailed(SEND, "FAILURE_REASON_NO_ROUTE"), "payment_failed", None, None),
-        (LndInvalidArgument(SEND, "INVALID_ARGUMENT", "x"), "lnd_error", "INVALID_ARGUMENT", None),
+        (InvalidRequest(SEND, "INVALID_ARGUMENT", "x"), "lnd_error", "INVALID_ARGUMENT", None),
         # the stream broke or timed out: the payment may be in flight (amount + fee limit)
-        (LndUnavailable(SEND, "UNAVAILABLE", "down"), "lnd_error", "UNAVAILABLE", 15_000),
+        (BackendUnavailable(SEND, "UNAVAILABLE", "down"), "lnd_error", "UNAVAILABLE", 15_000),
         (TimeoutError(), "payment_timeout", None, 15_000),
     ],
 )  # fmt: skip

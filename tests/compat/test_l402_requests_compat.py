@@ -25,7 +25,7 @@ from l402_requests.credential_cache import L402Credential
 from l402_requests.wallets import LndWallet, WalletBase
 
 from gateway.buyer.invoice import inspect_macaroon
-from gateway.lightning import LndClient
+from gateway.lightning.lnd import LndClient
 from gateway.regtest.network import Descriptor
 from gateway.rehearsal.stack import ROUTE_A_PATH, SellerStack
 from tests.compat.lnd_rest import LndRestRouter

@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 
 from gateway.embed import L402, LndSettings
-from gateway.lightning import LndClient
+from gateway.lightning.backend import Backend
 from gateway.store import open_store
 from tests.embed.shop import (
     METRICS_PATH,
@@ -116,7 +116,7 @@ async def open_shop(
         lnd=dummy_lnd(tmp_path),
         store_url="sqlite::memory:",
         options={**OPTIONS, "store": {"prune_after_days": 0}},
-        lnd_client=cast(LndClient, invoices),
+        lightning=cast(Backend, invoices),
         store=store,
         clock=clock,
         follow_settlements=False,  # the fake has no SubscribeInvoices; the regtest suite does

@@ -130,8 +130,8 @@ def test_routes_from_code_take_the_loaders_defaults_and_types(tmp_path: Path) ->
     assert config.routes.routes[1].is_free
     assert config.store.url == "postgresql://shop:pa$$word@127.0.0.1/shop"  # no ${VAR} rewriting
     assert (config.store.prune_after_days, config.challenge_rate_limit.per_minute) == (0, 5)
-    assert config.lnd.tls_cert == tmp_path / "tls.cert"
-    assert config.lnd.macaroon == tmp_path / "invoice.macaroon"  # relative to base_dir
+    assert config.lightning.tls_cert == tmp_path / "tls.cert"
+    assert config.lightning.macaroon == tmp_path / "invoice.macaroon"  # relative to base_dir
 
 
 def test_code_config_checks_lnd_files_like_the_file_does(tmp_path: Path) -> None:

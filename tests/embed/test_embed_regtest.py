@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 
 from gateway.embed import L402, LndSettings
-from gateway.lightning import LndClient
+from gateway.lightning.lnd import LndClient
 from gateway.regtest.network import Descriptor
 from tests.embed.shop import (
     METRICS_PATH,

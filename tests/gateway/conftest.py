@@ -16,7 +16,7 @@ import yaml
 from aiohttp import web
 
 from gateway.config import load_config
-from gateway.lightning import LndClient
+from gateway.lightning.lnd import LndClient
 from gateway.regtest.network import Descriptor
 from gateway.regtest.processes import free_port
 from gateway.server.serve import GatewayServer

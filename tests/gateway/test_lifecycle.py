@@ -12,7 +12,7 @@ import pytest
 
 from gateway.l402 import macaroons
 from gateway.l402.identifier import Identifier
-from gateway.lightning import LndClient
+from gateway.lightning.lnd import LndClient
 from gateway.store import open_store
 from tests.gateway.harness import (
     PRICES_SATS,

@@ -12,7 +12,7 @@ from multidict import CIMultiDictProxy
 
 from gateway.l402 import macaroons
 from gateway.l402.identifier import Identifier
-from gateway.lightning import LndClient
+from gateway.lightning.lnd import LndClient
 from gateway.regtest.network import Descriptor
 from tests.gateway.harness import (
     PRICES_SATS,

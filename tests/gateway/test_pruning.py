@@ -19,11 +19,12 @@ import pytest
 from gateway.config import load_config
 from gateway.jobs.pruning import DAY_SECONDS, PruneResult, TokenPruner
 from gateway.l402.mint import Challenge, Minter, MintRequest
-from gateway.lightning import InvoiceState, LndClient
+from gateway.lightning import InvoiceState
+from gateway.lightning.lnd import LndClient
 from gateway.observability.metrics import GatewayMetrics
 from gateway.regtest.network import Descriptor
 from gateway.regtest.processes import free_port
-from gateway.server.app import BACKGROUND_KEY
+from gateway.server.keys import BACKGROUND_KEY
 from gateway.server.serve import GatewayServer
 from gateway.store import Store, open_store
 from gateway.store.types import SettledInvoice

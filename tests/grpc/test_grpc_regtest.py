@@ -9,7 +9,7 @@ import pytest
 
 from gateway.config import load_config
 from gateway.l402 import macaroons
-from gateway.lightning import LndClient
+from gateway.lightning.lnd import LndClient
 from gateway.regtest.network import Descriptor
 from gateway.regtest.processes import free_port
 from gateway.server.serve import GatewayServer

@@ -6,13 +6,13 @@ import grpc
 import pytest
 
 from gateway.lightning.errors import (
-    LndError,
-    LndInvalidArgument,
-    LndNotFound,
-    LndPermissionDenied,
-    LndUnavailable,
-    from_rpc_error,
+    BackendError,
+    BackendUnavailable,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
 )
+from gateway.lightning.lnd.status import from_rpc_error
 
 
 def _rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
@@ -22,24 +22,24 @@ def _rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
 @pytest.mark.parametrize(
     ("code", "details", "expected"),
     [
-        (grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses", LndUnavailable),
-        (grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded", LndUnavailable),
-        (grpc.StatusCode.PERMISSION_DENIED, "permission denied", LndPermissionDenied),
-        (grpc.StatusCode.UNKNOWN, "permission denied", LndPermissionDenied),
-        (grpc.StatusCode.UNKNOWN, "verification failed: signature mismatch", LndPermissionDenied),
-        (grpc.StatusCode.UNKNOWN, "unable to locate invoice", LndNotFound),
-        (grpc.StatusCode.NOT_FOUND, "no such thing", LndNotFound),
+        (grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses", BackendUnavailable),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded", BackendUnavailable),
+        (grpc.StatusCode.PERMISSION_DENIED, "permission denied", PermissionDenied),
+        (grpc.StatusCode.UNKNOWN, "permission denied", PermissionDenied),
+        (grpc.StatusCode.UNKNOWN, "verification failed: signature mismatch", PermissionDenied),
+        (grpc.StatusCode.UNKNOWN, "unable to locate invoice", NotFound),
+        (grpc.StatusCode.NOT_FOUND, "no such thing", NotFound),
         (
             grpc.StatusCode.UNKNOWN,
             "the RPC server is in the process of starting up, but not yet ready",
-            LndUnavailable,
+            BackendUnavailable,
         ),
-        (grpc.StatusCode.UNKNOWN, "server is still in the process of starting", LndUnavailable),
-        (grpc.StatusCode.INVALID_ARGUMENT, "bad", LndInvalidArgument),
-        (grpc.StatusCode.UNKNOWN, "something else", LndError),
+        (grpc.StatusCode.UNKNOWN, "server is still in the process of starting", BackendUnavailable),
+        (grpc.StatusCode.INVALID_ARGUMENT, "bad", InvalidRequest),
+        (grpc.StatusCode.UNKNOWN, "something else", BackendError),
     ],
 )
-def test_error_mapping(code: grpc.StatusCode, details: str, expected: type[LndError]) -> None:
+def test_error_mapping(code: grpc.StatusCode, details: str, expected: type[BackendError]) -> None:
     error = from_rpc_error("AddInvoice", _rpc_error(code, details))
     assert type(error) is expected
     assert error.method == "AddInvoice"

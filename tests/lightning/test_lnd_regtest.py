@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 
 from gateway.lightning import (
+    BackendError,
+    BackendUnavailable,
     InvoiceState,
-    LndClient,
-    LndError,
-    LndNotFound,
-    LndPermissionDenied,
-    LndUnavailable,
+    NotFound,
     PaymentFailed,
+    PermissionDenied,
     WalletState,
 )
+from gateway.lightning.lnd import LndClient
 from gateway.regtest.network import Descriptor
 from gateway.regtest.processes import free_port
 
@@ -121,15 +121,15 @@ async def test_invoice_macaroon_cannot_pay_or_get_info(
     seller_invoices: LndClient, buyer_admin: LndClient
 ) -> None:
     invoice = await buyer_admin.add_invoice(value_msat=1_000, memo="x", expiry=60)
-    with pytest.raises(LndPermissionDenied) as exc:
+    with pytest.raises(PermissionDenied) as exc:
         await seller_invoices.pay_invoice(invoice.payment_request, fee_limit_msat=1_000)
     assert exc.value.method == "SendPaymentV2"
-    with pytest.raises(LndPermissionDenied):
+    with pytest.raises(PermissionDenied):
         await seller_invoices.get_info()
 
 
 async def test_unknown_invoice_is_not_found(seller_invoices: LndClient) -> None:
-    with pytest.raises(LndNotFound):
+    with pytest.raises(NotFound):
         await seller_invoices.lookup_invoice(os.urandom(32))
 
 
@@ -144,9 +144,9 @@ async def test_payment_beyond_capacity_fails_with_reason(
 
 
 async def test_garbage_payment_request_is_a_typed_error(buyer_admin: LndClient) -> None:
-    with pytest.raises(LndError) as exc:
+    with pytest.raises(BackendError) as exc:
         await buyer_admin.decode_pay_req("lnbcrt1notaninvoice")
-    assert not isinstance(exc.value, LndUnavailable)
+    assert not isinstance(exc.value, BackendUnavailable)
 
 
 async def test_unreachable_lnd_fails_within_deadline(regtest: Descriptor) -> None:
@@ -158,7 +158,7 @@ async def test_unreachable_lnd_fails_within_deadline(regtest: Descriptor) -> Non
     )
     start = time.monotonic()
     try:
-        with pytest.raises(LndUnavailable):
+        with pytest.raises(BackendUnavailable):
             await client.add_invoice(value_msat=1_000, memo="x", expiry=60)
     finally:
         await client.close()

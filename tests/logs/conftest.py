@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from gateway.observability import logsetup as logs
 from gateway.config import load_config
+from gateway.observability import logsetup as logs
 from gateway.server.serve import GatewayServer
 from tests.logs.support import Secrets, make_upstream, write_gateway_config
 

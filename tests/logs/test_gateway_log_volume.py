@@ -14,8 +14,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from gateway.lightning.lnd import LndClient
 from gateway.observability import logsetup as logs
-from gateway.lightning import LndClient
 from gateway.observability.log_limits import AccessSampler, StormGuard
 from gateway.regtest.network import Descriptor
 from tests.gateway.harness import buy_with

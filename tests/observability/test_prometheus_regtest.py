@@ -16,7 +16,7 @@ from gateway.buyer.cache import CredentialCache
 from gateway.buyer.client import L402Client
 from gateway.buyer.payers import LndPayer
 from gateway.buyer.policy import SpendPolicy
-from gateway.lightning import LndClient
+from gateway.lightning.lnd import LndClient
 from gateway.regtest.network import Descriptor
 from gateway.rehearsal.stack import ROUTE_A_PATH, SATS4AI_PATH, SellerStack
 from tests.support.prometheus import PrometheusServer, sample_value

@@ -119,7 +119,7 @@ def test_installed_wheel_runs_outside_the_checkout(installed: Path, tmp_path: Pa
 
     (tmp_path / "routes.yaml").write_text(
         "lnd: {tls_cert: tls.cert, macaroon: invoice.macaroon}\n"
-        "store: {url: 'sqlite:///tokens.db'}\n"
+        f"store: {{url: 'sqlite://{tmp_path / 'tokens.db'}'}}\n"
         "routes:\n  - {name: p, path: '^/p$', upstream: 'http://127.0.0.1:9/', price_sats: 1}\n"
     )
     checked = run_installed(

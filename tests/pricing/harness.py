@@ -24,7 +24,7 @@ import yaml
 from aiohttp import web
 
 from gateway.config import load_config
-from gateway.lightning import LndClient
+from gateway.lightning.backend import Backend
 from gateway.server.serve import GatewayServer
 from gateway.store import open_store
 from tests.server.harness import SEEN, InProcess, document, upstream_app
@@ -141,7 +141,7 @@ async def gateway_with(
     server = GatewayServer(
         config,
         store=store,
-        lnd=cast(LndClient, invoices),
+        backend=cast(Backend, invoices),
         clock=clock,
         shutdown_timeout=2.0,
         follow_settlements=False,

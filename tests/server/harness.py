@@ -23,7 +23,7 @@ import yaml
 from aiohttp import web
 
 from gateway.config import load_config
-from gateway.lightning import LndClient
+from gateway.lightning.backend import Backend
 from gateway.server.serve import GatewayServer
 from gateway.store import open_store
 from gateway.store.roles import Store
@@ -214,7 +214,7 @@ async def in_process(
     server = GatewayServer(
         config,
         store=store,
-        lnd=cast(LndClient, invoices),
+        backend=cast(Backend, invoices),
         clock=clock,
         shutdown_timeout=2.0,
         follow_settlements=False,  # the fake has no SubscribeInvoices; tests/gateway cover it

@@ -24,7 +24,8 @@ import pytest
 from gateway.jobs.reconcile import reconcile
 from gateway.jobs.settlement import SettlementFollower
 from gateway.l402.mint import Challenge, Minter, MintRequest
-from gateway.lightning import Invoice, InvoiceState, LndClient
+from gateway.lightning import Invoice, InvoiceState
+from gateway.lightning.lnd import LndClient
 from gateway.observability.metrics import GatewayMetrics
 from gateway.regtest.network import Descriptor
 from gateway.store import Store, open_store
@@ -37,7 +38,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 class GatedFeed:
-    """The real seller LND; `subscribe_invoices` waits at a gate the test opens."""
+    """The real seller LND; `settlements` waits at a gate the test opens."""
 
     def __init__(self, lnd: LndClient) -> None:
         self._lnd = lnd
@@ -45,16 +46,14 @@ class GatedFeed:
         self.open = asyncio.Event()
         self.subscriptions: list[tuple[int, int]] = []
 
-    async def list_invoices(self, *args: Any, **kwargs: Any) -> list[Invoice]:
-        return await self._lnd.list_invoices(*args, **kwargs)
+    async def invoices(self, *args: Any, **kwargs: Any) -> list[Invoice]:
+        return await self._lnd.invoices(*args, **kwargs)
 
-    async def subscribe_invoices(
-        self, add_index: int = 0, settle_index: int = 0
-    ) -> AsyncIterator[Invoice]:
-        self.subscriptions.append((add_index, settle_index))
+    async def settlements(self, after: int = 0) -> AsyncIterator[Invoice]:
+        self.subscriptions.append((0, after))
         self.at_gate.set()
         await self.open.wait()
-        async for invoice in self._lnd.subscribe_invoices(add_index, settle_index):
+        async for invoice in self._lnd.settlements(after):
             yield invoice
 
 

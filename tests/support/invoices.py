@@ -1,4 +1,4 @@
-"""A named fake of LND's invoice role for in-process tests of the request path.
+"""A named fake of the Lightning backend's invoice role for in-process tests of the request path.
 
 Real LND covers the same paths in the regtest suites; this one lets unit tests
 reach every branch without a node: it "creates" invoices whose preimages the
@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 
 from gateway.l402.mint import NewInvoice
-from gateway.lightning import LndUnavailable, WalletState
+from gateway.lightning import BackendUnavailable, Health
 
 
 @dataclass
@@ -28,7 +28,7 @@ class MemoryInvoiceSource:
     ) -> NewInvoice:
         self.calls.append((value_msat, memo, expiry, private))
         if self.down:
-            raise LndUnavailable("AddInvoice", "UNAVAILABLE", "fake LND is down")
+            raise BackendUnavailable("AddInvoice", "UNAVAILABLE", "fake LND is down")
         preimage = os.urandom(32)
         payment_hash = hashlib.sha256(preimage).digest()
         self.preimages[payment_hash] = preimage
@@ -39,11 +39,11 @@ class MemoryInvoiceSource:
     def preimage_for(self, payment_hash: bytes) -> bytes:
         return self.preimages[payment_hash]
 
-    async def get_state(self, timeout: float | None = None) -> WalletState:
+    async def health(self, timeout: float) -> Health:
         """The readiness probe's call."""
         if self.down:
-            raise LndUnavailable("GetState", "UNAVAILABLE", "fake LND is down")
-        return WalletState.SERVER_ACTIVE
+            return Health(False, "unreachable: UNAVAILABLE")
+        return Health(True, "ok")
 
     async def close(self) -> None:
         return None

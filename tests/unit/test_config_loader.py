@@ -66,8 +66,8 @@ def test_shipped_config_loads() -> None:
         assert route.private_invoices is True
         assert route.forward_authorization is True
         assert route.upstream.startswith("https://")
-    assert config.lnd.tls_cert == Path("/etc/l402-gateway/lnd/tls.cert")
-    assert config.lnd.macaroon.name == "invoice.macaroon"
+    assert config.lightning.tls_cert == Path("/etc/l402-gateway/lnd/tls.cert")
+    assert config.lightning.macaroon.name == "invoice.macaroon"
     assert config.routes.match("evil.example", "/ep212/premium-signal", "GET") is None
 
 
@@ -91,9 +91,9 @@ def test_defaults(tmp_path: Path) -> None:
         ipaddress.ip_network("127.0.0.1/32"),
         ipaddress.ip_network("::1/128"),
     )
-    assert config.lnd.host == "127.0.0.1:10009"
-    assert config.lnd.tls_cert == tmp_path / "tls.cert"  # relative to the config file
-    assert config.lnd.timeout_seconds == 5.0
+    assert config.lightning.host == "127.0.0.1:10009"
+    assert config.lightning.tls_cert == tmp_path / "tls.cert"  # relative to the config file
+    assert config.lightning.timeout_seconds == 5.0
     assert config.store.url == "sqlite:///var/lib/l402-gateway/tokens.db"
     assert config.verified_cache_size == 10_000
     (route,) = config.routes.routes
@@ -235,7 +235,7 @@ def test_all_errors_are_collected_in_line_order(tmp_path: Path) -> None:
 def test_check_files_false_skips_existence(tmp_path: Path) -> None:
     path = write(tmp_path, MINIMAL, files=False)
     assert {e.field for e in errors_of(path)} == {"lnd.tls_cert", "lnd.macaroon"}
-    assert load_config(path, check_files=False).lnd.macaroon == tmp_path / "invoice.macaroon"
+    assert load_config(path, check_files=False).lightning.macaroon == tmp_path / "invoice.macaroon"
 
 
 def test_env_interpolation(tmp_path: Path) -> None:

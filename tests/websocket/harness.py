@@ -32,7 +32,7 @@ from aiohttp import WSMsgType, web
 from websockets.asyncio.server import ServerConnection
 
 from gateway.config import load_config
-from gateway.lightning import LndClient
+from gateway.lightning.backend import Backend
 from gateway.regtest.network import Descriptor
 from gateway.regtest.processes import free_port
 from gateway.server.keys import HANDLER_KEY
@@ -304,7 +304,7 @@ async def running_rig(
         server = GatewayServer(
             load_config(path, check_files=regtest is not None),
             store=store,
-            lnd=None if regtest is not None else cast(LndClient, invoices),
+            backend=None if regtest is not None else cast(Backend, invoices),
             clock=FakeClock(),
             shutdown_timeout=2.0,
             follow_settlements=regtest is not None,

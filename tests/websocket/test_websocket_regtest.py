@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from gateway.lightning import LndClient
+from gateway.lightning.lnd import LndClient
 from gateway.regtest.network import Descriptor
 from tests.gateway.harness import pay
 from tests.websocket.harness import Bought, Rig, running_rig

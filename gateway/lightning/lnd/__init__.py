@@ -1,1 +1,5 @@
-"""The LND implementation of the Lightning backend (grpc.aio)."""
+"""The LND implementation of the Lightning backend (grpc.aio): LndClient."""
+
+from gateway.lightning.lnd.node import LndClient
+
+__all__ = ["LndClient"]

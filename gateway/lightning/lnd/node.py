@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 
 import grpc
 
-from gateway.lightning.errors import LndError, LndUnavailable, PaymentFailed, from_rpc_error
+from gateway.lightning.backend import Health
+from gateway.lightning.errors import BackendError, BackendUnavailable, PaymentFailed
 from gateway.lightning.lnd.rpc import (
     lightning_pb2,
     lightning_pb2_grpc,
@@ -22,6 +23,7 @@ from gateway.lightning.lnd.rpc import (
     state_pb2,
     state_pb2_grpc,
 )
+from gateway.lightning.lnd.status import from_rpc_error
 from gateway.lightning.types import (
     AddedInvoice,
     Invoice,
@@ -55,7 +57,14 @@ def _read_macaroon(macaroon: Path | str | bytes | None) -> str | None:
 
 
 class LndClient:
-    """A connection to one LND node; cheap calls, one channel, closed with `close()`."""
+    """A connection to one LND node; cheap calls, one channel, closed with `close()`.
+
+    Implements gateway.lightning.backend.Backend (the seller's calls) and
+    RefundPayer; the LND-shaped calls (list_invoices, subscribe_invoices,
+    get_state, decode_pay_req) serve the buyer, the regtest tooling and tests.
+    """
+
+    name = "lnd"
 
     def __init__(
         self,
@@ -212,6 +221,41 @@ class LndClient:
             if self._observer is not None:
                 self._observer("SubscribeInvoices", time.perf_counter() - start, code)
 
+    # The Backend seam (gateway.lightning.backend) -------------------------------------
+
+    async def invoices(
+        self,
+        after: int = 0,
+        limit: int = 100,
+        *,
+        created_since: int = 0,
+        newest_first: bool = False,
+    ) -> list[Invoice]:
+        return await self.list_invoices(
+            index_offset=after,
+            num_max=limit,
+            creation_date_start=created_since,
+            reversed_order=newest_first,
+        )
+
+    def settlements(self, after: int = 0) -> AsyncIterator[Invoice]:
+        # LND replays settlements above settle_index; 0 means "no backlog".
+        return self.subscribe_invoices(settle_index=after)
+
+    async def node_info(self) -> NodeInfo:
+        return await self.get_info()
+
+    async def health(self, timeout: float) -> Health:
+        """Ready once the wallet is unlocked and the RPC server is up (GetState: the one
+        call any macaroon, even none, may make)."""
+        try:
+            state = await self.get_state(timeout=timeout)
+        except BackendError as exc:
+            return Health(False, f"unreachable: {exc.code}")
+        if state in (WalletState.RPC_ACTIVE, WalletState.SERVER_ACTIVE):
+            return Health(True, "ok")
+        return Health(False, f"not ready: {state.name}")
+
     # Buyer calls ------------------------------------------------------------------
 
     async def decode_pay_req(self, bolt11: str, *, timeout: float | None = None) -> PayReq:
@@ -257,9 +301,9 @@ class LndClient:
                     code = reason
                     raise PaymentFailed("SendPaymentV2", reason, update.payment_hash)
             code = "STREAM_ENDED"
-            raise LndUnavailable("SendPaymentV2", code, "payment stream ended without a result")
+            raise BackendUnavailable("SendPaymentV2", code, "payment stream ended without a result")
         except grpc.aio.AioRpcError as exc:
-            error: LndError = from_rpc_error("SendPaymentV2", exc)
+            error: BackendError = from_rpc_error("SendPaymentV2", exc)
             code = error.code
             raise error from None
         finally:

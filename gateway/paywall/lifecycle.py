@@ -1,0 +1,72 @@
+"""Open everything a seller needs, run it, close it: one lifecycle for the proxy and embedding.
+
+`running_seller` opens the store and the Lightning backend (or uses injected
+ones, left to their owner to close), builds the paywall's `Services`, and runs
+what goes beside serving: the paid-request counter's flusher and, once per
+store across processes, the settlement follower and the pruner
+(gateway.jobs). The proxy enters it from an aiohttp cleanup context, the
+embedded middleware from its frameworks' lifespans.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from gateway.config.model import GatewayConfig
+from gateway.jobs.runner import running, store_jobs
+from gateway.lightning.backend import Backend
+from gateway.lightning.factory import open_backend
+from gateway.observability.metrics import GatewayMetrics, backend_observer
+from gateway.paywall.services import Services, build_services
+from gateway.paywall.usage import run_flusher
+from gateway.pricer import OnDemandPricer
+from gateway.store import open_store
+from gateway.store.roles import Store
+
+
+@dataclass(frozen=True)
+class OpenSeller:
+    store: Store
+    backend: Backend
+    services: Services
+    jobs: tuple[str, ...]  # the background jobs running ("settlement", "pruner")
+
+
+@asynccontextmanager
+async def running_seller(
+    config: GatewayConfig,
+    metrics: GatewayMetrics,
+    *,
+    store: Store | None = None,
+    backend: Backend | None = None,
+    follow_settlements: bool = True,
+    clock: Callable[[], float] = time.time,
+) -> AsyncIterator[OpenSeller]:
+    """Raises what opening raised (StoreError, OSError for an unreadable TLS cert, ...),
+    with everything opened so far closed again."""
+    async with AsyncExitStack() as stack:
+        if store is None:
+            store = await open_store(
+                config.store.url, config.base_dir, timeout=config.store.timeout_seconds
+            )
+            stack.push_async_callback(store.close)
+        if backend is None:
+            backend = open_backend(config.lightning, backend_observer(metrics))
+            stack.push_async_callback(backend.close)
+        pricer = OnDemandPricer(metrics)
+        stack.push_async_callback(pricer.close)
+        services = build_services(config, store, backend, metrics, clock, pricer)
+        await stack.enter_async_context(asynccontextmanager(run_flusher)(services.usage, store))
+        jobs = store_jobs(
+            store,
+            backend,
+            metrics,
+            follow_settlements=follow_settlements,
+            prune_after_days=config.store.prune_after_days,
+            clock=clock,
+        )
+        names = await stack.enter_async_context(running(jobs))
+        yield OpenSeller(store, backend, services, names)

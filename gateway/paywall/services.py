@@ -1,0 +1,71 @@
+"""What deciding needs once the store and the Lightning backend are open, wired once.
+
+The proxy (gateway.server.app) and the embedded middleware (gateway.embed)
+both build their `Services` here, from the same configuration rules: the
+verified-credential cache, the challenge issuer with its rate limiter and
+price source, the single-use lease keeper and the paid-request counter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway.config.model import GatewayConfig
+from gateway.l402.mint import InvoiceSource, Minter
+from gateway.observability.metrics import GatewayMetrics
+from gateway.paywall.challenges import ChallengeIssuer
+from gateway.paywall.leases import LeaseKeeper
+from gateway.paywall.pricing import Pricer
+from gateway.paywall.ratelimit import (
+    ChallengeLimiter,
+    LocalChallengeLimiter,
+    SharedChallengeLimiter,
+)
+from gateway.paywall.usage import UsageCounter
+from gateway.paywall.verifier import Authenticator, VerifiedCache
+from gateway.store.roles import Store
+
+VERIFIED_CACHE_TTL = 60.0
+
+
+@dataclass(frozen=True)
+class Services:
+    auth: Authenticator
+    issuer: ChallengeIssuer
+    leases: LeaseKeeper
+    usage: UsageCounter
+
+
+def challenge_limiter(config: GatewayConfig, store: Store) -> ChallengeLimiter:
+    """Shared buckets when the store is shared (PostgreSQL: N replicas or workers must not
+    give a client N allowances), per-process ones on SQLite (docs/decisions.md)."""
+    limit = config.challenge_rate_limit
+    if store.shares_rate_limits:
+        return SharedChallengeLimiter(store, limit.per_minute, limit.burst)
+    return LocalChallengeLimiter(limit.per_minute, limit.burst)
+
+
+def build_services(
+    config: GatewayConfig,
+    store: Store,
+    invoices: InvoiceSource,
+    metrics: GatewayMetrics,
+    clock: Callable[[], float],
+    pricer: Pricer | None,
+) -> Services:
+    """The paywall's collaborators (`pricer` None: no route has a pricing hook)."""
+    return Services(
+        auth=Authenticator(
+            store, VerifiedCache(config.verified_cache_size, VERIFIED_CACHE_TTL), clock
+        ),
+        issuer=ChallengeIssuer(
+            Minter(invoices, store),
+            challenge_limiter(config, store),
+            metrics,
+            clock,
+            pricer=pricer,
+        ),
+        leases=LeaseKeeper(store, metrics, clock),
+        usage=UsageCounter(),
+    )
