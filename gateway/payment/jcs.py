@@ -13,7 +13,13 @@ by Aperture's cross-implementation vectors:
 - numbers are IEEE-754 doubles printed as ECMAScript prints them: the
   shortest round-tripping digits, positional for exponents in (-7, 21],
   exponential (`1e+21`, `1e-7`) otherwise, `-0` as `0`; so an integer above
-  2^53 is rounded (36028797018963968 -> 36028797018963970).
+  2^53 in JSON TEXT is rounded (36028797018963968 -> 36028797018963970:
+  `canonicalize_text`).
+
+A Python `int` handed to `canonicalize` is written exactly, digits as they
+are: within 2^53 that is the JCS form; beyond it the value is outside I-JSON
+(which RFC 8785 presumes) and rounding it would change a number a receipt
+carries (`refundSats` is an int64, and Aperture's vectors pin it exactly).
 
 `loads` is the strict reader every decoder in this package uses: it refuses
 duplicate member names (two readers could pick different values), NaN and
@@ -160,7 +166,7 @@ def _write(value: JSONValue, out: list[str], depth: int) -> None:
     elif value is False:
         out.append("false")
     elif isinstance(value, int):
-        out.append(str(value) if abs(value) <= 2**53 else _number(float(value)))
+        out.append(str(value))  # exact: see module docstring
     elif isinstance(value, float):
         out.append(_number(value))
     elif isinstance(value, str):
@@ -191,7 +197,7 @@ def _write(value: JSONValue, out: list[str], depth: int) -> None:
 
 
 def canonicalize(value: JSONValue) -> bytes:
-    """The RFC 8785 bytes of a Python JSON value (ints above 2^53 become doubles)."""
+    """The RFC 8785 bytes of a Python JSON value (Python ints are written exactly)."""
     out: list[str] = []
     _write(value, out, 0)
     return "".join(out).encode("utf-8")
