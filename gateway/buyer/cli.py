@@ -35,6 +35,7 @@ from gateway.buyer.cachefile import ensure_private_dir
 from gateway.buyer.client import ApprovalRequest, FetchResult, L402Client
 from gateway.buyer.ep212 import run_ep212
 from gateway.buyer.errors import BuyerError, CacheError, SettingsError
+from gateway.buyer.offers import parse_preference
 from gateway.buyer.payers import LndPayer, Payer, WalletExecutorPayer
 from gateway.buyer.policy import SpendPolicy
 from gateway.buyer.report import ep212_summary, failure, fetch_report, fetch_summary
@@ -161,7 +162,10 @@ async def _fetch(
     )
     cache = _cache(args, env)
     async with _session() as session, open_payer(payer_settings, session) as payer:
-        client = L402Client(session, payer, policy, cache, approval=_ask if args.confirm else None)
+        client = L402Client(
+            session, payer, policy, cache, approval=_ask if args.confirm else None,
+            preference=parse_preference(args.prefer),
+        )  # fmt: skip
         return await client.fetch(
             args.method, args.url, data=args.data, headers=headers, force_refresh=args.refresh
         )
@@ -199,6 +203,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     fetch.add_argument("--refresh", action="store_true", help="ignore a cached credential")
     fetch.add_argument("--confirm", action="store_true", help="ask on the terminal before paying")
+    fetch.add_argument(
+        "--prefer",
+        default="l402,payment",
+        help="schemes to answer a 402 with, in order (l402, payment; default l402,payment)",
+    )
     return parser
 
 
@@ -225,6 +234,10 @@ def _run_ep212(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def _usage_problem(args: argparse.Namespace) -> str | None:
     if args.max_msats < 0:
         return "--max-msats must not be negative"
+    try:
+        parse_preference(args.prefer)
+    except ValueError as exc:
+        return f"--prefer: {exc}"
     if not _METHOD.fullmatch(args.method):
         return "--method must be an HTTP method name such as GET or POST"
     return _url_problem(args.url)

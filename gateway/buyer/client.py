@@ -7,6 +7,9 @@ Flow of `fetch`:
       -> approval callback (optional) -> pay -> store credential -> retry once
   retry answered 401/402 -> `credential_rejected_after_payment`; never loop.
   retry failed in transport -> `paid_retry_failed` (receipt kept, credential cached).
+  A 402 answered in the Payment scheme (`preference`, see `offers`) goes to
+  `charge.pay_charge` instead: the same checks and outcomes, no cache (a
+  Payment charge credential is single-use), the seller's Payment-Receipt kept.
 
 So a cached credential that stops working costs at most one new payment, and
 a seller that refuses a fresh, valid proof costs exactly one. Every refusal
@@ -46,8 +49,10 @@ from gateway.buyer.errors import (
     TransportError,
 )
 from gateway.buyer.invoice import Quote, decode_invoice, inspect_macaroon
+from gateway.buyer.offers import DEFAULT_PREFERENCE, Scheme, choose
 from gateway.buyer.payers import Payer, PaymentReceipt, validate_preimage
 from gateway.buyer.policy import Decision, DenyReason, SpendPolicy
+from gateway.payment.receipts import Receipt
 
 _REFUSED = (401, 402)
 
@@ -97,6 +102,8 @@ class FetchResult:
     challenge_status: int | None = None
     error: BuyerError | None = None
     cache_error: CacheError | None = None  # the credential file could not be written
+    scheme: Scheme = Scheme.L402  # which scheme answered the 402 (when one did)
+    receipt: Receipt | None = None  # the Payment-Receipt of a Payment-scheme purchase
 
     @property
     def ok(self) -> bool:
@@ -140,8 +147,10 @@ class L402Client:
         events: EventSink | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        preference: tuple[Scheme, ...] = DEFAULT_PREFERENCE,
     ) -> None:
         self.session = session
+        self.preference = preference
         self.payer = payer
         self.policy = policy
         self.cache = cache
@@ -243,6 +252,18 @@ class L402Client:
             resp = await self._send(call, None)
         if resp.status != 402:
             return self._result(call, resp, Outcome.OK)
+        values = resp.headers.getall("WWW-Authenticate", [])
+        scheme = choose(values, self.preference, "charge")
+        if scheme is Scheme.PAYMENT:
+            from gateway.buyer.charge import pay_charge
+
+            return await pay_charge(self, call, resp)
+        if scheme is None and Scheme.L402 not in self.preference:
+            error = ChallengeError("no_acceptable_challenge", "the 402 offers no accepted scheme")
+            self._emit("challenge_error", call, code=error.code)
+            return self._result(
+                call, resp, Outcome.CHALLENGE_ERROR, challenge_status=402, error=error
+            )
         return await self._pay_and_retry(call, resp)
 
     async def _pay_and_retry(self, call: _Call, challenge_resp: _Response) -> FetchResult:

@@ -24,12 +24,11 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from gateway.buyer.artifacts import Artifacts
 from gateway.buyer.cache import CacheStatus, CredentialCache
 from gateway.buyer.client import FetchResult, L402Client, Outcome
 from gateway.buyer.errors import BuyerError, Ep212Error
@@ -44,33 +43,6 @@ STAGES = (
     "openagents.route_success",
     "openagents.over_cap_block",
 )
-
-
-class _Artifacts:
-    """summary.json (pretty) and events.jsonl (one event per line, appended as it happens)."""
-
-    def __init__(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self.summary_path = directory / "summary.json"
-        self.events_path = directory / "events.jsonl"
-        self.events_path.write_text("", encoding="utf-8")
-
-    def event(self, stage: str, request_id: str, status: str, details: dict[str, Any]) -> None:
-        ts = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        line = {
-            "ts": ts,
-            "stage": stage,
-            "requestId": request_id,
-            "status": status,
-            "details": details,
-        }
-        with self.events_path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(line, sort_keys=False) + "\n")
-
-    def summary(self, summary: dict[str, Any]) -> None:
-        tmp = self.summary_path.with_name(f".{self.summary_path.name}.tmp")
-        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        tmp.replace(self.summary_path)
 
 
 def _sha256(body: bytes) -> str:
@@ -96,7 +68,7 @@ def _unpaid_code(result: FetchResult, default: str) -> str:
 
 class _Run:
     def __init__(
-        self, settings: Ep212Settings, client: L402Client, payer: Payer, artifacts: _Artifacts
+        self, settings: Ep212Settings, client: L402Client, payer: Payer, artifacts: Artifacts
     ) -> None:
         self.settings = settings
         self.client = client
@@ -259,7 +231,7 @@ async def run_ep212(
     Raises `Ep212Error` (after writing `{"ok": false, "error": ...}` plus whatever
     sections completed to summary.json) when any step misbehaves.
     """
-    artifacts = _Artifacts(settings.artifact_dir)
+    artifacts = Artifacts(settings.artifact_dir)
     policy = SpendPolicy(
         max_spend_msats=settings.max_spend_msats,
         allowed_hosts=settings.hosts,

@@ -74,3 +74,11 @@ class SettingsError(BuyerError):
 
 class Ep212Error(BuyerError):
     """An EP212 rehearsal step did not behave as the acceptance gate requires."""
+
+
+class SessionError(BuyerError):
+    """A Payment session step failed; `decision` is set when the policy refused a deposit."""
+
+    def __init__(self, code: str, message: str, *, decision: object | None = None) -> None:
+        super().__init__(code, message)
+        self.decision = decision

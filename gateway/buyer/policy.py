@@ -12,8 +12,11 @@ Order of checks (first failure wins), and why:
    challenge advertised a different amount, or the network is not ours: paying
    would buy nothing usable, or pay on the wrong chain.
 5. `invoice_expired`.
-6. `amount_over_cap` -- quote > min(run cap, per-request cap).
-7. `budget_exhausted` -- spent so far + quote > budget.
+6. `amount_over_cap` -- quote > min(run cap, per-request cap); for a Payment
+   session deposit, `deposit_over_cap` -- deposit > the deposit cap
+   (`max_deposit_msats`, else the same cap as a price).
+7. `budget_exhausted` -- spent so far + quote > budget (deposits count in full:
+   a refund is not promised money).
 
 `SpendPolicy` is mutable only through `record_spend`, which the client calls
 after a successful payment.
@@ -38,6 +41,7 @@ class DenyReason(StrEnum):
     INVOICE_MISMATCH = "invoice_mismatch"
     INVOICE_EXPIRED = "invoice_expired"
     AMOUNT_OVER_CAP = "amount_over_cap"
+    DEPOSIT_OVER_CAP = "deposit_over_cap"
     BUDGET_EXHAUSTED = "budget_exhausted"
     DENIED_BY_USER = "denied_by_user"
 
@@ -76,6 +80,7 @@ class SpendPolicy:
     allowed_hosts: Iterable[str] | None = None
     blocked_hosts: Iterable[str] = ()
     expected_network: str | None = None
+    max_deposit_msats: int | None = None  # Payment session deposits; None: cap_msats
     spent_msats: int = field(default=0)
     _allowed: frozenset[str] | None = field(init=False, repr=False, default=None)
     _blocked: frozenset[str] = field(init=False, repr=False, default=frozenset())
@@ -83,6 +88,8 @@ class SpendPolicy:
     def __post_init__(self) -> None:
         if self.max_spend_msats < 0:
             raise ValueError("max_spend_msats must not be negative")
+        if self.max_deposit_msats is not None and self.max_deposit_msats < 0:
+            raise ValueError("max_deposit_msats must not be negative")
         self._allowed = (
             None
             if self.allowed_hosts is None
@@ -96,6 +103,11 @@ class SpendPolicy:
         if self.per_request_cap_msats is None:
             return self.max_spend_msats
         return min(self.max_spend_msats, self.per_request_cap_msats)
+
+    @property
+    def deposit_cap_msats(self) -> int:
+        """The most a session deposit (open or top-up) may cost."""
+        return self.cap_msats if self.max_deposit_msats is None else self.max_deposit_msats
 
     @property
     def budget_remaining_msats(self) -> int | None:
@@ -121,8 +133,10 @@ class SpendPolicy:
             True, None, host, amount_msats, self.cap_msats, "", self.budget_remaining_msats
         )
 
-    def evaluate(self, host: str, quote: Quote, now: float | None = None) -> Decision:
-        """Every check, in the documented order."""
+    def evaluate(
+        self, host: str, quote: Quote, now: float | None = None, *, deposit: bool = False
+    ) -> Decision:
+        """Every check, in the documented order (`deposit`: a session deposit's cap)."""
         now = time.time() if now is None else now
         amount = quote.amount_msats
         decision = self.check_host(host, amount)
@@ -152,13 +166,14 @@ class SpendPolicy:
             )
         if quote.invoice.is_expired(now):
             return self._deny(DenyReason.INVOICE_EXPIRED, host, amount, "invoice has expired")
-        if amount > self.cap_msats:
-            return self._deny(
-                DenyReason.AMOUNT_OVER_CAP,
-                host,
-                amount,
-                f"quote {amount} msat exceeds cap {self.cap_msats} msat",
-            )
+        cap = self.deposit_cap_msats if deposit else self.cap_msats
+        if amount > cap:
+            reason = DenyReason.DEPOSIT_OVER_CAP if deposit else DenyReason.AMOUNT_OVER_CAP
+            what = "deposit" if deposit else "quote"
+            return Decision(
+                False, reason, host, amount, cap,
+                f"{what} {amount} msat exceeds cap {cap} msat", self.budget_remaining_msats,
+            )  # fmt: skip
         if self.budget_msats is not None and self.spent_msats + amount > self.budget_msats:
             return self._deny(
                 DenyReason.BUDGET_EXHAUSTED,
@@ -166,7 +181,7 @@ class SpendPolicy:
                 amount,
                 f"spent {self.spent_msats} + {amount} msat exceeds budget {self.budget_msats}",
             )
-        return Decision(True, None, host, amount, self.cap_msats, "", self.budget_remaining_msats)
+        return Decision(True, None, host, amount, cap, "", self.budget_remaining_msats)
 
     def record_spend(self, amount_msats: int) -> None:
         """Count a completed payment against the budget."""

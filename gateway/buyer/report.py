@@ -58,6 +58,8 @@ def fetch_report(result: FetchResult, host: str) -> dict[str, Any]:
         "outcome": result.outcome.value,
         "paid": result.paid,
         "cacheStatus": result.cache_status.value,
+        "scheme": result.scheme.value,
+        "receiptReference": result.receipt.reference if result.receipt else None,
         "host": denied.host if denied else host,
         "quoteMsats": result.quote_msats,
         "capMsats": denied.cap_msats if denied else None,

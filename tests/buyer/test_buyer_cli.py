@@ -289,3 +289,12 @@ async def test_answer_wait_has_a_deadline() -> None:
         assert await console.read_answer(reader, timeout=5) == "y\n"
         writer.close()
         assert await console.read_answer(reader, timeout=5) == ""  # end of input: no
+
+
+@pytest.mark.parametrize("prefer", ["bitcoin", "l402,l402", ""])
+def test_bad_scheme_preference_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], prefer: str
+) -> None:
+    args = ["fetch", "http://127.0.0.1:9/x", "--max-msats", "1", "--prefer", prefer]
+    assert main(args, env={}) == 2
+    assert _err_line(capsys).startswith("l402-buyer fetch: error: --prefer: ")
