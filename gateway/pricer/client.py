@@ -8,6 +8,7 @@ the pricer's own certificate. Only this module knows about protobuf.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,12 @@ from typing import Any, Protocol
 
 import grpc
 
-from gateway.pricer.errors import PricerError, PricerInvalidAnswer, from_rpc_error
+from gateway.pricer.errors import (
+    PricerError,
+    PricerInvalidAnswer,
+    PricerUnavailable,
+    from_rpc_error,
+)
 from gateway.pricer.rpc import prices_pb2, prices_pb2_grpc
 from gateway.pricer.types import Authorization, UsageDebit, UsageReport
 from gateway.pricer.wire import PricedRequest
@@ -101,6 +107,16 @@ class GrpcPricer:
 
     async def close(self) -> None:
         await self._channel.close()
+
+    async def wait_ready(self, timeout: float) -> None:
+        """Connect now (start-up checks, tests); PricerUnavailable if not within `timeout`."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._channel.channel_ready()
+        except TimeoutError:
+            raise PricerUnavailable(
+                "connect", "UNAVAILABLE", f"no connection within {timeout:g}s"
+            ) from None
 
     async def __aenter__(self) -> GrpcPricer:
         return self
