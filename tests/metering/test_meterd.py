@@ -1,7 +1,7 @@
 """Our pricer client against the real meterd of Aperture's master (7ee3ed7).
 
-Skips, saying why, when the master source tarball is absent; a failed build
-fails. meterd prices a bundle at the blended rate, reserves the request's
+Skips, saying why, when the master source tarball is absent (fails instead in
+CI or with L402_REQUIRE_METERD=1); a failed build fails. meterd prices a bundle at the blended rate, reserves the request's
 max_tokens, debits the usage of the reported tail weighted by direction, and
 refuses an exhausted bundle with the next bundle's price (docs/metering.md).
 """
@@ -22,7 +22,7 @@ from gateway.pricer import (
     UsageReport,
     priced_request,
 )
-from tests.support.meterd import MeterdProcess, MeterdUnavailable, find_meterd
+from tests.support.meterd import MeterdProcess, MeterdUnavailable, find_meterd, meterd_required
 
 from .streams import chat_json, chat_stream
 
@@ -36,7 +36,10 @@ def meterd_binary() -> Path:
     try:
         return find_meterd()
     except MeterdUnavailable as exc:
-        pytest.skip(f"real meterd unavailable: {exc}")
+        message = f"real meterd unavailable: {exc}"
+        if meterd_required():
+            pytest.fail(f"{message} (required: CI or L402_REQUIRE_METERD=1)")
+        pytest.skip(message)
 
 
 @pytest.fixture

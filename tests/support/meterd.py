@@ -3,7 +3,9 @@
 The binary comes from `deploy/meterd/build.sh` (the master source tarball,
 Go module proxy only), cached under ~/.cache/l402-gateway/bin/meterd-<commit>/.
 `MeterdProcess` writes a config into a fresh temporary directory, starts
-meterd on a free loopback port, and stops it by its PID; nothing is left.
+meterd on a free loopback port, and stops it by its PID; nothing is left (the
+directory is named `l402-regtest-meterd-*`, which .ci/run's leftover check
+covers).
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ BUILD_TIMEOUT_SECONDS = 1800.0
 
 class MeterdUnavailable(RuntimeError):
     """No Aperture master source to build meterd from (the only reason to skip)."""
+
+
+def meterd_required() -> bool:
+    """CI and L402_REQUIRE_METERD=1 turn a missing meterd into a failure."""
+    return bool(os.environ.get("CI")) or os.environ.get("L402_REQUIRE_METERD") == "1"
 
 
 def find_meterd() -> Path:
@@ -58,7 +65,7 @@ class MeterdProcess:
     def __init__(self, binary: Path, config: dict[str, object]) -> None:
         self.binary = binary
         self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="l402-meterd-"))
+        self.dir = Path(tempfile.mkdtemp(prefix="l402-regtest-meterd-"))
         self.config = {**config, "listenaddr": f"127.0.0.1:{self.port}"}
         self.process: ManagedProcess | None = None
 
