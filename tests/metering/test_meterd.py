@@ -1,8 +1,8 @@
 """Our pricer client against the real meterd of Aperture's master (7ee3ed7).
 
 Skips, saying why, when the master source tarball is absent (fails instead in
-CI or with L402_REQUIRE_METERD=1); a failed build fails. meterd prices a bundle at the blended rate, reserves the request's
-max_tokens, debits the usage of the reported tail weighted by direction, and
+CI or with L402_REQUIRE_METERD=1); a failed build fails. meterd prices a
+bundle at the blended rate, reserves the request's max_tokens, debits the usage of the reported tail weighted by direction, and
 refuses an exhausted bundle with the next bundle's price (docs/metering.md).
 """
 
