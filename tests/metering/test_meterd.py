@@ -2,8 +2,9 @@
 
 Skips, saying why, when the master source tarball is absent (fails instead in
 CI or with L402_REQUIRE_METERD=1); a failed build fails. meterd prices a
-bundle at the blended rate, reserves the request's max_tokens, debits the usage of the reported tail weighted by direction, and
-refuses an exhausted bundle with the next bundle's price (docs/metering.md).
+bundle at the blended rate, reserves the request's max_tokens, debits the
+usage of the reported tail weighted by direction, and refuses an exhausted
+bundle with the next bundle's price (docs/metering.md).
 """
 
 from __future__ import annotations
