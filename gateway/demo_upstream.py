@@ -132,9 +132,13 @@ async def run_signal_upstream(
     port: int = DEFAULT_PORT,
     *,
     started: Callable[[int], None] | None = None,
+    chunk_delay: float = 0.0,
 ) -> None:
-    """Serve the demo app until cancelled; `started` receives the bound port."""
-    runner = web.AppRunner(make_signal_app())
+    """Serve the demo app until cancelled; `started` receives the bound port.
+
+    `chunk_delay`: seconds between the demo LLM's stream chunks (gateway.demo_llm).
+    """
+    runner = web.AppRunner(make_signal_app(chunk_delay=chunk_delay))
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

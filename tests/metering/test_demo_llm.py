@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -121,3 +122,19 @@ async def test_a_slow_stream_the_client_abandons(client: Client) -> None:
     resp.close()  # walk away mid-stream: the server stops writing, nothing escapes
     again = await client.post(CHAT, json=request(max_tokens=1))
     assert again.status == 200
+
+
+async def test_the_apps_chunk_delay_applies_unless_a_request_sets_its_own(
+    aiohttp_client: Callable[..., Awaitable[Client]],
+) -> None:
+    slow = await aiohttp_client(make_signal_app(chunk_delay=0.05))
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    resp = await slow.post(CHAT, json=request(True, max_tokens=4))
+    await resp.read()
+    assert loop.time() - start >= 4 * 0.05  # four chunks, each after the pause
+    glacial = await aiohttp_client(make_signal_app(chunk_delay=30.0))
+    async with asyncio.timeout(10):  # 60 s if the request's own 0 were ignored
+        resp = await glacial.post(CHAT, json=request(True, max_tokens=2),
+                                  headers={"X-Demo-Chunk-Delay-Ms": "0"})  # fmt: skip
+        assert b"[DONE]" in await resp.read()
