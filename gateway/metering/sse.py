@@ -68,8 +68,8 @@ def usage_from_sse(tail: bytes, *, whole: bool) -> UsageReading:
     malformed, the reading is malformed: an earlier, smaller count is not
     taken instead.
     """
-    last: object = None
-    for data in events(tail, whole=whole):
+    # Newest first: only events after the last usage-bearing one are parsed.
+    for data in reversed(list(events(tail, whole=whole))):
         if data == DONE:
             continue
         try:
@@ -77,10 +77,8 @@ def usage_from_sse(tail: bytes, *, whole: bool) -> UsageReading:
         except ValueError:
             continue
         if isinstance(payload, dict) and payload.get("usage") is not None:
-            last = payload["usage"]
-    if last is None:
-        return UsageReading.none(UsageProblem.MISSING)
-    counted = count_tokens(last)
-    if isinstance(counted, UsageProblem):
-        return UsageReading.none(counted)
-    return UsageReading.found(counted, UsageSource.SSE)
+            counted = count_tokens(payload["usage"])
+            if isinstance(counted, UsageProblem):
+                return UsageReading.none(counted)
+            return UsageReading.found(counted, UsageSource.SSE)
+    return UsageReading.none(UsageProblem.MISSING)
