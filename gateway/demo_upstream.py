@@ -1,7 +1,8 @@
 """Demo upstream for the EP212 rehearsal: the APIs the gateway sells.
 
-Stands in for the HTTPS signal service behind l402.openagents.com and for a
-pay-per-request text generator (sats4ai). Every payload reports how many
+Stands in for the HTTPS signal service behind l402.openagents.com, for a
+pay-per-request text generator (sats4ai), and for a metered OpenAI-compatible
+inference API (gateway.demo_llm). Every payload reports how many
 `Authorization` headers arrived, so the rehearsal can prove the gateway
 forwarded exactly one L402 credential (EP212's CDN rejected duplicates).
 """
@@ -112,8 +113,13 @@ async def healthz(_request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
-def make_signal_app() -> web.Application:
+def make_signal_app(*, chunk_delay: float = 0.0) -> web.Application:
+    """The EP212 routes, and the demo OpenAI-compatible `/v1/chat/completions`
+    (gateway.demo_llm; `chunk_delay` seconds between its stream chunks)."""
+    from gateway.demo_llm import add_llm_routes
+
     app = web.Application()
+    add_llm_routes(app, chunk_delay=chunk_delay)
     for path in TIERS:
         app.router.add_get(path, signal)
     app.router.add_post("/api/l402/text-generation", text_generation)
@@ -126,9 +132,13 @@ async def run_signal_upstream(
     port: int = DEFAULT_PORT,
     *,
     started: Callable[[int], None] | None = None,
+    chunk_delay: float = 0.0,
 ) -> None:
-    """Serve the demo app until cancelled; `started` receives the bound port."""
-    runner = web.AppRunner(make_signal_app())
+    """Serve the demo app until cancelled; `started` receives the bound port.
+
+    `chunk_delay`: seconds between the demo LLM's stream chunks (gateway.demo_llm).
+    """
+    runner = web.AppRunner(make_signal_app(chunk_delay=chunk_delay))
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

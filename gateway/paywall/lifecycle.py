@@ -22,7 +22,7 @@ from gateway.lightning.factory import open_backend
 from gateway.observability.metrics import GatewayMetrics, backend_observer
 from gateway.paywall.services import Services, build_services
 from gateway.paywall.usage import run_flusher
-from gateway.pricer import OnDemandPricer
+from gateway.pricer.ondemand import OnDemandPricer
 from gateway.store import open_store
 from gateway.store.roles import Store
 

@@ -1,30 +1,9 @@
 """Price sources outside the route file: the operator's pricing services.
 
-`OnDemandPricer` is the paywall's `Pricer`: it opens a source's client the
-first time a challenge needs it, so a gateway whose routes have no pricing
-hook never opens (or imports) one, and a reload that adds a hook just works.
+`ondemand.OnDemandPricer` is what the paywall asks (it opens each source's
+client on first use); `hook` is the HTTP pricing hook; `client` speaks
+Aperture's pricer protocol (`pricesrpc.Prices`) over gRPC: `GetPrice` before
+a 402, `ChallengeMinted` as it is minted, `AuthorizeRequest` per paid request
+and `ReportUsage` with the answer's tail (docs/metering.md). Importing this
+package loads neither aiohttp nor grpc: import the module you need.
 """
-
-from __future__ import annotations
-
-from gateway.config.model import PricingHook
-from gateway.observability.metrics import GatewayMetrics
-from gateway.paywall.pricing import Price, PriceQuery, Pricer
-
-
-class OnDemandPricer:
-    def __init__(self, metrics: GatewayMetrics) -> None:
-        self._metrics = metrics
-        self._http: Pricer | None = None
-
-    async def price(self, hook: PricingHook, query: PriceQuery) -> Price:
-        if self._http is None:
-            from gateway.pricer.hook import PriceHook  # aiohttp's client, loaded on first use
-
-            self._http = PriceHook.create(self._metrics)
-        return await self._http.price(hook, query)
-
-    async def close(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-            self._http = None

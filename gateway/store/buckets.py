@@ -14,7 +14,20 @@ which a missing row means the same thing (a new client starts full), so
 
 from __future__ import annotations
 
-from gateway.store.steps import Execute, FetchOne, Steps, writes
+from collections.abc import Sequence
+
+from gateway.metering.limits import BucketState, RateRule, full_at
+from gateway.metering.limits import take_all as limit_take_all
+from gateway.store.dialect import Dialect
+from gateway.store.steps import (
+    Execute,
+    FetchAll,
+    FetchOne,
+    Steps,
+    placeholders,
+    transaction,
+    writes,
+)
 
 # Float slack: refills from differences of large epoch timestamps may land a hair
 # under a whole token; a millionth of a token is forgiven (as the local limiter does).
@@ -71,3 +84,47 @@ def sweep_buckets(now: float) -> Steps[int]:
         (float(now), SWEEP_BATCH),
     )
     return int(deleted)
+
+
+# --- per-credential request limits (gateway.metering.limits) ------------------------------
+# The same table, keys prefixed `rl:` (a challenge key is an IP address or a socket
+# peer's name). Several rules may apply to one request and the request passes only if
+# every bucket has a token, so the buckets are read locked, decided by the pure
+# arithmetic of gateway.metering.limits, and written back only when all allow.
+
+
+@transaction
+def take_all(
+    keys: Sequence[str], rules: Sequence[RateRule], now: float, dialect: Dialect
+) -> Steps[float | None]:
+    """One token from every bucket, or none: None when taken, else the longest wait.
+
+    Keys are locked in sorted order (and created full first, so there is a row
+    to lock), so two requests sharing buckets cannot deadlock.
+    """
+    order = sorted(range(len(keys)), key=lambda i: keys[i])
+    for i in order:
+        rule = rules[i]
+        yield Execute(
+            "INSERT INTO l402_rate_buckets (client, tokens, updated_at, full_at, granted,"
+            " rate, burst) VALUES (?, ?, ?, ?, 1, ?, ?) ON CONFLICT (client) DO NOTHING",
+            (keys[i], float(rule.burst), float(now), float(now), rule.rate, float(rule.burst)),
+        )
+    rows = yield FetchAll(
+        "SELECT client, tokens, updated_at FROM l402_rate_buckets"  # noqa: S608
+        f" WHERE client IN {placeholders(len(keys))} ORDER BY client{dialect.row_lock}",
+        tuple(keys),
+    )
+    found = {str(r[0]): BucketState(float(r[1]), float(r[2])) for r in rows}
+    decision = limit_take_all([found.get(k) for k in keys], rules, now)
+    if decision.wait is not None:
+        return decision.wait
+    for i in order:
+        state, rule = decision.states[i], rules[i]
+        yield Execute(
+            "UPDATE l402_rate_buckets SET tokens = ?, updated_at = ?, full_at = ?, granted = 1,"
+            " rate = ?, burst = ? WHERE client = ?",
+            (state.tokens, state.updated, full_at(state, rule), rule.rate, float(rule.burst),
+             keys[i]),
+        )  # fmt: skip
+    return None

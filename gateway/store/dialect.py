@@ -8,9 +8,11 @@ in portable SQL: `?` placeholders, `ON CONFLICT` upserts, `CASE` instead of
 - column types in the DDL (`<blob>`, `<bigint>`, `<bool>`, `<float>` tokens), and
   `<unlogged>` tables (PostgreSQL writes no WAL for them; SQLite has no such thing);
 - a statement to find out whether a table exists (before the schema does);
-- locks: PostgreSQL takes an advisory lock around migrations and a SHARE lock
-  on `l402_settlements` in `delete_tokens`; SQLite needs neither, because a
-  TRANSACTION op there holds the database's single write lock from its start.
+- locks: PostgreSQL takes an advisory lock around migrations, a SHARE lock
+  on `l402_settlements` in `delete_tokens`, and a row lock (`FOR UPDATE`) on
+  the balance or buckets a metering op reads before it writes; SQLite needs
+  none of them, because a TRANSACTION op there holds the database's single
+  write lock from its start.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ class Dialect:
     table_exists: str  # one parameter: the table name; returns a row if it exists
     migration_lock: str | None
     settlements_share_lock: str | None
+    # Appended to a SELECT whose rows the same transaction then updates: on
+    # PostgreSQL the rows stay locked until COMMIT, and each later statement
+    # (READ COMMITTED) sees what transactions committed before the lock was had.
+    row_lock: str = ""
 
     def ddl(self, statement: str) -> str:
         """Substitute the column-type tokens of a portable DDL statement."""
@@ -82,4 +88,5 @@ POSTGRES = Dialect(
     # SHARE blocks settlement inserts until the delete commits, and the DELETE's
     # snapshot (taken after the lock) sees every settlement committed before it.
     settlements_share_lock="LOCK TABLE l402_settlements IN SHARE MODE",
+    row_lock=" FOR UPDATE",
 )

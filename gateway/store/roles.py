@@ -18,12 +18,17 @@ from typing import Protocol
 
 from gateway.jobs.leadership import LeaderLock
 from gateway.l402.records import TokenRecord
+from gateway.metering.limits import RateRule
 from gateway.store.types import (
+    Balance,
+    Credit,
+    Hold,
     ImportedKey,
     PruneCandidate,
     ReportRow,
     Reservation,
     SettledInvoice,
+    Settlement,
     TokenInfo,
 )
 
@@ -168,6 +173,98 @@ class RateBuckets(Protocol):
         ...
 
 
+class Balances(Protocol):
+    """Prepaid balances metered per request (bundles, count quotas, session deposits).
+
+    Units are integers in the balance's `unit` (`tokens`, `requests`,
+    `bytes`, `msat`, ...); `scope` names what may spend it (the route, say).
+    Every call is atomic across processes and replicas; the balance never
+    goes negative (see gateway.store.balances).
+    """
+
+    async def credit_units(
+        self,
+        balance_id: bytes,
+        payment_id: bytes,
+        units: int,
+        *,
+        unit: str,
+        scope: str,
+        now: int,
+    ) -> Credit:
+        """Credit one payment's units, opening the balance on its first credit.
+
+        Idempotent per `payment_id`: the same payment again adds nothing
+        (`credited` False). Raises BalanceMismatch when the balance exists in
+        another unit or scope, or the payment was credited to another balance.
+        """
+        ...
+
+    async def reserve_units(
+        self,
+        balance_id: bytes,
+        estimate: int,
+        *,
+        unit: str,
+        scope: str,
+        now: int,
+        ttl: int,
+        minimum: int | None = None,
+    ) -> Hold:
+        """Hold min(estimate, available) until `now + ttl`, if at least `minimum` is available.
+
+        `minimum` None = the whole estimate (all or nothing). Live holds of
+        other requests count against what is available; expired ones do not.
+        """
+        ...
+
+    async def settle_units(
+        self, balance_id: bytes, hold_id: bytes, actual: int, *, now: int
+    ) -> Settlement:
+        """End the reservation and debit min(actual, what no other live hold holds).
+
+        A second settle (or a settle after release or sweep) is UNKNOWN and
+        debits nothing.
+        """
+        ...
+
+    async def release_units(self, balance_id: bytes, hold_id: bytes) -> bool:
+        """End the reservation without a debit; False if it was gone."""
+        ...
+
+    async def get_balance(self, balance_id: bytes, *, now: int) -> Balance | None: ...
+
+    async def sweep_holds(self, now: int) -> int:
+        """Delete a bounded batch of reservations expired over an hour ago; the count."""
+        ...
+
+
+class RequestLimits(Protocol):
+    """Per-credential request rate limits, shared by every gateway on the store."""
+
+    async def take_request_tokens(
+        self, keys: Sequence[str], rules: Sequence[RateRule], now: float
+    ) -> float | None:
+        """A token from each key's bucket (rules[i] for keys[i]) or none: None, else the wait."""
+        ...
+
+
+class Allowances(Protocol):
+    """Counted allowances per key and period (freebies), shared by every gateway."""
+
+    async def take_allowance(
+        self, key: str, period: int, limit: int, *, expires_at: int
+    ) -> int | None:
+        """Use one: the count used including this one, or None when `limit` are used."""
+        ...
+
+    async def return_allowance(self, key: str, period: int) -> bool: ...
+
+    async def sweep_allowances(self, now: int) -> int:
+        """Delete a bounded batch of rows whose period ended; the count."""
+        ...
+
+
 class Leadership(Protocol):
     def leader_lock(self, name: str) -> LeaderLock:
         """A named lock at most one process on this store holds (see gateway.jobs.leadership)."""
@@ -189,6 +286,9 @@ class Store(
     PruneStore,
     TokenCatalog,
     RateBuckets,
+    Balances,
+    RequestLimits,
+    Allowances,
     Leadership,
     HealthProbe,
     Protocol,

@@ -10,6 +10,10 @@ settle index, paid-request counts, the health row.
 Version 2: root keys imported from Aperture (`l402_imported_keys`), the shared
 challenge rate-limit buckets (`l402_rate_buckets`), and a (created_at,
 token_id) index for listing tokens newest first.
+Version 3: metered balances (`l402_balances`), the payments credited to them
+(`l402_balance_credits`, one row per payment: crediting is idempotent), the
+reservations held against them (`l402_balance_holds`, each with a deadline),
+and counted allowances such as freebies (`l402_allowances`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from gateway.store.dialect import Dialect
 from gateway.store.steps import Execute, FetchOne, Steps, reads, transaction
 from gateway.store.types import StoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 V1 = [
     """CREATE TABLE l402_tokens (
@@ -98,6 +102,51 @@ MIGRATIONS: dict[int, list[str]] = {
             burst <float> NOT NULL
         )""",
         "CREATE INDEX l402_rate_buckets_full_at ON l402_rate_buckets (full_at)",
+    ],
+    3: [
+        # A prepaid balance in integer units (tokens, requests, bytes, msat, ...).
+        # `units` is what is left; `credited` and `debited` are running totals
+        # (credited - debited == units, always). `scope` names what may spend it
+        # (e.g. the route), so one credential's balance cannot pay for another's.
+        """CREATE TABLE l402_balances (
+            balance_id <blob> PRIMARY KEY,
+            unit TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            units <bigint> NOT NULL CHECK (units >= 0),
+            credited <bigint> NOT NULL,
+            debited <bigint> NOT NULL,
+            created_at <bigint> NOT NULL,
+            updated_at <bigint> NOT NULL
+        )""",
+        # One row per payment credited: the primary key makes a second credit of
+        # the same payment a no-op.
+        """CREATE TABLE l402_balance_credits (
+            payment_id <blob> PRIMARY KEY,
+            balance_id <blob> NOT NULL,
+            units <bigint> NOT NULL,
+            created_at <bigint> NOT NULL
+        )""",
+        "CREATE INDEX l402_balance_credits_balance ON l402_balance_credits (balance_id)",
+        # A request's reservation: counted against the balance until settled,
+        # released or past `expires_at` (a crashed worker's hold lapses).
+        """CREATE TABLE l402_balance_holds (
+            hold_id <blob> PRIMARY KEY,
+            balance_id <blob> NOT NULL,
+            amount <bigint> NOT NULL CHECK (amount > 0),
+            created_at <bigint> NOT NULL,
+            expires_at <bigint> NOT NULL
+        )""",
+        "CREATE INDEX l402_balance_holds_balance ON l402_balance_holds (balance_id, expires_at)",
+        "CREATE INDEX l402_balance_holds_expires ON l402_balance_holds (expires_at)",
+        # Counted allowances per key and period (freebies: N per client per day).
+        """CREATE TABLE l402_allowances (
+            allowance_key TEXT NOT NULL,
+            period <bigint> NOT NULL,
+            used <bigint> NOT NULL,
+            expires_at <bigint> NOT NULL,
+            PRIMARY KEY (allowance_key, period)
+        )""",
+        "CREATE INDEX l402_allowances_expires ON l402_allowances (expires_at)",
     ],
 }
 

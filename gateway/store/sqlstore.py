@@ -15,17 +15,23 @@ from typing import Protocol, TypeVar
 
 from gateway.jobs.leadership import LeaderLock
 from gateway.l402.records import TokenRecord
-from gateway.store import buckets, catalog, ledger, prune, schema, tokens
+from gateway.metering.limits import RateRule
+from gateway.store import allowances, balances, buckets, catalog, ledger, prune, schema, tokens
 from gateway.store.dialect import Dialect
 from gateway.store.steps import Op
 from gateway.store.types import (
+    Balance,
+    Credit,
+    Hold,
     ImportedKey,
     PruneCandidate,
     ReportRow,
     Reservation,
     SettledInvoice,
+    Settlement,
     StoreError,
     TokenInfo,
+    new_hold_id,
     new_lease_id,
 )
 
@@ -53,6 +59,20 @@ class Driver(Protocol):
     def leader_lock(self, name: str) -> LeaderLock: ...
 
     async def close(self) -> None: ...
+
+
+MAX_UNITS = 2**62  # bigint with room to add (gateway.metering.terms.MAX_UNITS)
+
+
+def _check_units(name: str, value: int, *, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_UNITS:
+        raise ValueError(f"{name} must be an integer from {low} to {MAX_UNITS}")
+
+
+def _check_ids(*ids: bytes) -> None:
+    for ident in ids:
+        if not 1 <= len(ident) <= 64:
+            raise ValueError("balance and payment ids are 1 to 64 bytes")
 
 
 class SqlStore:
@@ -188,6 +208,91 @@ class SqlStore:
 
     async def sweep_buckets(self, now: float) -> int:
         return await self._run(buckets.sweep_buckets(now))
+
+    # Balances, RequestLimits, Allowances (gateway.metering; schema v3)
+    async def credit_units(
+        self,
+        balance_id: bytes,
+        payment_id: bytes,
+        units: int,
+        *,
+        unit: str,
+        scope: str,
+        now: int,
+    ) -> Credit:
+        _check_units("units", units, low=1)
+        _check_ids(balance_id, payment_id)
+        return await self._run(balances.credit(balance_id, payment_id, units, unit, scope, now))
+
+    async def reserve_units(
+        self,
+        balance_id: bytes,
+        estimate: int,
+        *,
+        unit: str,
+        scope: str,
+        now: int,
+        ttl: int,
+        minimum: int | None = None,
+    ) -> Hold:
+        _check_units("estimate", estimate, low=1)
+        floor = estimate if minimum is None else minimum
+        _check_units("minimum", floor, low=1)
+        if ttl < 1:
+            raise ValueError("ttl must be >= 1 second")
+        _check_ids(balance_id)
+        op = balances.reserve(
+            balance_id,
+            new_hold_id(),
+            estimate,
+            min(floor, estimate),
+            unit,
+            scope,
+            now,
+            now + ttl,
+            self._driver.dialect,
+        )
+        return await self._run(op)
+
+    async def settle_units(
+        self, balance_id: bytes, hold_id: bytes, actual: int, *, now: int
+    ) -> Settlement:
+        _check_units("actual", actual, low=0)
+        return await self._run(
+            balances.settle(balance_id, hold_id, actual, now, self._driver.dialect)
+        )
+
+    async def release_units(self, balance_id: bytes, hold_id: bytes) -> bool:
+        return await self._run(balances.release(balance_id, hold_id))
+
+    async def get_balance(self, balance_id: bytes, *, now: int) -> Balance | None:
+        return await self._run(balances.get_balance(balance_id, now))
+
+    async def sweep_holds(self, now: int) -> int:
+        return await self._run(balances.sweep_holds(now - balances.HOLD_GRACE))
+
+    async def take_request_tokens(
+        self, keys: Sequence[str], rules: Sequence[RateRule], now: float
+    ) -> float | None:
+        if len(keys) != len(rules):
+            raise ValueError("one rule per key")
+        if not keys:
+            return None
+        if len(set(keys)) != len(keys):
+            raise ValueError("bucket keys must be distinct")
+        return await self._run(buckets.take_all(keys, rules, now, self._driver.dialect))
+
+    async def take_allowance(
+        self, key: str, period: int, limit: int, *, expires_at: int
+    ) -> int | None:
+        _check_units("limit", limit, low=1)
+        return await self._run(allowances.take_allowance(key, period, limit, expires_at))
+
+    async def return_allowance(self, key: str, period: int) -> bool:
+        return await self._run(allowances.return_allowance(key, period))
+
+    async def sweep_allowances(self, now: int) -> int:
+        return await self._run(allowances.sweep_allowances(now))
 
     def leader_lock(self, name: str) -> LeaderLock:
         return self._driver.leader_lock(name)

@@ -110,3 +110,89 @@ class TokenInfo:
     @property
     def token_id_hex(self) -> str:
         return self.token_id.hex()
+
+
+# --- metered balances (schema v3) -------------------------------------------------------
+
+HOLD_ID_BYTES = 16
+
+
+def new_hold_id() -> bytes:
+    """A fresh random reservation id: only the request that holds it can settle it."""
+    return secrets.token_bytes(HOLD_ID_BYTES)
+
+
+class BalanceMismatch(StoreError):
+    """A balance was asked for in a unit or scope it does not have (a credit or a
+    payment credited to another balance): a configuration change or a bug, never
+    a buyer's doing."""
+
+
+@dataclass(frozen=True)
+class Balance:
+    """A prepaid balance; `units` is what is left, `held` what live reservations hold."""
+
+    balance_id: bytes
+    unit: str
+    scope: str
+    units: int
+    held: int
+    credited: int
+    debited: int
+    created_at: int
+    updated_at: int
+
+    @property
+    def available(self) -> int:
+        """What a new request may still reserve."""
+        return max(0, self.units - self.held)
+
+
+class Credit(NamedTuple):
+    """`credited` False: this payment was credited before (nothing added this time)."""
+
+    credited: bool
+    balance: Balance
+
+
+class HoldStatus(StrEnum):
+    RESERVED = "reserved"
+    INSUFFICIENT = "insufficient"  # less available than the minimum asked
+    UNKNOWN = "unknown"  # no balance with this id
+    MISMATCH = "mismatch"  # the balance has another unit or scope
+
+
+class Hold(NamedTuple):
+    """What `reserve_units` did.
+
+    RESERVED: `hold_id` names the reservation, `amount` is what it holds
+    (the estimate, or less when `minimum` allowed a partial hold) and
+    `available` what is left for other requests. Otherwise `hold_id` is None,
+    `amount` 0 and `available` what could have been reserved.
+    """
+
+    status: HoldStatus
+    hold_id: bytes | None = None
+    amount: int = 0
+    available: int = 0
+
+
+class SettleStatus(StrEnum):
+    SETTLED = "settled"
+    UNKNOWN = "unknown"  # no such reservation: settled or released already, or swept
+
+
+class Settlement(NamedTuple):
+    """What `settle_units` debited.
+
+    `debited` = min(actual, what the balance could pay without touching other
+    live reservations); `shortfall` = actual - debited (usage nobody pays
+    for: the answer used more than the balance had); `units` and `available`
+    are the balance after the debit.
+    """
+
+    status: SettleStatus
+    debited: int = 0
+    shortfall: int = 0
+    units: int = 0
+    available: int = 0

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway.store import ReserveResult, StoreError, open_store
+from gateway.store.schema import SCHEMA_VERSION
 from gateway.store.sqlstore import SqlStore
 
 from .factories import make_record
@@ -41,7 +42,8 @@ async def test_file_is_private_and_in_wal_mode(tmp_path: Path) -> None:
     await store.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT version FROM l402_schema_version").fetchall() == [(1,), (2,)]
+        versions = conn.execute("SELECT version FROM l402_schema_version").fetchall()
+        assert versions == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
 
 
 async def test_relative_url_resolves_against_base_dir(tmp_path: Path) -> None:
