@@ -1,4 +1,6 @@
-"""Fixtures: the real Aperture on the regtest network, our demo upstream, our buyer.
+"""Fixtures: the real Aperture on the regtest network, our demo upstream, our buyer;
+and, for the importer, Aperture-shaped databases and our store, each on real
+SQLite and real PostgreSQL.
 
 `aperture_binary` skips (or fails in CI / with L402_REQUIRE_APERTURE=1) when
 the Aperture source is absent; `start_aperture` starts instances that are
@@ -8,13 +10,14 @@ stopped by PID and removed at the end of the test.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
+import yaml
 from aiohttp import web
 
 from gateway.buyer import CredentialCache, FetchResult, L402Client, LndPayer, SpendPolicy
@@ -22,15 +25,66 @@ from gateway.demo_upstream import make_signal_app
 from gateway.lightning import LndClient
 from gateway.regtest.network import Descriptor
 from gateway.regtest.processes import pid_alive
+from tests.aperture.schema import ApertureDb
 from tests.support.aperture import (
     ApertureProcess,
     ApertureService,
     PostgresBackend,
     require_aperture,
 )
+from tests.support.postgres import PostgresServer
 
 PREMIUM_PATH = "/ep212/premium-signal"
 EXPENSIVE_PATH = "/ep212/expensive-signal"
+
+
+KINDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def _database_url(request: pytest.FixtureRequest, kind: str, path: Path) -> Iterator[str]:
+    """A fresh SQLite path or PostgreSQL database URL (dropped at the end)."""
+    if kind == "sqlite":
+        yield str(path)
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = server.create_database()
+    try:
+        yield server.url(name)
+    finally:
+        server.drop_database(name)
+
+
+@pytest.fixture(params=KINDS)
+def aperture_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ApertureDb]:
+    """An empty database with Aperture v0.5.0's tables, SQLite or PostgreSQL."""
+    for target in _database_url(request, request.param, tmp_path / "aperture.db"):
+        if request.param == "sqlite":
+            yield ApertureDb.sqlite(Path(target))
+        else:
+            yield ApertureDb.postgres(target)
+
+
+@pytest.fixture(params=KINDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """`store.url` of an empty store of ours, SQLite or PostgreSQL."""
+    for target in _database_url(request, request.param, tmp_path / "tokens.db"):
+        yield f"sqlite:///{target}" if request.param == "sqlite" else target
+
+
+@pytest.fixture
+def routes_file(tmp_path: Path, store_url: str) -> Path:
+    """Our routes.yaml on `store_url`, selling routes named `premium` and `expensive`."""
+    path = tmp_path / "routes.yaml"
+    document = {
+        "lnd": {"tls_cert": "tls.cert", "macaroon": "invoice.macaroon"},
+        "store": {"url": store_url},
+        "routes": [
+            {"name": name, "path": f"^/{name}$", "upstream": "http://127.0.0.1:1", "price_sats": 10}
+            for name in ("premium", "expensive")
+        ],
+    }
+    path.write_text(yaml.safe_dump(document))
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -91,9 +91,9 @@ async def test_cut_over_keeps_paid_credentials(
     argv = ["import-aperture", "--from", f"sqlite:{aperture.sqlite_path}", "--config", str(routes)]
     code = await asyncio.to_thread(main, argv)  # the command runs its own event loop
     out, err = capsys.readouterr()
-    assert "read " in out
+    assert "root key(s) in secrets, with l402_transactions" in out
     assert code == 0, err
-    assert "conflicts 0, skipped 0" in out
+    assert "conflicts 0, bad rows 0" in out
 
     ours = GatewayServer(load_config(routes))
     await ours.start()
