@@ -8,6 +8,9 @@ and token_id unique where not NULL, state 'pending' or 'settled'), `services`
 same files (BLOB -> BYTEA, INTEGER PRIMARY KEY -> SERIAL PRIMARY KEY,
 TIMESTAMP -> TIMESTAMP WITHOUT TIME ZONE), and so does `ApertureDb` here.
 
+The methods are synchronous (PostgreSQL through a short `asyncio.run` of its
+own): from an async test, call them with `asyncio.to_thread`.
+
 Rows are written the way Aperture writes them: a minted token is one
 `secrets` row plus one `l402_transactions` row (MintL402); a revocation
 deletes both (admin RevokeToken). `execute` writes what Aperture never
