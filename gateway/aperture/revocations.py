@@ -11,9 +11,9 @@ deleted, the row kept for the books).
 Only keys imported under the same source name are compared
 (`--source-name`, default `aperture`), so keys imported from a second
 Aperture database under another name are never taken for revoked. And when
-none of the keys imported before this run is in the database read, it is
-most likely another database than the one imported before: nothing is
-revoked, and the run says so.
+none of the keys imported before this run (at least MIN_EARLIER_FOR_GUARD of
+them) is in the database read, it is most likely another database than the
+one imported before: nothing is revoked, and the run says so.
 
 Memory stays bounded by a page of our keys at a time, plus the revoked ones.
 """
@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 
 PAGE_KEYS = 1000
 REVOKE_BATCH = 1000
+# A database holding none of at least this many keys imported before from "it" is taken
+# for another database (every one of them revoked in Aperture is not plausible); below
+# it, each missing key is listed and handled like any other.
+MIN_EARLIER_FOR_GUARD = 10
 
 
 async def sync_revocations(
@@ -51,8 +55,8 @@ async def sync_revocations(
     if not missing:
         return
     # Keys imported in this run are live and present by construction.
-    present_before = checked - len(missing) - report.imported
-    if present_before <= 0:
+    earlier = checked - report.imported
+    if earlier >= MIN_EARLIER_FOR_GUARD and checked - len(missing) - report.imported <= 0:
         report.revocations_refused = True
         say(
             f"warning: none of the {len(missing)} key(s) imported earlier under source "

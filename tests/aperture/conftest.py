@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -20,11 +21,21 @@ import pytest
 import yaml
 from aiohttp import web
 
-from gateway.buyer import CredentialCache, FetchResult, L402Client, LndPayer, SpendPolicy
+from gateway.buyer import (
+    CredentialCache,
+    FetchResult,
+    L402Client,
+    LndPayer,
+    SpendPolicy,
+    decode_invoice,
+    parse_challenge,
+)
+from gateway.cli import main
 from gateway.demo_upstream import make_signal_app
 from gateway.lightning import LndClient
 from gateway.regtest.network import Descriptor
-from gateway.regtest.processes import pid_alive
+from gateway.regtest.processes import free_port, pid_alive
+from tests.aperture.admin import AdminAperture
 from tests.aperture.schema import ApertureDb
 from tests.support.aperture import (
     ApertureProcess,
@@ -127,13 +138,18 @@ def aperture_services(signal_upstream: str) -> list[ApertureService]:
 async def start_aperture(
     aperture_binary: Path, regtest: Descriptor
 ) -> AsyncIterator[StartAperture]:
-    """`await start_aperture(services, postgres=None)`: a running Aperture on the seller."""
+    """`await start_aperture(services, postgres=None, admin=False)`: a running Aperture on
+    the seller (`admin=True`: an AdminAperture)."""
     started: list[ApertureProcess] = []
 
     async def start(
-        services: list[ApertureService], postgres: PostgresBackend | None = None
+        services: list[ApertureService],
+        postgres: PostgresBackend | None = None,
+        *,
+        admin: bool = False,
     ) -> ApertureProcess:
-        process = ApertureProcess(aperture_binary, regtest.seller, services, postgres=postgres)
+        kind = AdminAperture if admin else ApertureProcess
+        process = kind(aperture_binary, regtest.seller, services, postgres=postgres)
         started.append(process)
         process.spawn()  # on the event loop's (main) thread: PR_SET_PDEATHSIG applies
         await asyncio.to_thread(process.wait_ready)
@@ -194,3 +210,32 @@ def buy_with_our_buyer(buyer_admin: LndClient, buyer_session: aiohttp.ClientSess
         return Purchase(result, credential.macaroon, credential.preimage_hex)
 
     return buy
+
+
+def convert_for_test(
+    aperture: ApertureProcess, tmp_path: Path, *, complete: bool = True, **settings: Any
+) -> Path:
+    """convert-aperture on Aperture's real config, then what an operator edits by hand:
+    a free admin port and a store path (tests must not use the defaults), and `settings`."""
+    out = tmp_path / "routes.yaml"
+    code = main(["convert-aperture", str(aperture.config_path), "-o", str(out)])
+    assert code == (0 if complete else 1), "the harness' Aperture config converts as expected"
+    document: dict[str, Any] = yaml.safe_load(out.read_text())
+    assert document["listen"]["public"] == f"127.0.0.1:{aperture.port}"
+    document["listen"]["public"] = f"127.0.0.1:{free_port()}"  # Aperture may still run
+    document["listen"]["admin"] = f"127.0.0.1:{free_port()}"
+    document["store"]["url"] = f"sqlite:///{tmp_path / 'tokens.db'}"
+    document["challenge_rate_limit"] = {"per_minute": 0}  # every request comes from 127.0.0.1
+    document.update(settings)
+    out.write_text(yaml.safe_dump(document, sort_keys=False))
+    return out
+
+
+async def quote(session: aiohttp.ClientSession, url: str) -> tuple[int, int | None]:
+    """(status, invoice amount in msat) of an unpaid GET, for either gateway."""
+    async with session.get(url) as response:
+        await response.read()
+        if response.status != 402:
+            return response.status, None
+        challenge = parse_challenge(response.headers.getall("WWW-Authenticate"))
+    return 402, decode_invoice(challenge.invoice).amount_msats

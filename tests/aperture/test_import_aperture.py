@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.aperture.revocations import MIN_EARLIER_FOR_GUARD
 from gateway.aperture.rows import parse_timestamp
 from gateway.cli import main
 from gateway.store import open_store
@@ -324,18 +325,33 @@ def test_a_revocation_in_aperture_is_reported_and_synced(
 
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_the_only_token_revoked_in_aperture(
+    aperture_db: ApertureDb, routes_file: Path, store_url: str, capsys: Capture
+) -> None:
+    """Every key imported before may be gone when there were few (below the guard)."""
+    aperture_db.mint([only := Token()])
+    assert run(capsys, *importing(aperture_db, routes_file))[0] == 0
+    aperture_db.revoke(only)
+    code, out, err = run(capsys, *importing(aperture_db, routes_file, "--sync-revocations"))
+    assert code == 0, err
+    assert out[2] == "revoked in Aperture since imported: 1, revoked here now: 1"
+    assert stored(store_url, only.key_id) is None
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 def test_another_database_is_not_taken_for_revocations(
     tmp_path: Path, routes_file: Path, store_url: str, capsys: Capture
 ) -> None:
     first, second = ApertureDb.sqlite(tmp_path / "a.db"), ApertureDb.sqlite(tmp_path / "b.db")
-    first.mint(ours := [Token(), Token()])
+    first.mint(ours := [Token() for _ in range(MIN_EARLIER_FOR_GUARD)])
     second.mint(theirs := [Token(), Token()])
     assert run(capsys, *importing(first, routes_file))[0] == 0
     # The wrong --from: none of the keys imported before is there. Nothing is revoked.
     code, _, err = run(capsys, *importing(second, routes_file, "--sync-revocations"))
     assert code == 1
     assert err == [
-        "warning: none of the 2 key(s) imported earlier under source 'aperture' is in this "
+        f"warning: none of the {MIN_EARLIER_FOR_GUARD} key(s) imported earlier under source "
+        "'aperture' is in this "
         "database: is --from the database imported before? Nothing revoked (give each "
         "Aperture database its own --source-name)"
     ]
