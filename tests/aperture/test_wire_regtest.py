@@ -15,6 +15,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from multidict import CIMultiDict
 
 from gateway.cli import main
 from gateway.config import load_config
@@ -29,36 +30,38 @@ from tests.aperture.conftest import (
     StartAperture,
     convert_for_test,
 )
+from tests.aperture.observed import PLAIN_HTTP2, SPELLINGS
 from tests.grpc.h2client import RawH2Client
 from tests.support.aperture import ApertureProcess, ApertureService
 
 pytestmark = pytest.mark.regtest
 
-ACCEPTED_BY_APERTURE = ("L402 mac:pre", "LSAT mac:pre", "Grpc-Metadata-Macaroon")
 
-
-def spellings(purchase: Purchase) -> dict[str, dict[str, str]]:
-    """One credential, written every way a client may send it."""
+def spellings(purchase: Purchase) -> dict[str, list[tuple[str, str]]]:
+    """One credential, written every way a client may send it (headers in order);
+    the names are those of tests/aperture/observed.py."""
     mac, pre = purchase.macaroon, purchase.preimage_hex
     with_preimage = macaroons.encode_hex(
         macaroons.add_caveat(macaroons.decode(mac), f"preimage={pre}")
     )
+    auth = "Authorization"
     return {
-        "L402 mac:pre": {"Authorization": f"L402 {mac}:{pre}"},
-        "LSAT mac:pre": {"Authorization": f"LSAT {mac}:{pre}"},
-        "Grpc-Metadata-Macaroon": {"Grpc-Metadata-Macaroon": with_preimage},
-        "upper-case preimage hex": {"Authorization": f"L402 {mac}:{pre.upper()}"},
-        'macaroon="", preimage=""': {"Authorization": f'L402 macaroon="{mac}", preimage="{pre}"'},
-        "Token (bLIP-26)": {"Token": with_preimage},
-        "Grpc-Metadata-Token": {"Grpc-Metadata-Token": with_preimage},
-        "lower-case l402 scheme": {"Authorization": f"l402 {mac}:{pre}"},
+        "L402 mac:pre": [(auth, f"L402 {mac}:{pre}")],
+        "LSAT mac:pre": [(auth, f"LSAT {mac}:{pre}")],
+        "Grpc-Metadata-Macaroon": [("Grpc-Metadata-Macaroon", with_preimage)],
+        "upper-case preimage hex": [(auth, f"L402 {mac}:{pre.upper()}")],
+        'macaroon="", preimage=""': [(auth, f'L402 macaroon="{mac}", preimage="{pre}"')],
+        "Token (bLIP-26)": [("Token", with_preimage)],
+        "Grpc-Metadata-Token": [("Grpc-Metadata-Token", with_preimage)],
+        "lower-case l402 scheme": [(auth, f"l402 {mac}:{pre}")],
+        "L402 then a Bearer Authorization": [(auth, f"L402 {mac}:{pre}"), (auth, "Bearer x")],
     }
 
 
 async def statuses(session: aiohttp.ClientSession, url: str, purchase: Purchase) -> dict[str, int]:
     out: dict[str, int] = {}
     for name, headers in spellings(purchase).items():
-        async with session.get(url, headers=headers) as response:
+        async with session.get(url, headers=CIMultiDict(headers)) as response:
             await response.read()
             out[name] = response.status
     return out
@@ -82,9 +85,7 @@ async def test_credential_spellings(
     spelling below gets its 402. This gateway accepts them all (our extensions)."""
     purchase = await buy_with_our_buyer(aperture.url + PREMIUM_PATH)
     theirs = await statuses(buyer_session, aperture.url + PREMIUM_PATH, purchase)
-    assert theirs == {
-        name: 200 if name in ACCEPTED_BY_APERTURE else 402 for name in spellings(purchase)
-    }
+    assert theirs == {name: seen.aperture_status for name, seen in SPELLINGS.items()}
     await asyncio.to_thread(aperture.stop)
     routes = convert_for_test(aperture, tmp_path)
     code = await imported(aperture, routes)
@@ -124,7 +125,8 @@ async def test_plain_http2_is_served_by_aperture_and_refused_here(
 ) -> None:
     """Aperture serves any h2c request like HTTP/1.1; this gateway serves HTTP/2 to gRPC only."""
     status, challenges, body = await h2_get(aperture.port, PREMIUM_PATH)
-    assert (status, len(challenges), body) == (402, 2, b"payment required\n")
+    assert status == PLAIN_HTTP2.aperture_status
+    assert (len(challenges), body) == (2, b"payment required\n")
     ours = GatewayServer(load_config(convert_for_test(aperture, tmp_path)))
     await ours.start()
     try:
