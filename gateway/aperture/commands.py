@@ -230,7 +230,7 @@ def _print_report(report: ImportReport, options: ImportOptions, dry_run: bool) -
     if dry_run:
         print(
             f"dry run: {report.rows} row(s) read, {report.bad_rows} bad row(s), "
-            f"nothing imported{in_states}"
+            f"{report.warnings} warning(s), nothing imported{in_states}"
         )
         return
     revoked = f", already revoked here {report.already_revoked}" if report.already_revoked else ""

@@ -70,10 +70,6 @@ class ImportReport:
     revocations_refused: bool = False  # the source looks like another database
 
     @property
-    def keys(self) -> int:
-        return self.imported + self.already_present + self.already_revoked + self.conflicts
-
-    @property
     def clean(self) -> bool:
         """Every row read is in our store with Aperture's key, and nothing needs a decision."""
         return not (

@@ -406,7 +406,7 @@ def test_dry_run_reads_and_writes_nothing(
     code, out, err = run(capsys, *importing(aperture_db, routes_file, "--dry-run"))
     assert code == 0, err
     assert out[1] == (
-        "dry run: 2 row(s) read, 0 bad row(s), nothing imported (states: 'settled' 2)"
+        "dry run: 2 row(s) read, 0 bad row(s), 0 warning(s), nothing imported (states: 'settled' 2)"
     )
     assert stored(store_url, tokens[0].key_id) is None
 
