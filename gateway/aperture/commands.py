@@ -189,8 +189,12 @@ async def _import(source: str, config: GatewayConfig, options: ImportOptions, dr
         with_tx = ", with l402_transactions" if "l402_transactions" in aperture.tables else ""
         print(f"reading {aperture.description}: {count} root key(s) in secrets{with_tx}")
         if dry_run:
-            report = await run_import(aperture, None, options, _say)
-            _print_report(report, options, dry_run=True)
+            try:
+                report = await run_import(aperture, None, options, _say)
+            except ApertureDbError as exc:
+                print(f"stopped: {exc}", file=sys.stderr)
+                return 1
+            _print_report(report, dry_run=True)
             return 0 if report.clean else 1
         try:
             store = await open_store(
@@ -204,17 +208,17 @@ async def _import(source: str, config: GatewayConfig, options: ImportOptions, dr
         except (ImportFailed, ApertureDbError) as exc:
             print(f"stopped: {exc}; re-run to continue (done so far below)", file=sys.stderr)
             if isinstance(exc, ImportFailed):
-                _print_report(exc.report, options, dry_run=False)
+                _print_report(exc.report, dry_run=False)
             return 1
         finally:
             await store.close()
     finally:
         await aperture.close()
-    _print_report(report, options, dry_run=False)
+    _print_report(report, dry_run=False)
     return 0 if report.clean else 1
 
 
-def _print_report(report: ImportReport, options: ImportOptions, dry_run: bool) -> None:
+def _print_report(report: ImportReport, *, dry_run: bool) -> None:
     for service, count in sorted(report.unknown_services.items()):
         _say(
             f"warning: {count} token(s) sold for Aperture service {shown(service)}, which is "
