@@ -101,15 +101,7 @@ def convert_service(block: Block, plan: Plan, notes: Notes) -> list[RouteOut]:
     comments: list[str] = []
     grpc = is_grpc_path(path) or any(is_grpc_path(p) for p in block.strings("authwhitelistpaths"))
     if grpc:
-        comments.append(
-            "TODO(grpc): Aperture proxied gRPC (HTTP/2) for this service; this gateway "
-            "proxies HTTP/1.1 only until gRPC routes land"
-        )
-        notes.dropped(
-            w("pathregexp"),
-            "looks like a gRPC service (path names a /package.Service/Method): this gateway "
-            "cannot proxy gRPC yet; the route is emitted with a TODO(grpc) comment",
-        )
+        _grpc_note(block, upstream, notes)
 
     routes: list[RouteOut] = []
     service_free = price == 0
@@ -146,6 +138,24 @@ def convert_service(block: Block, plan: Plan, notes: Notes) -> list[RouteOut]:
     _unsupported(block, notes)
     routes.append(RouteOut(fields, comments, f"{block.where} {plan.route_name!r}"))
     return routes
+
+
+def _grpc_note(block: Block, upstream: str, notes: Notes) -> None:
+    """gRPC needs nothing more than a route here: calls arriving over HTTP/2 (h2c) on the
+    public port are proxied over HTTP/2 to the same upstream (docs/grpc.md)."""
+    if upstream.startswith("https://"):
+        hop = "over TLS with ALPN h2, as Aperture did"
+    else:
+        hop = (
+            "over h2c (Aperture spoke HTTP/1.1 to a plain-http upstream, which a gRPC "
+            "server refuses)"
+        )
+    notes.note(
+        block.path("pathregexp"),
+        f"a gRPC service (/package.Service/Method): paid calls are proxied over HTTP/2 to the "
+        f"upstream {hop}; clients reach this gateway over h2c (behind a TLS front, forward "
+        "gRPC as h2c: docs/grpc.md)",
+    )
 
 
 def _caveats(block: Block, notes: Notes) -> tuple[int | None, list[str]]:

@@ -24,6 +24,8 @@ from gateway.store.types import (
     Credit,
     Hold,
     ImportedKey,
+    ImportedKeyRef,
+    ImportOutcome,
     PruneCandidate,
     ReportRow,
     Reservation,
@@ -59,6 +61,28 @@ class KeyImporter(Protocol):
 
         Raises StoreError when a *different* root key is stored for `key.key_id`.
         """
+        ...
+
+    async def import_root_keys(self, keys: Sequence[ImportedKey]) -> list[ImportOutcome]:
+        """Import a batch in one transaction: one outcome per key, in order.
+
+        Conflicts are outcomes here, not errors; StoreError means the database
+        failed and nothing of this batch was written.
+        """
+        ...
+
+
+class ImportedRevocations(Protocol):
+    """Revocations made at the source after an import (`import-aperture --sync-revocations`)."""
+
+    async def live_imported_keys(
+        self, source: str, *, after: bytes | None = None, limit: int = 1000
+    ) -> list[ImportedKeyRef]:
+        """Imported keys of `source` not revoked here, by key id; `after` continues."""
+        ...
+
+    async def revoke_imported_keys(self, key_ids: Sequence[bytes]) -> int:
+        """Delete these imported root keys, in one transaction; the count revoked now."""
         ...
 
 
@@ -280,6 +304,7 @@ class Store(
     RootKeys,
     Revocations,
     KeyImporter,
+    ImportedRevocations,
     Leases,
     SettlementLedger,
     UsageLedger,

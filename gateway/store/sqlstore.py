@@ -16,7 +16,17 @@ from typing import Protocol, TypeVar
 from gateway.jobs.leadership import LeaderLock
 from gateway.l402.records import TokenRecord
 from gateway.metering.limits import RateRule
-from gateway.store import allowances, balances, buckets, catalog, ledger, prune, schema, tokens
+from gateway.store import (
+    allowances,
+    balances,
+    buckets,
+    catalog,
+    imports,
+    ledger,
+    prune,
+    schema,
+    tokens,
+)
 from gateway.store.dialect import Dialect
 from gateway.store.steps import Op
 from gateway.store.types import (
@@ -24,6 +34,8 @@ from gateway.store.types import (
     Credit,
     Hold,
     ImportedKey,
+    ImportedKeyRef,
+    ImportOutcome,
     PruneCandidate,
     ReportRow,
     Reservation,
@@ -126,9 +138,42 @@ class SqlStore:
         return await self._run(tokens.revoke(token_id, int(time.time())))
 
     async def import_root_key(self, key: ImportedKey) -> bool:
-        if len(key.key_id) != 32 or len(key.root_key) != 32:
+        (outcome,) = await self.import_root_keys([key])
+        if outcome.conflict:
+            where = (
+                "a token minted by this gateway"
+                if outcome is ImportOutcome.CONFLICT_MINTED
+                else "an earlier import"
+            )
+            raise StoreError(
+                f"refusing to import key {key.key_id.hex()}: {where} holds a different root key"
+                " for it"
+            )
+        return outcome is ImportOutcome.IMPORTED
+
+    async def import_root_keys(self, keys: Sequence[ImportedKey]) -> list[ImportOutcome]:
+        if not keys:
+            return []
+        if len(keys) > imports.MAX_BATCH:
+            raise ValueError(f"at most {imports.MAX_BATCH} keys per batch")
+        if any(len(k.key_id) != 32 or len(k.root_key) != 32 for k in keys):
             raise ValueError("imported key ids and root keys are 32 bytes")
-        return await self._run(tokens.import_root_key(key, int(time.time())))
+        return await self._run(imports.import_root_keys(keys, int(time.time())))
+
+    # ImportedRevocations
+    async def live_imported_keys(
+        self, source: str, *, after: bytes | None = None, limit: int = 1000
+    ) -> list[ImportedKeyRef]:
+        if not 1 <= limit <= 10_000:
+            raise ValueError("limit must be between 1 and 10000")
+        return await self._run(imports.live_imported_keys(source, after, limit))
+
+    async def revoke_imported_keys(self, key_ids: Sequence[bytes]) -> int:
+        if not key_ids:
+            return 0
+        if len(key_ids) > imports.MAX_BATCH:
+            raise ValueError(f"at most {imports.MAX_BATCH} keys per batch")
+        return await self._run(imports.revoke_imported_keys(key_ids, int(time.time())))
 
     async def reserve(self, key_id: bytes, now: int, lease_seconds: int) -> Reservation:
         return await self._run(tokens.reserve(key_id, now, lease_seconds, new_lease_id()))

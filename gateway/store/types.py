@@ -90,6 +90,27 @@ class ImportedKey:
     price_msat: int | None = None
 
 
+class ImportOutcome(StrEnum):
+    """What importing one key did (gateway.store.imports)."""
+
+    IMPORTED = "imported"
+    PRESENT = "present"  # the same root key was already there
+    REVOKED = "revoked"  # revoked here: stays revoked, not compared
+    CONFLICT_MINTED = "conflict_minted"  # a token minted here has a different root key
+    CONFLICT_IMPORTED = "conflict_imported"  # an earlier import stored a different root key
+
+    @property
+    def conflict(self) -> bool:
+        return self in (ImportOutcome.CONFLICT_MINTED, ImportOutcome.CONFLICT_IMPORTED)
+
+
+class ImportedKeyRef(NamedTuple):
+    """An imported key that is not revoked here: its key id, and its token id when known."""
+
+    key_id: bytes
+    token_id: bytes | None
+
+
 @dataclass(frozen=True)
 class TokenInfo:
     """What an operator may see of a token: never its root key."""

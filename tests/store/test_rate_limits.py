@@ -113,8 +113,10 @@ async def test_two_replicas_on_one_postgres_share_one_allowance(
 
 async def _share_one_allowance(first: Store, second: Store) -> None:
     assert first.shares_rate_limits
-    a = SharedChallengeLimiter(first, per_minute=60, burst=10)
-    b = SharedChallengeLimiter(second, per_minute=60, burst=10)
+    # A generous store deadline: this test is about sharing, and a busy machine must not
+    # turn a slow answer into the (tested elsewhere) per-process fallback.
+    a = SharedChallengeLimiter(first, per_minute=60, burst=10, timeout=30.0)
+    b = SharedChallengeLimiter(second, per_minute=60, burst=10, timeout=30.0)
     calls = [(a if i % 2 else b).allow("203.0.113.9", T0) for i in range(30)]
     results = await asyncio.gather(*calls)
     assert results.count(None) == 10  # not 10 per replica
