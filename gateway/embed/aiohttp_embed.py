@@ -52,9 +52,16 @@ class _Settlement:
         self.sale = sale
         self.settled = False
 
-    async def answered(self, status: int, *, client_gone: bool = False) -> None:
+    async def answered(
+        self, status: int, response: web.StreamResponse | None, *, client_gone: bool = False
+    ) -> None:
+        """Settle on `status`; the sale's own headers (a balance, a receipt) go on
+        `response` when its headers are not sent yet."""
         self.settled = True
         await self.gate.answered(self.sale, status, client_gone=client_gone)
+        if response is not None and not response.prepared:
+            for name, value in self.sale.answer_headers:
+                response.headers[name] = value
 
 
 SETTLEMENT = web.RequestKey("l402_settlement", _Settlement)
@@ -65,7 +72,7 @@ async def settle_on_prepare(request: web.BaseRequest, response: web.StreamRespon
     settlement = request.get(SETTLEMENT)
     if settlement is not None and not settlement.settled:
         with contextlib.suppress(LeaseLost):  # too late to replace; LeaseKeeper logged it
-            await settlement.answered(response.status)
+            await settlement.answered(response.status, response)
 
 
 def _client_gone(request: web.Request) -> bool:
@@ -113,7 +120,7 @@ async def _sell(
     except web.HTTPException as exc:
         if not settlement.settled:
             try:
-                await settlement.answered(exc.status, client_gone=_client_gone(request))
+                await settlement.answered(exc.status, exc, client_gone=_client_gone(request))
             except LeaseLost as lost:
                 return _refused(request, lost)
         raise
@@ -127,7 +134,7 @@ async def _sell(
     started = response.prepared  # sent by the handler without the prepare hook
     try:
         await settlement.answered(
-            response.status, client_gone=not started and _client_gone(request)
+            response.status, response, client_gone=not started and _client_gone(request)
         )
     except LeaseLost as lost:
         if started:  # nothing left to replace; LeaseKeeper has logged it

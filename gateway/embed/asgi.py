@@ -158,6 +158,8 @@ class L402Middleware:
                 exchange.answered = True
                 await self._gate.failed(sale)
             raise
+        finally:
+            await exchange.end()
         if not exchange.answered:  # returned without answering (the server answers 500)
             exchange.answered = True
             await self._gate.failed(sale)
@@ -225,9 +227,10 @@ class _Exchange:
         self._websocket = websocket
         self.answered = False
         self._replaced = False  # the app's answer was replaced by a 409: drop the rest
+        self._body_done = False  # the last body message went out (or the watcher ended it)
 
     async def send(self, message: Message) -> None:
-        if self._replaced:
+        if self._replaced or self._body_done:
             return
         if not self.answered:
             status = self._status(message)
@@ -235,7 +238,40 @@ class _Exchange:
                 self.answered = True
                 if not await self._settle(status):
                     return
+                message = self._with_headers(message)
+        elif message.get("type") == "http.response.body":
+            message = await self._watched(message)
         await self._send(message)
+
+    def _with_headers(self, message: Message) -> Message:
+        """The sale's own answer headers (a balance, a receipt) added to the app's."""
+        added = self._sale.answer_headers
+        if not added or message.get("type") != "http.response.start":
+            return message
+        headers = [*message.get("headers", [])]
+        if self._sale.watch is not None:  # a watcher may add bytes: no declared length
+            headers = [(n, v) for n, v in headers if n.lower() != b"content-length"]
+        headers += [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in added]
+        return {**message, "headers": headers}
+
+    async def _watched(self, message: Message) -> Message:
+        watch = self._sale.watch
+        last = not message.get("more_body", False)
+        if watch is None:
+            self._body_done = last
+            return message
+        body = await watch.feed(bytes(message.get("body", b"")))
+        if watch.ended:
+            last = True
+        self._body_done = last
+        if last:
+            await self._sale.finished(not watch.ended)
+        return {**message, "body": body, "more_body": not last}
+
+    async def end(self) -> None:
+        """The app is done: a metered answer cut short is debited for what went."""
+        if self.answered and not self._replaced and self._sale.watch is not None:
+            await self._sale.finished(False)  # no-op when already finished
 
     def _status(self, message: Message) -> int | None:
         """The status this message answers with; None when it does not answer yet."""

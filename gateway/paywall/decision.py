@@ -21,6 +21,7 @@ from gateway.http.paths import BadPath, NormalPath, normalize
 from gateway.l402.errors import L402Error, Reason
 from gateway.observability.metrics import GatewayMetrics
 from gateway.paywall.access import AccessRecord
+from gateway.paywall.holds import Hold, LeaseHold
 from gateway.paywall.pricing import PriceQuery, hook_headers
 from gateway.paywall.ratelimit import client_key
 from gateway.paywall.refusals import (
@@ -117,8 +118,7 @@ class Paywall:
             return Sale(
                 runtime,
                 series,
-                None,
-                lease=None,
+                hold=None,
                 token=None,
                 authorization=None,
                 arrived=arrived,
@@ -131,9 +131,10 @@ class Paywall:
             admission = await services.auth.admit(credential_headers(headers), runtime.route)
             if admission is None:
                 raise await self._demand_payment(located, client, None, headers)
-            lease = None
+            hold: Hold | None = None
             if runtime.route.single_use:
                 lease = await services.leases.take(admission.token, runtime.route)
+                hold = LeaseHold(services.leases, lease)
         except L402Error as exc:
             raise await self._refuse(located, client, exc, headers) from None
         series.paid_requests.inc()
@@ -141,8 +142,7 @@ class Paywall:
         return Sale(
             runtime,
             series,
-            services.leases,
-            lease=lease,
+            hold=hold,
             token=admission.token,
             authorization=admission.authorization if runtime.route.forward_authorization else None,
             arrived=arrived,
