@@ -213,12 +213,21 @@ class Route:
     service_name: str | None = None  # macaroon service; None = the route name
     cors: CorsPolicy | None = None  # None = the top-level `cors`
     pricing: PricingHook | None = None  # None = the constant `price_msat`
+    schemes: tuple[str, ...] = ("l402",)  # which authentication schemes sell it
     line: int = field(default=0, compare=False)
 
     @property
     def is_free(self) -> bool:
         """A hooked route is never free: its `price_msat` is the hook's fallback (>= 1)."""
         return self.price_msat == 0 and self.pricing is None
+
+    @property
+    def sells_l402(self) -> bool:
+        return "l402" in self.schemes
+
+    @property
+    def sells_payment(self) -> bool:
+        return "payment" in self.schemes
 
     @property
     def single_use(self) -> bool:
@@ -337,6 +346,28 @@ class DiscoveryConfig:
 
 
 @dataclass(frozen=True)
+class SessionPolicy:
+    """The Payment scheme's prepaid `session` intent (docs/payment-scheme.md)."""
+
+    enabled: bool = False
+    deposit_multiplier: int = 20  # deposit = route price x this
+    idle_timeout_seconds: int = 300
+    # A return invoice must stay payable this long after the open (and >= 2 x idle timeout).
+    return_invoice_min_validity_seconds: int = 600
+    refund_fee_limit_sats: int = 100
+    refund_timeout_seconds: int = 30
+
+
+@dataclass(frozen=True)
+class PaymentConfig:
+    """The Payment HTTP authentication scheme (MPP) beside L402."""
+
+    realm: str = "l402-gateway"
+    challenge_ttl_seconds: int = 900
+    sessions: SessionPolicy = SessionPolicy()
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     source: Path
     listen: ListenConfig
@@ -352,6 +383,7 @@ class GatewayConfig:
     cors: CorsPolicy | None = None
     discovery: DiscoveryConfig = DiscoveryConfig()
     admin: AdminConfig = AdminConfig()
+    payment: PaymentConfig = PaymentConfig()
     # Loaded with defer_env: problems with values that use an unset ${VAR}, by field.
     deferred: tuple[ConfigError, ...] = field(default=(), compare=False)
 

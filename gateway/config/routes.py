@@ -15,6 +15,7 @@ import yaml
 from gateway.config.cors import parse_cors
 from gateway.config.model import EMBEDDED_UPSTREAM, PathRewrite, Route, TokenMode
 from gateway.config.nodes import Reader, Section, is_null
+from gateway.config.payment_section import parse_schemes
 from gateway.config.pricing_section import parse_pricing, route_price
 from gateway.http.headerpolicy import extra_header_problem
 from gateway.l402.grammar import is_token
@@ -26,7 +27,7 @@ ROUTE_KEYS = frozenset(
         "price_sats", "price_msats", "token_validity_seconds", "token_mode", "capabilities",
         "required_capability", "forward_authorization", "max_body_bytes", "invoice_memo",
         "invoice_expiry_seconds", "private_invoices", "service", "request_body_timeout_seconds",
-        "cors", "pricing",
+        "cors", "pricing", "schemes",
     }
 )  # fmt: skip
 # Keys that only mean something when the gateway proxies; embedded, the app answers itself.
@@ -143,6 +144,7 @@ def _parse_route(s: Section, embedded: bool) -> Route | None:
         service_name=_service(s),
         cors=parse_cors(s.reader, s.get("cors"), s.path("cors")),
         pricing=pricing,
+        schemes=parse_schemes(s),
         line=s.node.start_mark.line + 1,
     )
     _check_policy(s, route)

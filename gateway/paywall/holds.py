@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from gateway.paywall.leases import Lease, LeaseKeeper
+if TYPE_CHECKING:  # the proxy imports BodyWatch: keep the store and metrics out of it
+    from gateway.paywall.leases import Lease, LeaseKeeper
 
 Headers = Sequence[tuple[str, str]]
 
