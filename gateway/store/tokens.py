@@ -17,7 +17,8 @@ from gateway.store.types import Reservation, ReserveResult
 def put_token(record: TokenRecord) -> Steps[None]:
     yield Execute(
         "INSERT INTO l402_tokens (key_id, token_id, payment_hash, route, root_key,"
-        " price_msat, single_use, created_at, valid_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " price_msat, single_use, created_at, valid_until, scheme)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             record.key_id,
             record.token_id,
@@ -28,6 +29,7 @@ def put_token(record: TokenRecord) -> Steps[None]:
             bool(record.single_use),
             record.created_at,
             record.valid_until,
+            record.scheme,
         ),
     )
 

@@ -217,3 +217,65 @@ class Settlement(NamedTuple):
     shortfall: int = 0
     units: int = 0
     available: int = 0
+
+
+class SessionConflict(StoreError):
+    """A session that should not exist yet does (its deposit row was consumed without it)."""
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """The answer to a consumed Payment challenge, replayed to a retried credential."""
+
+    status: int
+    body: str
+
+
+@dataclass(frozen=True)
+class SessionAction:
+    """An open or a top-up: the challenge it consumes and the payment it credits."""
+
+    challenge_id: str
+    session_id: bytes
+    payment_hash: bytes  # of the deposit or top-up invoice (its token row's key id)
+    route: str
+    amount_msat: int
+    now: int
+    keep_until: int  # keep the answer for retries until then
+
+
+@dataclass(frozen=True)
+class Consumed:
+    """What an open or top-up did: `answer` (done now), `replayed` (done before, for this
+    same challenge), or `refused` (a reason; `closed` when the session is closed)."""
+
+    answer: StoredAnswer | None = None
+    replayed: StoredAnswer | None = None
+    refused: str | None = None
+    closed: bool = False
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    """A session as stored; balances in msat (`balance_msat` left, `held_msat` reserved)."""
+
+    session_id: bytes
+    route: str
+    unit_msat: int
+    return_invoice: str = field(repr=False)
+    status: str
+    opened_at: int
+    last_activity: int
+    closed_at: int | None
+    close_reason: str | None
+    refund_msat: int | None
+    refund_state: str | None
+    refund_claim_until: int | None
+    refund_fee_msat: int | None
+    refund_note: str | None
+    balance_msat: int
+    held_msat: int
+
+    @property
+    def available_msat(self) -> int:
+        return max(0, self.balance_msat - self.held_msat)
