@@ -86,7 +86,7 @@ async def test_revoke_and_tokens_do_not_need_the_upstreams_variables(tmp_path: P
     assert "2026-09-21 14:15:00Z (10000 msat)" in shown.out  # paid
     report = await cli("report", "--config", str(path), "--json")
     assert report.code == 0, report.err
-    assert json.loads(report.out)[0]["revenue_msat"] == 10_000
+    assert json.loads(report.out)["rows"][0]["revenue_msat"] == 10_000
     revoked = await cli("revoke", token_id, "--config", str(path))
     assert revoked.code == 0, revoked.err
     assert "revoked via the store" in revoked.out
