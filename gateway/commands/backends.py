@@ -265,12 +265,12 @@ class ApiBackend:
     async def reload(self) -> ReloadOutcome:
         """POST /admin/reload: 200, or 422 with every `file:line: field: message`."""
         body = await self._call("POST", "/admin/reload", passthrough=(422,))
-        errors = body.get("errors", [])
-        if not isinstance(errors, list):
-            raise WireError("reload: errors is not a list")
+        errors, routes = body.get("errors", []), body.get("routes")
+        if not isinstance(errors, list) or not isinstance(routes, int):
+            raise WireError("reload: not {ok, routes, errors}")
         return ReloadOutcome(
             ok=body.get("ok") is True and body["_status"] == 200,
-            routes=int(body.get("routes", 0)),
+            routes=routes,
             errors=tuple(str(e) for e in errors),
         )
 
