@@ -62,9 +62,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    path: Path | None = args.config_file or args.config
-    if path is None:
-        raise CommandError("check-config: give the file (check-config FILE or --config FILE)")
+    path: Path = args.config_file or args.config  # FILE, else --config and its default
     config = load_strict(path, check_files=not args.skip_file_checks)
     print(f"{path}: OK, {len(config.routes)} route(s)")
     for route in config.routes.routes:
@@ -110,8 +108,10 @@ def add_parsers(
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("check-config", help="validate routes.yaml and exit")
-    p.add_argument("config_file", nargs="?", type=Path, metavar="FILE")
-    p.add_argument("--config", "-c", type=Path, default=None, help="the same, as an option")
+    p.add_argument(
+        "config_file", nargs="?", type=Path, metavar="FILE", help="the file (default: --config)"
+    )
+    with_config(p)  # the same default as every other command: the installed routes.yaml
     p.add_argument(
         "--skip-file-checks",
         action="store_true",
