@@ -39,18 +39,25 @@ class Paid:
     """
 
     route: str
-    token_id: str  # hex of the identifier's token id
+    token_id: str  # the L402 token id; a Payment charge's payment hash, a session's id (hex)
     valid_until: int | None  # unix seconds; None = never expires
     single_use: bool
+    scheme: str = "l402"  # or "charge", "session" (the Payment scheme)
 
 
 def paid_of(sale: Sale) -> Paid | None:
     """The handler's view of a sale (None on a free route)."""
-    token = sale.token
-    if token is None:
+    if sale.credential_id is None:
         return None
+    token = sale.token
     route = sale.runtime.route
-    return Paid(route.name, token.token_id_hex, token.valid_until, route.single_use)
+    return Paid(
+        route.name,
+        sale.credential_id,
+        None if token is None else token.valid_until,
+        route.single_use or sale.scheme == "charge",
+        sale.scheme,
+    )
 
 
 class Gate:

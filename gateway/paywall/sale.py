@@ -46,8 +46,10 @@ class Sale:
         "_settled",
         "answer_headers",
         "authorization",
+        "credential_id",
         "hold",
         "runtime",
+        "scheme",
         "token",
     )
 
@@ -59,13 +61,19 @@ class Sale:
         hold: Hold | None,
         token: VerifiedToken | None,
         authorization: str | None,
+        credential_id: str | None = None,
+        scheme: str = "l402",
         arrived: float,
         record: AccessRecord | None = None,
     ) -> None:
         self.runtime = runtime
         self.hold = hold
         self.answer_headers: Headers = ()
-        self.token = token  # None on a free route
+        self.token = token  # the L402 token; None on a free route or another scheme
+        self.scheme = scheme  # l402, charge, session
+        # What the access line names the payment by: the token id, a charge's payment
+        # hash, a session's id (never a secret); None on a free route.
+        self.credential_id = token.token_id_hex if token is not None else credential_id
         self.authorization = authorization  # the one value to forward upstream (None: none)
         self._series = series
         self._record = record
@@ -74,16 +82,12 @@ class Sale:
         self._settled = False
         self._finished = False
         if record is not None:
-            record.outcome = "free" if token is None else "paid"
-            record.token_id = self.token_id
-
-    @property
-    def token_id(self) -> str | None:
-        return None if self.token is None else self.token.token_id_hex
+            record.outcome = "free" if self.credential_id is None else "paid"
+            record.token_id = self.credential_id
 
     @property
     def paid(self) -> bool:
-        return self.token is not None
+        return self.credential_id is not None
 
     @property
     def settled(self) -> bool:

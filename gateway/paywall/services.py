@@ -13,9 +13,14 @@ from dataclasses import dataclass
 
 from gateway.config.model import GatewayConfig
 from gateway.l402.mint import InvoiceSource, Minter
+from gateway.lightning.backend import RefundPayer
 from gateway.observability.metrics import GatewayMetrics
+from gateway.payment.verify import Binding
 from gateway.paywall.challenges import ChallengeIssuer
 from gateway.paywall.leases import LeaseKeeper
+from gateway.paywall.mpp.offers import OfferMinter
+from gateway.paywall.mpp.refunds import Refunder
+from gateway.paywall.mpp.seller import PaymentSeller
 from gateway.paywall.pricing import Pricer
 from gateway.paywall.ratelimit import (
     ChallengeLimiter,
@@ -30,11 +35,21 @@ VERIFIED_CACHE_TTL = 60.0
 
 
 @dataclass(frozen=True)
+class PaymentParts:
+    """What selling the Payment scheme needs from outside: the challenge binding (its
+    secret shared through the store) and the refund payer (None: refunds fail)."""
+
+    binding: Binding
+    refunds: RefundPayer | None
+
+
+@dataclass(frozen=True)
 class Services:
     auth: Authenticator
     issuer: ChallengeIssuer
     leases: LeaseKeeper
     usage: UsageCounter
+    payment: PaymentSeller | None = None  # the Payment scheme (MPP); None: L402 only
 
 
 def challenge_limiter(config: GatewayConfig, store: Store) -> ChallengeLimiter:
@@ -53,8 +68,16 @@ def build_services(
     metrics: GatewayMetrics,
     clock: Callable[[], float],
     pricer: Pricer | None,
+    payment: PaymentParts | None = None,
 ) -> Services:
-    """The paywall's collaborators (`pricer` None: no route has a pricing hook)."""
+    """The paywall's collaborators (`pricer` None: no route has a pricing hook;
+    `payment` None: the Payment scheme is not sold)."""
+    leases = LeaseKeeper(store, metrics, clock)
+    minter = seller = None
+    if payment is not None:
+        minter = OfferMinter(invoices, store, payment.binding, config.payment)
+        refunds = Refunder(store, payment.refunds, config.payment.sessions, metrics)
+        seller = PaymentSeller(minter, store, leases, refunds, metrics, clock)
     return Services(
         auth=Authenticator(
             store, VerifiedCache(config.verified_cache_size, VERIFIED_CACHE_TTL), clock
@@ -65,7 +88,9 @@ def build_services(
             metrics,
             clock,
             pricer=pricer,
+            offers=minter,
         ),
-        leases=LeaseKeeper(store, metrics, clock),
+        leases=leases,
         usage=UsageCounter(),
+        payment=seller,
     )

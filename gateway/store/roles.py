@@ -21,16 +21,22 @@ from gateway.l402.records import TokenRecord
 from gateway.metering.limits import RateRule
 from gateway.store.types import (
     Balance,
+    Booking,
+    Consumed,
     Credit,
     Hold,
     ImportedKey,
     ImportedKeyRef,
     ImportOutcome,
+    Minted,
     PruneCandidate,
     ReportRow,
     Reservation,
+    SessionAction,
+    SessionRow,
     SettledInvoice,
     Settlement,
+    StoredAnswer,
     TokenInfo,
 )
 
@@ -113,6 +119,8 @@ class SettlementLedger(Protocol):
 
     async def route_for_payment_hash(self, payment_hash: bytes) -> str | None: ...
 
+    async def minted(self, payment_hash: bytes) -> Minted | None: ...
+
     async def record_settlement(self, invoice: SettledInvoice, *, advance: bool = True) -> bool:
         """Book one settled invoice; False when it was booked before (idempotent).
 
@@ -129,9 +137,7 @@ class SettlementLedger(Protocol):
 
     async def first_token_created_at(self) -> int | None: ...
 
-    async def booking_status(
-        self, payment_hashes: Sequence[bytes]
-    ) -> dict[bytes, tuple[str, bool]]:
+    async def booking_status(self, payment_hashes: Sequence[bytes]) -> dict[bytes, Booking]:
         """Of these payment hashes, those minted here -> (route, settlement already booked)."""
         ...
 
@@ -299,6 +305,50 @@ class HealthProbe(Protocol):
     async def check_writable(self) -> None: ...
 
 
+class PaymentSessions(Protocol):
+    """The Payment scheme's server secret, sessions and kept answers (gateway.store.sessions)."""
+
+    async def server_secret(self, name: str, candidate: bytes) -> bytes:
+        """The named secret, created from `candidate` by whichever process asks first."""
+        ...
+
+    async def open_session(
+        self, action: SessionAction, return_invoice: str, unit_msat: int, answer: StoredAnswer
+    ) -> Consumed: ...
+
+    async def top_up_session(self, action: SessionAction, answer: StoredAnswer) -> Consumed: ...
+
+    async def get_session(self, session_id: bytes) -> SessionRow | None: ...
+
+    async def touch_session(self, session_id: bytes, now: int) -> None: ...
+
+    async def close_session(self, session_id: bytes, reason: str, now: int) -> SessionRow | None:
+        """Closed now with its refund owed; None when it was not open."""
+        ...
+
+    async def claim_refund(self, session_id: bytes, now: int, claim_until: int) -> bool: ...
+
+    async def finish_refund(
+        self, session_id: bytes, succeeded: bool, fee_msat: int | None, note: str | None
+    ) -> bool: ...
+
+    async def replayed_answer(self, challenge_id: str, now: int) -> StoredAnswer | None: ...
+
+    async def keep_answer(
+        self, challenge_id: str, answer: StoredAnswer, expires_at: int
+    ) -> bool: ...
+
+    async def idle_sessions(self, last_activity_before: int, limit: int) -> list[bytes]: ...
+
+    async def unpaid_refunds(self, now: int, limit: int) -> list[bytes]: ...
+
+    async def list_sessions(self, status: str | None, limit: int) -> list[SessionRow]: ...
+
+    async def sweep_answers(self, now: int) -> int: ...
+
+    async def count_open_sessions(self) -> int: ...
+
+
 class Store(
     TokenSink,
     RootKeys,
@@ -314,6 +364,7 @@ class Store(
     Balances,
     RequestLimits,
     Allowances,
+    PaymentSessions,
     Leadership,
     HealthProbe,
     Protocol,

@@ -294,6 +294,9 @@ def sweep_answers(now: int) -> Steps[int]:
 @transaction
 def secret(name: str, candidate: bytes, now: int) -> Steps[bytes]:
     """The named server secret, created from `candidate` by whichever process asks first."""
+    row = yield FetchOne("SELECT value FROM l402_secrets WHERE name = ?", (name,))
+    if row is not None:  # the usual case: no write (a read-only store still starts)
+        return bytes(row[0])
     yield Execute(
         "INSERT INTO l402_secrets (name, value, created_at) VALUES (?, ?, ?)"
         " ON CONFLICT (name) DO NOTHING",
@@ -302,3 +305,9 @@ def secret(name: str, candidate: bytes, now: int) -> Steps[bytes]:
     row = yield FetchOne("SELECT value FROM l402_secrets WHERE name = ?", (name,))
     assert row is not None
     return bytes(row[0])
+
+
+@reads
+def count_open_sessions() -> Steps[int]:
+    row = yield FetchOne("SELECT COUNT(*) FROM l402_sessions WHERE status = 'open'")
+    return 0 if row is None else int(row[0])

@@ -25,22 +25,29 @@ from gateway.store import (
     ledger,
     prune,
     schema,
+    sessions,
     tokens,
 )
 from gateway.store.dialect import Dialect
 from gateway.store.steps import Op
 from gateway.store.types import (
     Balance,
+    Booking,
+    Consumed,
     Credit,
     Hold,
     ImportedKey,
     ImportedKeyRef,
     ImportOutcome,
+    Minted,
     PruneCandidate,
     ReportRow,
     Reservation,
+    SessionAction,
+    SessionRow,
     SettledInvoice,
     Settlement,
+    StoredAnswer,
     StoreError,
     TokenInfo,
     new_hold_id,
@@ -188,6 +195,9 @@ class SqlStore:
     async def route_for_payment_hash(self, payment_hash: bytes) -> str | None:
         return await self._run(ledger.route_for_payment_hash(payment_hash))
 
+    async def minted(self, payment_hash: bytes) -> Minted | None:
+        return await self._run(ledger.minted(payment_hash))
+
     async def record_settlement(self, invoice: SettledInvoice, *, advance: bool = True) -> bool:
         return await self._run(ledger.record_settlement(invoice, advance))
 
@@ -197,9 +207,7 @@ class SqlStore:
     async def first_token_created_at(self) -> int | None:
         return await self._run(ledger.first_token_created_at())
 
-    async def booking_status(
-        self, payment_hashes: Sequence[bytes]
-    ) -> dict[bytes, tuple[str, bool]]:
+    async def booking_status(self, payment_hashes: Sequence[bytes]) -> dict[bytes, Booking]:
         if not payment_hashes:
             return {}
         return await self._run(ledger.booking_status(payment_hashes))
@@ -338,6 +346,60 @@ class SqlStore:
 
     async def sweep_allowances(self, now: int) -> int:
         return await self._run(allowances.sweep_allowances(now))
+
+    # PaymentSessions
+    async def server_secret(self, name: str, candidate: bytes) -> bytes:
+        if len(candidate) < 32:
+            raise ValueError("a server secret has at least 32 bytes")
+        return await self._run(sessions.secret(name, candidate, int(time.time())))
+
+    async def open_session(
+        self, action: SessionAction, return_invoice: str, unit_msat: int, answer: StoredAnswer
+    ) -> Consumed:
+        _check_units("amount_msat", action.amount_msat, low=1)
+        return await self._run(sessions.open_session(action, return_invoice, unit_msat, answer))
+
+    async def top_up_session(self, action: SessionAction, answer: StoredAnswer) -> Consumed:
+        _check_units("amount_msat", action.amount_msat, low=1)
+        return await self._run(sessions.top_up_session(action, answer, self.dialect))
+
+    async def get_session(self, session_id: bytes) -> SessionRow | None:
+        return await self._run(sessions.get_session(session_id, int(time.time())))
+
+    async def touch_session(self, session_id: bytes, now: int) -> None:
+        await self._run(sessions.touch_session(session_id, now))
+
+    async def close_session(self, session_id: bytes, reason: str, now: int) -> SessionRow | None:
+        return await self._run(sessions.close_session(session_id, reason, now, self.dialect))
+
+    async def claim_refund(self, session_id: bytes, now: int, claim_until: int) -> bool:
+        return await self._run(sessions.claim_refund(session_id, now, claim_until))
+
+    async def finish_refund(
+        self, session_id: bytes, succeeded: bool, fee_msat: int | None, note: str | None
+    ) -> bool:
+        return await self._run(sessions.finish_refund(session_id, succeeded, fee_msat, note))
+
+    async def replayed_answer(self, challenge_id: str, now: int) -> StoredAnswer | None:
+        return await self._run(sessions.replayed_answer(challenge_id, now))
+
+    async def keep_answer(self, challenge_id: str, answer: StoredAnswer, expires_at: int) -> bool:
+        return await self._run(sessions.keep_answer(challenge_id, answer, expires_at))
+
+    async def idle_sessions(self, last_activity_before: int, limit: int) -> list[bytes]:
+        return await self._run(sessions.idle_sessions(last_activity_before, limit))
+
+    async def unpaid_refunds(self, now: int, limit: int) -> list[bytes]:
+        return await self._run(sessions.unpaid_refunds(now, limit))
+
+    async def list_sessions(self, status: str | None, limit: int) -> list[SessionRow]:
+        return await self._run(sessions.list_sessions(status, limit, int(time.time())))
+
+    async def sweep_answers(self, now: int) -> int:
+        return await self._run(sessions.sweep_answers(now))
+
+    async def count_open_sessions(self) -> int:
+        return await self._run(sessions.count_open_sessions())
 
     def leader_lock(self, name: str) -> LeaderLock:
         return self._driver.leader_lock(name)

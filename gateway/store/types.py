@@ -69,6 +69,7 @@ class SettledInvoice:
     amt_paid_msat: int
     settle_index: int
     settled_at: int  # unix seconds
+    scheme: str = "l402"  # not stored: what the revenue metric is labelled with
 
 
 @dataclass(frozen=True)
@@ -279,3 +280,16 @@ class SessionRow:
     @property
     def available_msat(self) -> int:
         return max(0, self.balance_msat - self.held_msat)
+
+
+class Minted(NamedTuple):
+    """Which route, and which scheme (l402, charge, session), an invoice was minted for."""
+
+    route: str
+    scheme: str
+
+
+class Booking(NamedTuple):
+    route: str
+    scheme: str
+    booked: bool  # its settlement is in the ledger already

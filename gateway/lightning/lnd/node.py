@@ -272,14 +272,24 @@ class LndClient:
         )
 
     async def pay_invoice(
-        self, bolt11: str, *, fee_limit_msat: int, timeout_seconds: int = 60
+        self,
+        bolt11: str,
+        *,
+        fee_limit_msat: int,
+        timeout_seconds: int = 60,
+        amount_msat: int | None = None,
     ) -> Payment:
-        """Pay with SendPaymentV2 and wait for the final state; FAILED raises PaymentFailed."""
+        """Pay with SendPaymentV2 and wait for the final state; FAILED raises PaymentFailed.
+
+        `amount_msat` pays an invoice that names no amount (a session's return invoice).
+        LND pays one payment hash at most once: a second call for a paid invoice fails.
+        """
         request = router_pb2.SendPaymentRequest(
             payment_request=bolt11,
             fee_limit_msat=fee_limit_msat,
             timeout_seconds=timeout_seconds,
             no_inflight_updates=True,
+            amt_msat=amount_msat or 0,
         )
         start = time.perf_counter()
         code: str | None = None

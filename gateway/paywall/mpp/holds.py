@@ -1,0 +1,97 @@
+"""What a Payment credential holds until its answer: a charge's single use, a bearer's debit.
+
+A charge is a single-use row (gateway.paywall.holds.LeaseHold): consumed when
+the buyer was served, given back otherwise, and its answer carries a
+`Payment-Receipt`. A session bearer request reserves one unit of the
+session's balance (msat) before it is forwarded: the balance can never be
+overdrawn by concurrent requests, and the reservation is debited when the
+buyer was served, released otherwise.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from gateway.payment import lightning
+from gateway.payment.challenge import format_time
+from gateway.payment.receipts import Receipt, format_receipt
+from gateway.paywall.holds import NOTHING, BodyWatch, LeaseHold, Settled
+from gateway.store.roles import Balances
+
+RECEIPT = "Payment-Receipt"
+UNIT = "msat"
+
+
+def receipt_headers(reference: str, challenge_id: str | None) -> tuple[tuple[str, str], ...]:
+    """A success answer's receipt (`Cache-Control: private`: it names this buyer's payment)."""
+    receipt = Receipt(
+        lightning.METHOD,
+        reference,
+        format_time(datetime.now(UTC)),
+        challenge_id=challenge_id,
+    )
+    return ((RECEIPT, format_receipt(receipt)), ("Cache-Control", "private"))
+
+
+class ChargeHold:
+    """A charge credential: one request, consumed when served, with its receipt."""
+
+    __slots__ = ("_challenge_id", "_lease", "_reference")
+
+    watch: BodyWatch | None = None
+
+    def __init__(self, lease: LeaseHold, reference: str, challenge_id: str) -> None:
+        self._lease = lease
+        self._reference = reference
+        self._challenge_id = challenge_id
+
+    async def answered(self, status: int, served: bool) -> Settled:
+        settled = await self._lease.answered(status, served)
+        if not served or status >= 300:
+            return settled
+        return Settled(receipt_headers(self._reference, self._challenge_id), settled.note)
+
+    async def finished(self, complete: bool) -> str | None:
+        return None
+
+    async def release(self) -> None:
+        await self._lease.release()
+
+
+class BearerHold:
+    """One unit of a session's balance, reserved before the request is forwarded."""
+
+    __slots__ = ("_balances", "_hold_id", "_session_id", "_unit_msat")
+
+    watch: BodyWatch | None = None
+
+    def __init__(
+        self,
+        balances: Balances,
+        session_id: bytes,
+        hold_id: bytes,
+        unit_msat: int,
+    ) -> None:
+        self._balances = balances
+        self._session_id = session_id
+        self._hold_id = hold_id
+        self._unit_msat = unit_msat
+
+    async def answered(self, status: int, served: bool) -> Settled:
+        if not served:
+            await self.release()
+            return NOTHING
+        settled = await self._balances.settle_units(
+            self._session_id, self._hold_id, self._unit_msat, now=int(time.time())
+        )
+        headers = receipt_headers(self._session_id.hex(), None) if status < 300 else ()
+        if settled.shortfall:
+            return Settled(headers, "session debit short: the reservation had lapsed")
+        return Settled(headers)
+
+    async def finished(self, complete: bool) -> str | None:
+        return None
+
+    async def release(self) -> None:
+        await self._balances.release_units(self._session_id, self._hold_id)
