@@ -57,8 +57,7 @@ def _routes(upstream: str, **patch: dict[str, Any]) -> list[dict[str, Any]]:
     routes: list[dict[str, Any]] = [
         {"name": "internal", "host": r"^internal\.example$", "path": "^/",
          "upstream": upstream, "price_sats": 50},
-        {"name": "paid", "path": "^/paid/", "upstream": upstream, "price_sats": 10,
-         "case_insensitive": True},
+        {"name": "paid", "path": "^/paid/", "upstream": upstream, "price_sats": 10},
         {"name": "a", "path": "^/a/", "upstream": upstream, "price_sats": 1},
         {"name": "b", "path": "^/b/", "upstream": upstream, "price_sats": 500},
         {"name": "free", "path": "^/", "upstream": upstream, "price_sats": 0},
@@ -119,10 +118,22 @@ async def test_route_a_credential_cannot_reach_route_b_through_path_parameters(
     assert (status, body["error"]) == (400, "bad_path")
 
 
-async def test_case_insensitive_route_prices_every_case(gw: InProcess) -> None:
-    for path in ("/paid/x", "/PAID/x", "/Paid/x"):
-        status, body = await _get(gw, path)
-        assert (status, body.get("route")) == (402, "paid"), path
+async def test_case_insensitive_route_prices_every_case(
+    tmp_path: Path, lenient_upstream: str
+) -> None:
+    """`case_insensitive: true` is the setting for an upstream that routes like Express."""
+    routes = _routes(lenient_upstream, paid={"case_insensitive": True})
+    async with in_process(tmp_path, routes=routes) as gw:
+        for path in ("/paid/x", "/PAID/x", "/Paid/x"):
+            status, body = await _get(gw, path)
+            assert (status, body.get("route")) == (402, "paid"), path
+
+
+async def test_without_case_insensitive_other_cases_are_other_paths(gw: InProcess) -> None:
+    """The default (documented): `/PAID/x` is not `/paid/x`, as RFC 3986 says; an
+    upstream that folds case must have its priced routes marked `case_insensitive`."""
+    status, body = await _get(gw, "/PAID/x")
+    assert (status, body["served"]) == (200, "paid")
 
 
 async def test_opt_outs_forward_what_the_operator_declared_plain(
