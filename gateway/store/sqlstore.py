@@ -104,9 +104,10 @@ class SqlStore:
 
     @property
     def shares_rate_limits(self) -> bool:
-        """PostgreSQL only: a shared SQLite bucket would put a write-lock round trip
-        (and an fsync) on every unpaid request of every process on the host."""
-        return self._driver.dialect.name == "postgres"
+        """Both dialects: every worker and replica on the database draws from one allowance
+        per client. On SQLite a refused request costs a read only (`bucket_wait`), so a
+        flood does not turn into a write lock and an fsync per request."""
+        return True
 
     async def _run(self, op: Op[T]) -> T:
         if self._closed:
@@ -205,6 +206,13 @@ class SqlStore:
         if per_minute < 1 or burst < 1:
             raise ValueError("per_minute and burst must be >= 1")
         return await self._run(buckets.take_token(client, now, per_minute, burst))
+
+    async def bucket_wait(
+        self, client: str, now: float, per_minute: int, burst: int
+    ) -> float | None:
+        if per_minute < 1 or burst < 1:
+            raise ValueError("per_minute and burst must be >= 1")
+        return await self._run(buckets.bucket_wait(client, now, per_minute, burst))
 
     async def sweep_buckets(self, now: float) -> int:
         return await self._run(buckets.sweep_buckets(now))
