@@ -210,12 +210,15 @@ class SharedChallengeLimiter:
         self._next_sweep = 0.0
         self.fallback = TokenBucketLimiter(per_minute, burst, max_clients=max_clients)
         self.degraded = False
+        self._forget = False  # the limit was turned off: forget every client when back on
 
     @property
     def enabled(self) -> bool:
         return self.fallback.enabled
 
     def configure(self, per_minute: int, burst: int) -> None:
+        if self.fallback.enabled and per_minute == 0:
+            self._forget = True
         self.fallback.configure(per_minute, burst)
 
     async def allow(self, key: str, now: float) -> float | None:
@@ -224,6 +227,9 @@ class SharedChallengeLimiter:
             return None
         try:
             async with asyncio.timeout(self._timeout):
+                if self._forget:  # as the local buckets: off, then on, starts every client full
+                    await self._store.forget_challenge_buckets()
+                    self._forget = False
                 # Read first: a client over its limit is refused without a write.
                 wait = await self._store.bucket_wait(key, now, limit.per_minute, limit.burst)
                 if wait is None:

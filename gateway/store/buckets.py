@@ -101,6 +101,14 @@ def bucket_wait(client: str, now: float, per_minute: int, burst: int) -> Steps[f
 
 
 @writes
+def forget_challenge_buckets() -> Steps[int]:
+    """Delete every challenge bucket (not the `rl:` request-limit ones): a limit turned
+    off forgets every client, as the per-process buckets do."""
+    deleted = yield Execute("DELETE FROM l402_rate_buckets WHERE client NOT LIKE 'rl:%'", ())
+    return int(deleted)
+
+
+@writes
 def sweep_buckets(now: float) -> Steps[int]:
     """Delete up to SWEEP_BATCH rows of buckets that are full again (the same as absent)."""
     deleted = yield Execute(

@@ -178,6 +178,10 @@ class RateBuckets(Protocol):
         """Delete a bounded batch of buckets that are full again; the count deleted."""
         ...
 
+    async def forget_challenge_buckets(self) -> int:
+        """Delete every challenge bucket (a limit turned off forgets every client)."""
+        ...
+
 
 class Balances(Protocol):
     """Prepaid balances metered per request (bundles, count quotas, session deposits).

@@ -217,6 +217,9 @@ class SqlStore:
     async def sweep_buckets(self, now: float) -> int:
         return await self._run(buckets.sweep_buckets(now))
 
+    async def forget_challenge_buckets(self) -> int:
+        return await self._run(buckets.forget_challenge_buckets())
+
     # Balances, RequestLimits, Allowances (gateway.metering; schema v3)
     async def credit_units(
         self,

@@ -167,3 +167,18 @@ async def test_disabled_and_local_limiters() -> None:
         assert isinstance(local.buckets, TokenBucketLimiter)
     finally:
         await store.close()
+
+
+async def test_a_limit_turned_off_and_on_again_forgets_every_client(store: Store) -> None:
+    """As the per-process buckets do: `per_minute: 0` then a limit again starts clients full,
+    without touching the per-credential request limits sharing the table (`rl:` keys)."""
+    limiter = SharedChallengeLimiter(store, per_minute=60, burst=1)
+    assert await limiter.allow("a", T0) is None
+    assert await limiter.allow("a", T0) is not None
+    await store.take_token("rl:kept", T0, 60, 1)
+    limiter.configure(0, 1)
+    assert await limiter.allow("a", T0) is None  # off
+    limiter.configure(60, 1)
+    assert await limiter.allow("a", T0) is None  # forgotten: a full bucket again
+    assert await limiter.allow("a", T0) is not None
+    assert await store.bucket_wait("rl:kept", T0, 60, 1) is not None  # not forgotten
