@@ -214,6 +214,11 @@ class Route:
     cors: CorsPolicy | None = None  # None = the top-level `cors`
     pricing: PricingHook | None = None  # None = the constant `price_msat`
     schemes: tuple[str, ...] = ("l402",)  # which authentication schemes sell it
+    # Path spellings some upstreams read differently (gateway.http.pathrules): refused
+    # (400) unless the route says its upstream treats them as plain characters.
+    allow_path_parameters: bool = False  # `;` in the path (Tomcat/Spring strip `;...`)
+    allow_encoded_percent: bool = False  # `%25` (an upstream that decodes twice)
+    case_insensitive: bool = False  # `path` matched ignoring case (the loader compiles it so)
     line: int = field(default=0, compare=False)
 
     @property
@@ -259,21 +264,35 @@ class Route:
         return self.path.search(path) is not None
 
     def allows_method(self, method: str) -> bool:
-        return self.methods is None or method.upper() in self.methods
+        """HEAD is GET without the body (RFC 9110 §9.3.2): servers and frameworks answer it
+        from the GET handler, so a route that prices GET prices HEAD too."""
+        if self.methods is None:
+            return True
+        upper = method.upper()
+        return upper in self.methods or (upper == "HEAD" and "GET" in self.methods)
+
+    @property
+    def effective_methods(self) -> frozenset[str] | None:
+        """`methods` with HEAD where GET is listed (None: every method)."""
+        if self.methods is None or "GET" not in self.methods:
+            return self.methods
+        return self.methods | {"HEAD"}
 
     def matches(self, host: str, path: str, method: str) -> bool:
         return self.allows_method(method) and self.matches_resource(host, path)
 
 
 def _hostname(host: str) -> str:
-    """Strip the port (and IPv6 brackets) from a Host header and lower-case it."""
+    """The name routes match: the Host header (or `:authority`) without its port, IPv6
+    brackets and trailing dot, lower-cased. `internal.example.` is the same host as
+    `internal.example` (an absolute DNS name), and servers answer both the same."""
     host = host.strip().lower()
     if host.startswith("["):
         end = host.find("]")
         return host[1:end] if end != -1 else host
     if host.count(":") == 1:
-        return host.split(":", 1)[0]
-    return host
+        host = host.split(":", 1)[0]
+    return host.rstrip(".")
 
 
 @dataclass(frozen=True)
@@ -296,9 +315,10 @@ class RouteTable:
         found: set[str] = set()
         for route in self.routes:
             if route.matches_resource(host, path):
-                if route.methods is None:
+                methods = route.effective_methods
+                if methods is None:
                     return None  # a route takes every method: the caller's match succeeded
-                found |= route.methods
+                found |= methods
         return frozenset(found) if found else None
 
     def by_name(self, name: str) -> Route | None:

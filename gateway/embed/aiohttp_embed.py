@@ -29,12 +29,14 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from gateway.embed.aiohttp_paths import mount_prefix, relative_raw_path
 from gateway.embed.gate import Gate, Paid, paid_of
 from gateway.paywall.answers import refusal_answer
+from gateway.paywall.preflight import preflight_answer
 from gateway.paywall.refusals import LeaseLost, Refusal
 from gateway.paywall.sale import Sale
 from gateway.server.caller import client_of
-from gateway.server.cors import is_preflight
+from gateway.server.cors import PREFLIGHT, is_preflight
 from gateway.server.errors import answer_response, is_grpc
 
 log = logging.getLogger("gateway.embed")
@@ -89,10 +91,17 @@ def middleware(gate: Gate) -> Middleware:
 
     @web.middleware
     async def l402(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if is_preflight(request):  # CORS is the app's: its own middleware answers preflights
-            return await handler(request)
+        # `request.app` is the app this middleware is attached to (aiohttp sets it for
+        # each app's middlewares): routes are relative to it (gateway.embed.aiohttp_paths).
+        raw_path = relative_raw_path(request.rel_url.raw_path, mount_prefix(request, request.app))
         try:
-            located = gate.locate(request.host, request.rel_url.raw_path, request.method)
+            if is_preflight(request):  # answered here on a priced resource, else the app's
+                priced = gate.preflight_route(request.host, raw_path)
+                if priced is None:
+                    return await handler(request)
+                origin, method = request.headers["Origin"], request.headers[PREFLIGHT]
+                return answer_response(preflight_answer(priced.cors, origin, method))
+            located = gate.locate(request.host, raw_path, request.method)
             if located is None:
                 return await handler(request)
             sale = await gate.admit(

@@ -31,13 +31,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
+from gateway.embed.asgipath import priced_raw_path
 from gateway.embed.gate import Gate, paid_of
 from gateway.embed.inbox import Inbox, Message, Receive
 from gateway.http.clientinfo import ClientInfo
 from gateway.paywall.answers import Answer, is_grpc_content_type, refusal_answer
 from gateway.paywall.decision import Located
+from gateway.paywall.preflight import preflight_answer
 from gateway.paywall.refusals import LeaseLost, Refusal
 from gateway.paywall.sale import Sale
 
@@ -66,14 +67,13 @@ def _header(headers: list[tuple[str, str]], name: str) -> str | None:
 
 
 def _request_line(scope: Scope, headers: list[tuple[str, str]]) -> tuple[str, str]:
-    """(host, raw path) as the client sent them."""
+    """(host, raw path): the Host the client sent, the path the app's router will match
+    (relative to `root_path`: gateway.embed.asgipath)."""
     host = _header(headers, "host")
     if host is None:
         server = scope.get("server")
         host = f"{server[0]}:{server[1]}" if server else ""
-    raw = scope.get("raw_path")
-    path = raw.decode("latin-1") if raw else quote(scope.get("path", "/"))
-    return host, path
+    return host, priced_raw_path(scope)
 
 
 def _client(
@@ -101,7 +101,8 @@ def _is_preflight(scope: Scope, headers: list[tuple[str, str]]) -> bool:
 
 def _start(answer: Answer, prefix: str) -> tuple[Message, Message]:
     headers = [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in answer.headers]
-    headers.append((b"content-length", str(len(answer.body)).encode()))
+    if answer.status != 204:  # RFC 9110 §8.6: no Content-Length on a 204
+        headers.append((b"content-length", str(len(answer.body)).encode()))
     return (
         {"type": f"{prefix}.start", "status": answer.status, "headers": headers},
         {"type": f"{prefix}.body", "body": answer.body, "more_body": False},
@@ -131,11 +132,17 @@ class L402Middleware:
     async def _request(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = _headers(scope)
         websocket = scope["type"] == "websocket"
-        if not websocket and _is_preflight(scope, headers):
-            await self.app(scope, receive, send)  # CORS is the app's own middleware's
-            return
         host, raw_path = _request_line(scope, headers)
         try:
+            if not websocket and _is_preflight(scope, headers):
+                priced = self._gate.preflight_route(host, raw_path)
+                if priced is None:  # a free resource: the app's (and its CORS middleware's)
+                    await self.app(scope, receive, send)
+                    return
+                origin = _header(headers, "origin") or ""
+                method = _header(headers, "access-control-request-method") or ""
+                await send_answer(send, preflight_answer(priced.cors, origin, method))
+                return
             located = self._gate.locate(host, raw_path, "GET" if websocket else scope["method"])
             if located is None:
                 await self.app(scope, receive, send)

@@ -5,7 +5,9 @@ normal form, route match, credential check, challenge and single-use lease,
 and the same `Sale` after the answer. What differs when embedded:
 
 - a request that no route takes (no match, or a method no route lists) is the
-  app's own and goes to it untouched, instead of a 404 / 405 / 501;
+  app's own and goes to it untouched, instead of a 404 / 405 / 501; but HEAD
+  is priced as GET, and an OPTIONS (preflight or not) on a priced resource is
+  answered here (204), never handed to the app (gateway.paywall.options);
 - a path that cannot be normalised is still refused (400): the gateway could
   not tell whether the app would route it to a priced handler;
 - "forward" is calling the app's handler, and the app is the "upstream" of the
@@ -25,8 +27,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gateway.http.clientinfo import ClientInfo
+from gateway.http.paths import BadPath, normalize
 from gateway.paywall.decision import Located, Paywall
-from gateway.paywall.refusals import MethodNotAllowed, MethodNotImplemented, NoRoute, NotStarted
+from gateway.paywall.options import priced_resource
+from gateway.paywall.refusals import (
+    BadRequestPath,
+    MethodNotAllowed,
+    MethodNotImplemented,
+    NoRoute,
+    NotStarted,
+)
+from gateway.paywall.routes import RouteRuntime
 from gateway.paywall.sale import Sale
 
 
@@ -75,6 +86,20 @@ class Gate:
             return self.paywall.locate(host, raw_path, method)
         except (NoRoute, MethodNotAllowed, MethodNotImplemented):
             return None
+
+    def preflight_route(self, host: str, raw_path: str) -> RouteRuntime | None:
+        """The priced route a CORS preflight is for (the middleware answers it, with that
+        route's CORS policy), or None: a free resource's preflight is the app's own.
+
+        A preflight is an OPTIONS request: passed to an app whose handler takes OPTIONS on
+        a priced path, it would be served the paid answer unpaid (gateway.paywall.options).
+        Raises BadRequestPath (400) for a path without a normal form.
+        """
+        try:
+            path = normalize(raw_path)
+        except BadPath as exc:
+            raise BadRequestPath(exc.reason) from None
+        return priced_resource(self.paywall.routes.current, host, path.decoded)
 
     async def admit(
         self, located: Located, headers: Iterable[tuple[str, str]], client: ClientInfo

@@ -135,6 +135,8 @@ def refusal_answer(exc: Refusal, *, grpc: bool = False) -> Answer:
     if exc.retry_after is not None:
         headers["Retry-After"] = str(exc.retry_after)
     headers.update(exc.headers)
+    if exc.status == 204:  # no content (an OPTIONS answer): headers only
+        return Answer(204, tuple(headers.items()), b"")
     headers["Content-Type"] = JSON_CONTENT_TYPE
     return _json_answer({"error": exc.reason, "message": exc.message}, exc.status, headers.items())
 

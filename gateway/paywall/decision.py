@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gateway.http.clientinfo import ClientInfo
+from gateway.http.pathrules import path_problem
 from gateway.http.paths import BadPath, NormalPath, normalize
 from gateway.l402.errors import L402Error, Reason
 from gateway.observability.metrics import GatewayMetrics, RouteSeries
@@ -28,6 +29,7 @@ from gateway.paywall.access import AccessRecord
 from gateway.paywall.holds import Hold, LeaseHold
 from gateway.paywall.mpp.seller import Admitted as PaymentAdmitted
 from gateway.paywall.mpp.seller import PaymentSeller
+from gateway.paywall.options import options_answer
 from gateway.paywall.pricing import PriceQuery, hook_headers
 from gateway.paywall.ratelimit import client_key
 from gateway.paywall.refusals import (
@@ -88,16 +90,25 @@ class Paywall:
         return self._services is not None
 
     def locate(self, host: str, raw_path: str, method: str) -> Located:
-        """Normalise and match; raises BadRequestPath, NoRoute, MethodNotAllowed (405) or
+        """Normalise and match; raises BadRequestPath (400, also for a spelling the route
+        refuses: gateway.http.pathrules), OptionsAnswered (204: an OPTIONS on a priced
+        resource, gateway.paywall.options), NoRoute, MethodNotAllowed (405) or
         MethodNotImplemented (501)."""
         table = self.routes.current
         try:
             path = normalize(raw_path)
         except BadPath as exc:
             raise BadRequestPath(exc.reason) from None
+        if method.upper() == "OPTIONS":
+            answered = options_answer(table, host, path.decoded)
+            if answered is not None:
+                raise answered
         runtime = table.match(host, path.decoded, method)
         if runtime is None:
             raise no_match(table, host, path.decoded, method)
+        problem = path_problem(runtime.route, path)
+        if problem is not None:
+            raise BadRequestPath(problem)
         return Located(table, runtime, path, method)
 
     async def admit(

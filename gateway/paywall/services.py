@@ -53,8 +53,9 @@ class Services:
 
 
 def challenge_limiter(config: GatewayConfig, store: Store) -> ChallengeLimiter:
-    """Shared buckets when the store is shared (PostgreSQL: N replicas or workers must not
-    give a client N allowances), per-process ones on SQLite (docs/decisions.md)."""
+    """Buckets in the store (SQLite and PostgreSQL alike): N workers or replicas must not
+    give a client N allowances (docs/decisions.md); per-process ones only for a store that
+    cannot share them."""
     limit = config.challenge_rate_limit
     if store.shares_rate_limits:
         return SharedChallengeLimiter(store, limit.per_minute, limit.burst)

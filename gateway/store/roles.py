@@ -198,8 +198,18 @@ class RateBuckets(Protocol):
         """Take one token from `client`'s bucket: None when taken, else seconds to wait."""
         ...
 
+    async def bucket_wait(
+        self, client: str, now: float, per_minute: int, burst: int
+    ) -> float | None:
+        """Read only: seconds until `client`'s bucket has a token, None when it has one."""
+        ...
+
     async def sweep_buckets(self, now: float) -> int:
         """Delete a bounded batch of buckets that are full again; the count deleted."""
+        ...
+
+    async def forget_challenge_buckets(self) -> int:
+        """Delete every challenge bucket (a limit turned off forgets every client)."""
         ...
 
 
@@ -373,7 +383,7 @@ class Store(
 
     @property
     def shares_rate_limits(self) -> bool:
-        """True when gateways on this store should share challenge allowances (PostgreSQL)."""
+        """True when gateways on this store share challenge allowances (SQL stores: both)."""
         ...
 
     async def close(self) -> None: ...

@@ -123,9 +123,10 @@ class SqlStore:
 
     @property
     def shares_rate_limits(self) -> bool:
-        """PostgreSQL only: a shared SQLite bucket would put a write-lock round trip
-        (and an fsync) on every unpaid request of every process on the host."""
-        return self._driver.dialect.name == "postgres"
+        """Both dialects: every worker and replica on the database draws from one allowance
+        per client. On SQLite a refused request costs a read only (`bucket_wait`), so a
+        flood does not turn into a write lock and an fsync per request."""
+        return True
 
     async def _run(self, op: Op[T]) -> T:
         if self._closed:
@@ -259,8 +260,18 @@ class SqlStore:
             raise ValueError("per_minute and burst must be >= 1")
         return await self._run(buckets.take_token(client, now, per_minute, burst))
 
+    async def bucket_wait(
+        self, client: str, now: float, per_minute: int, burst: int
+    ) -> float | None:
+        if per_minute < 1 or burst < 1:
+            raise ValueError("per_minute and burst must be >= 1")
+        return await self._run(buckets.bucket_wait(client, now, per_minute, burst))
+
     async def sweep_buckets(self, now: float) -> int:
         return await self._run(buckets.sweep_buckets(now))
+
+    async def forget_challenge_buckets(self) -> int:
+        return await self._run(buckets.forget_challenge_buckets())
 
     # Balances, RequestLimits, Allowances (gateway.metering; schema v3)
     async def credit_units(
