@@ -27,6 +27,7 @@ from gateway.regtest.processes import ManagedProcess, free_port, wait_until
 
 CHANNEL_SAT = 5_000_000  # the private buyer->seller channel payments use
 PUBLIC_CHANNEL_SAT = 1_000_000
+SELLER_PUSH_SAT = 200_000  # the seller's side of the public channel at open
 SEGWIT_BLOCKS = (
     500  # btcd <= 0.25 activates segwit on regtest at height 432; coinbase matures at 100
 )
@@ -58,6 +59,8 @@ class NodeInfo:
     invoice_macaroon: str
     readonly_macaroon: str
     pubkey: str = ""
+    # Baked at bring-up: may pay and read payments, nothing else (session refunds).
+    payer_macaroon: str = ""
     start_ticks: int | None = None  # with pid: which process `down` may stop
 
     def recorded(self) -> Recorded:
@@ -210,6 +213,10 @@ class RegtestNetwork:
             self._wait_lnd_ready(node, synced=True)
             node.pid, node.start_ticks = self._lnd[node.name].pid, self._lnd[node.name].start_ticks
             node.pubkey = self._lncli(node.name, "getinfo")["identity_pubkey"]
+            payer = Path(node.invoice_macaroon).with_name("payer.macaroon")
+            baked = self._lncli_text(node.name, "bakemacaroon", "offchain:read", "offchain:write")
+            payer.write_bytes(bytes.fromhex(baked.strip()))
+            node.payer_macaroon = str(payer)
         wait_until(
             "the buyer's coinbase funds",
             lambda: (
@@ -224,7 +231,8 @@ class RegtestNetwork:
         self.timings["channel"] = time.monotonic() - t
 
     def _open_channel(self) -> None:
-        """A private buyer->seller channel (like production) plus a small public one.
+        """A private buyer->seller channel (like production) plus a small public one,
+        opened with some of it on the seller's side so the seller can pay refunds.
 
         LND adds route hints for a private channel only when the counterparty is an
         advertised node, so the buyer also needs a public channel to be in the graph.
@@ -234,6 +242,8 @@ class RegtestNetwork:
         txids = []
         for amount, private in ((PUBLIC_CHANNEL_SAT, False), (CHANNEL_SAT, True)):
             args = ["openchannel", "--node_key", seller.pubkey, "--local_amt", str(amount)]
+            if not private:  # the seller can pay back (session refunds) above its reserve
+                args += ["--push_amt", str(SELLER_PUSH_SAT)]
             opened = self._lncli("buyer", *args, *(["--private"] if private else []))
             txids.append(opened["funding_txid"])
         self.channel_point = f"{txids[1]}:{opened.get('output_index', 0)}"
@@ -375,6 +385,10 @@ class RegtestNetwork:
         return subprocess.run(argv, capture_output=True, timeout=30).returncode == 0
 
     def _lncli(self, name: str, *args: str) -> Any:
+        out = self._lncli_text(name, *args)
+        return json.loads(out) if out.strip() else {}
+
+    def _lncli_text(self, name: str, *args: str) -> str:
         node = self.nodes[name]
         argv = [
             str(self.bin / "lncli"),
@@ -387,7 +401,7 @@ class RegtestNetwork:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=120)
         if out.returncode != 0:
             raise RuntimeError(f"lncli {name} {args[0]}: {out.stderr.strip() or out.stdout}")
-        return json.loads(out.stdout) if out.stdout.strip() else {}
+        return out.stdout
 
     def _describe(self) -> Descriptor:
         assert self.btcd is not None

@@ -204,7 +204,7 @@ class PaymentSeller:
              "balanceSats": verified.deposit_sats, "unitSats": verified.unit_sats},
         )  # fmt: skip
         action = SessionAction(
-            verified.challenge_id,
+            _answer_key("open", verified.challenge_id),
             verified.session_id,
             verified.session_id,
             runtime.name,
@@ -232,7 +232,7 @@ class PaymentSeller:
         verified = verify_top_up(self._binding, credential, payload, _state(row), now=now)
         _check_opaque(credential, runtime)
         action = SessionAction(
-            verified.challenge_id,
+            _answer_key("topUp", verified.challenge_id),
             verified.session_id,
             verified.payment_hash,
             runtime.name,
@@ -288,8 +288,9 @@ class PaymentSeller:
         self, runtime: RouteRuntime, credential: Credential, payload: ClosePayload
     ) -> GatewayAnswer:
         challenge_id = credential.challenge.id
+        key = _answer_key("close", challenge_id)
         now = int(self._clock())
-        replay = await self._store.replayed_answer(challenge_id, now)
+        replay = await self._store.replayed_answer(key, now)
         if replay is not None:
             return GatewayAnswer(replay.status, replay.body, (), "session_close")
         row = await self._owned(runtime, credential, payload)
@@ -301,9 +302,15 @@ class PaymentSeller:
         refund_sats = (closed.refund_msat or 0) // 1000
         answer = _answer(200, {"status": "closed", "refundSats": refund_sats,
                                "refundStatus": status.value})  # fmt: skip
-        await self._store.keep_answer(challenge_id, answer, self._keep_until(now))
+        await self._store.keep_answer(key, answer, self._keep_until(now))
         return self._reply(answer, row.session_id.hex(), challenge_id, "session_close",
                            (refund_sats, status))  # fmt: skip
+
+
+def _answer_key(action: str, challenge_id: str) -> str:
+    """Answers are kept per action and challenge: a close may echo the challenge a
+    top-up used (the draft lets bearer and close echo any unexpired one of ours)."""
+    return f"{action}:{challenge_id}"
 
 
 def _check_opaque(credential: Credential, runtime: RouteRuntime) -> None:
