@@ -99,7 +99,8 @@ async def test_a_charge_buys_exactly_one_answer_with_a_receipt(
                         preference=(Scheme.PAYMENT, Scheme.L402))  # fmt: skip
     result = await client.fetch("GET", gateway.url(PREMIUM))
     assert (result.outcome, result.status, result.scheme) == (Outcome.PAID, 200, Scheme.PAYMENT)
-    assert result.receipt is not None and result.payment is not None
+    assert result.receipt is not None
+    assert result.payment is not None
     assert result.receipt.reference == result.payment.payment_id
     assert result.headers["Cache-Control"] == "private"
     # The same credential again: consumed (unlike Aperture), a fresh challenge and a problem.
