@@ -60,6 +60,8 @@ class _Settlement:
         """Settle on `status`; the sale's own headers (a balance, a receipt) go on
         `response` when its headers are not sent yet."""
         self.settled = True
+        # No content type: this middleware cannot watch a body the handler writes itself,
+        # so a streamed answer is sold as one answer (one session unit), never per event.
         await self.gate.answered(self.sale, status, client_gone=client_gone)
         if response is not None and not response.prepared:
             for name, value in self.sale.answer_headers:

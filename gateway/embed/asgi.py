@@ -223,6 +223,13 @@ def _startup_error(exc: Exception) -> str:
     return f"L402 middleware could not start: {type(exc).__name__}"
 
 
+def _content_type(message: Message) -> str:
+    for name, value in message.get("headers", []):
+        if bytes(name).lower() == b"content-type":
+            return bytes(value).decode("latin-1")
+    return ""
+
+
 class _Exchange:
     """The app's `send` for one paid request: settle before the answer goes out."""
 
@@ -243,7 +250,7 @@ class _Exchange:
             status = self._status(message)
             if status is not None:
                 self.answered = True
-                if not await self._settle(status):
+                if not await self._settle(status, _content_type(message)):
                     return
                 message = self._with_headers(message)
         elif message.get("type") == "http.response.body":
@@ -267,13 +274,20 @@ class _Exchange:
         if watch is None:
             self._body_done = last
             return message
-        body = await watch.feed(bytes(message.get("body", b"")))
+
+        async def send_more(body: bytes) -> None:
+            if body:
+                await self._send({"type": "http.response.body", "body": body, "more_body": True})
+
+        await watch.feed(bytes(message.get("body", b"")), send_more)
+        if not watch.ended and last:
+            await watch.drain(send_more)
         if watch.ended:
             last = True
         self._body_done = last
         if last:
             await self._sale.finished(not watch.ended)
-        return {**message, "body": body, "more_body": not last}
+        return {"type": "http.response.body", "body": b"", "more_body": not last}
 
     async def end(self) -> None:
         """The app is done: a metered answer cut short is debited for what went."""
@@ -291,11 +305,13 @@ class _Exchange:
             return 403  # closed before accepting: the server denies the handshake
         return None
 
-    async def _settle(self, status: int) -> bool:
+    async def _settle(self, status: int, content_type: str) -> bool:
         """Settle the lease; False when the answer was replaced (the lease was lost)."""
         gone = self._inbox.disconnected if self._websocket else await self._inbox.client_gone()
         try:
-            await self._gate.answered(self._sale, status, client_gone=gone)
+            await self._gate.answered(
+                self._sale, status, client_gone=gone, content_type=content_type
+            )
         except LeaseLost as lost:
             self._replaced = True
             if self._websocket:

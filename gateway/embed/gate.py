@@ -111,14 +111,18 @@ class Gate:
         return await self.paywall.admit(located, headers, client, arrived=arrived)
 
     @staticmethod
-    async def answered(sale: Sale, status: int, *, client_gone: bool = False) -> None:
+    async def answered(
+        sale: Sale, status: int, *, client_gone: bool = False, content_type: str = ""
+    ) -> None:
         """The app answered `status` (not sent yet, where the framework allows holding it).
 
         A client already gone was not served: the token is given back. Raises
         LeaseLost when this request's lease lapsed and another request holds the
         token now (the caller answers 409 instead, as the proxy does, if it can).
         """
-        await sale.answered(status, served=False if client_gone else None)
+        await sale.answered(
+            status, served=False if client_gone else None, content_type=content_type
+        )
 
     @staticmethod
     async def failed(sale: Sale) -> None:

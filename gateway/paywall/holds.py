@@ -18,7 +18,7 @@ receipt) and may watch the answer's body on its way to the client.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -40,12 +40,22 @@ class Settled:
 NOTHING = Settled()
 
 
-class BodyWatch(Protocol):
-    """Sees the answer's body on its way to the client (metering, session debits)."""
+Send = Callable[[bytes], Awaitable[None]]
 
-    async def feed(self, chunk: bytes) -> bytes:
-        """The bytes to send in place of `chunk` (usually `chunk` itself; an event may be
-        added). Set `ended` to stop the relay after these bytes."""
+
+class BodyWatch(Protocol):
+    """Sees the answer's body on its way to the client (metering, session debits).
+
+    The watch sends the bytes itself (`send` writes to the client), so it can
+    hold some back, add its own (an SSE event), or pause the stream between
+    two of its events; it sets `ended` to stop the relay."""
+
+    async def feed(self, chunk: bytes, send: Send) -> None:
+        """One body chunk from the upstream (or the app)."""
+        ...
+
+    async def drain(self, send: Send) -> None:
+        """The body ended: send whatever is still held back."""
         ...
 
     @property
@@ -58,9 +68,9 @@ class Hold(Protocol):
         """The answer's body watcher, or None when the hold needs no body."""
         ...
 
-    async def answered(self, status: int, served: bool) -> Settled:
-        """The answer's status is known and not sent yet; `served` says whether the buyer
-        got what it paid for. May raise LeaseLost (answer 409 instead)."""
+    async def answered(self, status: int, served: bool, content_type: str = "") -> Settled:
+        """The answer's status (and content type) is known and not sent yet; `served` says
+        whether the buyer got what it paid for. May raise LeaseLost (answer 409 instead)."""
         ...
 
     async def finished(self, complete: bool) -> str | None:
@@ -83,7 +93,7 @@ class LeaseHold:
         self._keeper = keeper
         self.lease = lease
 
-    async def answered(self, status: int, served: bool) -> Settled:
+    async def answered(self, status: int, served: bool, content_type: str = "") -> Settled:
         if not served:
             await self._keeper.release(self.lease)
             return NOTHING

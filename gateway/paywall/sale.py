@@ -106,7 +106,9 @@ class Sale:
         if self._record is not None:
             self._record.outcome = outcome
 
-    async def answered(self, status: int, *, served: bool | None = None) -> None:
+    async def answered(
+        self, status: int, *, served: bool | None = None, content_type: str = ""
+    ) -> None:
         """The answer's status is known and not sent yet. `served` (default: status < 500)
         says whether the buyer got what it paid for (gRPC's UNAVAILABLE is not)."""
         if self._settled:
@@ -120,7 +122,7 @@ class Sale:
             self._record.upstream_status = status
         if self.hold is not None:
             settled = await self.hold.answered(
-                status, served if served is not None else status < 500
+                status, served if served is not None else status < 500, content_type
             )
             self.answer_headers = settled.headers
             if settled.note is not None:

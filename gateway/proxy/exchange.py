@@ -302,13 +302,15 @@ class Proxy:
                 if not chunk:
                     break
                 opened.bytes_relayed += len(chunk)
-                if watch is not None:
-                    chunk = await watch.feed(chunk)
-                    if watch.ended:  # the watcher stops the answer here (a balance ran dry)
-                        await response.write(chunk)
-                        request.protocol.force_close()  # the upstream's rest is not read
-                        break
-                await response.write(chunk)
+                if watch is None:
+                    await response.write(chunk)
+                    continue
+                await watch.feed(chunk, response.write)
+                if watch.ended:  # the watcher stops the answer here (a balance ran dry)
+                    request.protocol.force_close()  # the upstream's rest is not read
+                    break
+            if watch is not None and not watch.ended:
+                await watch.drain(response.write)
             await response.write_eof()
             complete = watch is None or not watch.ended
             opened.complete = complete

@@ -109,7 +109,7 @@ class Forwarder:
             await sale.failed(None)
             raise
         try:
-            await sale.answered(opened.status)
+            await sale.answered(opened.status, content_type=opened.headers.get("Content-Type", ""))
         except BaseException:
             opened.close()
             raise

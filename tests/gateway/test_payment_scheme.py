@@ -10,20 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from gateway.buyer import CredentialCache, L402Client, LndPayer, SpendPolicy
 from gateway.buyer.client import Outcome
 from gateway.buyer.errors import SessionError
 from gateway.buyer.offers import Scheme
 from gateway.buyer.session import LndReturnInvoices, PaymentSession
+from gateway.demo_upstream import make_signal_app
 from gateway.lightning.lnd import LndClient
 from gateway.lightning.types import InvoiceState
 from gateway.payment import b64url, wwwauth
+from gateway.payment.challenge import ChallengeParams
 from gateway.payment.credential import Credential, format_authorization
 from gateway.regtest.network import Descriptor
 from gateway.regtest.processes import free_port
@@ -34,10 +38,21 @@ PRICE = 10  # premium's price in sats (tests/gateway/harness.PRICES_SATS)
 MULTIPLIER = 5
 PREMIUM = "/ep212/premium-signal"
 PAY_ONLY = "/pay-only"
+LLM = "/v1/chat/completions"
 
 
 @pytest.fixture
-def routes_config(regtest: Descriptor, upstream: Upstream, tmp_path: Path) -> Path:
+async def llm() -> AsyncIterator[str]:
+    """The OpenAI-compatible demo upstream (gateway.demo_llm), streaming on request."""
+    runner = web.AppRunner(make_signal_app(), shutdown_timeout=0.5)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    await runner.cleanup()
+
+
+@pytest.fixture
+def routes_config(regtest: Descriptor, upstream: Upstream, llm: str, tmp_path: Path) -> Path:
     document = routes_document(regtest, upstream.url, tmp_path, closed_port=free_port())
     document["lnd"]["refund_macaroon"] = regtest.seller.payer_macaroon
     document["payment"] = {
@@ -47,10 +62,12 @@ def routes_config(regtest: Descriptor, upstream: Upstream, tmp_path: Path) -> Pa
     for route in document["routes"]:
         if route["name"] == "premium":
             route["schemes"] = ["l402", "payment"]
-    document["routes"].append(
+    document["routes"] += [
         {"name": "payonly", "path": f"^{PAY_ONLY}$", "upstream": f"{upstream.url}/echo",
-         "price_sats": 3, "schemes": ["payment"]}
-    )  # fmt: skip
+         "price_sats": 3, "schemes": ["payment"]},
+        {"name": "llm", "path": f"^{LLM}$", "upstream": llm, "price_sats": PRICE,
+         "methods": ["POST"], "schemes": ["payment"]},
+    ]  # fmt: skip
     return write_config(tmp_path / "routes.yaml", document)
 
 
@@ -60,7 +77,7 @@ def policy(**kw: Any) -> SpendPolicy:
     )
 
 
-async def offers(session: aiohttp.ClientSession, url: str) -> list[wwwauth.ChallengeParams]:
+async def offers(session: aiohttp.ClientSession, url: str) -> list[ChallengeParams]:
     async with session.get(url) as resp:
         assert resp.status == 402
         return wwwauth.parse_challenges(resp.headers.getall("WWW-Authenticate"))
@@ -191,3 +208,28 @@ async def test_a_session_opens_serves_tops_up_closes_and_refunds_to_the_buyer(
     assert await gateway.metric("l402_session_refunded_msats_total", route="premium") == (
         owed * 1000
     )
+
+
+async def test_a_streamed_answer_is_billed_per_event_and_pauses_for_a_top_up(
+    gateway: Gateway, buyer_admin: LndClient, session: aiohttp.ClientSession
+) -> None:
+    mpp = PaymentSession(
+        session, LndPayer(buyer_admin), LndReturnInvoices(buyer_admin),
+        policy(max_deposit_msats=250_000), gateway.url(LLM), host="127.0.0.1",
+        request_id="seller-stream", method="POST",
+    )  # fmt: skip
+    await mpp.open()
+    tokens = 6  # role chunk + 6 words + finish chunk = 8 billable events; the deposit buys 5
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": tokens,
+            "stream": True}  # fmt: skip
+    names = [event.name async for event in mpp.stream("POST", json=body)]
+    assert names.count("payment-need-topup") == 1
+    assert names.index("payment-need-topup") == 5  # after the five events the deposit paid
+    data_events = [n for n in names if n == "message"]
+    assert len(data_events) == tokens + 3  # 8 billable + the [DONE] marker
+    assert names[-2:] == ["payment-receipt", "message"]  # the receipt, then [DONE]
+    receipt = json.loads(mpp.stream_receipts[0])
+    assert (receipt["units"], receipt["spent"]) == (tokens + 2, (tokens + 2) * PRICE)
+    closed = json.loads((await mpp.close()).body)
+    deposited = 2 * MULTIPLIER * PRICE
+    assert closed["refundSats"] == deposited - (tokens + 2) * PRICE

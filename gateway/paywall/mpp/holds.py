@@ -15,9 +15,10 @@ from datetime import UTC, datetime
 
 from gateway.payment import lightning
 from gateway.payment.challenge import format_time
+from gateway.payment.eventstream import is_event_stream
 from gateway.payment.receipts import Receipt, format_receipt
 from gateway.paywall.holds import NOTHING, BodyWatch, LeaseHold, Settled
-from gateway.store.roles import Balances
+from gateway.paywall.mpp.stream import SessionStore, SessionStream
 
 RECEIPT = "Payment-Receipt"
 UNIT = "msat"
@@ -46,7 +47,7 @@ class ChargeHold:
         self._reference = reference
         self._challenge_id = challenge_id
 
-    async def answered(self, status: int, served: bool) -> Settled:
+    async def answered(self, status: int, served: bool, content_type: str = "") -> Settled:
         settled = await self._lease.answered(status, served)
         if not served or status >= 300:
             return settled
@@ -60,38 +61,58 @@ class ChargeHold:
 
 
 class BearerHold:
-    """One unit of a session's balance, reserved before the request is forwarded."""
+    """One unit of a session's balance, reserved before the request is forwarded; an
+    event-stream answer is billed per event as it flows (gateway.paywall.mpp.stream)."""
 
-    __slots__ = ("_balances", "_hold_id", "_session_id", "_unit_msat")
-
-    watch: BodyWatch | None = None
+    __slots__ = ("_hold_id", "_route", "_session_id", "_store", "_ttl", "_unit_msat", "watch")
 
     def __init__(
         self,
-        balances: Balances,
+        store: SessionStore,
         session_id: bytes,
         hold_id: bytes,
         unit_msat: int,
+        route: str,
+        ttl: int,
     ) -> None:
-        self._balances = balances
+        self._store = store
         self._session_id = session_id
         self._hold_id = hold_id
         self._unit_msat = unit_msat
+        self._route = route
+        self._ttl = ttl
+        self.watch: SessionStream | None = None
 
-    async def answered(self, status: int, served: bool) -> Settled:
+    async def answered(self, status: int, served: bool, content_type: str = "") -> Settled:
         if not served:
             await self.release()
             return NOTHING
-        settled = await self._balances.settle_units(
+        headers = receipt_headers(self._session_id.hex(), None) if status < 300 else ()
+        if is_event_stream(content_type):  # billed per event, settled when it ends
+            self.watch = SessionStream(
+                self._store,
+                self._session_id,
+                self._route,
+                self._unit_msat,
+                (self._hold_id, self._unit_msat),
+                self._ttl,
+            )
+            return Settled(headers)
+        settled = await self._store.settle_units(
             self._session_id, self._hold_id, self._unit_msat, now=int(time.time())
         )
-        headers = receipt_headers(self._session_id.hex(), None) if status < 300 else ()
         if settled.shortfall:
             return Settled(headers, "session debit short: the reservation had lapsed")
         return Settled(headers)
 
     async def finished(self, complete: bool) -> str | None:
-        return None
+        if self.watch is None:
+            return None
+        short = await self.watch.settle() + self.watch.shortfall  # settle: a no-op if drained
+        return f"session stream debit short by {short} msat" if short else None
 
     async def release(self) -> None:
-        await self._balances.release_units(self._session_id, self._hold_id)
+        if self.watch is not None:
+            await self.watch.settle()
+        else:
+            await self._store.release_units(self._session_id, self._hold_id)

@@ -21,6 +21,7 @@ them into a fresh challenge with the problem document (or a 400).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -281,8 +282,22 @@ class PaymentSeller:
                 Reason.INSUFFICIENT_BALANCE, "the session balance does not cover this request"
             )
         await self._store.touch_session(row.session_id, now)
-        hold = BearerHold(self._store, row.session_id, held.hold_id, row.unit_msat)
+        hold = BearerHold(
+            self._store, row.session_id, held.hold_id, row.unit_msat, runtime.name,
+            runtime.route.lease_seconds,
+        )  # fmt: skip
         return Admitted("session", row.session_id.hex(), hold)
+
+    async def _settled_in_flight(self, session_id: bytes) -> None:
+        """Let the session's requests still being answered settle first (bounded), so the
+        refund counts what they did not use. One still running after the wait keeps its
+        reservation: what it leaves unused stays on the closed session (docs/payment-scheme.md)."""
+        deadline = time.monotonic() + CLOSE_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            balance = await self._store.get_balance(session_id, now=int(self._clock()))
+            if balance is None or balance.held == 0:
+                return
+            await asyncio.sleep(CLOSE_POLL_SECONDS)
 
     async def _close(
         self, runtime: RouteRuntime, credential: Credential, payload: ClosePayload
@@ -294,7 +309,8 @@ class PaymentSeller:
         if replay is not None:
             return GatewayAnswer(replay.status, replay.body, (), "session_close")
         row = await self._owned(runtime, credential, payload)
-        closed = await self._store.close_session(row.session_id, "client", now)
+        await self._settled_in_flight(row.session_id)
+        closed = await self._store.close_session(row.session_id, "client", int(self._clock()))
         if closed is None:
             raise PaymentAuthError(Reason.SESSION_CLOSED, "the session is closed")
         self._metrics.sessions_closed.labels(route=runtime.name, reason="client").inc()
@@ -305,6 +321,10 @@ class PaymentSeller:
         await self._store.keep_answer(key, answer, self._keep_until(now))
         return self._reply(answer, row.session_id.hex(), challenge_id, "session_close",
                            (refund_sats, status))  # fmt: skip
+
+
+CLOSE_WAIT_SECONDS = 10.0
+CLOSE_POLL_SECONDS = 0.2
 
 
 def _answer_key(action: str, challenge_id: str) -> str:
