@@ -24,13 +24,16 @@ from gateway.buyer.errors import SessionError
 from gateway.buyer.offers import Scheme
 from gateway.buyer.session import LndReturnInvoices, PaymentSession
 from gateway.demo_upstream import make_signal_app
+from gateway.jobs.sessions import SessionJanitor
 from gateway.lightning.lnd import LndClient
 from gateway.lightning.types import InvoiceState
+from gateway.observability.metrics import GatewayMetrics
 from gateway.payment import b64url, wwwauth
 from gateway.payment.challenge import ChallengeParams
 from gateway.payment.credential import Credential, format_authorization
 from gateway.regtest.network import Descriptor
 from gateway.regtest.processes import free_port
+from gateway.server.keys import HANDLER_KEY, STORE_KEY
 from tests.gateway.harness import Gateway, Upstream, routes_document, write_config
 
 pytestmark = pytest.mark.regtest
@@ -233,3 +236,32 @@ async def test_a_streamed_answer_is_billed_per_event_and_pauses_for_a_top_up(
     closed = json.loads((await mpp.close()).body)
     deposited = 2 * MULTIPLIER * PRICE
     assert closed["refundSats"] == deposited - (tokens + 2) * PRICE
+
+
+async def test_an_idle_session_is_closed_and_refunded_by_the_janitor(
+    gateway: Gateway, buyer_admin: LndClient, session: aiohttp.ClientSession
+) -> None:
+    returns = RecordingReturnInvoices(buyer_admin)
+    mpp = PaymentSession(
+        session, LndPayer(buyer_admin), returns, policy(max_deposit_msats=250_000),
+        gateway.url(PREMIUM), host="127.0.0.1", request_id="idle",
+    )  # fmt: skip
+    await mpp.open()
+    assert (await mpp.request()).status == 200
+    app = gateway.server.app
+    services = app[HANDLER_KEY].paywall.services
+    assert services.payment is not None
+    config = gateway.server.config.payment.sessions
+    janitor = SessionJanitor(
+        app[STORE_KEY], services.payment.refunds, config, GatewayMetrics(), gateway.clock
+    )
+    assert await janitor.once() == 0  # not idle yet
+    gateway.clock.advance(config.idle_timeout_seconds + 1)
+    assert await janitor.once() == 1
+    (invoice,) = returns.created
+    decoded = await buyer_admin.decode_pay_req(invoice)
+    paid = await buyer_admin.lookup_invoice(decoded.payment_hash)
+    assert paid.amt_paid_msat == (MULTIPLIER * PRICE - PRICE) * 1000
+    refused = await mpp.request()
+    assert refused.status == 402
+    assert json.loads(refused.body)["type"].endswith("/lightning/session-closed")
