@@ -17,6 +17,11 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from mpp import Credential as PympCredential
+from mpp.client.transport import Mpp
+from mpp.methods import Method
+from mpp.runtime import ClientMethod, CredentialParams
+from pydantic import BaseModel, ConfigDict
 
 from gateway.buyer import CredentialCache, L402Client, LndPayer, SpendPolicy
 from gateway.buyer.client import Outcome
@@ -265,3 +270,32 @@ async def test_an_idle_session_is_closed_and_refunded_by_the_janitor(
     refused = await mpp.request()
     assert refused.status == 402
     assert json.loads(refused.body)["type"].endswith("/lightning/session-closed")
+
+
+async def test_tempo_pympp_buys_a_charge_from_our_gateway(
+    gateway: Gateway, buyer_admin: LndClient
+) -> None:
+    """A third-party client: pympp parses our 402 with its own parser and pays with a
+    small lightning/charge method written here against pympp's method contract."""
+    paid: list[str] = []
+
+    async def create_credential(params: CredentialParams) -> str:
+        challenge = params.challenge
+        invoice = challenge.request["methodDetails"]["invoice"]
+        payment = await buyer_admin.pay_invoice(invoice, fee_limit_msat=10_000)
+        paid.append(invoice)
+        echo = challenge.to_echo()
+        return PympCredential(echo, {"preimage": payment.preimage.hex()}).to_authorization()
+
+    method = Method(name="lightning", intent="charge", request_model=_Loose, payload_model=_Loose)
+    client_method = ClientMethod(method=method, create_credential=create_credential)
+    async with Mpp(methods=[client_method]) as mpp:
+        response = await mpp.fetch(gateway.url(PAY_ONLY))
+    assert response.status_code == 200
+    assert len(paid) == 1
+    receipt = json.loads(b64url.decode(response.headers["Payment-Receipt"]))
+    assert receipt["status"] == "success"
+
+
+class _Loose(BaseModel):
+    model_config = ConfigDict(extra="allow")
