@@ -29,15 +29,14 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from gateway.aioweb.answers import answer_response, render
+from gateway.aioweb.caller import client_of
+from gateway.aioweb.cors import PREFLIGHT, is_preflight
 from gateway.embed.aiohttp_paths import mount_prefix, relative_raw_path
 from gateway.embed.gate import Gate, Paid, paid_of
-from gateway.paywall.answers import refusal_answer
 from gateway.paywall.preflight import preflight_answer
 from gateway.paywall.refusals import LeaseLost, Refusal
 from gateway.paywall.sale import Sale
-from gateway.server.caller import client_of
-from gateway.server.cors import PREFLIGHT, is_preflight
-from gateway.server.errors import answer_response, is_grpc
 
 log = logging.getLogger("gateway.embed")
 
@@ -84,10 +83,6 @@ def _client_gone(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
-def _refused(request: web.Request, exc: Refusal) -> web.Response:
-    return answer_response(refusal_answer(exc, grpc=is_grpc(request)))
-
-
 def middleware(gate: Gate) -> Middleware:
     """An aiohttp middleware selling the routes `gate` knows; other requests pass through."""
 
@@ -112,7 +107,7 @@ def middleware(gate: Gate) -> Middleware:
                 client_of(request, located.table.config.trusted_proxies),
             )
         except Refusal as exc:
-            return _refused(request, exc)
+            return render(request, exc)
         paid = paid_of(sale)
         if paid is None:  # a free route: the app's, untouched
             return await handler(request)
@@ -133,7 +128,7 @@ async def _sell(
             try:
                 await settlement.answered(exc.status, exc, client_gone=_client_gone(request))
             except LeaseLost as lost:
-                return _refused(request, lost)
+                return render(request, lost)
         raise
     except BaseException:  # an error, or the client went away (handler cancelled)
         if not settlement.settled:  # else the answer had started: the token is spent
@@ -150,5 +145,5 @@ async def _sell(
     except LeaseLost as lost:
         if started:  # nothing left to replace; LeaseKeeper has logged it
             return response
-        return _refused(request, lost)
+        return render(request, lost)
     return response

@@ -18,14 +18,25 @@ says its upstream treats them as plain characters. Pure: no I/O.
 
 from __future__ import annotations
 
-from gateway.config.model import Route
+from typing import Protocol
+
 from gateway.http.paths import NormalPath
 
 PARAMETERS = "path contains ';' (path parameters); this route does not allow them"
 ENCODED_PERCENT = "path contains an encoded '%' (%25); this route does not allow it"
 
 
-def path_problem(route: Route, path: NormalPath) -> str | None:
+class PathOptions(Protocol):
+    """A route's opt-outs (gateway.config.model.Route has them): http/ stays below config."""
+
+    @property
+    def allow_path_parameters(self) -> bool: ...
+
+    @property
+    def allow_encoded_percent(self) -> bool: ...
+
+
+def path_problem(route: PathOptions, path: NormalPath) -> str | None:
     """Why `route` refuses `path` (a message safe to show), or None."""
     if not route.allow_path_parameters and ";" in path.decoded:
         return PARAMETERS

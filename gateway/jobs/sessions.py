@@ -14,14 +14,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 from gateway.config.model import SessionPolicy
 from gateway.observability.metrics import GatewayMetrics
-from gateway.paywall.mpp.refunds import Refunder
+from gateway.payment.receipts import RefundStatus
 from gateway.store.roles import PaymentSessions
-from gateway.store.types import StoreError
+from gateway.store.types import SessionRow, StoreError
 
 log = logging.getLogger("gateway.sessions")
+
+
+class Refunds(Protocol):
+    """Pays a closed session's refund once (gateway.paywall.mpp.refunds.Refunder)."""
+
+    async def settle(self, session: SessionRow) -> RefundStatus: ...
+
 
 INTERVAL_SECONDS = 15.0
 BATCH = 100
@@ -31,7 +39,7 @@ class SessionJanitor:
     def __init__(
         self,
         store: PaymentSessions,
-        refunds: Refunder,
+        refunds: Refunds,
         policy: SessionPolicy,
         metrics: GatewayMetrics,
         clock: Callable[[], float],

@@ -23,7 +23,6 @@ from gateway.lightning import BackendError
 from gateway.observability.metrics import GatewayMetrics
 from gateway.payment.problems import Problem
 from gateway.paywall.mpp.offers import OfferMinter
-from gateway.paywall.pricing import PriceQuery, Pricer
 from gateway.paywall.ratelimit import ChallengeLimiter, retry_after_seconds
 from gateway.paywall.refusals import (
     ChallengeRateLimited,
@@ -33,6 +32,7 @@ from gateway.paywall.refusals import (
     refusal_status,
 )
 from gateway.paywall.routes import RouteRuntime
+from gateway.pricer.prices import PriceQuery, Pricer
 from gateway.store.types import StoreError
 
 log = logging.getLogger("gateway.challenges")

@@ -30,7 +30,6 @@ from gateway.paywall.holds import Hold, LeaseHold
 from gateway.paywall.mpp.seller import Admitted as PaymentAdmitted
 from gateway.paywall.mpp.seller import PaymentSeller
 from gateway.paywall.options import options_answer
-from gateway.paywall.pricing import PriceQuery, hook_headers
 from gateway.paywall.ratelimit import client_key
 from gateway.paywall.refusals import (
     BadPaymentCredential,
@@ -45,6 +44,7 @@ from gateway.paywall.routes import RouteHolder, RouteRuntime, RuntimeRoutes
 from gateway.paywall.sale import Sale
 from gateway.paywall.services import Services
 from gateway.paywall.verifier import credential_headers
+from gateway.pricer.prices import PriceQuery, hook_headers
 
 # RFC 9110 §9 and RFC 5789 methods; anything else that no route lists is 501.
 KNOWN_METHODS = frozenset(

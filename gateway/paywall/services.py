@@ -21,7 +21,6 @@ from gateway.paywall.leases import LeaseKeeper
 from gateway.paywall.mpp.offers import OfferMinter
 from gateway.paywall.mpp.refunds import Refunder
 from gateway.paywall.mpp.seller import PaymentSeller
-from gateway.paywall.pricing import Pricer
 from gateway.paywall.ratelimit import (
     ChallengeLimiter,
     LocalChallengeLimiter,
@@ -29,6 +28,7 @@ from gateway.paywall.ratelimit import (
 )
 from gateway.paywall.usage import UsageCounter
 from gateway.paywall.verifier import Authenticator, VerifiedCache
+from gateway.pricer.prices import Pricer
 from gateway.store.roles import Store
 
 VERIFIED_CACHE_TTL = 60.0

@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from gateway.jobs.leadership import LeaderLock
 from gateway.l402.records import TokenRecord
 from gateway.metering.limits import RateRule
 from gateway.store.types import (
@@ -39,6 +38,25 @@ from gateway.store.types import (
     StoredAnswer,
     TokenInfo,
 )
+
+
+class LeaderLock(Protocol):
+    """A named lock at most one process holds; released when its holder dies."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def try_acquire(self) -> bool:
+        """Take the lock if it is free (never waits); True when this process holds it."""
+        ...
+
+    async def still_held(self) -> bool:
+        """False when the lock may have been lost (connection gone, file replaced)."""
+        ...
+
+    async def release(self) -> None:
+        """Give the lock up (idempotent); a later `try_acquire` may take it again."""
+        ...
 
 
 class TokenSink(Protocol):

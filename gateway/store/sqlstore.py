@@ -13,7 +13,6 @@ import time
 from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
-from gateway.jobs.leadership import LeaderLock
 from gateway.l402.records import TokenRecord
 from gateway.metering.limits import RateRule
 from gateway.store import (
@@ -29,6 +28,7 @@ from gateway.store import (
     tokens,
 )
 from gateway.store.dialect import Dialect
+from gateway.store.roles import LeaderLock
 from gateway.store.steps import Op
 from gateway.store.types import (
     Balance,

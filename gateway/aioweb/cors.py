@@ -16,8 +16,8 @@ from multidict import CIMultiDict
 
 from gateway.config.model import CorsPolicy
 from gateway.paywall.preflight import allow_origin, preflight_answer
-from gateway.server.reqkeys import CORS
 
+CORS = web.RequestKey("cors", CorsPolicy)  # the matched route's CORS policy, if any
 PREFLIGHT = "Access-Control-Request-Method"
 _ORIGIN = "Origin"
 
