@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from gateway.config.errors import ConfigError
+from gateway.l402.grammar import CREDENTIAL_HEADERS
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -130,14 +131,8 @@ LEASE_MARGIN_SECONDS = 30
 EMBEDDED_UPSTREAM = "http://embedded.invalid"
 
 ANY_ORIGIN = "*"
-DEFAULT_CORS_ALLOW_HEADERS = (
-    "authorization",
-    "content-type",
-    "grpc-metadata-macaroon",
-    "macaroon",
-    "token",
-    "x-request-id",
-)
+# A browser may send every header that carries a credential (gateway.l402.grammar).
+DEFAULT_CORS_ALLOW_HEADERS = tuple(sorted({*CREDENTIAL_HEADERS, "content-type", "x-request-id"}))
 DEFAULT_CORS_EXPOSE_HEADERS = ("www-authenticate", "x-request-id", "retry-after")
 
 

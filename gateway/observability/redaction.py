@@ -28,6 +28,8 @@ from types import TracebackType
 
 from aiohttp.http_exceptions import HttpProcessingError
 
+from gateway.l402.grammar import CREDENTIAL_HEADERS, MACAROON_HEADER, TOKEN_HEADER
+
 REDACTED = "[redacted]"
 
 # Fixed descriptions for aiohttp's parser errors, most specific class first
@@ -58,10 +60,14 @@ _SCHEME = r"\b(?i:L402|LSAT)[ \t]+(?:[A-Za-z_]+=)?\"?[^\s\"',;\\]+"
 # whatever comes next), `Proxy-Authorization`, cookies, API keys and the L402
 # credential headers (gateway.l402.grammar). Bare "macaroon" and "token" only when no
 # word, dot or dash precedes them: operator messages name files like "lnd.macaroon".
+_DOTTED = {MACAROON_HEADER, TOKEN_HEADER}  # names an operator's file names also use
 _CREDENTIAL_NAMES = (
-    r"(?i:\b(?:proxy-authorization|authorization|grpc-metadata-macaroon|grpc-metadata-token"
-    r"|preimage|root_?key|set-cookie|cookie|x-api-key|api[-_]?key|x-auth-token)\b"
-    r"|(?<![\w.-])(?:macaroon|token)\b)"
+    r"(?i:\b(?:proxy-authorization|"
+    + "|".join(sorted(CREDENTIAL_HEADERS - _DOTTED, key=len, reverse=True))
+    + r"|preimage|root_?key|set-cookie|cookie|x-api-key|api[-_]?key|x-auth-token)\b"
+    + r"|(?<![\w.-])(?:"
+    + "|".join(sorted(_DOTTED))
+    + r")\b)"
 )
 _KEYED = (
     _CREDENTIAL_NAMES

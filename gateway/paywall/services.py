@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.config.model import GatewayConfig
+from gateway.l402.entropy import EntropyPool
 from gateway.l402.mint import InvoiceSource, Minter
 from gateway.lightning.backend import RefundPayer
 from gateway.observability.metrics import GatewayMetrics
@@ -74,9 +75,12 @@ def build_services(
     """The paywall's collaborators (`pricer` None: no route has a pricing hook;
     `payment` None: the Payment scheme is not sold)."""
     leases = LeaseKeeper(store, metrics, clock)
+    entropy = EntropyPool()  # root keys and token ids from 8 KiB kernel blocks
     minter = seller = None
     if payment is not None:
-        minter = OfferMinter(invoices, store, payment.binding, config.payment)
+        minter = OfferMinter(
+            invoices, store, payment.binding, config.payment, random_bytes=entropy.take
+        )
         refunds = Refunder(store, payment.refunds, config.payment.sessions, metrics)
         seller = PaymentSeller(minter, store, leases, refunds, metrics, clock)
     return Services(
@@ -84,7 +88,7 @@ def build_services(
             store, VerifiedCache(config.verified_cache_size, VERIFIED_CACHE_TTL), clock
         ),
         issuer=ChallengeIssuer(
-            Minter(invoices, store),
+            Minter(invoices, store, random_bytes=entropy.take),
             challenge_limiter(config, store),
             metrics,
             clock,

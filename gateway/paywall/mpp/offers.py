@@ -12,6 +12,7 @@ buy another of the same price.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from gateway.config.model import PaymentConfig
@@ -49,7 +50,10 @@ class OfferMinter:
         rows: RootKeyStore,
         binding: Binding,
         policy: PaymentConfig,
+        *,
+        random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
+        self._random = random_bytes
         self._invoices = invoices
         self._rows = rows
         self.binding = binding
@@ -86,10 +90,10 @@ class OfferMinter:
         await self._rows.put_token(
             TokenRecord(
                 key_id=added.payment_hash,
-                token_id=os.urandom(32),
+                token_id=self._random(32),
                 payment_hash=added.payment_hash,
                 route=route.name,
-                root_key=os.urandom(32),
+                root_key=self._random(32),
                 price_msat=amount_msat,
                 single_use=True,
                 created_at=now,
