@@ -9,8 +9,14 @@ as a traceback: 2 = bad arguments or configuration (nothing was done),
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+
+# grpc's C core writes its own INFO lines (TLS handshakes, reconnects) to stderr, beside
+# our JSON log lines; only its errors belong there. Set before grpc is first imported
+# (workers inherit it); an operator's own GRPC_VERBOSITY wins.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 from gateway import __version__
 from gateway.commands import admintoken, mcp_command, prune, report, serving, tokens

@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.config import ConfigErrors, GatewayConfig, load_config
-from gateway.server.targets import build_targets
 
 EXIT_FAILED = 1  # the command ran and failed (store, LND, not found)
 EXIT_USAGE = 2  # bad arguments or configuration: nothing was done
@@ -30,6 +29,8 @@ def load_strict(path: Path, *, check_files: bool = True) -> GatewayConfig:
     try:
         config = load_config(path, check_files=check_files)
         if check_files:
+            from gateway.server.targets import build_targets  # the HTTP stack: only when needed
+
             build_targets(config)
     except ConfigErrors as exc:
         raise CommandError(

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gateway.commands.loading import EXIT_FAILED, CommandError, load_strict
+from gateway.config.model import GatewayConfig
 from gateway.store.types import StoreError
 
 _BIND_ADDRESS = re.compile(r"\('([^']*)', (\d+)")
@@ -73,7 +74,32 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         )
     api = "on" if config.admin.token_file is not None else "off (no admin.token_file)"
     print(f"  admin listener {config.listen.admin}, admin API {api}")
+    if args.online:
+        return asyncio.run(_check_online(config))
     return 0
+
+
+async def _check_online(config: GatewayConfig) -> int:
+    """Ask the Lightning node what would go wrong at run time; exit 1 if anything would."""
+    from gateway.lightning.lnd.diagnose import diagnose, refund_permission
+    from gateway.lightning.lnd.node import LndClient
+
+    section = config.lightning
+    timeout = section.timeout_seconds
+    findings = []
+    async with LndClient.connect(
+        section.host, tls_cert=section.tls_cert, macaroon=section.macaroon, timeout=timeout
+    ) as client:
+        findings += await diagnose(client, timeout)
+    if section.refund_macaroon is not None and all(f.ok for f in findings):
+        async with LndClient.connect(
+            section.host, tls_cert=section.tls_cert, macaroon=section.refund_macaroon,
+            timeout=timeout,
+        ) as payer:  # fmt: skip
+            findings.append(await refund_permission(payer, timeout))
+    for finding in findings:
+        print(f"  lightning {finding.check}: {'ok' if finding.ok else 'FAILED'}: {finding.detail}")
+    return 0 if all(f.ok for f in findings) else EXIT_FAILED
 
 
 def cmd_signal_upstream(args: argparse.Namespace) -> int:
@@ -116,6 +142,12 @@ def add_parsers(
         "--skip-file-checks",
         action="store_true",
         help="do not require tls_cert/macaroon/CA/admin token files to exist (CI, review)",
+    )
+    p.add_argument(
+        "--online",
+        action="store_true",
+        help="also ask the Lightning node: reachable, TLS, wallet unlocked, may the "
+        "macaroon mint invoices (and the refund macaroon pay), synced",
     )
     p.set_defaults(func=cmd_check_config)
 

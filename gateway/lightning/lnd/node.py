@@ -80,6 +80,7 @@ class LndClient:
         )
         self.timeout = timeout
         self._observer = observer
+        self._may_mint = False  # the invoice permission probe has passed (health)
         self._lightning = lightning_pb2_grpc.LightningStub(channel)
         self._router = router_pb2_grpc.RouterStub(channel)
         self._state = state_pb2_grpc.StateStub(channel)
@@ -246,15 +247,25 @@ class LndClient:
         return await self.get_info()
 
     async def health(self, timeout: float) -> Health:
-        """Ready once the wallet is unlocked and the RPC server is up (GetState: the one
-        call any macaroon, even none, may make)."""
-        try:
-            state = await self.get_state(timeout=timeout)
-        except BackendError as exc:
-            return Health(False, f"unreachable: {exc.code}")
-        if state in (WalletState.RPC_ACTIVE, WalletState.SERVER_ACTIVE):
-            return Health(True, "ok")
-        return Health(False, f"not ready: {state.name}")
+        """Ready once the wallet is unlocked and the macaroon may mint invoices; otherwise
+        why not, in LND's words with the likely cause (gateway.lightning.lnd.diagnose).
+        The permission probe runs until it passes once; then only GetState is asked."""
+        from gateway.lightning.lnd.diagnose import connection_cause, diagnose
+
+        if self._may_mint:
+            try:
+                state = await self.get_state(timeout=timeout)
+            except BackendError as exc:
+                return Health(False, f"unreachable: {connection_cause(exc)}")
+            if state in (WalletState.RPC_ACTIVE, WalletState.SERVER_ACTIVE):
+                return Health(True, "ok")
+            return Health(False, f"not ready: the wallet is {state.name}")
+        findings = await diagnose(self, timeout)
+        failed = [f for f in findings if not f.ok and f.check != "sync"]
+        if failed:
+            return Health(False, f"not ready: {failed[0].check}: {failed[0].detail}")
+        self._may_mint = True
+        return Health(True, "ok")
 
     # Buyer calls ------------------------------------------------------------------
 
