@@ -233,6 +233,7 @@ async def run_phase(
     try:
         if warm or args.warmup:  # connections up, code paths and allocator warm
             await unary_load(channels, target.authorization, args, args.warmup or 0.5)
+        spy = await _py_spy(args, phase, target)
         before = cpu_seconds(target.pid), cpu_seconds(upstream.process.pid)
         if phase == "download":
             size, seconds = await download(channels[0], target.authorization, args.stream_mib)
@@ -241,12 +242,33 @@ async def run_phase(
             calls, seconds = await unary_load(channels, target.authorization, args, args.duration)
             size = calls * args.payload * 2
         after = cpu_seconds(target.pid), cpu_seconds(upstream.process.pid)
+        if spy is not None:
+            await spy.wait()
     finally:
         for channel in channels:
             await channel.close()
     return Phase(
         phase, target.name, calls, seconds, size, after[0] - before[0], after[1] - before[1],
         os.getloadavg()[0],
+    )  # fmt: skip
+
+
+async def _py_spy(
+    args: argparse.Namespace, phase: str, target: Target
+) -> asyncio.subprocess.Process | None:
+    """`--py-spy DIR`: sample our gateway (and its workers) during its phases, once each."""
+    if not args.py_spy or target.name == "aperture":
+        return None
+    out = Path(args.py_spy) / f"{target.name}-{phase}.txt"
+    if out.exists():
+        return None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    seconds = max(1, int(args.duration if phase != "download" else 2))
+    return await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(target.pid),
+        "--subprocesses", "--duration", str(seconds), "--rate", "250", "--format", "raw",
+        "--output", str(out), "--nonblocking", stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )  # fmt: skip
 
 
@@ -408,6 +430,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--targets", type=lambda t: t.split(","),
                         default=["ours_h2c", "ours_tls", "ours_h2c_w2", "aperture"])  # fmt: skip
     parser.add_argument("--no-aperture", action="store_true")
+    parser.add_argument("--py-spy", help="directory for py-spy samples of our gateways (raw)")
     parser.add_argument("--keep-logs", action="store_true")
     return parser.parse_args(argv)
 

@@ -16,6 +16,9 @@ from gateway.h2engine.grpcwire import RawHeaders
 if TYPE_CHECKING:
     from gateway.h2engine.endpoint import Endpoint
 
+# Received DATA is handed on as views of the read buffer (no copy until the send).
+Bytes = bytes | memoryview
+
 
 class Channel:
     """One stream as a relay sees it: received bytes waiting for `read`, and sends."""
@@ -40,7 +43,7 @@ class Channel:
     def __init__(self, endpoint: Endpoint, stream_id: int) -> None:
         self.endpoint = endpoint
         self.stream_id = stream_id
-        self._chunks: list[bytes] = []
+        self._chunks: list[Bytes] = []
         self._fc_queued = 0  # flow-controlled bytes received, not yet handed out
         self._fc_handed = 0  # handed out by read(), not yet acked
         self._inbound = asyncio.Event()
@@ -55,7 +58,7 @@ class Channel:
 
     # ---- fed by the endpoint, synchronously, while it parses bytes ----
 
-    def on_data(self, data: bytes, flow_controlled: int) -> None:
+    def on_data(self, data: Bytes, flow_controlled: int) -> None:
         self._chunks.append(data)
         self._fc_queued += flow_controlled
         self._inbound.set()
@@ -124,7 +127,7 @@ class Channel:
             await self._wait(self._inbound)
         return self.headers
 
-    async def read(self) -> tuple[bytes, int] | None:
+    async def read(self) -> tuple[Bytes, int] | None:
         """Every byte received so far and its flow-controlled size, or None at the end.
 
         The caller must `ack` the size once it has forwarded the bytes: only
@@ -152,7 +155,7 @@ class Channel:
         if end_stream:
             self.local_closed = True
 
-    async def send_data(self, data: bytes, *, end_stream: bool) -> None:
+    async def send_data(self, data: Bytes, *, end_stream: bool) -> None:
         """Send within the peer's windows, waiting (idle deadline) for window and socket."""
         endpoint = self.endpoint
         view = memoryview(data)
