@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -344,7 +345,7 @@ def summarize(
             mine = [r for r in rounds if r.phase == phase and r.target == target.name]
             if not mine:
                 continue
-            key = (lambda r: r.mib_s) if phase == "download" else (lambda r: r.rate)
+            key = _speed(phase)
             ordered = sorted(mine, key=key)
             median = ordered[len(ordered) // 2]
             entry[target.name] = {
@@ -365,18 +366,27 @@ def summarize(
                 if phase == "download":
                     figures["x_aperture"] = figures["mib_s"] / ap["mib_s"]
                     figures["cpu_x_aperture"] = figures["cpu_ms_per_mib"] / ap["cpu_ms_per_mib"]
-                    per_round = _paired(rounds, phase, name, lambda r: r.mib_s)
+                    per_round = _paired(rounds, phase, name, _speed(phase))
                 else:
                     figures["x_aperture"] = figures["rate"] / ap["rate"]
                     figures["cpu_x_aperture"] = figures["cpu_us_per_call"] / ap["cpu_us_per_call"]
-                    per_round = _paired(rounds, phase, name, lambda r: r.rate)
+                    per_round = _paired(rounds, phase, name, _speed(phase))
                 figures["x_aperture_range"] = [min(per_round), max(per_round)] if per_round else []
         summary[phase] = entry
     return {"summary": summary, "rounds": [asdict(r) | {"rate": r.rate, "mib_s": r.mib_s}
                                            for r in rounds]}  # fmt: skip
 
 
-def _paired(rounds: list[Phase], phase: str, name: str, key: Any) -> list[float]:
+def _speed(phase: str) -> Callable[[Phase], float]:
+    def speed(result: Phase) -> float:
+        return result.mib_s if phase == "download" else result.rate
+
+    return speed
+
+
+def _paired(
+    rounds: list[Phase], phase: str, name: str, key: Callable[[Phase], float]
+) -> list[float]:
     """ours/Aperture within each round (measured minutes apart, not hours)."""
     mine = [r for r in rounds if r.phase == phase and r.target == name]
     theirs = [r for r in rounds if r.phase == phase and r.target == "aperture"]

@@ -21,17 +21,39 @@ _NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+\Z")
 _BAD_VALUE = re.compile(rb"[\x00\r\n]|\A[ \t]|[ \t]\Z")
 
 
+# Ordinary fields already found valid (a client repeats most of them in every
+# request): skips the regular expressions. Bounded; credentials never enter it.
+_SEEN: set[tuple[bytes, bytes]] = set()
+_SEEN_LIMIT = 4096
+_SECRET = frozenset(
+    {b"authorization", b"proxy-authorization", b"cookie", b"macaroon", b"grpc-metadata-macaroon"}
+)
+
+
 class Malformed(Exception):
     """A received header block breaks HTTP/2's rules (the message names the rule only)."""
 
 
 def _regular(name: bytes, value: bytes) -> None:
+    if (name, value) in _SEEN:
+        return
+    if value and _BAD_VALUE.search(value):
+        raise Malformed("header value with control characters or surrounding whitespace")
     if not _NAME.match(name):
         raise Malformed("header name is empty, upper-case or not a token")
     if name in CONNECTION_SPECIFIC:
         raise Malformed("connection-specific header")
     if name == b"te" and value != b"trailers":
         raise Malformed("te other than trailers")
+    if name not in _SECRET:
+        if len(_SEEN) >= _SEEN_LIMIT:
+            _SEEN.clear()
+        _SEEN.add((name, value))
+
+
+def _pseudo_value(value: bytes) -> None:
+    if value and _BAD_VALUE.search(value):
+        raise Malformed("header value with control characters or surrounding whitespace")
 
 
 def check_request(block: Sequence[tuple[bytes, bytes]]) -> None:
@@ -40,9 +62,8 @@ def check_request(block: Sequence[tuple[bytes, bytes]]) -> None:
     regular = False
     authority = host = None
     for name, value in block:
-        if value and _BAD_VALUE.search(value):
-            raise Malformed("header value with control characters or surrounding whitespace")
         if name[:1] == b":":
+            _pseudo_value(value)
             if regular or name not in _REQUEST_PSEUDO or name in seen:
                 raise Malformed("pseudo-header unknown, repeated or after a regular header")
             seen.add(name)
@@ -69,8 +90,6 @@ def check_response(block: Sequence[tuple[bytes, bytes]]) -> int:
     status = None
     regular = False
     for name, value in block:
-        if value and _BAD_VALUE.search(value):
-            raise Malformed("header value with control characters or surrounding whitespace")
         if name[:1] == b":":
             if regular or name != b":status" or status is not None:
                 raise Malformed("pseudo-header unknown, repeated or after a regular header")
@@ -87,8 +106,6 @@ def check_response(block: Sequence[tuple[bytes, bytes]]) -> int:
 
 def check_trailers(block: RawHeaders) -> None:
     for name, value in block:
-        if value and _BAD_VALUE.search(value):
-            raise Malformed("header value with control characters or surrounding whitespace")
         if name[:1] == b":":
             raise Malformed("pseudo-header in trailers")
         _regular(name, value)

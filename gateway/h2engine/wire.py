@@ -9,7 +9,8 @@ frame sizes, stream states (closed streams' late frames are dropped, their
 DATA still returned to the connection window), both flow-control windows
 each way, SETTINGS (acknowledged, INITIAL_WINDOW_SIZE applied to open
 streams), PING, GOAWAY, CONTINUATION, padding, and the header rules of
-`gateway.h2engine.blocks`. HPACK is the `hpack` library.
+`gateway.h2engine.blocks`. HPACK: the `hpack` library's decoder, and our table-less encoder
+(`gateway.h2engine.hpackout`).
 
 Received frames are turned into calls on a `WireHandler` as they are
 parsed; a connection error raises `ProtocolError` (the caller sends GOAWAY
@@ -28,6 +29,7 @@ from gateway.h2engine import frames as f
 from gateway.h2engine.blocks import Malformed, check_request, check_response, check_trailers
 from gateway.h2engine.frames import ErrorCode, FrameType, Setting
 from gateway.h2engine.grpcwire import RawHeaders
+from gateway.h2engine.hpackout import BlockEncoder
 
 _HEADER = f.HEADER
 _U32 = f.U32
@@ -109,7 +111,8 @@ class H2Wire:
         self.highest_inbound = 0
         self._next_id = 1 if client_side else 2
         self._max_block = 2 * max_header_list_size
-        self.encoder = hpack.Encoder()
+        self.encoder = BlockEncoder()
+        self._remote_table_size = f.DEFAULT_TABLE_SIZE
         self.decoder = hpack.Decoder(max_header_list_size=max_header_list_size)
         self._out = bytearray()
         self._buffer = b""
@@ -360,7 +363,9 @@ class H2Wire:
         elif code == Setting.MAX_CONCURRENT_STREAMS:
             self.remote_max_streams = value
         elif code == Setting.HEADER_TABLE_SIZE:
-            self.encoder.header_table_size = value
+            if value != self._remote_table_size:
+                self._remote_table_size = value
+                self.encoder.table_size_changed()
         elif code == Setting.ENABLE_PUSH and value > 1:
             raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "ENABLE_PUSH not 0 or 1")
 
@@ -426,7 +431,7 @@ class H2Wire:
 
     def send_headers(self, stream_id: int, headers: RawHeaders, *, end_stream: bool) -> None:
         stream = self._sendable(stream_id)
-        block = self.encoder.encode(headers, huffman=False)
+        block = self.encoder.encode(headers)
         limit = self.remote_max_frame
         flags = f.END_STREAM if end_stream else 0
         out = self._out
