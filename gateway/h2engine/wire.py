@@ -9,8 +9,8 @@ frame sizes, stream states (closed streams' late frames are dropped, their
 DATA still returned to the connection window), both flow-control windows
 each way, SETTINGS (acknowledged, INITIAL_WINDOW_SIZE applied to open
 streams), PING, GOAWAY, CONTINUATION, padding, and the header rules of
-`gateway.h2engine.blocks`. HPACK: the `hpack` library's decoder, and our table-less encoder
-(`gateway.h2engine.hpackout`).
+`gateway.h2engine.blocks`. HPACK: `hpackin` (decoder), `hpackout` (table-less
+encoder).
 
 Received frames are turned into calls on a `WireHandler` as they are
 parsed; a connection error raises `ProtocolError` (the caller sends GOAWAY
@@ -21,14 +21,13 @@ and closes); a stream error resets the stream and is reported as
 
 from __future__ import annotations
 
-from typing import Protocol, cast
-
-import hpack
+from typing import Protocol
 
 from gateway.h2engine import frames as f
 from gateway.h2engine.blocks import Malformed, check_request, check_response, check_trailers
 from gateway.h2engine.frames import ErrorCode, FrameType, Setting
 from gateway.h2engine.grpcwire import RawHeaders
+from gateway.h2engine.hpackin import BlockDecoder, HeaderListTooLarge, HpackError
 from gateway.h2engine.hpackout import BlockEncoder
 
 _HEADER = f.HEADER
@@ -113,7 +112,7 @@ class H2Wire:
         self._max_block = 2 * max_header_list_size
         self.encoder = BlockEncoder()
         self._remote_table_size = f.DEFAULT_TABLE_SIZE
-        self.decoder = hpack.Decoder(max_header_list_size=max_header_list_size)
+        self.decoder = BlockDecoder(max_header_list_size)
         self._out = bytearray()
         self._buffer = b""
         self._preface = not client_side  # the server reads the client's preface first
@@ -274,10 +273,10 @@ class H2Wire:
 
     def _block(self, stream_id: int, end: bool, block: bytes) -> None:
         try:  # decoded even for a closed stream: the HPACK table must stay in step
-            headers = cast(RawHeaders, self.decoder.decode(block, raw=True))
-        except hpack.OversizedHeaderListError:
+            headers = self.decoder.decode(block)
+        except HeaderListTooLarge:
             raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "header list too large") from None
-        except hpack.HPACKError:
+        except HpackError:
             raise ProtocolError(ErrorCode.COMPRESSION_ERROR, "bad header block") from None
         stream = self.streams.get(stream_id)
         if stream is None:
