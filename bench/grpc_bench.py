@@ -11,7 +11,8 @@ trailers carry the challenge), then measures in interleaved rounds with the
 same grpcio client, the whole paid path (L402 check, metrics, access line):
 
 - unary: 100 B calls at concurrency 16 over one HTTP/2 connection (`unary`),
-  and over two connections (`unary2`: what spreads over workers);
+  and over `--connections` connections (`unary_conns`, 4 by default: what
+  SO_REUSEPORT spreads over workers; one connection stays in one worker);
 - download: one server-streaming call of 256 MiB (1 MiB messages).
 
 Gateway CPU is read from /proc (the process and its workers) around every
@@ -228,7 +229,7 @@ async def download(channel: grpc.aio.Channel, auth: str, mib: int) -> tuple[int,
 async def run_phase(
     phase: str, target: Target, upstream: Upstream, args: argparse.Namespace, warm: bool = False
 ) -> Phase:
-    connections = 2 if phase == "unary2" else 1
+    connections = args.connections if phase == "unary_conns" else 1
     channels = [grpc.aio.insecure_channel(f"{HOST}:{target.port}", options=OPTIONS)
                 for _ in range(connections)]  # fmt: skip
     try:
@@ -309,7 +310,7 @@ async def measure(stack: Stack, args: argparse.Namespace, binary: Path | None) -
         for number in range(args.rounds):
             for phase in args.phases:
                 for target, upstream in targets:
-                    if phase == "unary2" and target.name == "ours_tls":
+                    if phase == "unary_conns" and target.name == "ours_tls":
                         continue
                     result = await run_phase(phase, target, upstream, args)
                     rounds.append(result)
@@ -404,7 +405,8 @@ def table(result: dict[str, Any], args: argparse.Namespace, env: dict[str, Any])
         unit = "MiB/s" if phase == "download" else "calls/s"
         cpu_unit = "ms/MiB" if phase == "download" else "us/call"
         what = {"unary": f"unary {args.payload} B, c{args.concurrency}, 1 connection",
-                "unary2": f"unary {args.payload} B, c{args.concurrency}, 2 connections",
+                "unary_conns": f"unary {args.payload} B, c{args.concurrency}, "
+                f"{args.connections} connections",
                 "download": f"download, one stream of {args.stream_mib} MiB"}[phase]  # fmt: skip
         lines += ["", f"{what}:"]
         for f in entry.values():
@@ -419,10 +421,15 @@ def table(result: dict[str, Any], args: argparse.Namespace, env: dict[str, Any])
                 text += (f"  x{f['x_aperture']:.2f} of Aperture ({rng[0]:.2f}-{rng[1]:.2f}), "
                          f"CPU x{f['cpu_x_aperture']:.2f}")  # fmt: skip
             lines.append(text)
-    w1 = result["summary"].get("unary2", {}).get("ours_h2c")
-    w2 = result["summary"].get("unary2", {}).get("ours_h2c_w2")
+    w1 = result["summary"].get("unary_conns", {}).get("ours_h2c")
+    w2 = result["summary"].get("unary_conns", {}).get("ours_h2c_w2")
     if w1 and w2:
-        lines += ["", f"2 workers vs 1 (2 connections): x{w2['rate'] / w1['rate']:.2f}"]
+        lines += [
+            "",
+            f"2 workers vs 1 ({args.connections} connections): calls/s "
+            f"x{w2['rate'] / w1['rate']:.2f}, CPU per call "
+            f"x{w2['cpu_us_per_call'] / w1['cpu_us_per_call']:.2f}",
+        ]
     return "\n".join(lines)
 
 
@@ -436,7 +443,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--payload", type=int, default=100, help="unary bytes each way")
     parser.add_argument("--stream-mib", type=int, default=256, help="MiB per download")
     parser.add_argument("--phases", type=lambda t: t.split(","),
-                        default=["unary", "unary2", "download"])  # fmt: skip
+                        default=["unary", "unary_conns", "download"])  # fmt: skip
+    parser.add_argument("--connections", type=int, default=4, help="for the unary_conns phase")
     parser.add_argument("--targets", type=lambda t: t.split(","),
                         default=["ours_h2c", "ours_tls", "ours_h2c_w2", "aperture"])  # fmt: skip
     parser.add_argument("--no-aperture", action="store_true")
