@@ -15,8 +15,8 @@ encoder).
 Received frames are turned into calls on a `WireHandler` as they are
 parsed; a connection error raises `ProtocolError` (the caller sends GOAWAY
 and closes); a stream error resets the stream and is reported as
-`on_reset`. Outbound frames accumulate in one buffer taken with
-`data_to_send`.
+`on_reset`. The sending half (`WireSender`, gateway.h2engine.wiresend)
+accumulates outbound frames in one buffer taken with `data_to_send`.
 """
 
 from __future__ import annotations
@@ -28,28 +28,20 @@ from gateway.h2engine.blocks import Malformed, check_request, check_response, ch
 from gateway.h2engine.frames import ErrorCode, FrameType, Setting
 from gateway.h2engine.grpcwire import RawHeaders
 from gateway.h2engine.hpackin import BlockDecoder, HeaderListTooLarge, HpackError
-from gateway.h2engine.hpackout import BlockEncoder
+from gateway.h2engine.wiresend import (
+    NoStreamAvailable,
+    ProtocolError,
+    StreamClosed,
+    StreamState,
+    WireSender,
+)
+
+__all__ = ["H2Wire", "NoStreamAvailable", "ProtocolError", "StreamClosed", "WireHandler"]
 
 _HEADER = f.HEADER
 _U32 = f.U32
 _MASK = f.STREAM_MASK
 _DATA, _HEADERS, _WINDOW = FrameType.DATA, FrameType.HEADERS, FrameType.WINDOW_UPDATE
-
-
-class ProtocolError(Exception):
-    """A connection error (RFC 9113 5.4.1): send GOAWAY with `code` and close."""
-
-    def __init__(self, code: ErrorCode, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-
-
-class StreamClosed(Exception):
-    """A send on a stream that is closed (for sending) or unknown."""
-
-
-class NoStreamAvailable(Exception):
-    """No new stream: ids used up, or the peer's concurrency limit reached."""
 
 
 class WireHandler(Protocol):
@@ -81,7 +73,7 @@ class _Stream:
         self.remote_closed = False
 
 
-class H2Wire:
+class H2Wire(WireSender):
     """The protocol state of one connection, either side (see the module docstring)."""
 
     def __init__(
@@ -92,44 +84,17 @@ class H2Wire:
         settings: dict[int, int],
         max_header_list_size: int,
     ) -> None:
+        super().__init__(client_side=client_side, settings=settings)
         self.handler = handler
-        self.client_side = client_side
-        self.local = {Setting.INITIAL_WINDOW_SIZE: f.DEFAULT_WINDOW,
-                      Setting.MAX_FRAME_SIZE: f.DEFAULT_FRAME_SIZE, **settings}  # fmt: skip
-        self._local_window = self.local[Setting.INITIAL_WINDOW_SIZE]
         self._local_frame = self.local[Setting.MAX_FRAME_SIZE]
         self._local_streams = self.local.get(Setting.MAX_CONCURRENT_STREAMS, 2**31)
-        self.remote_initial_window = f.DEFAULT_WINDOW
-        self.remote_max_frame = f.DEFAULT_FRAME_SIZE
-        self.remote_max_streams = 2**31
-        self.send_window = f.DEFAULT_WINDOW
-        self.recv_window = f.DEFAULT_WINDOW
-        self._recv_target = f.DEFAULT_WINDOW
-        self._recv_unacked = 0
-        self.streams: dict[int, _Stream] = {}
-        self.highest_inbound = 0
-        self._next_id = 1 if client_side else 2
         self._max_block = 2 * max_header_list_size
-        self.encoder = BlockEncoder()
         self._remote_table_size = f.DEFAULT_TABLE_SIZE
         self.decoder = BlockDecoder(max_header_list_size)
-        self._out = bytearray()
         self._buffer = b""
         self._preface = not client_side  # the server reads the client's preface first
         self._settings_seen = False
         self._continued: tuple[int, int, list[bytes]] | None = None
-
-    # ---- set-up ----
-
-    def initiate(self) -> None:
-        if self.client_side:
-            self._out += f.PREFACE
-        self._out += f.settings({int(k): v for k, v in self.local.items()})
-
-    def grow_connection_window(self, increment: int) -> None:
-        self.recv_window += increment
-        self._recv_target += increment
-        self._out += f.window_update(0, increment)
 
     # ---- receiving ----
 
@@ -322,7 +287,7 @@ class H2Wire:
         except Malformed:
             self._out += f.rst_stream(stream_id, ErrorCode.PROTOCOL_ERROR)
             return
-        stream = _Stream(self.remote_initial_window, self._local_window)
+        stream = StreamState(self.remote_initial_window, self._local_window)
         stream.answered = True
         stream.remote_closed = end
         self.streams[stream_id] = stream
@@ -407,105 +372,3 @@ class H2Wire:
         self._out += f.rst_stream(stream_id, code)
         if self.streams.pop(stream_id, None) is not None:
             self.handler.on_reset(stream_id, int(code))
-
-    # ---- sending ----
-
-    def open_stream(self, headers: RawHeaders, *, end_stream: bool) -> int:
-        """Client side: a new stream with its request headers sent; its id."""
-        stream_id = self._next_id
-        if stream_id > _MASK:
-            raise NoStreamAvailable("stream ids used up")
-        if len(self.streams) >= self.remote_max_streams:
-            raise NoStreamAvailable("the peer's concurrency limit")
-        self._next_id += 2
-        self.streams[stream_id] = _Stream(self.remote_initial_window, self._local_window)
-        self.send_headers(stream_id, headers, end_stream=end_stream)
-        return stream_id
-
-    def _sendable(self, stream_id: int) -> _Stream:
-        stream = self.streams.get(stream_id)
-        if stream is None or stream.local_closed:
-            raise StreamClosed(stream_id)
-        return stream
-
-    def send_headers(self, stream_id: int, headers: RawHeaders, *, end_stream: bool) -> None:
-        stream = self._sendable(stream_id)
-        block = self.encoder.encode(headers)
-        limit = self.remote_max_frame
-        flags = f.END_STREAM if end_stream else 0
-        out = self._out
-        if len(block) <= limit:
-            out += f.frame_header(len(block), _HEADERS, flags | f.END_HEADERS, stream_id)
-            out += block
-        else:
-            out += f.frame_header(limit, _HEADERS, flags, stream_id)
-            out += block[:limit]
-            for start in range(limit, len(block), limit):
-                piece = block[start : start + limit]
-                last = f.END_HEADERS if start + limit >= len(block) else 0
-                out += f.frame_header(len(piece), FrameType.CONTINUATION, last, stream_id)
-                out += piece
-        if end_stream:
-            self._close_local(stream_id, stream)
-
-    def send_data(self, stream_id: int, data: memoryview | bytes, *, end_stream: bool) -> None:
-        """DATA within both send windows (the caller checks `window` first)."""
-        stream = self._sendable(stream_id)
-        size = len(data)
-        if size > stream.send or size > self.send_window:
-            raise ProtocolError(ErrorCode.FLOW_CONTROL_ERROR, "send beyond the peer's window")
-        stream.send -= size
-        self.send_window -= size
-        out = self._out
-        limit = self.remote_max_frame
-        if size <= limit:
-            out += f.frame_header(size, _DATA, f.END_STREAM if end_stream else 0, stream_id)
-            out += data
-        else:
-            for start in range(0, size, limit):
-                piece = data[start : start + limit]
-                last = end_stream and start + limit >= size
-                out += f.frame_header(len(piece), _DATA, f.END_STREAM if last else 0, stream_id)
-                out += piece
-        if end_stream:
-            self._close_local(stream_id, stream)
-
-    def _close_local(self, stream_id: int, stream: _Stream) -> None:
-        stream.local_closed = True
-        if stream.remote_closed:
-            del self.streams[stream_id]
-
-    def window(self, stream_id: int) -> int:
-        """Bytes of DATA the peer accepts on the stream now; StreamClosed if it cannot send."""
-        stream = self._sendable(stream_id)
-        return min(stream.send, self.send_window)
-
-    def reset(self, stream_id: int, code: int) -> None:
-        """RST_STREAM if the stream is still open either way (no-op otherwise)."""
-        if self.streams.pop(stream_id, None) is not None:
-            self._out += f.rst_stream(stream_id, code)
-
-    def acknowledge(self, stream_id: int, size: int) -> None:
-        """`size` received bytes were handed on: give the peer its window back, in batches."""
-        self._recv_unacked += size
-        if self._recv_unacked * 2 >= self._recv_target:
-            self.recv_window += self._recv_unacked
-            self._out += f.window_update(0, self._recv_unacked)
-            self._recv_unacked = 0
-        stream = self.streams.get(stream_id) if stream_id else None
-        if stream is not None and not stream.remote_closed:
-            stream.recv_unacked += size
-            if stream.recv_unacked * 2 >= self._local_window:
-                stream.recv_window += stream.recv_unacked
-                self._out += f.window_update(stream_id, stream.recv_unacked)
-                stream.recv_unacked = 0
-
-    def goaway(self, code: int, last_stream_id: int | None = None) -> None:
-        last = self.highest_inbound if last_stream_id is None else last_stream_id
-        self._out += f.goaway(last, code)
-
-    def data_to_send(self) -> bytearray:
-        out = self._out
-        if out:
-            self._out = bytearray()
-        return out
