@@ -47,7 +47,7 @@ import grpc
 
 from bench.grpc_upstream import MESSAGE, SERVICE, self_signed
 from bench.phase import BenchFailure
-from bench.procstat import cpu_seconds
+from bench.procstat import CLK_TCK, cpu_seconds, tree
 from bench.report import environment
 from bench.stack import Stack, aperture_binary, cli_argv, log, wait_http_ok
 from gateway.buyer import parse_challenge
@@ -97,6 +97,7 @@ class Phase:
     seconds: float
     bytes: int
     cpu_s: float
+    system_cpu_s: float  # of cpu_s, in the kernel (socket calls, TLS is user time)
     upstream_cpu_s: float
     loadavg: float
 
@@ -236,23 +237,35 @@ async def run_phase(
         if warm or args.warmup:  # connections up, code paths and allocator warm
             await unary_load(channels, target.authorization, args, args.warmup or 0.5)
         spy = await _py_spy(args, phase, target)
-        before = cpu_seconds(target.pid), cpu_seconds(upstream.process.pid)
+        before = cpu_seconds(target.pid), cpu_seconds(upstream.process.pid), system_cpu(target.pid)
         if phase == "download":
             size, seconds = await download(channels[0], target.authorization, args.stream_mib)
             calls = 1
         else:
             calls, seconds = await unary_load(channels, target.authorization, args, args.duration)
             size = calls * args.payload * 2
-        after = cpu_seconds(target.pid), cpu_seconds(upstream.process.pid)
+        after = cpu_seconds(target.pid), cpu_seconds(upstream.process.pid), system_cpu(target.pid)
         if spy is not None:
             await spy.wait()
     finally:
         for channel in channels:
             await channel.close()
     return Phase(
-        phase, target.name, calls, seconds, size, after[0] - before[0], after[1] - before[1],
-        os.getloadavg()[0],
+        phase, target.name, calls, seconds, size, after[0] - before[0], after[2] - before[2],
+        after[1] - before[1], os.getloadavg()[0],
     )  # fmt: skip
+
+
+def system_cpu(pid: int) -> float:
+    """Kernel CPU seconds (stime) of a process and its workers."""
+    total = 0
+    for member in tree(pid):
+        try:
+            stat = Path(f"/proc/{member}/stat").read_text()
+        except OSError:
+            continue
+        total += int(stat[stat.rindex(")") + 2 :].split()[12])
+    return total / CLK_TCK
 
 
 async def _py_spy(
@@ -314,8 +327,11 @@ async def measure(stack: Stack, args: argparse.Namespace, binary: Path | None) -
                         continue
                     result = await run_phase(phase, target, upstream, args)
                     rounds.append(result)
-                    log(f"round {number + 1} {phase:8} {target.name:12} {result.rate:7.0f} calls/s "
-                        f"{result.mib_s:7.1f} MiB/s  cpu {result.cpu_us_per_call:6.0f} us/call "
+                    cpu = (f"{result.cpu_ms_per_mib:6.2f} ms/MiB" if phase == "download"
+                           else f"{result.cpu_us_per_call:6.0f} us/call")  # fmt: skip
+                    log(f"round {number + 1} {phase:11} {target.name:12} {result.rate:7.0f} /s "
+                        f"{result.mib_s:7.1f} MiB/s  cpu {cpu} "
+                        f"({result.system_cpu_s / max(result.cpu_s, 1e-9):.0%} kernel) "
                         f"load {result.loadavg:.2f}")  # fmt: skip
         return summarize(rounds, [t for t, _ in targets], args)
     finally:
@@ -353,6 +369,7 @@ def summarize(
                 "label": target.label,
                 "rate": median.rate, "mib_s": median.mib_s,
                 "cpu_us_per_call": median.cpu_us_per_call, "cpu_ms_per_mib": median.cpu_ms_per_mib,
+                "kernel_share": median.system_cpu_s / median.cpu_s if median.cpu_s else 0.0,
                 "range": [key(ordered[0]), key(ordered[-1])],
                 "cpu_range": sorted(
                     r.cpu_ms_per_mib if phase == "download" else r.cpu_us_per_call for r in mine
@@ -414,7 +431,8 @@ def table(result: dict[str, Any], args: argparse.Namespace, env: dict[str, Any])
             cpu = f["cpu_ms_per_mib"] if phase == "download" else f["cpu_us_per_call"]
             low, high = f["range"]
             text = (f"  {f['label']:34} {speed:8.1f} {unit} ({low:.0f}-{high:.0f})"
-                    f"  CPU {cpu:7.2f} {cpu_unit}  load {min(f['loadavg']):.1f}-"
+                    f"  CPU {cpu:7.2f} {cpu_unit} ({f['kernel_share']:.0%} kernel)"
+                    f"  load {min(f['loadavg']):.1f}-"
                     f"{max(f['loadavg']):.1f}")  # fmt: skip
             if "x_aperture" in f:
                 rng = f["x_aperture_range"]
