@@ -61,7 +61,7 @@ class Endpoint(asyncio.Protocol):
         self._writable = asyncio.Event()
         self._writable.set()
         self._settings_timer: asyncio.TimerHandle | None = None
-        self._loop = asyncio.get_running_loop()
+        self.loop = asyncio.get_running_loop()
         self._flush_scheduled = False
 
     # ---- asyncio.Protocol ----
@@ -172,7 +172,7 @@ class Endpoint(asyncio.Protocol):
         """
         if not self._flush_scheduled and not self.closed and self.transport is not None:
             self._flush_scheduled = True
-            self._loop.call_soon(self.flush_now)
+            self.loop.call_soon(self.flush_now)
 
     def flush_now(self) -> None:
         """Write now: after large DATA (so backpressure is seen at once) and before closing."""
