@@ -144,6 +144,9 @@ class Endpoint(asyncio.Protocol):
             self._settings_timer.cancel()
             self._settings_timer = None
 
+    def on_refused(self, stream_id: int) -> None:
+        """The wire reset a new stream at once (the server side counts these)."""
+
     def on_stream_reset(self, channel: Channel, code: int) -> None:
         channel.on_reset(code)
 

@@ -79,6 +79,14 @@ class ServerConnection(Endpoint):
         super().on_stream_reset(channel, code)
         if (relay := self.relays.get(channel.stream_id)) is not None:
             relay.abort(ClientEnd.RESET)
+        self._count_reset()
+
+    def on_refused(self, stream_id: int) -> None:
+        """Streams we reset at once (over the limit, malformed) cost like client resets:
+        a client that keeps opening them is the same flood."""
+        self._count_reset()
+
+    def _count_reset(self) -> None:
         now = asyncio.get_running_loop().time()
         if now - self._reset_period_start > _RESET_PERIOD:
             self._reset_period_start, self._resets = now, 0

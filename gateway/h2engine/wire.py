@@ -42,6 +42,7 @@ _HEADER = f.HEADER
 _U32 = f.U32
 _MASK = f.STREAM_MASK
 _DATA, _HEADERS, _WINDOW = FrameType.DATA, FrameType.HEADERS, FrameType.WINDOW_UPDATE
+_MAX_FRAGMENTS = 64  # frames of one header block (a 32 KiB block needs 3 at the default size)
 
 
 class WireHandler(Protocol):
@@ -59,6 +60,8 @@ class WireHandler(Protocol):
     def on_settings(self) -> None: ...
     def on_settings_ack(self) -> None: ...
     def on_goaway(self, code: int, last_stream_id: int) -> None: ...
+    def on_refused(self, stream_id: int) -> None:
+        """A new stream was reset at once (over the concurrency limit, or malformed)."""
 
 
 class _Stream:
@@ -230,7 +233,9 @@ class H2Wire(WireSender):
             raise ProtocolError(ErrorCode.PROTOCOL_ERROR, "CONTINUATION without HEADERS")
         first_flags, fragments = self._continued[1], self._continued[2]
         fragments.append(payload)
-        if sum(len(x) for x in fragments) > self._max_block:
+        # Bounded in bytes and in frames: empty CONTINUATION frames add no bytes
+        # but cost a call each ("CONTINUATION flood").
+        if len(fragments) > _MAX_FRAGMENTS or sum(len(x) for x in fragments) > self._max_block:
             raise ProtocolError(ErrorCode.ENHANCE_YOUR_CALM, "header block too large")
         if flags & f.END_HEADERS:
             self._continued = None
@@ -281,11 +286,13 @@ class H2Wire(WireSender):
         self.highest_inbound = stream_id
         if len(self.streams) >= self._local_streams:
             self._out += f.rst_stream(stream_id, ErrorCode.REFUSED_STREAM)
+            self.handler.on_refused(stream_id)
             return
         try:
             check_request(headers)
         except Malformed:
             self._out += f.rst_stream(stream_id, ErrorCode.PROTOCOL_ERROR)
+            self.handler.on_refused(stream_id)
             return
         stream = StreamState(self.remote_initial_window, self._local_window)
         stream.answered = True

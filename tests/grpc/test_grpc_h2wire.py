@@ -52,6 +52,9 @@ class Recorder:
     def on_goaway(self, code: int, last_stream_id: int) -> None:
         self.calls.append(("goaway", code, last_stream_id))
 
+    def on_refused(self, stream_id: int) -> None:
+        self.calls.append(("refused", stream_id))
+
     def kinds(self) -> list[str]:
         return [c[0] for c in self.calls if c[0] not in ("window", "settings", "settings_ack")]
 
@@ -175,6 +178,7 @@ def test_streams_over_the_limit_are_refused_not_the_connection() -> None:
         wire.receive(raw(FrameType.HEADERS, f.END_HEADERS, stream_id, encoder.encode(REQUEST)))
     assert bytes(wire.data_to_send()) == f.rst_stream(5, ErrorCode.REFUSED_STREAM)
     assert [c[1] for c in rec.calls if c[0] == "headers"] == [1, 3]
+    assert rec.calls[-1] == ("refused", 5)
 
 
 @pytest.mark.parametrize(
@@ -187,7 +191,7 @@ def test_malformed_requests_are_reset_and_never_seen(extra: RawHeaders) -> None:
     block = hpack.Encoder().encode(REQUEST + extra)
     wire.receive(raw(FrameType.HEADERS, f.END_HEADERS | f.END_STREAM, 1, block))
     assert bytes(wire.data_to_send()) == f.rst_stream(1, ErrorCode.PROTOCOL_ERROR)
-    assert rec.kinds() == []
+    assert rec.kinds() == ["refused"]
 
 
 def test_header_block_split_over_continuation() -> None:
@@ -223,6 +227,15 @@ def test_connection_errors(frame: bytes, code: ErrorCode) -> None:
     with pytest.raises(ProtocolError) as caught:
         wire.receive(frame)
     assert caught.value.code == code
+
+
+def test_a_flood_of_empty_continuation_frames_is_cut() -> None:
+    wire, _, _ = server_pair()
+    block = hpack.Encoder().encode(REQUEST)
+    wire.receive(raw(FrameType.HEADERS, 0, 1, block))
+    with pytest.raises(ProtocolError) as caught:  # 100 empty frames in one read
+        wire.receive(raw(FrameType.CONTINUATION, 0, 1) * 100)
+    assert caught.value.code == ErrorCode.ENHANCE_YOUR_CALM
 
 
 def test_the_preface_and_a_first_settings_frame_are_required() -> None:
