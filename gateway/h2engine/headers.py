@@ -31,7 +31,7 @@ _BAD_VALUE = re.compile(rb"[\x00\r\n]")
 
 
 def decode_request(raw: Iterable[tuple[bytes, bytes]], peer: str | None) -> StreamHead:
-    """The StreamHead of a request block h2 already validated (pseudo-headers first)."""
+    """The StreamHead of a request block the wire already checked (pseudo-headers first)."""
     pseudo: dict[bytes, bytes] = {}
     headers: list[tuple[str, str]] = []
     host = ""

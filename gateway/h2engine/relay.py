@@ -54,7 +54,7 @@ _INLINE_REQUEST = 16 * 1024  # below HTTP/2's initial window: sending it never w
 
 
 def _where(exc: BaseException) -> dict[str, str]:
-    """Exception type and innermost frame, never its message: h2's and the server's
+    """Exception type and innermost frame, never its message: a parser's and the server's
     messages can quote header values, which may be credentials."""
     frames = traceback.extract_tb(exc.__traceback__)
     where = f"{frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
