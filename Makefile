@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: setup lock protos protos-check binaries system-deps lint typecheck test test-unit \
-        regtest-up regtest-down rehearse run bench bench-peers aperture prometheus clean
+        regtest-up regtest-down rehearse run bench bench-peers bench-grpc aperture prometheus clean
 
 setup: $(STAMP)
 
@@ -81,10 +81,15 @@ bench: setup binaries aperture
 	bench/ensure-wrk.sh
 	$(PY) bench/gateway_bench.py
 
-# As bench, but a missing Aperture is an error instead of a note.
+# As bench, but a missing Aperture is an error instead of a note; then gRPC beside Aperture.
 bench-peers: setup binaries aperture
 	bench/ensure-wrk.sh
 	L402_REQUIRE_APERTURE=1 $(PY) bench/gateway_bench.py
+	L402_REQUIRE_APERTURE=1 $(PY) bench/grpc_bench.py
+
+# gRPC alone: ours (h2c and TLS upstream, 1 and 2 workers) beside Aperture (TLS upstream).
+bench-grpc: setup binaries aperture
+	$(PY) bench/grpc_bench.py
 
 # Prometheus files for a deployment: absolute runbook links (RUNBOOK_URL, where
 # docs/runbook.md is published) and the admin target, into build/prometheus/.

@@ -6,15 +6,13 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-import h2.errors
-import h2.events
-import h2.settings
-
 from gateway.h2engine.api import FailReason
 from gateway.h2engine.channel import Channel
 from gateway.h2engine.endpoint import Endpoint
 from gateway.h2engine.ends import ClientEnd
 from gateway.h2engine.errors import REFUSED_STREAM
+from gateway.h2engine.frames import ErrorCode, Setting
+from gateway.h2engine.grpcwire import RawHeaders
 from gateway.h2engine.relay import StreamRelay
 
 if TYPE_CHECKING:
@@ -33,9 +31,7 @@ class ServerConnection(Endpoint):
         super().__init__(
             limits,
             receive_window=limits.connection_window,
-            settings={
-                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: limits.max_concurrent_streams
-            },
+            settings={Setting.MAX_CONCURRENT_STREAMS: limits.max_concurrent_streams},
         )
         self.proxy = proxy
         self.peer: str | None = None
@@ -63,20 +59,16 @@ class ServerConnection(Endpoint):
         if not self._closed.done():
             self._closed.set_result(None)
 
-    def dispatch(self, event: h2.events.Event) -> None:
-        if isinstance(event, h2.events.RequestReceived):
-            self._on_request(event)
-        else:
-            super().dispatch(event)
-
-    def _on_request(self, event: h2.events.RequestReceived) -> None:
-        stream_id = event.stream_id
+    def on_headers(self, stream_id: int, headers: RawHeaders, end_stream: bool) -> None:
+        """A new request (the wire checked it is well-formed)."""
         if self.draining or self.closed:
             self.reset(stream_id, REFUSED_STREAM)  # after our GOAWAY: the client may retry
             return
         channel = Channel(self, stream_id)
         self.channels[stream_id] = channel
-        relay = StreamRelay(self, channel, list(event.headers or ()))
+        if end_stream:
+            channel.on_end()
+        relay = StreamRelay(self, channel, headers)
         self.relays[stream_id] = relay
         if self._idle_timer is not None:
             self._idle_timer.cancel()
@@ -87,13 +79,21 @@ class ServerConnection(Endpoint):
         super().on_stream_reset(channel, code)
         if (relay := self.relays.get(channel.stream_id)) is not None:
             relay.abort(ClientEnd.RESET)
+        self._count_reset()
+
+    def on_refused(self, stream_id: int) -> None:
+        """Streams we reset at once (over the limit, malformed) cost like client resets:
+        a client that keeps opening them is the same flood."""
+        self._count_reset()
+
+    def _count_reset(self) -> None:
         now = asyncio.get_running_loop().time()
         if now - self._reset_period_start > _RESET_PERIOD:
             self._reset_period_start, self._resets = now, 0
         self._resets += 1
         if self._resets > self.limits.reset_budget:
             log.warning("closing an HTTP/2 connection that resets too many streams")
-            self.abort(int(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM))
+            self.abort(int(ErrorCode.ENHANCE_YOUR_CALM))
 
     def on_goaway(self, code: int, last_stream_id: int) -> None:
         """The client will open no more streams: finish the open ones, then close."""
@@ -129,7 +129,7 @@ class ServerConnection(Endpoint):
         if self.draining and self.closed:
             return
         self.draining = True
-        self.goaway(last_stream_id=self.h2.highest_inbound_stream_id)
+        self.goaway(last_stream_id=self.wire.highest_inbound)
         if not self.relays:
             self.close()
 
