@@ -58,11 +58,33 @@ class Endpoint(asyncio.Protocol):
         self.channels: dict[int, Channel] = {}
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self._idle_timer: asyncio.TimerHandle | None = None
         self._writable = asyncio.Event()
         self._writable.set()
         self._settings_timer: asyncio.TimerHandle | None = None
         self.loop = asyncio.get_running_loop()
         self._flush_scheduled = False
+
+    # ---- the idle timer: a connection with no stream for a while is let go ----
+
+    def arm_idle(self, seconds: float) -> None:
+        """(Re)start the idle timer; `on_idle` runs when it fires."""
+        self.cancel_idle()
+        if not self.closed:
+            self._idle_timer = asyncio.get_running_loop().call_later(seconds, self._idle_fired)
+
+    def cancel_idle(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _idle_fired(self) -> None:
+        self._idle_timer = None
+        if not self.channels:
+            self.on_idle()
+
+    def on_idle(self) -> None:
+        """No stream for the idle timeout: the subclass lets the connection go."""
 
     # ---- asyncio.Protocol ----
 
@@ -98,6 +120,7 @@ class Endpoint(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.cancel_idle()
         if self._settings_timer is not None:
             self._settings_timer.cancel()
         self._writable.set()  # wake writers: they see `closed`

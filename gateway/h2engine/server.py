@@ -37,7 +37,6 @@ class ServerConnection(Endpoint):
         self.peer: str | None = None
         self.relays: dict[int, StreamRelay] = {}
         self.draining = False
-        self._idle_timer: asyncio.TimerHandle | None = None
         self._resets = 0
         self._reset_period_start = 0.0
         self._closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -47,12 +46,10 @@ class ServerConnection(Endpoint):
         self.peer = str(peer[0]) if isinstance(peer, tuple) and peer else None
         super().connection_made(transport)
         self.proxy.register(self)
-        self._arm_idle()
+        self.arm_idle(self.limits.idle_connection_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
         for relay in list(self.relays.values()):
             relay.abort(ClientEnd.GONE)
         self.proxy.unregister(self)
@@ -70,9 +67,7 @@ class ServerConnection(Endpoint):
             channel.on_end()
         relay = StreamRelay(self, channel, headers)
         self.relays[stream_id] = relay
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
+        self.cancel_idle()
         relay.start()
 
     def on_stream_reset(self, channel: Channel, code: int) -> None:
@@ -108,17 +103,9 @@ class ServerConnection(Endpoint):
             if self.draining:
                 self.close()
             else:
-                self._arm_idle()
+                self.arm_idle(self.limits.idle_connection_timeout)
 
-    def _arm_idle(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-        if not self.closed:
-            loop = asyncio.get_running_loop()
-            self._idle_timer = loop.call_later(self.limits.idle_connection_timeout, self._idle)
-
-    def _idle(self) -> None:
-        self._idle_timer = None
+    def on_idle(self) -> None:
         if not self.relays:
             self.start_drain()
 

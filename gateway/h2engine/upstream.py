@@ -43,7 +43,6 @@ class UpstreamConnection(Endpoint):
         self.target = target
         self.draining = False
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._idle_timer: asyncio.TimerHandle | None = None
 
     @property
     def capacity(self) -> int:
@@ -61,9 +60,7 @@ class UpstreamConnection(Endpoint):
         channel = Channel(self, stream_id)
         channel.local_closed = end_stream
         self.channels[stream_id] = channel
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
+        self.cancel_idle()
         self.flush()
         return channel
 
@@ -78,7 +75,7 @@ class UpstreamConnection(Endpoint):
         if not self.ready.done():
             self.ready.set_result(None)
             if not self.channels:  # e.g. the request that connected it was cancelled
-                self._arm_idle()
+                self.arm_idle(self.limits.upstream_idle_timeout)
         self.pool.changed()
 
     def on_goaway(self, code: int, last_stream_id: int) -> None:
@@ -97,26 +94,15 @@ class UpstreamConnection(Endpoint):
         if self.draining:
             self.close()
         else:
-            self._arm_idle()
+            self.arm_idle(self.limits.upstream_idle_timeout)
 
-    def _arm_idle(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-        if not self.closed:
-            loop = asyncio.get_running_loop()
-            self._idle_timer = loop.call_later(self.limits.upstream_idle_timeout, self._idle)
-
-    def _idle(self) -> None:
-        self._idle_timer = None
-        if not self.channels:
-            self.draining = True
-            self.goaway()
-            self.close()
+    def on_idle(self) -> None:
+        self.draining = True
+        self.goaway()
+        self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
         if not self.ready.done():
             self.ready.set_exception(UpstreamUnavailable(FailReason.NOT_HTTP2, "no SETTINGS"))
             self.ready.exception()  # retrieved here: the connect path reports it
