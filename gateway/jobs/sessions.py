@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from gateway.config.model import SessionPolicy
 from gateway.observability.metrics import GatewayMetrics
+from gateway.paywall.mpp.closing import SessionCloser
 from gateway.paywall.mpp.refunds import Refunder
 from gateway.store.roles import PaymentSessions
 from gateway.store.types import StoreError
@@ -41,6 +42,7 @@ class SessionJanitor:
         self._policy = policy
         self._metrics = metrics
         self._clock = clock
+        self._closer = SessionCloser(store, refunds, metrics)
 
     async def run(self) -> None:
         while True:
@@ -56,12 +58,8 @@ class SessionJanitor:
         closed = 0
         idle_since = now - self._policy.idle_timeout_seconds
         for session_id in await self._store.idle_sessions(idle_since, BATCH):
-            session = await self._store.close_session(session_id, "idle", now)
-            if session is None:
-                continue  # closed meanwhile (the client's close won)
-            closed += 1
-            self._metrics.sessions_closed.labels(route=session.route, reason="idle").inc()
-            await self._refunds.settle(session)
+            if await self._closer.close(session_id, "idle", now) is not None:
+                closed += 1  # (None: closed meanwhile, the client's close won)
         for session_id in await self._store.unpaid_refunds(now, BATCH):
             session = await self._store.get_session(session_id)
             if session is not None:

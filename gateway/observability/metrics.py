@@ -160,7 +160,7 @@ class GatewayMetrics:
         )
         self.sessions_closed = Counter(
             f"{PREFIX}_sessions_closed",
-            "Payment-scheme sessions closed, by who closed them (client, idle)",
+            "Payment-scheme sessions closed, by who closed them (client, idle, admin)",
             ["route", "reason"],
             registry=r,
         )
