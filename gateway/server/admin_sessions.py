@@ -34,14 +34,14 @@ from gateway.server.admin_wire import DEFAULT_PAGE, MAX_PAGE, WireError
 from gateway.server.keys import HANDLER_KEY, STORE_KEY
 from gateway.server.session_wire import (
     SessionCursor,
-    credit_to_json,
+    page_json,
     parse_refund_state,
     parse_session_id,
     parse_status,
     session_to_json,
+    shown,
 )
 from gateway.store.roles import SessionCatalog
-from gateway.store.types import SessionInfo
 
 log = logging.getLogger("gateway.admin")
 
@@ -78,16 +78,6 @@ def _limit(request: web.Request) -> int:
     return int(text)
 
 
-def page_json(infos: list[SessionInfo], limit: int) -> dict[str, Any]:
-    """A page of a listing asked with `limit + 1` rows: the extra row says more exist."""
-    page = [session_to_json(info) for info in infos[:limit]]
-    more = len(infos) > limit and bool(page)
-    return {
-        "sessions": page,
-        "next_cursor": SessionCursor.after(page[-1]).encode() if more else None,
-    }
-
-
 async def list_sessions(request: web.Request) -> web.Response:
     admin = request.app[SESSIONS_KEY]
     limit = _limit(request)
@@ -101,15 +91,6 @@ async def list_sessions(request: web.Request) -> web.Response:
         before=cursor.before if cursor else None,
     )
     return web.json_response(page_json(infos, limit))
-
-
-async def shown(store: SessionCatalog, session_id: bytes) -> dict[str, Any] | None:
-    """`{"session", "deposits"}`, or None for an unknown session."""
-    info = await store.find_session(session_id)
-    if info is None:
-        return None
-    credits = await store.session_credits(session_id)
-    return {"session": session_to_json(info), "deposits": [credit_to_json(c) for c in credits]}
 
 
 async def show_session(request: web.Request) -> web.Response:

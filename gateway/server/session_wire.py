@@ -18,6 +18,7 @@ from typing import Any
 from gateway.payment.bolt11 import read_invoice
 from gateway.payment.errors import PaymentAuthError
 from gateway.server.admin_wire import WireError
+from gateway.store.roles import SessionCatalog
 from gateway.store.session_catalog import REFUND_STATES, SESSION_STATUSES
 from gateway.store.types import SessionCredit, SessionInfo
 
@@ -83,6 +84,25 @@ def credit_to_json(credit: SessionCredit) -> dict[str, Any]:
         "amount_msat": credit.amount_msat,
         "credited_at": credit.credited_at,
     }
+
+
+def page_json(infos: list[SessionInfo], limit: int) -> dict[str, Any]:
+    """A page of a listing asked with `limit + 1` rows: the extra row says more exist."""
+    page = [session_to_json(info) for info in infos[:limit]]
+    more = len(infos) > limit and bool(page)
+    return {
+        "sessions": page,
+        "next_cursor": SessionCursor.after(page[-1]).encode() if more else None,
+    }
+
+
+async def shown(store: SessionCatalog, session_id: bytes) -> dict[str, Any] | None:
+    """`{"session", "deposits"}`, or None for an unknown session."""
+    info = await store.find_session(session_id)
+    if info is None:
+        return None
+    credits = await store.session_credits(session_id)
+    return {"session": session_to_json(info), "deposits": [credit_to_json(c) for c in credits]}
 
 
 def check_session(data: Any) -> dict[str, Any]:
