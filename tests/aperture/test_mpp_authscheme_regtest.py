@@ -6,8 +6,9 @@ Three services at one price: no `authscheme`, `authscheme: mpp`, `authscheme: l4
 402 carries L402 and Payment challenges whatever the service says; a paid L402 token and a
 paid Payment charge are then presented to each (an accepted one is forwarded to the demo
 upstream, which answers 404 for these paths: a 404 is "accepted", a 402 "refused").
-Observed: the service without authscheme accepts both (an empty scheme tries every authenticator, although Aperture's comment calls
-the empty value "l402"), `mpp` only the charge, `l402` only the token.
+Observed: the service without authscheme accepts both (an empty scheme tries every
+authenticator, although Aperture's comment calls the empty value "l402"), `mpp` only the
+charge, `l402` only the token.
 """
 
 from __future__ import annotations
