@@ -99,5 +99,9 @@ async def test_authscheme_filters_credentials_and_the_conversion_follows(
 
     conversion = convert(yaml.safe_load(schemes_aperture.config_path.read_text()))
     routes = conversion.document.routes
-    converted = {route.name: set(route.fields.get("schemes", ["l402"])) for route in routes}
+    converted: dict[str, set[str]] = {}
+    for route in routes:
+        schemes = route.fields.get("schemes", ["l402"])
+        assert isinstance(schemes, list)
+        converted[route.name] = {str(s) for s in schemes}
     assert converted == accepted
