@@ -7,6 +7,10 @@ the deposit invoice), route, status, money and refund; never by a preimage
 (the deposit preimage is the session's bearer secret) and never by the
 buyer's return invoice, which can identify the buyer's node: only its
 payment hash (to find the refund in LND) and its expiry are shown.
+
+`page_json` and `shown` build a listing page and a show answer from the
+store's SessionCatalog, for the API handler and the CLI's store path alike
+(no aiohttp here: the CLI imports this module on every start).
 """
 
 from __future__ import annotations
