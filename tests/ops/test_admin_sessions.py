@@ -216,3 +216,18 @@ async def test_the_supervisors_closer_uses_its_own_refund_payer(
         assert (stored.status, stored.close_reason) == ("closed", "admin")
         status, listed, _ = await call(gw, "GET", "/admin/sessions", base=base)
         assert [s["status"] for s in listed["sessions"]] == ["closed"]
+
+
+async def test_a_refund_note_never_quotes_an_invoice(gw: InProcess) -> None:
+    """LND's refusals may name the invoice they were given: the note shows it redacted."""
+    seeded = await open_session(gw.store, "paid", deposit_msat=20_000, unit_msat=10_000, now=NOW)
+    assert await gw.store.close_session(seeded.session_id, "client", NOW + 1) is not None
+    assert await gw.store.claim_refund(seeded.session_id, NOW + 1, NOW + 60)
+    note = f"invalid payment request {seeded.return_invoice}: expired " + "x" * 400
+    assert await gw.store.finish_refund(seeded.session_id, False, None, note)
+    status, body, _ = await call(gw, "GET", f"/admin/sessions/{seeded.session_id.hex()}")
+    assert status == 200
+    shown = body["session"]["refund_note"]
+    assert shown.startswith("invalid payment request <invoice>: expired x")
+    assert len(shown) == 300
+    no_secrets(body, seeded)
