@@ -19,7 +19,7 @@ from pathlib import Path
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 from gateway import __version__
-from gateway.commands import admintoken, mcp_command, prune, report, serving, tokens
+from gateway.commands import admintoken, mcp_command, prune, report, serving, sessions, tokens
 from gateway.commands.loading import CommandError
 
 DEFAULT_CONFIG = Path("/etc/l402-gateway/routes.yaml")
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_parser(sub, with_config)
     admintoken.add_parser(sub)
     mcp_command.add_parser(sub, with_config)  # mcp: the admin API for an agent (stdio)
+    sessions.add_parsers(sub, with_config)  # sessions list|show|close (Payment scheme)
     from gateway.aperture.commands import add_convert_parser, add_import_parser
 
     add_convert_parser(sub)  # convert-aperture: aperture.yaml -> routes.yaml

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
 from gateway.aperture.notes import Notes
+from gateway.aperture.payment import service_schemes
 from gateway.aperture.source import BadValue, Block
 from gateway.config.model import TokenMode
 from gateway.http.headerpolicy import extra_header_problem
@@ -61,6 +62,7 @@ class Plan:
     route_name: str
     free_names: tuple[str, ...]  # one per authwhitelistpaths entry
     auth_disabled: bool  # authenticator.disable: Aperture sold nothing
+    mpp: bool = False  # authenticator.enablempp: `authscheme` decides the schemes
 
 
 def is_grpc_path(pattern: str) -> bool:
@@ -135,6 +137,9 @@ def convert_service(block: Block, plan: Plan, notes: Notes) -> list[RouteOut]:
             fields["capabilities"] = capabilities
         fields["invoice_expiry_seconds"] = LND_DEFAULT_INVOICE_EXPIRY
         fields["private_invoices"] = False
+        schemes = service_schemes(block, plan.mpp, notes)
+        if schemes is not None:
+            fields["schemes"] = list(schemes)
     _unsupported(block, notes)
     routes.append(RouteOut(fields, comments, f"{block.where} {plan.route_name!r}"))
     return routes
@@ -360,11 +365,6 @@ def _unsupported(block: Block, notes: Notes) -> None:
             w("constraints"),
             f"no equivalent ({keys}); tokens Aperture sold for this service carry these caveats, "
             "which this gateway refuses as unknown: they will not verify here",
-        )
-    scheme = block.text("authscheme").strip().lower()
-    if scheme not in ("", "l402"):
-        notes.dropped(
-            w("authscheme"), f"{scheme!r}: only L402 is offered here (no Payment/MPP challenges)"
         )
     if block.strings("authskipinvoicecreationpaths"):
         notes.dropped(

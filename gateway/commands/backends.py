@@ -196,12 +196,21 @@ class ApiBackend:
         params: dict[str, str] | None = None,
         *,
         passthrough: tuple[int, ...] = (404, 409),
+        timeout: float | None = None,
     ) -> dict[str, Any]:
-        """One admin API call; statuses >= 400 other than `passthrough` raise ApiError."""
+        """One admin API call; statuses >= 400 other than `passthrough` raise ApiError.
+
+        `timeout` replaces API_TIMEOUT for a call that waits on purpose (a session close
+        waits for its refund attempt)."""
         headers = self._authorization()
+        limit = API_TIMEOUT if timeout is None else timeout
         try:
             async with self.session.request(
-                method, self.base + path, params=params or {}, headers=headers
+                method,
+                self.base + path,
+                params=params or {},
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=limit),
             ) as r:
                 try:
                     body = await r.json()
@@ -222,7 +231,7 @@ class ApiBackend:
         except aiohttp.ClientError as exc:
             raise ApiError(0, f"{self.where} did not answer: {exc}") from None
         except TimeoutError:
-            raise ApiError(0, f"{self.where} did not answer within {API_TIMEOUT:g} s") from None
+            raise ApiError(0, f"{self.where} did not answer within {limit:g} s") from None
 
     async def list_tokens(
         self, route: str | None, limit: int, cursor: Cursor | None

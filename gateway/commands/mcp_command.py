@@ -38,13 +38,14 @@ def add_parser(
         "mcp",
         help="MCP server (stdio) exposing the admin API to an agent",
         description="Serve the running gateway's admin API as MCP tools over stdio"
-        " (tokens, report, routes, reload, health). Needs admin.token_file; read-only"
+        " (tokens, sessions, report, routes, reload, health). Needs admin.token_file; read-only"
         " unless --allow-writes.",
     )
     with_config(p)
     p.add_argument(
         "--allow-writes",
         action="store_true",
-        help="let the agent revoke tokens and reload routes.yaml (refused otherwise)",
+        help="let the agent revoke tokens, close sessions and reload routes.yaml"
+        " (refused otherwise)",
     )
     p.set_defaults(func=cmd_mcp)

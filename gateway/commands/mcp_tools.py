@@ -161,6 +161,9 @@ async def _api(call: Awaitable[T], where: str) -> T:
         raise ToolError(f"{where} answered oddly: {exc}") from None
 
 
+api_call = _api  # the same, for tool families in their own modules (mcp_sessions)
+
+
 def _key(text: str) -> bytes:
     try:
         return token_key(text.strip())
@@ -310,12 +313,21 @@ def health_tools(api: ApiBackend) -> list[ToolSpec]:
     ]
 
 
+def session_tools(api: ApiBackend) -> list[ToolSpec]:
+    """Payment-scheme sessions (gateway.commands.mcp_sessions, which builds on this
+    module's ToolSpec: imported when the server is built, not at import time)."""
+    from gateway.commands.mcp_sessions import session_tools as build
+
+    return build(api)
+
+
 FAMILIES: tuple[Callable[[ApiBackend], list[ToolSpec]], ...] = (
     token_tools,
     report_tools,
     route_tools,
     config_tools,
     health_tools,
+    session_tools,
 )
 
 
@@ -326,8 +338,8 @@ def refused_write(spec: ToolSpec) -> Callable[..., Awaitable[Any]]:
     async def refuse(*_args: Any, **_kwargs: Any) -> Any:
         raise ToolError(
             f"{spec.name} is a write and this MCP server is read-only: the operator must"
-            " start it with `l402-gateway mcp --allow-writes` to allow revoking tokens and"
-            " reloading the configuration"
+            " start it with `l402-gateway mcp --allow-writes` to allow revoking tokens,"
+            " closing sessions and reloading the configuration"
         )
 
     return refuse
@@ -335,9 +347,9 @@ def refused_write(spec: ToolSpec) -> Callable[..., Awaitable[Any]]:
 
 def instructions(api: ApiBackend, allow_writes: bool) -> str:
     mode = (
-        "Writes are allowed (tokens_revoke, config_reload)."
+        "Writes are allowed (tokens_revoke, sessions_close, config_reload)."
         if allow_writes
-        else "Read-only: tokens_revoke and config_reload answer with an error."
+        else "Read-only: tokens_revoke, sessions_close and config_reload answer with an error."
     )
     return (
         f"Operator tools for an L402 payment gateway, through {api.where}. Prices and revenue"

@@ -31,6 +31,13 @@ class Refunds(Protocol):
     async def settle(self, session: SessionRow) -> RefundStatus: ...
 
 
+class Closer(Protocol):
+    """Closes a session and pays its refund, the one path for every caller
+    (gateway.paywall.mpp.closing.SessionCloser); None when it was not open."""
+
+    async def close(self, session_id: bytes, reason: str, now: int) -> object | None: ...
+
+
 INTERVAL_SECONDS = 15.0
 BATCH = 100
 
@@ -39,6 +46,7 @@ class SessionJanitor:
     def __init__(
         self,
         store: PaymentSessions,
+        closer: Closer,
         refunds: Refunds,
         policy: SessionPolicy,
         metrics: GatewayMetrics,
@@ -49,6 +57,7 @@ class SessionJanitor:
         self._policy = policy
         self._metrics = metrics
         self._clock = clock
+        self._closer = closer
 
     async def run(self) -> None:
         while True:
@@ -64,12 +73,8 @@ class SessionJanitor:
         closed = 0
         idle_since = now - self._policy.idle_timeout_seconds
         for session_id in await self._store.idle_sessions(idle_since, BATCH):
-            session = await self._store.close_session(session_id, "idle", now)
-            if session is None:
-                continue  # closed meanwhile (the client's close won)
-            closed += 1
-            self._metrics.sessions_closed.labels(route=session.route, reason="idle").inc()
-            await self._refunds.settle(session)
+            if await self._closer.close(session_id, "idle", now) is not None:
+                closed += 1  # (None: closed meanwhile, the client's close won)
         for session_id in await self._store.unpaid_refunds(now, BATCH):
             session = await self._store.get_session(session_id)
             if session is not None:

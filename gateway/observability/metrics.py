@@ -160,7 +160,7 @@ class GatewayMetrics:
         )
         self.sessions_closed = Counter(
             f"{PREFIX}_sessions_closed",
-            "Payment-scheme sessions closed, by who closed them (client, idle)",
+            "Payment-scheme sessions closed, by who closed them (client, idle, admin)",
             ["route", "reason"],
             registry=r,
         )
@@ -220,6 +220,9 @@ class GatewayMetrics:
                 self.revenue_msats,
             ):
                 family.labels(route=route)
+            # A failed refund alerts on increase() (L402SessionRefundFailed), which cannot
+            # see a series born at 1: it exists at 0 from the start.
+            self.session_refunds.labels(route=route, result="failed")
 
 
 class RouteSeries:

@@ -78,7 +78,12 @@ async def running_seller(
         janitor = None
         if services.payment is not None and config.payment.sessions.enabled:
             janitor = SessionJanitor(
-                store, services.payment.refunds, config.payment.sessions, metrics, clock
+                store,
+                services.payment.closer,
+                services.payment.refunds,
+                config.payment.sessions,
+                metrics,
+                clock,
             )
         jobs = store_jobs(
             store,

@@ -32,6 +32,8 @@ from gateway.store.types import (
     ReportRow,
     Reservation,
     SessionAction,
+    SessionCredit,
+    SessionInfo,
     SessionRow,
     SettledInvoice,
     Settlement,
@@ -370,11 +372,34 @@ class PaymentSessions(Protocol):
 
     async def unpaid_refunds(self, now: int, limit: int) -> list[bytes]: ...
 
-    async def list_sessions(self, status: str | None, limit: int) -> list[SessionRow]: ...
-
     async def sweep_answers(self, now: int) -> int: ...
 
     async def count_open_sessions(self) -> int: ...
+
+
+class SessionCatalog(Protocol):
+    """Read-only views of Payment-scheme sessions for operators (admin API, CLI)."""
+
+    async def list_sessions(
+        self,
+        status: str | None = None,
+        limit: int = 100,
+        *,
+        route: str | None = None,
+        refund_state: str | None = None,
+        before: tuple[int, bytes] | None = None,
+    ) -> list[SessionInfo]:
+        """Newest first by (opened_at, session_id); each filter applies when given.
+
+        `before` = (opened_at, session_id) of the last row seen continues a listing.
+        """
+        ...
+
+    async def find_session(self, session_id: bytes) -> SessionInfo | None: ...
+
+    async def session_credits(self, session_id: bytes) -> list[SessionCredit]:
+        """The deposit and every top-up credited to it, oldest first."""
+        ...
 
 
 class Store(
@@ -393,6 +418,7 @@ class Store(
     RequestLimits,
     Allowances,
     PaymentSessions,
+    SessionCatalog,
     Leadership,
     HealthProbe,
     Protocol,

@@ -264,23 +264,6 @@ def unpaid_refunds(now: int, limit: int) -> Steps[list[bytes]]:
     return [bytes(r[0]) for r in rows]
 
 
-@reads
-def list_sessions(status: str | None, limit: int, now: int) -> Steps[list[SessionRow]]:
-    where = "" if status is None else " WHERE status = ?"
-    params: tuple[object, ...] = (limit,) if status is None else (status, limit)
-    rows = yield FetchAll(
-        f"SELECT {_COLUMNS} FROM l402_sessions{where}"  # noqa: S608 (a constant clause)
-        " ORDER BY opened_at DESC LIMIT ?",
-        params,
-    )
-    found: list[SessionRow] = []
-    for row in rows:
-        balance = yield from _read(bytes(row[0]), now)
-        units, held = (0, 0) if balance is None else (balance.units, balance.held)
-        found.append(_session(row, units, held))
-    return found
-
-
 @writes
 def sweep_answers(now: int) -> Steps[int]:
     deleted = yield Execute(

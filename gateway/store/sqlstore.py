@@ -24,6 +24,7 @@ from gateway.store import (
     ledger,
     prune,
     schema,
+    session_catalog,
     sessions,
     tokens,
 )
@@ -44,6 +45,8 @@ from gateway.store.types import (
     ReportRow,
     Reservation,
     SessionAction,
+    SessionCredit,
+    SessionInfo,
     SessionRow,
     SettledInvoice,
     Settlement,
@@ -403,14 +406,34 @@ class SqlStore:
     async def unpaid_refunds(self, now: int, limit: int) -> list[bytes]:
         return await self._run(sessions.unpaid_refunds(now, limit))
 
-    async def list_sessions(self, status: str | None, limit: int) -> list[SessionRow]:
-        return await self._run(sessions.list_sessions(status, limit, int(time.time())))
-
     async def sweep_answers(self, now: int) -> int:
         return await self._run(sessions.sweep_answers(now))
 
     async def count_open_sessions(self) -> int:
         return await self._run(sessions.count_open_sessions())
+
+    # SessionCatalog
+    async def list_sessions(
+        self,
+        status: str | None = None,
+        limit: int = 100,
+        *,
+        route: str | None = None,
+        refund_state: str | None = None,
+        before: tuple[int, bytes] | None = None,
+    ) -> list[SessionInfo]:
+        if not 1 <= limit <= 10_000:
+            raise ValueError("limit must be between 1 and 10000")
+        op = session_catalog.list_sessions(
+            status, route, refund_state, limit, before, int(time.time())
+        )
+        return await self._run(op)
+
+    async def find_session(self, session_id: bytes) -> SessionInfo | None:
+        return await self._run(session_catalog.find_session(session_id, int(time.time())))
+
+    async def session_credits(self, session_id: bytes) -> list[SessionCredit]:
+        return await self._run(session_catalog.session_credits(session_id))
 
     def leader_lock(self, name: str) -> LeaderLock:
         return self._driver.leader_lock(name)

@@ -282,6 +282,32 @@ class SessionRow:
         return max(0, self.balance_msat - self.held_msat)
 
 
+@dataclass(frozen=True)
+class SessionInfo:
+    """A session for an operator (admin API, CLI): the row plus what its balance saw.
+
+    `credited_msat` is every deposit and top-up; `debited_msat` what requests
+    spent plus the refund taken at the close (`spent_msat` leaves it out).
+    """
+
+    session: SessionRow
+    credited_msat: int
+    debited_msat: int
+
+    @property
+    def spent_msat(self) -> int:
+        return max(0, self.debited_msat - (self.session.refund_msat or 0))
+
+
+@dataclass(frozen=True)
+class SessionCredit:
+    """One payment credited to a session: its deposit, or a top-up."""
+
+    payment_hash: bytes
+    amount_msat: int
+    credited_at: int
+
+
 class Minted(NamedTuple):
     """Which route, and which scheme (l402, charge, session), an invoice was minted for."""
 

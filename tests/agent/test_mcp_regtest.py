@@ -30,7 +30,7 @@ from tests.support.served import PRICE_SATS, ROUTE_PATH, Served, served_gateway
 pytestmark = pytest.mark.regtest
 TOOLS = {
     "tokens_list", "tokens_show", "tokens_revoke", "report", "routes_list", "config_reload",
-    "health",
+    "health", "sessions_list", "sessions_show", "sessions_close",
 }  # fmt: skip
 
 

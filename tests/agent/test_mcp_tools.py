@@ -27,11 +27,13 @@ from tests.ops.support import bearer, write_secret
 from tests.server.harness import InProcess, in_process
 
 READS = {"tokens_list", "tokens_show", "report", "routes_list", "health"}
+READS |= {"sessions_list", "sessions_show"}  # tests/agent/test_mcp_sessions.py
 WRITES = {"tokens_revoke", "config_reload"}
+WRITES |= {"sessions_close"}
 REFUSAL = (
     "{} is a write and this MCP server is read-only: the operator must start it with"
-    " `l402-gateway mcp --allow-writes` to allow revoking tokens and reloading the"
-    " configuration"
+    " `l402-gateway mcp --allow-writes` to allow revoking tokens, closing sessions and"
+    " reloading the configuration"
 )
 
 

@@ -166,13 +166,17 @@ def test_messy_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert "X-Secret" not in headers
     assert "Connection" not in headers
     assert weather.upstream == "http://10.0.0.5:8000/v2"  # rewrite.prefix
+    # enablempp: authscheme l402+mpp, and no authscheme at all, took both schemes in Aperture
+    assert weather.schemes == ("l402", "payment")
+    assert config.routes.routes[1].schemes == ("l402", "payment")
+    assert config.payment.realm == ":8081"  # Aperture's default realm: its listenaddr
+    assert not config.payment.sessions.enabled
     for expected in (
         "dropped: services[0].constraints",
-        "dropped: services[0].authscheme",
         "dropped: services[1].dynamicprice.enabled",
         "dropped: services[0].headers.X-Secret",
         "dropped: blocklist",
-        "dropped: authenticator.enablempp",
+        "note: authenticator.enablempp: the Payment scheme is sold",
         "dropped: dbbackend: etcd",
         "dropped: listenaddr",
         "note: colour: not an Aperture v0.5.0 setting",

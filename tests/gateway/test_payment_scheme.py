@@ -258,7 +258,12 @@ async def test_an_idle_session_is_closed_and_refunded_by_the_janitor(
     assert services.payment is not None
     config = gateway.server.config.payment.sessions
     janitor = SessionJanitor(
-        app[STORE_KEY], services.payment.refunds, config, GatewayMetrics(), gateway.clock
+        app[STORE_KEY],
+        services.payment.closer,
+        services.payment.refunds,
+        config,
+        GatewayMetrics(),
+        gateway.clock,
     )
     assert await janitor.once() == 0  # not idle yet
     gateway.clock.advance(config.idle_timeout_seconds + 1)

@@ -49,7 +49,7 @@ import contextlib, io, importlib, pathlib
 import gateway
 
 skip = ("gateway.__main__", "gateway.buyer", "gateway.regtest", "gateway.rehearsal",
-        "gateway.commands.mcp_tools")
+        "gateway.commands.mcp_tools", "gateway.commands.mcp_sessions")
 root = pathlib.Path(gateway.__file__).parent
 imported = []
 # Every module file (gateway.server is a namespace package: pkgutil would not list it).

@@ -49,6 +49,7 @@ from gateway.payment.verify import (
 )
 from gateway.paywall.holds import Hold, LeaseHold
 from gateway.paywall.leases import LeaseKeeper
+from gateway.paywall.mpp.closing import SessionCloser
 from gateway.paywall.mpp.holds import RECEIPT, UNIT, BearerHold, ChargeHold
 from gateway.paywall.mpp.offers import OfferMinter, price_sats, route_opaque
 from gateway.paywall.mpp.refunds import Refunder
@@ -111,6 +112,7 @@ class PaymentSeller:
         self._store = store
         self._leases = leases
         self._refunds = self.refunds = refunds
+        self.closer = SessionCloser(store, refunds, metrics)  # shared with the admin API
         self._metrics = metrics
         self._clock = clock
 
@@ -310,11 +312,10 @@ class PaymentSeller:
             return GatewayAnswer(replay.status, replay.body, (), "session_close")
         row = await self._owned(runtime, credential, payload)
         await self._settled_in_flight(row.session_id)
-        closed = await self._store.close_session(row.session_id, "client", int(self._clock()))
-        if closed is None:
+        done = await self.closer.close(row.session_id, "client", int(self._clock()))
+        if done is None:
             raise PaymentAuthError(Reason.SESSION_CLOSED, "the session is closed")
-        self._metrics.sessions_closed.labels(route=runtime.name, reason="client").inc()
-        status = await self._refunds.settle(closed)
+        closed, status = done.session, done.refund
         refund_sats = (closed.refund_msat or 0) // 1000
         answer = _answer(200, {"status": "closed", "refundSats": refund_sats,
                                "refundStatus": status.value})  # fmt: skip
