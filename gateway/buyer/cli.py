@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from gateway import __version__
-from gateway.buyer import console
+from gateway.buyer import console, session_cli
 from gateway.buyer.cache import CredentialCache
 from gateway.buyer.cachefile import ensure_private_dir
 from gateway.buyer.client import ApprovalRequest, FetchResult, L402Client
@@ -208,6 +208,7 @@ def _parser() -> argparse.ArgumentParser:
         default="l402,payment",
         help="schemes to answer a 402 with, in order (l402, payment; default l402,payment)",
     )
+    session_cli.add_parser(sub)
     return parser
 
 
@@ -272,12 +273,38 @@ def _run_fetch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
+async def _session_run(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, Any]:
+    async with _session() as http, open_payer(PayerSettings.from_env(env), http) as payer:
+        return await session_cli.run_session(args, env, http, payer)
+
+
+def _run_session(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    problem = _url_problem(args.url)
+    if problem is None and (args.max_msats < 0 or args.max_deposit_msats < 0):
+        problem = "--max-msats and --max-deposit-msats must not be negative"
+    if problem is None and not _METHOD.fullmatch(args.method):
+        problem = "--method must be an HTTP method name such as GET or POST"
+    if problem is not None:
+        console.err(f"l402-buyer session: error: {problem}")
+        return EXIT_USAGE
+    try:
+        summary = asyncio.run(_session_run(args, env))
+    except BuyerError as exc:
+        return _fail(args.json, "session", exc.code, exc.message)
+    except Exception as exc:  # one line, never a traceback that might carry secrets
+        return _fail(args.json, "session", "internal_error", f"{type(exc).__name__}: {exc}")
+    session_cli.print_summary(summary, args.json)
+    return EXIT_OK if summary["ok"] else EXIT_FAILED
+
+
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     args = _parser().parse_args(argv)
     env = os.environ if env is None else env
     try:
         if args.command == "ep212":
             return _run_ep212(args, env)
+        if args.command == "session":
+            return _run_session(args, env)
         return _run_fetch(args, env)
     except KeyboardInterrupt:
         console.err("\nl402-buyer: interrupted")

@@ -30,6 +30,7 @@ no preimage, credential or return invoice is ever in one.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -126,6 +127,7 @@ class PaymentSession:
         self.deposits: list[dict[str, Any]] = []
         self.requests: list[int] = []  # status of every bearer request
         self.stream_receipts: list[str] = []  # payment-receipt events' data (JSON text)
+        self.debited_sats = 0  # what the seller says it took: units of answers and streams
         self.closed: dict[str, Any] | None = None
 
     def _event(self, stage: str, outcome: str, **details: Any) -> None:
@@ -266,6 +268,8 @@ class PaymentSession:
         payload = BearerPayload(session_id, preimage).to_json()
         answer = await self._send(method, url or self.url, self._credential(payload), **kw)
         self.requests.append(answer.status)
+        if 200 <= answer.status < 300:
+            self.debited_sats += self.unit_sats or 0
         self._event(
             "session.bearer", "ok" if answer.status < 400 else "refused", status=answer.status
         )
@@ -296,6 +300,7 @@ class PaymentSession:
                         await self.top_up()
                     elif event.name == EVENT_RECEIPT:
                         self.stream_receipts.append(event.data)
+                        self.debited_sats += _spent(event.data)
                     yield event
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise SessionError(
@@ -351,7 +356,17 @@ class PaymentSession:
             "debits": {
                 "requests": len(self.requests),
                 "served": served,
-                "debitedSats": served * (self.unit_sats or 0),
+                "debitedSats": self.debited_sats,
+                "streams": len(self.stream_receipts),
             },
             "refund": self.closed,
         }
+
+
+def _spent(receipt: str) -> int:
+    """The sats a stream's payment-receipt event says it cost (0 when unreadable)."""
+    try:
+        spent = json.loads(receipt).get("spent")
+    except (ValueError, AttributeError):
+        return 0
+    return spent if isinstance(spent, int) and not isinstance(spent, bool) else 0

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from gateway.discovery.payment_offers import payment_offers
 
 from gateway.config import load_config
 from gateway.config.model import DISCOVERY_MANIFEST_PATH, DISCOVERY_OPENAPI_PATH, GatewayConfig
 from gateway.discovery.documents import manifest
+from gateway.discovery.payment_offers import payment_offers
 from tests.pricing.harness import gateway_with
 from tests.server.harness import InProcess
 

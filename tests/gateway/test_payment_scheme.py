@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -304,3 +306,41 @@ async def test_tempo_pympp_buys_a_charge_from_our_gateway(
 
 class _Loose(BaseModel):
     model_config = ConfigDict(extra="allow")
+
+
+async def test_the_buyer_cli_runs_a_streamed_session_and_writes_its_books(
+    gateway: Gateway, regtest: Descriptor, tmp_path: Path
+) -> None:
+    """`l402-buyer session` as an agent runs it: open, streamed requests (a top-up when the
+    seller asks), close; summary.json says what was deposited, debited and refunded."""
+    env = {
+        **os.environ,
+        "L402_BUYER_LND_HOST": regtest.buyer.rpc,
+        "L402_BUYER_LND_TLS_CERT": regtest.buyer.tls_cert,
+        "L402_BUYER_LND_MACAROON": regtest.buyer.admin_macaroon,
+    }
+    body = json.dumps({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 6,
+                       "stream": True})  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.buyer", "session", gateway.url(LLM),
+        "--max-msats", "20000", "--max-deposit-msats", "200000", "--method", "POST",
+        "--data", body, "--requests", "1", "--stream", "--network", "bcrt",
+        "--artifact-dir", str(tmp_path / "out"), "--json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode()
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert json.loads(out) == summary
+    assert (summary["scheme"], summary["intent"]) == ("payment", "session")
+    assert [d["kind"] for d in summary["deposits"]] == ["open", "topUp"]
+    deposited = 2 * MULTIPLIER * PRICE
+    assert summary["depositedSats"] == deposited
+    assert summary["debits"]["debitedSats"] == 8 * PRICE  # 8 billable events
+    assert summary["refund"]["refundSats"] == deposited - 8 * PRICE
+    assert summary["refund"]["refundStatus"] == "succeeded"
+    stages = [json.loads(line)["stage"] for line in
+              (tmp_path / "out" / "events.jsonl").read_text().splitlines()]  # fmt: skip
+    assert "session.stream" in stages
+    text = (tmp_path / "out" / "events.jsonl").read_text() + out.decode() + err.decode()
+    assert '"preimage"' not in text
