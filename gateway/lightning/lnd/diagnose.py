@@ -72,7 +72,7 @@ async def diagnose(client: LndClient, timeout: float) -> list[Finding]:
 
 async def _mint_permission(client: LndClient, timeout: float) -> Finding:
     try:
-        await client.add_invoice(-1, "l402-gateway permission probe", 60, True, timeout=timeout)
+        await client.probe_invoice_permission(timeout=timeout)
     except PermissionDenied as exc:
         return Finding(
             "macaroon",

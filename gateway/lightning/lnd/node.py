@@ -176,6 +176,13 @@ class LndClient:
             payment_addr=bytes(r.payment_addr),
         )
 
+    async def probe_invoice_permission(self, *, timeout: float | None = None) -> None:
+        """An AddInvoice LND must refuse (a negative amount): it checks the macaroon first,
+        so PermissionDenied means the macaroon may not mint, anything else that it may.
+        Counted under its own method label, never as an AddInvoice."""
+        request = lightning_pb2.Invoice(value_msat=-1, memo="permission probe", expiry=60)
+        await self._unary("AddInvoiceProbe", self._lightning.AddInvoice, request, timeout)
+
     async def lookup_invoice(self, payment_hash: bytes, *, timeout: float | None = None) -> Invoice:
         request = lightning_pb2.PaymentHash(r_hash=payment_hash)
         r = await self._unary("LookupInvoice", self._lightning.LookupInvoice, request, timeout)
