@@ -194,7 +194,7 @@ class L402Middleware:
                 except Exception as exc:
                     failed = True
                     reason = _startup_error(exc)
-                    log.error("L402 start-up failed", extra={"error": reason})
+                    log.error("%s", reason, extra={"error": reason})
                     await send({"type": "lifespan.startup.failed", "message": reason})
                     raise
             return message

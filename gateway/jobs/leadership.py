@@ -52,7 +52,12 @@ async def run_while_leader(
         try:
             acquired = await lock.try_acquire()
         except Exception as exc:  # the store is down: not leader, try again later
-            log.warning("leader election failed", extra={"task": name, "error": str(exc)})
+            log.warning(
+                "leader election for %s failed: %s",
+                name,
+                exc,
+                extra={"task": name, "error": str(exc)},
+            )
             acquired = False
         if acquired:
             try:
@@ -100,7 +105,12 @@ async def _confirmed(lock: LeaderLock, name: str) -> bool:
     try:
         return await lock.still_held()
     except Exception as exc:
-        log.warning("cannot confirm leadership", extra={"task": name, "error": str(exc)})
+        log.warning(
+            "cannot confirm leadership of %s: %s",
+            name,
+            exc,
+            extra={"task": name, "error": str(exc)},
+        )
         return False
 
 
@@ -108,4 +118,9 @@ async def _release(lock: LeaderLock, name: str) -> None:
     try:
         await asyncio.shield(lock.release())
     except Exception as exc:  # the lock dies with its connection or file anyway
-        log.warning("could not release leadership", extra={"task": name, "error": str(exc)})
+        log.warning(
+            "could not release leadership of %s: %s",
+            name,
+            exc,
+            extra={"task": name, "error": str(exc)},
+        )

@@ -143,7 +143,7 @@ class TokenPruner:
                 result = await self.prune_pass(int(clock()), pause=ROUND_PAUSE)
             except StoreError as exc:
                 log.warning(
-                    "token pruning failed", extra={"error": str(exc)}
+                    "token pruning failed: %s", exc, extra={"error": str(exc)}
                 )  # secret-free by contract
             except Exception:
                 # Pruning is housekeeping: it must never take the gateway down.

@@ -64,7 +64,9 @@ class SessionJanitor:
             try:
                 await self.once()
             except StoreError as exc:
-                log.warning("session housekeeping failed; retrying", extra={"error": str(exc)})
+                log.warning(
+                    "session housekeeping failed (%s); retrying", exc, extra={"error": str(exc)}
+                )
             await asyncio.sleep(INTERVAL_SECONDS)
 
     async def once(self) -> int:

@@ -70,7 +70,7 @@ class SettlementFollower:
             try:
                 await self._follow_once()
             except (BackendError, StoreError) as exc:
-                log.warning("settlement stream interrupted", extra={"error": str(exc)})
+                log.warning("settlement stream interrupted: %s", exc, extra={"error": str(exc)})
             except Exception:
                 # Anything else must not stop revenue booking for the life of the process.
                 log.exception("settlement follower failed; retrying")

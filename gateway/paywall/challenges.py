@@ -118,7 +118,9 @@ class ChallengeIssuer:
             ).inc()
             # The backend's own words name the cause ("permission denied": wrong macaroon).
             log.warning(
-                "invoice creation failed",
+                "invoice creation failed for route %s: %s",
+                route,
+                exc.explain(),
                 extra={
                     "route": route,
                     "lnd_code": exc.code,

@@ -107,15 +107,24 @@ class LeaseKeeper:
         )
         try:
             committed = await asyncio.shield(committing)
-        except StoreError:
+        except StoreError as exc:
             # The buyer still gets the answer it paid for; the lease lapses and the
             # token becomes usable once more rather than being burned by our failure.
-            log.warning("could not mark a single-use token used", extra={"route": lease.route})
+            log.warning(
+                "could not mark a single-use token of route %s used: %s",
+                lease.route,
+                exc,
+                extra={"route": lease.route},
+            )
             return "single-use commit failed; the lease will lapse"
         if not committed:
             # Cannot happen within the lease (the upload and the upstream's answer both
             # have deadlines inside it) unless the store stalled past the margin.
-            log.warning("single-use token lease lost before commit", extra={"route": lease.route})
+            log.warning(
+                "single-use token lease lost before commit (route %s)",
+                lease.route,
+                extra={"route": lease.route},
+            )
             raise LeaseLost()
         self._metrics.tokens_consumed.labels(route=lease.route).inc()
         return None

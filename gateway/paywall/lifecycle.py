@@ -109,7 +109,8 @@ async def _payment_secret(store: Store) -> bytes:
         return await store.server_secret(PAYMENT_SECRET_NAME, candidate)
     except StoreError as exc:
         log.warning(
-            "the Payment scheme's shared secret is unavailable; using this process's own",
+            "the Payment scheme's shared secret is unavailable (%s); using this process's own",
+            exc,
             extra={"error": str(exc)},
         )
         return candidate

@@ -237,9 +237,11 @@ class SharedChallengeLimiter:
         except (StoreError, TimeoutError) as exc:
             if not self.degraded:
                 self.degraded = True
+                reason = str(exc) or type(exc).__name__
                 log.warning(
-                    "shared challenge rate limit unavailable; limiting per process",
-                    extra={"error": str(exc) or type(exc).__name__},
+                    "shared challenge rate limit unavailable (%s); limiting per process",
+                    reason,
+                    extra={"error": reason},
                 )
             return limit.allow(key, now)
         if self.degraded:
@@ -260,5 +262,5 @@ class SharedChallengeLimiter:
                 if batch < SWEEP_BATCH:
                     break
         except StoreError as exc:
-            log.warning("rate-limit bucket sweep failed", extra={"error": str(exc)})
+            log.warning("rate-limit bucket sweep failed: %s", exc, extra={"error": str(exc)})
         return deleted

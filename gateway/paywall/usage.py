@@ -40,7 +40,9 @@ class UsageCounter:
                 await store.add_paid_requests(route, day, count)
             except StoreError:
                 self._pending[(route, day)] += count  # keep it for the next flush
-                log.warning("could not flush paid-request counts", extra={"route": route})
+                log.warning(
+                    "could not flush paid-request counts of route %s", route, extra={"route": route}
+                )
 
 
 async def run_flusher(counter: UsageCounter, store: UsageLedger) -> AsyncIterator[None]:

@@ -121,7 +121,10 @@ class PriceHook:
     def _fall_back(self, hook: PricingHook, route: str, reason: Fallback, detail: str) -> Price:
         self._metrics.pricing_fallbacks.labels(route=route, reason=reason.value).inc()
         log.warning(
-            "pricing hook failed; challenge uses the fallback price",
+            "pricing hook of route %s failed (%s: %s); challenge uses the fallback price",
+            route,
+            reason.value,
+            detail,
             extra={"route": route, "error": f"{reason.value}: {detail}"},
         )
         return Price(hook.fallback_msat, reason)

@@ -196,3 +196,48 @@ async def test_uvicorn_root_path_on_regtest(
         proc.terminate()
         async with asyncio.timeout(30):
             await proc.wait()
+
+
+async def test_an_embedded_warning_under_uvicorn_carries_its_reason(
+    regtest: Descriptor, tmp_path: Path
+) -> None:
+    """uvicorn prints our warnings with its own formatter (message only, no `extra`): the
+    reason must be in the message. A readonly macaroon cannot mint: 503, and uvicorn's
+    stderr says why, in LND's words."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "L402_TEST_LND_HOST": regtest.seller.rpc,
+        "L402_TEST_LND_TLS_CERT": str(regtest.seller.tls_cert),
+        "L402_TEST_LND_MACAROON": str(regtest.seller.readonly_macaroon),
+        "L402_TEST_STORE_URL": f"sqlite://{tmp_path / 'tokens.db'}",
+    }
+    command = [
+        sys.executable, "-m", "uvicorn", "tests.embed.rootpath_app:app", "--host", "127.0.0.1",
+        "--port", str(port), "--lifespan", "on", "--log-level", "warning",
+    ]  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        *command, env=env, cwd=Path(__file__).parents[2], stderr=asyncio.subprocess.PIPE
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+
+            async def serving() -> bool:
+                assert proc.returncode is None, "uvicorn exited"
+                try:
+                    async with session.get(base + "/open") as r:
+                        return r.status == 200
+                except aiohttp.ClientConnectionError:
+                    return False
+
+            await poll("uvicorn to serve", serving, timeout=60)
+            async with session.get(base + "/premium") as r:
+                assert r.status == 503
+    finally:
+        proc.terminate()
+        async with asyncio.timeout(30):
+            _, err = await proc.communicate()
+    text = err.decode()
+    assert "invoice creation failed for route premium" in text
+    assert "permission denied" in text

@@ -60,7 +60,9 @@ class Refunder:
             )
         else:
             log.warning(
-                "session refund failed",
+                "session refund failed (route %s): %s",
+                session.route,
+                note,
                 extra={"route": session.route, "session_id": session.session_id.hex(),
                        "error": note},
             )  # fmt: skip
