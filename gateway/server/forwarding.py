@@ -23,6 +23,7 @@ from gateway.paywall.refusals import ExpectationFailed
 from gateway.paywall.sale import Sale
 from gateway.proxy import BodyTooLarge, Proxy, ProxyError, UpstreamTimeout, UpstreamUnreachable
 from gateway.proxy.websocket import is_websocket_upgrade
+from gateway.server.reqkeys import ACCESS
 from gateway.server.targets import RouteTargets
 from gateway.server.upgrade import WebSocketForwarder
 
@@ -114,7 +115,8 @@ class Forwarder:
             opened.close()
             raise
         try:
-            return await self._proxy.relay(request, opened, sale.answer_headers, sale.watch)
+            own = (*sale.answer_headers, ("X-Request-Id", request[ACCESS].request_id))
+            return await self._proxy.relay(request, opened, own, sale.watch)
         except asyncio.CancelledError:
             sale.outcome("client_disconnected")
             raise

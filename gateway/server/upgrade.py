@@ -42,6 +42,7 @@ from gateway.proxy.websocket import (
 )
 from gateway.proxy.wsrelay import Ending, Relay, Summary
 from gateway.server.edge import default_max_connections
+from gateway.server.reqkeys import ACCESS
 from gateway.server.targets import RouteTargets
 
 log = logging.getLogger("gateway.websocket")
@@ -145,6 +146,7 @@ class WebSocketForwarder:
                 max_msg_size=limits.max_msg_size,
                 timeout=limits.close_timeout_seconds,
             )
+            ws.headers["X-Request-Id"] = request[ACCESS].request_id
             await ws.prepare(request)
         except ConnectionError:
             sale.outcome("client_disconnected")

@@ -52,8 +52,11 @@ async def test_paid_request_is_forwarded_with_one_canonical_authorization(gw: In
         "Macaroon": "ignored-lnd-macaroon",
         "Token": "",
     }
-    async with gw.session.get(gw.url("/paid/x?q=1"), headers=headers) as r:
+    async with gw.session.get(
+        gw.url("/paid/x?q=1"), headers={**headers, "X-Request-Id": "buyer-chosen-1"}
+    ) as r:
         assert r.status == 200, await r.text()
+        assert r.headers["X-Request-Id"] == "buyer-chosen-1"  # paid answers carry it too
         seen = await r.json()
     forwarded = [v for k, v in seen["headers"] if k.lower() == "authorization"]
     assert forwarded == [f"L402 {bought.macaroon}:{bought.preimage}"]
