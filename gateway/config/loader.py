@@ -45,6 +45,7 @@ TOP_KEYS = frozenset(
         "discovery",
         "admin",
         "payment",
+        "shadow",
         "routes",
     }
 )
@@ -144,7 +145,15 @@ def parse_config(
         verified_cache_size=top.integer(
             "verified_cache_size", DEFAULT_VERIFIED_CACHE_SIZE, minimum=0
         ),
-        routes=RouteTable(parse_routes(reader, top.get("routes"), top.node, embedded=embedded)),
+        routes=RouteTable(
+            parse_routes(
+                reader,
+                top.get("routes"),
+                top.node,
+                embedded=embedded,
+                shadow_default=top.boolean("shadow", False),
+            )
+        ),
         challenge_rate_limit=_challenge_rate_limit(top),
         invalid_credential_status=_invalid_credential_status(top),
         cors=parse_cors(reader, top.get("cors"), "cors"),

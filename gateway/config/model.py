@@ -209,6 +209,9 @@ class Route:
     cors: CorsPolicy | None = None  # None = the top-level `cors`
     pricing: PricingHook | None = None  # None = the constant `price_msat`
     schemes: tuple[str, ...] = ("l402",)  # which authentication schemes sell it
+    # Dry run: serve every request free, logging and counting the challenge it would have
+    # got (an operator trials a price on live traffic); valid credentials still buy.
+    shadow: bool = False
     # Path spellings some upstreams read differently (gateway.http.pathrules): refused
     # (400) unless the route says its upstream treats them as plain characters.
     allow_path_parameters: bool = False  # `;` in the path (Tomcat/Spring strip `;...`)

@@ -27,7 +27,7 @@ ROUTE_KEYS = frozenset(
         "price_sats", "price_msats", "token_validity_seconds", "token_mode", "capabilities",
         "required_capability", "forward_authorization", "max_body_bytes", "invoice_memo",
         "invoice_expiry_seconds", "private_invoices", "service", "request_body_timeout_seconds",
-        "cors", "pricing", "schemes", "allow_path_parameters", "allow_encoded_percent",
+        "cors", "pricing", "schemes", "shadow", "allow_path_parameters", "allow_encoded_percent",
         "case_insensitive",
     }
 )  # fmt: skip
@@ -58,7 +58,12 @@ _MAX_PRICE_MSAT = 21_000_000 * 100_000_000 * 1000
 
 
 def parse_routes(
-    reader: Reader, node: yaml.Node | None, top: yaml.Node, *, embedded: bool = False
+    reader: Reader,
+    node: yaml.Node | None,
+    top: yaml.Node,
+    *,
+    embedded: bool = False,
+    shadow_default: bool = False,
 ) -> tuple[Route, ...]:
     """`embedded`: routes for the embedded middleware, with no upstream (EMBEDDED_UPSTREAM)."""
     if node is None or is_null(node):
@@ -78,7 +83,7 @@ def parse_routes(
             continue
         if embedded:
             section.refuse(PROXY_ONLY_ROUTE_KEYS)
-        route = _parse_route(section, embedded)
+        route = _parse_route(section, embedded, shadow_default)
         if route is not None:
             routes.append(route)
             _check_table(reader, routes, section)
@@ -98,7 +103,7 @@ def _regex(section: Section, key: str, *, required: bool, flags: int = 0) -> re.
         return None
 
 
-def _parse_route(s: Section, embedded: bool) -> Route | None:
+def _parse_route(s: Section, embedded: bool, shadow_default: bool = False) -> Route | None:
     r = s.reader
     errors_before = len(r.errors)
     name = s.string("name", "", required=True)
@@ -148,6 +153,7 @@ def _parse_route(s: Section, embedded: bool) -> Route | None:
         cors=parse_cors(s.reader, s.get("cors"), s.path("cors")),
         pricing=pricing,
         schemes=parse_schemes(s),
+        shadow=s.boolean("shadow", shadow_default),
         allow_path_parameters=s.boolean("allow_path_parameters", Route.allow_path_parameters),
         allow_encoded_percent=s.boolean("allow_encoded_percent", Route.allow_encoded_percent),
         case_insensitive=case_insensitive,

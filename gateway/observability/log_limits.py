@@ -33,7 +33,7 @@ from gateway.observability.log_budget import OVERFLOW, Key, LineBudget, Suppress
 SUMMARY_ATTR = "l402_summary"
 ACCESS_LOGGER = "gateway.access"
 # Outcomes that are always logged on the access log: someone paid, or was served.
-SERVED_OUTCOMES = frozenset({"paid", "free"})
+SERVED_OUTCOMES = frozenset({"paid", "free", "shadow"})
 
 Clock = Callable[[], float]
 Sink = Callable[[logging.LogRecord], object]

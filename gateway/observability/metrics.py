@@ -188,6 +188,18 @@ class GatewayMetrics:
             ["route"],
             registry=r,
         )
+        self.shadow_challenges = Counter(
+            f"{PREFIX}_shadow_challenges",
+            "Requests a shadow (dry-run) route served free instead of answering 402",
+            ["route"],
+            registry=r,
+        )
+        self.shadow_price_msats = Counter(
+            f"{PREFIX}_shadow_price_msats",
+            "What those challenges would have asked for, in millisatoshis",
+            ["route"],
+            registry=r,
+        )
         self.config_reloads = Counter(
             f"{PREFIX}_config_reloads", "routes.yaml reloads by result", ["result"], registry=r
         )

@@ -78,6 +78,11 @@ class ChallengeIssuer:
             runtime.name, challenge, refused, status, offers=offers, problem=problem
         )
 
+    async def quote(self, runtime: RouteRuntime, query: PriceQuery | None) -> int:
+        """What a challenge would ask for now (msat), minting nothing: a shadow route's
+        would-be price (its pricing hook asked as for a real challenge)."""
+        return (await self._mint_request(runtime, query)).price_msat
+
     async def _mint_request(self, runtime: RouteRuntime, query: PriceQuery | None) -> MintRequest:
         """The route's prebuilt request, or a copy at the hook's price (validated again by
         MintRequest itself)."""

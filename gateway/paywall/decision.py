@@ -127,6 +127,39 @@ class Paywall:
         gateway adds is counted from it (default: the record's start, else now)."""
         if arrived is None:
             arrived = record.started if record is not None else time.perf_counter()
+        try:
+            return await self._admit(located, headers, client, record, arrived)
+        except Shadowed as shadowed:
+            return self._shadow(located, shadowed.price_msat, record, arrived)
+
+    def _shadow(
+        self, located: Located, price_msat: int, record: AccessRecord | None, arrived: float
+    ) -> Sale:
+        """Served free, as the dry run asks; the challenge it would have got is counted."""
+        name = located.runtime.name
+        self._metrics.shadow_challenges.labels(route=name).inc()
+        self._metrics.shadow_price_msats.labels(route=name).inc(price_msat)
+        sale = Sale(
+            located.runtime,
+            self._metrics.route(name),
+            hold=None,
+            token=None,
+            authorization=None,
+            arrived=arrived,
+            record=record,
+        )
+        sale.outcome("shadow")
+        sale.note(f"shadow: would have asked {price_msat} msat")
+        return sale
+
+    async def _admit(
+        self,
+        located: Located,
+        headers: Iterable[tuple[str, str]],
+        client: ClientInfo,
+        record: AccessRecord | None,
+        arrived: float,
+    ) -> Sale:
         if record is not None:
             record.route = located.runtime.name
             record.path = located.path.raw
@@ -232,7 +265,11 @@ class Paywall:
         headers: Iterable[tuple[str, str]],
         problem: Problem | None = None,
     ) -> PaymentRequired:
+        """The 402 to raise; on a shadow route, `Shadowed` instead (nothing minted)."""
         config = located.table.config
+        if located.runtime.route.shadow:
+            query = price_query(located, headers)
+            raise Shadowed(await self.services.issuer.quote(located.runtime, query))
         return await self.services.issuer.demand_payment(
             located.runtime,
             client_key(client.address, config.challenge_rate_limit.ipv6_prefix),
@@ -254,6 +291,14 @@ class Paywall:
         if exc.reason is Reason.IN_USE:
             return TokenInUse()
         return await self._demand_payment(located, client, exc, headers)
+
+
+class Shadowed(Exception):
+    """A shadow route would have answered 402 at this price (msat): serve it free."""
+
+    def __init__(self, price_msat: int) -> None:
+        super().__init__(price_msat)
+        self.price_msat = price_msat
 
 
 def _intent(values: list[str]) -> str | None:

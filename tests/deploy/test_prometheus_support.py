@@ -142,6 +142,8 @@ def _populate(metrics: GatewayMetrics) -> None:
     metrics.session_deposits_msats.labels(route="premium").inc(200_000)
     metrics.session_refunds.labels(route="premium", result="succeeded").inc()
     metrics.session_refunded_msats.labels(route="premium").inc(170_000)
+    metrics.shadow_challenges.labels(route="expensive").inc(4)
+    metrics.shadow_price_msats.labels(route="expensive").inc(1_000_000)
 
 
 @pytest.fixture(scope="module")
