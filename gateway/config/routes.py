@@ -13,6 +13,14 @@ from pathlib import Path
 import yaml
 
 from gateway.config.cors import parse_cors
+from gateway.config.metering_section import (
+    METERING_KEYS,
+    bundle_price,
+    check_metering,
+    parse_bundle_section,
+    parse_freebies_section,
+    parse_rate_limits_section,
+)
 from gateway.config.model import EMBEDDED_UPSTREAM, PathRewrite, Route, TokenMode
 from gateway.config.nodes import Reader, Section, is_null
 from gateway.config.pricing_section import parse_pricing, route_price
@@ -28,7 +36,7 @@ ROUTE_KEYS = frozenset(
         "invoice_expiry_seconds", "private_invoices", "service", "request_body_timeout_seconds",
         "cors", "pricing",
     }
-)  # fmt: skip
+) | METERING_KEYS  # fmt: skip
 # Keys that only mean something when the gateway proxies; embedded, the app answers itself.
 _NO_UPSTREAM = "proxy-only: embedded, the app answers itself (there is no upstream)"
 PROXY_ONLY_ROUTE_KEYS = {
@@ -107,7 +115,11 @@ def _parse_route(s: Section, embedded: bool) -> Route | None:
     if host is not None and host.pattern in CATCH_ALL:
         host = None
     pricing = parse_pricing(s)
-    price_msat = route_price(s, pricing) if s.has("pricing") else _price(s)
+    bundle = parse_bundle_section(s)
+    if s.has("bundle"):  # a broken bundle was reported: no second error about the price
+        price_msat = bundle_price(s, bundle) or 0
+    else:
+        price_msat = route_price(s, pricing) if s.has("pricing") else _price(s)
     route = Route(
         name=name,
         path=path or re.compile(""),
@@ -143,9 +155,13 @@ def _parse_route(s: Section, embedded: bool) -> Route | None:
         service_name=_service(s),
         cors=parse_cors(s.reader, s.get("cors"), s.path("cors")),
         pricing=pricing,
+        bundle=bundle,
+        rate_limits=parse_rate_limits_section(s),
+        freebies=parse_freebies_section(s),
         line=s.node.start_mark.line + 1,
     )
     _check_policy(s, route)
+    check_metering(s, route)
     return route if len(r.errors) == errors_before else None
 
 
