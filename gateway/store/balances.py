@@ -25,7 +25,7 @@ be settled (a late answer is still billed, from what is left).
 from __future__ import annotations
 
 from gateway.store.dialect import Dialect
-from gateway.store.steps import Execute, FetchOne, Steps, reads, transaction, writes
+from gateway.store.steps import Execute, FetchAll, FetchOne, Steps, reads, transaction, writes
 from gateway.store.types import (
     Balance,
     BalanceMismatch,
@@ -171,9 +171,37 @@ def release(balance_id: bytes, hold_id: bytes) -> Steps[bool]:
     return bool(deleted == 1)
 
 
+@writes
+def extend_hold(balance_id: bytes, hold_id: bytes, now: int, expires_at: int) -> Steps[bool]:
+    """Move a live reservation's deadline to `expires_at` (a long answer still flowing).
+
+    Only a reservation that has not expired is extended: once expired its units
+    may have been reserved by another request, and reviving it could promise
+    them twice. Never shortens a deadline.
+    """
+    changed = yield Execute(
+        "UPDATE l402_balance_holds SET expires_at = ?"
+        " WHERE hold_id = ? AND balance_id = ? AND expires_at > ? AND expires_at < ?",
+        (expires_at, hold_id, balance_id, now, expires_at),
+    )
+    return bool(changed == 1)
+
+
 @reads
 def get_balance(balance_id: bytes, now: int) -> Steps[Balance | None]:
     return (yield from _read(balance_id, now))
+
+
+@reads
+def outstanding() -> Steps[list[tuple[str, str, int]]]:
+    """(scope, unit, units left) summed over every balance: what buyers have paid for and
+    not used yet (for the `l402_meter_balance_outstanding_units` gauge)."""
+    rows = yield FetchAll(
+        "SELECT scope, unit, COALESCE(SUM(units), 0) FROM l402_balances GROUP BY scope, unit"
+        " ORDER BY scope, unit",
+        (),
+    )
+    return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
 
 
 @writes

@@ -256,7 +256,16 @@ class Balances(Protocol):
         """End the reservation without a debit; False if it was gone."""
         ...
 
+    async def extend_units(self, balance_id: bytes, hold_id: bytes, *, now: int, ttl: int) -> bool:
+        """Keep a live reservation for `ttl` more seconds (an answer still streaming); False
+        when it has expired or is gone (it is then settled from what is left)."""
+        ...
+
     async def get_balance(self, balance_id: bytes, *, now: int) -> Balance | None: ...
+
+    async def outstanding_units(self) -> list[tuple[str, str, int]]:
+        """(scope, unit, units left) per scope and unit, summed over every balance."""
+        ...
 
     async def sweep_holds(self, now: int) -> int:
         """Delete a bounded batch of reservations expired over an hour ago; the count."""

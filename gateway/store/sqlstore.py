@@ -310,8 +310,16 @@ class SqlStore:
     async def release_units(self, balance_id: bytes, hold_id: bytes) -> bool:
         return await self._run(balances.release(balance_id, hold_id))
 
+    async def extend_units(self, balance_id: bytes, hold_id: bytes, *, now: int, ttl: int) -> bool:
+        if ttl < 1:
+            raise ValueError("ttl must be >= 1 second")
+        return await self._run(balances.extend_hold(balance_id, hold_id, now, now + ttl))
+
     async def get_balance(self, balance_id: bytes, *, now: int) -> Balance | None:
         return await self._run(balances.get_balance(balance_id, now))
+
+    async def outstanding_units(self) -> list[tuple[str, str, int]]:
+        return await self._run(balances.outstanding())
 
     async def sweep_holds(self, now: int) -> int:
         return await self._run(balances.sweep_holds(now - balances.HOLD_GRACE))

@@ -148,6 +148,22 @@ async def test_an_expired_hold_frees_its_units_and_can_still_be_settled(
     )
 
 
+async def test_a_live_hold_is_extended_an_expired_one_is_not(store: Store) -> None:
+    await credit(store, 100)
+    hold = await store.reserve_units(TOKEN, 100, unit="tokens", scope="chat", now=NOW, ttl=30)
+    assert hold.hold_id is not None
+    # Still streaming at NOW + 20: the reservation now lasts until NOW + 80.
+    assert await store.extend_units(TOKEN, hold.hold_id, now=NOW + 20, ttl=60) is True
+    held = await store.reserve_units(TOKEN, 1, unit="tokens", scope="chat", now=NOW + 79, ttl=5)
+    assert held.status is HoldStatus.INSUFFICIENT
+    # Never shortened; and once it has expired it stays expired (its units may be taken).
+    assert await store.extend_units(TOKEN, hold.hold_id, now=NOW + 21, ttl=10) is False
+    assert await store.extend_units(TOKEN, hold.hold_id, now=NOW + 80, ttl=60) is False
+    freed = await store.reserve_units(TOKEN, 1, unit="tokens", scope="chat", now=NOW + 80, ttl=5)
+    assert freed.status is HoldStatus.RESERVED
+    assert await store.extend_units(TOKEN, b"\x09" * 16, now=NOW, ttl=60) is False
+
+
 async def test_argument_checks(store: Store) -> None:
     with pytest.raises(ValueError, match="estimate"):
         await store.reserve_units(TOKEN, 0, unit="tokens", scope="chat", now=NOW, ttl=1)
