@@ -29,9 +29,10 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from gateway.embed.gate import Gate, Paid, paid_of
+from gateway.embed.gate import Gate, Paid, paid_of, untouched
 from gateway.paywall.answers import refusal_answer
 from gateway.paywall.refusals import LeaseLost, Refusal
+from gateway.paywall.requestview import needs_details
 from gateway.paywall.sale import Sale
 from gateway.server.caller import client_of
 from gateway.server.cors import is_preflight
@@ -58,13 +59,56 @@ class _Settlement:
         """Settle on `status`; the sale's own headers (a balance, a receipt) go on
         `response` when its headers are not sent yet."""
         self.settled = True
-        await self.gate.answered(self.sale, status, client_gone=client_gone)
+        headers = response.headers.items() if response is not None else ()
+        await self.gate.answered(self.sale, status, client_gone=client_gone, headers=headers)
         if response is not None and not response.prepared:
             for name, value in self.sale.answer_headers:
                 response.headers[name] = value
 
+    async def finished(self, response: web.StreamResponse | None) -> None:
+        """A metered answer is settled: a `web.Response`'s body is read for its usage; a
+        stream the handler wrote itself was not seen, so it settles on its headers (a usage
+        header, else the estimate: docs/metering.md, "Embedded")."""
+        watch = self.sale.watch
+        if watch is None:
+            return
+        body = response.body if isinstance(response, web.Response) else None
+        if isinstance(body, bytes | bytearray) and body:
+            await watch.feed(bytes(body))
+        await self.sale.finished(True)
+
 
 SETTLEMENT = web.RequestKey("l402_settlement", _Settlement)
+
+# A body larger than this is not read for a metered route's estimate (the route's estimate
+# is reserved instead); gateway.metering.estimate reads at most 1 MiB anyway.
+_READ_LIMIT = 1024 * 1024
+
+
+class _Details:
+    """`RequestDetails` of an aiohttp request. The body is read whole with `request.read()`,
+    which aiohttp keeps for the handler's own `read()`, `json()` and `text()`, and only when
+    its declared length is at most 1 MiB; a handler that reads `request.content` itself
+    finds it consumed (docs/metering.md, "Embedded")."""
+
+    __slots__ = ("_request",)
+
+    def __init__(self, request: web.Request) -> None:
+        self._request = request
+
+    @property
+    def query(self) -> str:
+        return self._request.rel_url.raw_query_string
+
+    async def prefix(self, limit: int) -> tuple[bytes, bool]:
+        request = self._request
+        if not request.body_exists:
+            return b"", True
+        declared = request.content_length
+        if declared is None or declared > min(limit, _READ_LIMIT):
+            return b"", False
+        body = await request.read()
+        return body[:limit], len(body) <= limit
 
 
 async def settle_on_prepare(request: web.BaseRequest, response: web.StreamResponse) -> None:
@@ -95,17 +139,20 @@ def middleware(gate: Gate) -> Middleware:
             located = gate.locate(request.host, request.rel_url.raw_path, request.method)
             if located is None:
                 return await handler(request)
+            details = _Details(request) if needs_details(located.runtime.route) else None
             sale = await gate.admit(
                 located,
                 request.headers.items(),
                 client_of(request, located.table.config.trusted_proxies),
+                details,
             )
         except Refusal as exc:
             return _refused(request, exc)
-        paid = paid_of(sale)
-        if paid is None:  # a free route: the app's, untouched
+        if untouched(sale):  # a free route: the app's, untouched
             return await handler(request)
-        request[PAID] = paid
+        paid = paid_of(sale)
+        if paid is not None:  # a freebie has no Paid
+            request[PAID] = paid
         return await _sell(gate, sale, request, handler)
 
     return l402
@@ -123,13 +170,17 @@ async def _sell(
                 await settlement.answered(exc.status, exc, client_gone=_client_gone(request))
             except LeaseLost as lost:
                 return _refused(request, lost)
+        await settlement.finished(None)
         raise
     except BaseException:  # an error, or the client went away (handler cancelled)
         if not settlement.settled:  # else the answer had started: the token is spent
             settlement.settled = True  # aiohttp's own 500 is no answer of the app's
             await gate.failed(sale)
+        else:
+            await settlement.finished(None)
         raise
     if settlement.settled:
+        await settlement.finished(response)
         return response
     started = response.prepared  # sent by the handler without the prepare hook
     try:
@@ -140,4 +191,5 @@ async def _sell(
         if started:  # nothing left to replace; LeaseKeeper has logged it
             return response
         return _refused(request, lost)
+    await settlement.finished(response)
     return response

@@ -33,12 +33,13 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from gateway.embed.gate import Gate, paid_of
+from gateway.embed.gate import Gate, paid_of, untouched
 from gateway.embed.inbox import Inbox, Message, Receive
 from gateway.http.clientinfo import ClientInfo
 from gateway.paywall.answers import Answer, is_grpc_content_type, refusal_answer
 from gateway.paywall.decision import Located
 from gateway.paywall.refusals import LeaseLost, Refusal
+from gateway.paywall.requestview import needs_details
 from gateway.paywall.sale import Sale
 
 if TYPE_CHECKING:
@@ -135,21 +136,26 @@ class L402Middleware:
             await self.app(scope, receive, send)  # CORS is the app's own middleware's
             return
         host, raw_path = _request_line(scope, headers)
+        inbox = Inbox(receive, scope.get("headers", []))
         try:
             located = self._gate.locate(host, raw_path, "GET" if websocket else scope["method"])
             if located is None:
                 await self.app(scope, receive, send)
                 return
-            sale = await self._gate.admit(located, headers, _client(scope, headers, host, located))
+            details = None
+            if not websocket and needs_details(located.runtime.route):  # may read the body
+                details = _Details(inbox, scope)
+            client = _client(scope, headers, host, located)
+            sale = await self._gate.admit(located, headers, client, details)
         except Refusal as exc:
             await self._refuse(scope, headers, send, exc)
             return
-        paid = paid_of(sale)
-        if paid is None:  # a free route: the app's, untouched
-            await self.app(scope, receive, send)
+        if untouched(sale):  # a free route: the app's, untouched
+            await self.app(scope, inbox.receive, send)
             return
-        scope.setdefault("state", {})[STATE_KEY] = paid
-        inbox = Inbox(receive, scope.get("headers", []))
+        paid = paid_of(sale)
+        if paid is not None:  # a freebie has no Paid
+            scope.setdefault("state", {})[STATE_KEY] = paid
         exchange = _Exchange(self._gate, sale, inbox, send, websocket)
         try:
             await self.app(scope, inbox.receive, exchange.send)
@@ -216,6 +222,24 @@ def _startup_error(exc: Exception) -> str:
     return f"L402 middleware could not start: {type(exc).__name__}"
 
 
+class _Details:
+    """`RequestDetails` of an ASGI request: the body is read ahead through the Inbox, which
+    hands every message to the app as it came (gateway.embed.inbox)."""
+
+    __slots__ = ("_inbox", "_scope")
+
+    def __init__(self, inbox: Inbox, scope: Scope) -> None:
+        self._inbox = inbox
+        self._scope = scope
+
+    @property
+    def query(self) -> str:
+        return bytes(self._scope.get("query_string", b"")).decode("latin-1")
+
+    async def prefix(self, limit: int) -> tuple[bytes, bool]:
+        return await self._inbox.peek_body(limit)
+
+
 class _Exchange:
     """The app's `send` for one paid request: settle before the answer goes out."""
 
@@ -228,6 +252,7 @@ class _Exchange:
         self.answered = False
         self._replaced = False  # the app's answer was replaced by a 409: drop the rest
         self._body_done = False  # the last body message went out (or the watcher ended it)
+        self._answer_headers: list[tuple[str, str]] = []
 
     async def send(self, message: Message) -> None:
         if self._replaced or self._body_done:
@@ -236,6 +261,10 @@ class _Exchange:
             status = self._status(message)
             if status is not None:
                 self.answered = True
+                self._answer_headers = [
+                    (n.decode("latin-1"), v.decode("latin-1"))
+                    for n, v in message.get("headers", [])
+                ]
                 if not await self._settle(status):
                     return
                 message = self._with_headers(message)
@@ -288,7 +317,9 @@ class _Exchange:
         """Settle the lease; False when the answer was replaced (the lease was lost)."""
         gone = self._inbox.disconnected if self._websocket else await self._inbox.client_gone()
         try:
-            await self._gate.answered(self._sale, status, client_gone=gone)
+            await self._gate.answered(
+                self._sale, status, client_gone=gone, headers=self._answer_headers
+            )
         except LeaseLost as lost:
             self._replaced = True
             if self._websocket:

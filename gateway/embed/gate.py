@@ -26,7 +26,9 @@ from dataclasses import dataclass
 
 from gateway.http.clientinfo import ClientInfo
 from gateway.paywall.decision import Located, Paywall
+from gateway.paywall.holds import AnswerHeaders
 from gateway.paywall.refusals import MethodNotAllowed, MethodNotImplemented, NoRoute, NotStarted
+from gateway.paywall.requestview import RequestDetails
 from gateway.paywall.sale import Sale
 
 
@@ -42,6 +44,11 @@ class Paid:
     token_id: str  # hex of the identifier's token id
     valid_until: int | None  # unix seconds; None = never expires
     single_use: bool
+
+
+def untouched(sale: Sale) -> bool:
+    """A free route's request: the app's own, nothing to settle (a freebie is settled)."""
+    return sale.token is None and sale.hold is None
 
 
 def paid_of(sale: Sale) -> Paid | None:
@@ -70,23 +77,30 @@ class Gate:
             return None
 
     async def admit(
-        self, located: Located, headers: Iterable[tuple[str, str]], client: ClientInfo
+        self,
+        located: Located,
+        headers: Iterable[tuple[str, str]],
+        client: ClientInfo,
+        details: RequestDetails | None = None,
     ) -> Sale:
-        """Decide payment; raises a Refusal (the challenge, 409, 429, 503) to answer with."""
+        """Decide payment; raises a Refusal (the challenge, 409, 429, 503) to answer with.
+        `details`: the request's query and body prefix, for metered routes."""
         arrived = time.perf_counter()
         if located.runtime.mint is not None and not self.paywall.running:
             raise NotStarted()
-        return await self.paywall.admit(located, headers, client, arrived=arrived)
+        return await self.paywall.admit(located, headers, client, arrived=arrived, details=details)
 
     @staticmethod
-    async def answered(sale: Sale, status: int, *, client_gone: bool = False) -> None:
+    async def answered(
+        sale: Sale, status: int, *, client_gone: bool = False, headers: AnswerHeaders = ()
+    ) -> None:
         """The app answered `status` (not sent yet, where the framework allows holding it).
 
         A client already gone was not served: the token is given back. Raises
         LeaseLost when this request's lease lapsed and another request holds the
         token now (the caller answers 409 instead, as the proxy does, if it can).
         """
-        await sale.answered(status, served=False if client_gone else None)
+        await sale.answered(status, served=False if client_gone else None, headers=headers)
 
     @staticmethod
     async def failed(sale: Sale) -> None:

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from gateway.jobs.leadership import run_while_leader
+from gateway.jobs.meterkeeping import MeterKeeper
 from gateway.jobs.pruning import DAY_SECONDS, TokenPruner
 from gateway.jobs.settlement import SettlementFollower
 from gateway.lightning.backend import Backend
@@ -32,7 +33,8 @@ def store_jobs(
     prune_after_days: int,
     clock: Callable[[], float],
 ) -> list[Job]:
-    """The settlement follower (unless off) and the hourly pruner (unless 0 days)."""
+    """The settlement follower (unless off), the hourly pruner (unless 0 days), and the
+    meter's housekeeping (expired reservations, past freebie periods, balance gauge)."""
     jobs: list[Job] = []
     if follow_settlements:
         follower = SettlementFollower(lnd, store, metrics)
@@ -42,6 +44,8 @@ def store_jobs(
         pruner = TokenPruner(lnd, store, metrics, prune_after_days * DAY_SECONDS)
         lock = store.leader_lock("pruner")
         jobs.append(("pruner", run_while_leader(lock, "pruner", lambda: pruner.run(clock))))
+    keeper = MeterKeeper(store, metrics, clock)
+    jobs.append(("meter", run_while_leader(store.leader_lock("meter"), "meter", keeper.run)))
     return jobs
 
 

@@ -112,5 +112,9 @@ class ChallengeIssuer:
         except StoreError as exc:
             self._metrics.invoice_failures.labels(route=route, reason="store").inc()
             raise StoreUnavailable("could not store the new token; retry later") from exc
+        hook = runtime.route.pricing
+        if hook is not None and self._pricer is not None and query is not None:
+            # A metered pricer books the bundle this 402 sells (PricerDown: not sent).
+            await self._pricer.minted(hook, query, challenge)
         self._metrics.challenges_issued.labels(route=route).inc()
         return challenge

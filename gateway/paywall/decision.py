@@ -16,12 +16,16 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from gateway.config.model import GrpcPricing
 from gateway.http.clientinfo import ClientInfo
 from gateway.http.paths import BadPath, NormalPath, normalize
 from gateway.l402.errors import L402Error, Reason
 from gateway.observability.metrics import GatewayMetrics
 from gateway.paywall.access import AccessRecord
-from gateway.paywall.holds import Hold, LeaseHold
+from gateway.paywall.credentialkeys import l402_key
+from gateway.paywall.holds import Hold
+from gateway.paywall.metered import BundleExhausted
+from gateway.paywall.meters import hold_for
 from gateway.paywall.pricing import PriceQuery, hook_headers
 from gateway.paywall.ratelimit import client_key
 from gateway.paywall.refusals import (
@@ -32,6 +36,8 @@ from gateway.paywall.refusals import (
     PaymentRequired,
     TokenInUse,
 )
+from gateway.paywall.requestquotas import unpaid_subject
+from gateway.paywall.requestview import RequestDetails, RequestView
 from gateway.paywall.routes import RouteHolder, RouteRuntime, RuntimeRoutes
 from gateway.paywall.sale import Sale
 from gateway.paywall.services import Services
@@ -101,12 +107,15 @@ class Paywall:
         record: AccessRecord | None = None,
         *,
         arrived: float | None = None,
+        details: RequestDetails | None = None,
     ) -> Sale:
         """Decide payment for a located request; raises a Refusal (PaymentRequired, TokenInUse,
         ChallengeRateLimited, LightningUnavailable, StoreUnavailable), after counting it.
 
         `arrived` (perf_counter) is when the request reached the gateway: the time the
-        gateway adds is counted from it (default: the record's start, else now)."""
+        gateway adds is counted from it (default: the record's start, else now).
+        `details` (query, body prefix) is read only by routes that need it: metered
+        ones and Aperture pricers (gateway.paywall.requestview)."""
         if arrived is None:
             arrived = record.started if record is not None else time.perf_counter()
         if record is not None:
@@ -115,6 +124,10 @@ class Paywall:
         runtime = located.runtime
         series = self._metrics.route(runtime.name)
         if runtime.mint is None:  # free: sold even before start-up (no lease, no store)
+            if runtime.route.rate_limits and self._services is not None:
+                prefix = located.table.config.challenge_rate_limit.ipv6_prefix
+                subject = unpaid_subject(client, prefix)
+                await self._services.quotas.limit(runtime.route, located.path.decoded, subject)
             return Sale(
                 runtime,
                 series,
@@ -125,18 +138,32 @@ class Paywall:
                 record=record,
             )
         services = self.services
-        if runtime.route.pricing is not None:
-            headers = list(headers)  # read twice: credentials, then the hook's header values
+        route = runtime.route
+        if route.pricing is not None or route.metered or route.freebies is not None:
+            headers = list(headers)  # read again: a hook's or a pricer's header values
         try:
-            admission = await services.auth.admit(credential_headers(headers), runtime.route)
+            admission = await services.auth.admit(credential_headers(headers), route)
             if admission is None:
-                raise await self._demand_payment(located, client, None, headers)
-            hold: Hold | None = None
-            if runtime.route.single_use:
-                lease = await services.leases.take(admission.token, runtime.route)
-                hold = LeaseHold(services.leases, lease)
+                if route.freebies is not None:  # unpaid, within the client's allowance
+                    free = await self._freebie(located, client, arrived, record)
+                    if free is not None:
+                        return free
+                raise await self._demand_payment(located, client, None, headers, details)
+            hold: Hold | None = await hold_for(
+                route=route,
+                method=located.method.upper(),
+                path=located.path.raw,
+                decoded_path=located.path.decoded,
+                headers=headers,
+                details=details,
+                key=l402_key(admission.token),
+                token=admission.token,
+                quotas=services.quotas,
+                leases=services.leases,
+                meters=services.meters,
+            )
         except L402Error as exc:
-            raise await self._refuse(located, client, exc, headers) from None
+            raise await self._refuse(located, client, exc, headers, details) from None
         series.paid_requests.inc()
         services.usage.add(runtime.name)
         return Sale(
@@ -155,6 +182,7 @@ class Paywall:
         client: ClientInfo,
         refused: L402Error | None,
         headers: Iterable[tuple[str, str]],
+        details: RequestDetails | None = None,
     ) -> PaymentRequired:
         config = located.table.config
         return await self.services.issuer.demand_payment(
@@ -162,7 +190,7 @@ class Paywall:
             client_key(client.address, config.challenge_rate_limit.ipv6_prefix),
             refused,
             config.invalid_credential_status,
-            price_query(located, headers),
+            price_query(located, headers, details),
         )
 
     async def _refuse(
@@ -171,24 +199,59 @@ class Paywall:
         client: ClientInfo,
         exc: L402Error,
         headers: Iterable[tuple[str, str]],
+        details: RequestDetails | None = None,
     ) -> TokenInUse | PaymentRequired:
         name = located.runtime.name
         self._metrics.auth_failures.labels(route=name, reason=exc.reason.value).inc()
         if exc.reason is Reason.IN_USE:
             return TokenInUse()
-        return await self._demand_payment(located, client, exc, headers)
+        required = await self._demand_payment(located, client, exc, headers, details)
+        if isinstance(exc, BundleExhausted):  # the 402 for the next bundle says what is left
+            required.headers = exc.headers
+        return required
+
+    async def _freebie(
+        self, located: Located, client: ClientInfo, arrived: float, record: AccessRecord | None
+    ) -> Sale | None:
+        """A free sale within the route's `freebies`, or None (then the 402)."""
+        prefix = located.table.config.challenge_rate_limit.ipv6_prefix
+        hold = await self.services.quotas.freebie(
+            located.runtime.route, client, located.path.decoded, prefix
+        )
+        if hold is None:
+            return None
+        runtime = located.runtime
+        sale = Sale(
+            runtime,
+            self._metrics.route(runtime.name),
+            hold=hold,
+            token=None,
+            authorization=None,
+            arrived=arrived,
+            record=record,
+        )
+        sale.outcome("freebie")
+        return sale
 
 
-def price_query(located: Located, headers: Iterable[tuple[str, str]]) -> PriceQuery | None:
-    """What the route's pricing hook is told about this request (None: no hook)."""
-    hook = located.runtime.route.pricing
+def price_query(
+    located: Located, headers: Iterable[tuple[str, str]], details: RequestDetails | None = None
+) -> PriceQuery | None:
+    """What the route's price source is told about this request (None: no hook)."""
+    route = located.runtime.route
+    hook = route.pricing
     if hook is None:
         return None
+    view = None
+    if isinstance(hook, GrpcPricing):  # an Aperture pricer reads the request itself
+        view = RequestView(located.method.upper(), located.path.raw, list(headers), details)
     return PriceQuery(
         located.runtime.name,
         located.method.upper(),
         located.path.raw,
         hook_headers(headers, hook.headers),
+        service=route.service,
+        view=view,
     )
 
 

@@ -18,13 +18,14 @@ receipt) and may watch the answer's body on its way to the client.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.paywall.leases import Lease, LeaseKeeper
 
 Headers = Sequence[tuple[str, str]]
+AnswerHeaders = Iterable[tuple[str, str]]  # the upstream's (or the app's) answer headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +58,10 @@ class Hold(Protocol):
         """The answer's body watcher, or None when the hold needs no body."""
         ...
 
-    async def answered(self, status: int, served: bool) -> Settled:
+    async def answered(self, status: int, served: bool, headers: AnswerHeaders = ()) -> Settled:
         """The answer's status is known and not sent yet; `served` says whether the buyer
-        got what it paid for. May raise LeaseLost (answer 409 instead)."""
+        got what it paid for; `headers` are the answer's own (its Content-Type, a usage
+        header a meter reads). May raise LeaseLost (answer 409 instead)."""
         ...
 
     async def finished(self, complete: bool) -> str | None:
@@ -82,7 +84,7 @@ class LeaseHold:
         self._keeper = keeper
         self.lease = lease
 
-    async def answered(self, status: int, served: bool) -> Settled:
+    async def answered(self, status: int, served: bool, headers: AnswerHeaders = ()) -> Settled:
         if not served:
             await self._keeper.release(self.lease)
             return NOTHING

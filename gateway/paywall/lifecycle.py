@@ -32,7 +32,7 @@ class OpenSeller:
     store: Store
     backend: Backend
     services: Services
-    jobs: tuple[str, ...]  # the background jobs running ("settlement", "pruner")
+    jobs: tuple[str, ...]  # the background jobs running ("settlement", "pruner", "meter")
 
 
 @asynccontextmanager
@@ -58,7 +58,10 @@ async def running_seller(
             stack.push_async_callback(backend.close)
         pricer = OnDemandPricer(metrics)
         stack.push_async_callback(pricer.close)
-        services = build_services(config, store, backend, metrics, clock, pricer)
+        services = build_services(
+            config, store, backend, metrics, clock, pricer, lambda p: pricer.grpc.client(p)
+        )
+        stack.push_async_callback(services.meters.close)  # before the pricers close
         await stack.enter_async_context(asynccontextmanager(run_flusher)(services.usage, store))
         jobs = store_jobs(
             store,

@@ -139,6 +139,16 @@ class Meter:
             ResponseObserver(terms),
         )  # fmt: skip
 
+    async def release(self, admission: Admission) -> bool:
+        """No answer was delivered: end the reservation without a debit."""
+        return await self._balances.release_units(admission.balance_id, admission.hold_id)
+
+    async def extend(self, admission: Admission) -> bool:
+        """The answer is still flowing: keep the reservation `hold_ttl` more seconds."""
+        return await self._balances.extend_units(
+            admission.balance_id, admission.hold_id, now=self._now(), ttl=self.hold_ttl
+        )
+
     async def settle(
         self,
         admission: Admission,

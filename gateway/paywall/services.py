@@ -16,12 +16,22 @@ from gateway.l402.mint import InvoiceSource, Minter
 from gateway.observability.metrics import GatewayMetrics
 from gateway.paywall.challenges import ChallengeIssuer
 from gateway.paywall.leases import LeaseKeeper
+from gateway.paywall.metered import BundleMeter
+from gateway.paywall.meters import Meters
+from gateway.paywall.pricerhold import PricerMeter, PricerOf, Reporter
 from gateway.paywall.pricing import Pricer
+from gateway.paywall.quotas import (
+    FreebieCounter,
+    LocalRequestLimiter,
+    RequestLimiter,
+    SharedRequestLimiter,
+)
 from gateway.paywall.ratelimit import (
     ChallengeLimiter,
     LocalChallengeLimiter,
     SharedChallengeLimiter,
 )
+from gateway.paywall.requestquotas import RequestQuotas
 from gateway.paywall.usage import UsageCounter
 from gateway.paywall.verifier import Authenticator, VerifiedCache
 from gateway.store.roles import Store
@@ -35,6 +45,8 @@ class Services:
     issuer: ChallengeIssuer
     leases: LeaseKeeper
     usage: UsageCounter
+    quotas: RequestQuotas
+    meters: Meters
 
 
 def challenge_limiter(config: GatewayConfig, store: Store) -> ChallengeLimiter:
@@ -46,6 +58,13 @@ def challenge_limiter(config: GatewayConfig, store: Store) -> ChallengeLimiter:
     return LocalChallengeLimiter(limit.per_minute, limit.burst)
 
 
+def request_limiter(store: Store) -> RequestLimiter:
+    """Routes' `rate_limits`: shared like the challenge limiter (PostgreSQL), else per process."""
+    if store.shares_rate_limits:
+        return SharedRequestLimiter(store)
+    return LocalRequestLimiter()
+
+
 def build_services(
     config: GatewayConfig,
     store: Store,
@@ -53,8 +72,13 @@ def build_services(
     metrics: GatewayMetrics,
     clock: Callable[[], float],
     pricer: Pricer | None,
+    pricer_clients: PricerOf | None = None,
 ) -> Services:
-    """The paywall's collaborators (`pricer` None: no route has a pricing hook)."""
+    """The paywall's collaborators (`pricer` None: no route has a pricing hook;
+    `pricer_clients`: the gRPC pricers metered routes ask, opened on first use)."""
+    pricers = None
+    if pricer_clients is not None:
+        pricers = PricerMeter(pricer_clients, metrics, Reporter(metrics))
     return Services(
         auth=Authenticator(
             store, VerifiedCache(config.verified_cache_size, VERIFIED_CACHE_TTL), clock
@@ -68,4 +92,6 @@ def build_services(
         ),
         leases=LeaseKeeper(store, metrics, clock),
         usage=UsageCounter(),
+        quotas=RequestQuotas(request_limiter(store), FreebieCounter(store), metrics, clock),
+        meters=Meters(BundleMeter(store, metrics, clock), pricers),
     )

@@ -60,10 +60,13 @@ class _LimitedBody:
     400) rather than the upstream connection it broke.
     """
 
-    def __init__(self, content: aiohttp.StreamReader, limit: int, deadline: float) -> None:
+    def __init__(
+        self, content: aiohttp.StreamReader, limit: int, deadline: float, prefix: bytes = b""
+    ) -> None:
         self._content = content
         self._limit = limit
         self._deadline = deadline
+        self._prefix = prefix  # already read (a metered route's estimate): sent first
         self.received = 0
         self.failure: ProxyError | None = None
 
@@ -71,6 +74,10 @@ class _LimitedBody:
         return self
 
     async def __anext__(self) -> bytes:
+        if self._prefix:
+            chunk, self._prefix = self._prefix, b""
+            self.received += len(chunk)
+            return chunk
         try:
             async with asyncio.timeout_at(self._deadline):
                 chunk = await self._content.readany()
@@ -195,9 +202,14 @@ class Proxy:
         path: str,
         client: ClientInfo,
         authorization: str | None,
+        *,
+        prefix: bytes = b"",
+        drop_headers: Sequence[str] = (),
     ) -> UpstreamResponse:
         """Send `request` upstream as `path` (its normal form) and wait for the status line
-        and headers.
+        and headers. `prefix`: the body's first bytes, already read from the client (a
+        metered route's estimate): sent before the rest. `drop_headers`: request headers
+        not forwarded (Accept-Encoding on a route whose answers are read for usage).
 
         Bounded in time: the client's body must arrive within the route's body
         deadline and the upstream must answer within its timeout after that,
@@ -209,11 +221,13 @@ class Proxy:
         if declared is not None and declared > target.max_body_bytes:
             raise BodyTooLarge(target.max_body_bytes, declared)
         headers = headers_for_target(request.headers, target, client, authorization)
+        for name in drop_headers:
+            headers.popall(name, None)
         loop = asyncio.get_running_loop()
         body_deadline = loop.time() + target.body_timeout_seconds
         body = None
         if request.body_exists:
-            body = _LimitedBody(request.content, target.max_body_bytes, body_deadline)
+            body = _LimitedBody(request.content, target.max_body_bytes, body_deadline, prefix)
             if declared is None:
                 headers["Transfer-Encoding"] = "chunked"
         elif request.method in _BODY_METHODS and declared is None:
@@ -274,7 +288,10 @@ class Proxy:
 
         `extra_headers` are the gateway's own (a balance, a receipt); `watch`
         sees every body chunk on its way and may replace it or end the body
-        (a metered answer). After headers are sent nothing can be reported as
+        (a metered answer); a watched answer's writes to the client each have the
+        route's timeout, rolling forward with every chunk (a long generation is
+        never cut, a client that stops reading does not hold its reservation
+        forever). After headers are sent nothing can be reported as
         HTTP any more: an upstream failure closes the client connection (so the
         client sees a truncated body, not a clean end) and is recorded in
         `opened.failure`. `opened.complete` says whether the body reached its end.
@@ -304,16 +321,19 @@ class Proxy:
                 opened.bytes_relayed += len(chunk)
                 if watch is not None:
                     chunk = await watch.feed(chunk)
-                    if watch.ended:  # the watcher stops the answer here (a balance ran dry)
+                    async with asyncio.timeout(opened.read_timeout):  # per write: rolls forward
                         await response.write(chunk)
+                    if watch.ended:  # the watcher stops the answer here (a balance ran dry)
                         request.protocol.force_close()  # the upstream's rest is not read
                         break
+                    continue
                 await response.write(chunk)
             await response.write_eof()
             complete = watch is None or not watch.ended
             opened.complete = complete
-        except ConnectionError:
+        except (ConnectionError, TimeoutError):  # gone, or stopped reading (a watched answer)
             opened.client_disconnected = True
+            request.protocol.force_close()
         except asyncio.CancelledError:
             # aiohttp cancels the handler when the client goes away (handler_cancellation).
             opened.client_disconnected = True

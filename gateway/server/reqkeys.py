@@ -12,3 +12,4 @@ from gateway.paywall.access import AccessRecord
 
 ACCESS = web.RequestKey("access", AccessRecord)  # the request's access-log record
 CORS = web.RequestKey("cors", CorsPolicy)  # the matched route's CORS policy, if any
+CONTINUED = web.RequestKey("continued", bool)  # `100 Continue` was sent (at most once)
