@@ -13,7 +13,6 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -67,7 +66,11 @@ class Workers:
 
 @pytest.fixture
 async def workers(
-    regtest: Descriptor, upstream: Upstream, tmp_path: Path, store_url: str, fresh: Any
+    regtest: Descriptor,
+    upstream: Upstream,
+    tmp_path: Path,
+    store_url: str,
+    fresh: aiohttp.ClientSession,
 ) -> AsyncIterator[Workers]:
     document = routes_document(regtest, upstream.url, tmp_path, closed_port=free_port())
     document["store"] = {"url": store_url}
