@@ -72,6 +72,11 @@ class PricedRoute:
     request_body_timeout_seconds: float | None = None
     # A dynamic price (routes.yaml's `pricing:` section: url, timeout_seconds, fallback, ...).
     pricing: Mapping[str, object] | None = None
+    # A prepaid bundle instead of a price per request (routes.yaml's `bundle:`), the route's
+    # per-credential `rate_limits` and its `freebies` (docs/metering.md).
+    bundle: Mapping[str, object] | None = None
+    rate_limits: Sequence[Mapping[str, object]] | None = None
+    freebies: Mapping[str, object] | None = None
 
     def document(self) -> dict[str, object]:
         return _entries(self)
