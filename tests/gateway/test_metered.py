@@ -22,8 +22,13 @@ import pytest
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
+from gateway.buyer.cache import CredentialCache
+from gateway.buyer.client import L402Client, Outcome
+from gateway.buyer.payers import LndPayer
+from gateway.buyer.policy import SpendPolicy
 from gateway.l402 import macaroons
 from gateway.l402.identifier import Identifier
+from gateway.lightning.lnd import LndClient
 from gateway.metering import parse_balance
 from gateway.regtest.network import Descriptor
 from gateway.regtest.processes import free_port
@@ -284,3 +289,30 @@ async def test_exhaustion_then_a_second_payment(gateway: Gateway, buy: Buy) -> N
     assert await gateway.metric("l402_meter_units_sold_total", route="calls") == 6
     assert await gateway.metric("l402_meter_units_served_total", route="calls") == 4
     assert await gateway.metric("l402_meter_exhausted_total", route="calls") == 2
+
+
+async def test_the_buyer_keeps_a_bundle_and_rebuys_within_its_policy(
+    gateway: Gateway, buyer_admin: LndClient
+) -> None:
+    """l402-buyer's client: one payment for three calls, a new bundle when the seller says
+    the old one ran dry, and no third purchase past its budget."""
+    url = gateway.url("/ep212/premium-signal")
+    payer = LndPayer(buyer_admin)
+    policy = SpendPolicy(max_spend_msats=5_000, budget_msats=6_000, expected_network="bcrt")
+    events: list[str] = []
+    client = L402Client(
+        gateway.session,
+        payer,
+        policy,
+        CredentialCache(),
+        events=lambda name, _: events.append(name),
+    )
+    results = [await client.fetch("GET", url) for _ in range(7)]
+    assert [r.status for r in results] == [200, 200, 200, 200, 200, 200, 402]
+    assert [r.paid for r in results] == [True, False, False, True, False, False, False]
+    assert [r.balance.available if r.balance else None for r in results] == [2, 1, 0, 2, 1, 0, 0]
+    assert [r.exhausted for r in results] == [False, False, False, True, False, False, True]
+    assert events.count("bundle_exhausted") == 2
+    assert payer.calls == 2  # the third bundle would pass the 6,000 msat budget: denied
+    assert results[-1].outcome is Outcome.DENIED
+    assert policy.spent_msats == 6_000
