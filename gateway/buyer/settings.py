@@ -8,6 +8,7 @@ may pay, i.e. admin.macaroon).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,9 @@ from urllib.parse import urlsplit
 from gateway.buyer.errors import SettingsError
 
 ENV_SATS4AI_URL = "OA_LIGHTNING_OPS_EP212_SATS4AI_URL"
+# The text-generation request's JSON body (default: sats4ai's own shape); the rehearsal
+# sends an OpenAI-compatible one to its metered stand-in.
+ENV_SATS4AI_BODY = "OA_LIGHTNING_OPS_EP212_SATS4AI_BODY"
 ENV_ROUTE_A_URL = "OA_LIGHTNING_OPS_EP212_ROUTE_A_URL"
 ENV_ROUTE_B_URL = "OA_LIGHTNING_OPS_EP212_ROUTE_B_URL"
 ENV_MAX_SPEND = "OA_LIGHTNING_OPS_EP212_MAX_SPEND_MSATS"
@@ -51,6 +55,19 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     if not text.isdigit() or int(text) <= 0:
         raise SettingsError("invalid_setting", f"{name} must be a positive integer")
     return int(text)
+
+
+def _json_object(env: Mapping[str, str], name: str) -> dict[str, Any] | None:
+    text = env.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise SettingsError("invalid_setting", f"{name} must be a JSON object") from None
+    if not isinstance(value, dict):
+        raise SettingsError("invalid_setting", f"{name} must be a JSON object")
+    return value
 
 
 def _url(env: Mapping[str, str], name: str) -> str:
@@ -182,6 +199,7 @@ class Ep212Settings:
         wallet_backend: str = BACKEND_LND,
     ) -> Ep212Settings:
         allowed = env.get(ENV_ALLOWED_HOSTS, "").strip()
+        body = _json_object(env, ENV_SATS4AI_BODY)
         return cls(
             sats4ai_url=_url(env, ENV_SATS4AI_URL),
             route_a_url=_url(env, ENV_ROUTE_A_URL),
@@ -193,4 +211,5 @@ class Ep212Settings:
             allowed_hosts=tuple(h.strip() for h in allowed.split(",") if h.strip())
             if allowed
             else None,
+            sats4ai_body=body if body is not None else dict(DEFAULT_SATS4AI_BODY),
         )

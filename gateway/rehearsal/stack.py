@@ -1,8 +1,12 @@
 """The seller side of the rehearsal as real processes: demo upstream + `l402-gateway serve`.
 
 The gateway is configured like l402.openagents.com (route A 10 sats, route B
-250 sats, reusable tokens, private invoices) plus a per-request route that
-stands in for sats4ai's pay-per-request text generation (42 sats, POST).
+250 sats, reusable tokens, private invoices) plus a metered route that stands
+in for sats4ai's text generation: 42 sats buy a bundle of 92 tokens of the
+demo OpenAI-compatible upstream (`/v1/chat/completions`, SSE with a usage
+chunk), drawn down by the usage each completion reports. A per-request route
+(`/api/l402/once`, 42 sats, one call per payment) keeps sats4ai's former
+pay-per-request shape for the tests that race single-use tokens.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from gateway.regtest.network import Descriptor
 from gateway.regtest.processes import ManagedProcess, free_port, wait_until
 
 SATS4AI_PATH = "/api/l402/text-generation"
+PER_REQUEST_PATH = "/api/l402/once"
+PER_REQUEST_ROUTE = "per-request-text-generation"
 ROUTE_A_PATH = "/ep212/premium-signal"
 ROUTE_B_PATH = "/ep212/expensive-signal"
 # As production runs it: a supervisor and worker processes (serve's default on 2 cores).
@@ -42,9 +48,17 @@ routes:
     path: '^{sats4ai}$'
     methods: [POST]
     upstream: "{upstream}"
+    path_rewrite: {{pattern: '^{sats4ai}$', replacement: /v1/chat/completions}}
+    bundle: {{units: 92, unit: tokens, price_sats: 42}}
+    invoice_memo: "sats4ai stand-in: a bundle of 92 tokens of text generation"
+  - name: per-request-text-generation
+    path: '^{once}$'
+    methods: [POST]
+    upstream: "{upstream}"
+    path_rewrite: {{pattern: '^{once}$', replacement: {sats4ai}}}
     price_sats: 42
     token_mode: per-request
-    invoice_memo: "sats4ai stand-in: text generation (pay per request)"
+    invoice_memo: "text generation (pay per request)"
   - name: ep212-premium-signal
     path: '^{route_a}$'
     upstream: "{upstream}"
@@ -95,6 +109,7 @@ class SellerStack:
                 store=workdir / "tokens.db",
                 upstream=upstream_url,
                 sats4ai=SATS4AI_PATH,
+                once=PER_REQUEST_PATH,
                 route_a=ROUTE_A_PATH,
                 route_b=ROUTE_B_PATH,
             )

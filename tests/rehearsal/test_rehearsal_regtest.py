@@ -17,6 +17,7 @@ STAGES = {
     "sats4ai.challenge",
     "sats4ai.first",
     "sats4ai.cached",
+    "sats4ai.bundle",
     "openagents.route_success",
     "openagents.over_cap_block",
 }
@@ -31,6 +32,14 @@ def test_ep212_rehearsal_end_to_end(regtest: Descriptor, tmp_path: Path) -> None
     for section, keys in SUMMARY_KEYS.items():
         assert keys <= set(on_disk[section]), section
     assert on_disk["walletBackend"] == "lnd"
+    # The metered stand-in: the seller's books equal the buyer's (check_metrics said so).
+    bundle, books = on_disk["sats4aiBundle"], on_disk["sellerBooks"]
+    assert (books["revenueMsats"], books["unitsSold"], books["unitsServed"]) == (
+        bundle["paidMsats"],
+        bundle["unitsBought"],
+        bundle["unitsUsed"],
+    )
+    assert bundle["payments"] == 2
     assert set(on_disk["artifacts"]) >= {"summaryPath", "eventsPath"}
 
     events = [

@@ -38,10 +38,20 @@ def _good() -> dict[str, Any]:
         challengeStatusCode=402,
         firstPaid=True,
         firstAmountMsats=42_000,
-        secondPaid=True,
-        cacheHit=False,
+        secondPaid=False,
+        cacheHit=True,
         payerCallsAfterFirst=1,
-        payerCallsAfterSecond=2,
+        payerCallsAfterSecond=1,
+    )
+    section["sats4aiBundle"].update(
+        unit="tokens",
+        bundleUnits=92,
+        completions=[{}] * 6,
+        completionsOnFirstBundle=4,
+        payments=2,
+        paidMsats=84_000,
+        unitsBought=184,
+        unitsUsed=138,
     )
     return {"ok": True, "mode": "regtest", **section}
 
@@ -61,8 +71,11 @@ def test_good_summary_passes() -> None:
         ("overCap.blocked", False, "blocked"),
         ("overCap.denyReasonCode", "amount_unknown", "denyReasonCode"),
         ("overCap.payerCallsAfter", 4, "payerCallsAfter"),
-        ("sats4ai.cacheHit", True, "cacheHit"),
-        ("sats4ai.payerCallsAfterSecond", 1, "payerCallsAfterSecond"),
+        ("sats4ai.cacheHit", False, "cacheHit"),
+        ("sats4ai.payerCallsAfterSecond", 2, "payerCallsAfterSecond"),
+        ("sats4aiBundle.payments", 1, "payments"),
+        ("sats4aiBundle.unitsUsed", 161, "unitsUsed"),
+        ("sats4aiBundle.completionsOnFirstBundle", 5, "completionsOnFirstBundle"),
         ("ok", False, "ok"),
     ],
 )
@@ -85,15 +98,23 @@ def test_missing_fields_are_named() -> None:
 
 
 def test_metrics_must_match_payments() -> None:
+    summary = _good()
+    tokens = 'route="sats4ai-text-generation",unit="tokens"'
     metrics = {
         'l402_revenue_msats_total{route="ep212-premium-signal"}': 10_000.0,
         'l402_revenue_msats_total{route="sats4ai-text-generation"}': 84_000.0,
         'l402_revenue_msats_total{route="ep212-expensive-signal"}': 0.0,
         'l402_paid_requests_total{route="ep212-premium-signal"}': 2.0,
-        'l402_paid_requests_total{route="sats4ai-text-generation"}': 2.0,
-        'l402_tokens_consumed_total{route="sats4ai-text-generation"}': 2.0,
+        'l402_paid_requests_total{route="sats4ai-text-generation"}': 6.0,
+        f"l402_meter_units_sold_total{{{tokens}}}": 184.0,
+        f"l402_meter_units_served_total{{{tokens}}}": 138.0,
         'l402_challenges_issued_total{route="ep212-expensive-signal"}': 1.0,
     }
-    assert check_metrics(metrics) == []
+    assert check_metrics(metrics, summary) == []
     metrics['l402_revenue_msats_total{route="ep212-premium-signal"}'] = 20_000.0
-    assert len(check_metrics(metrics)) == 1
+    assert len(check_metrics(metrics, summary)) == 1
+    # The seller served more units than the buyer saw used: a difference in the books.
+    metrics['l402_revenue_msats_total{route="ep212-premium-signal"}'] = 10_000.0
+    metrics[f"l402_meter_units_served_total{{{tokens}}}"] = 161.0
+    (problem,) = check_metrics(metrics, summary)
+    assert "l402_meter_units_served_total" in problem
