@@ -278,7 +278,8 @@ class _Exchange:
         if not added or message.get("type") != "http.response.start":
             return message
         headers = [*message.get("headers", [])]
-        if self._sale.watch is not None:  # a watcher may add bytes: no declared length
+        watch = self._sale.watch
+        if watch is not None and not watch.keeps_length:  # it may add bytes: no length
             headers = [(n, v) for n, v in headers if n.lower() != b"content-length"]
         headers += [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in added]
         return {**message, "headers": headers}

@@ -298,20 +298,30 @@ class MeterSeries:
         self.exhausted = metrics.meter_exhausted.labels(route=route)
         self.settled = metrics.meter_reservations_released.labels(route=route, how="settled")
         self.given_back = metrics.meter_reservations_released.labels(route=route, how="given_back")
+        self._children: dict[tuple[str, str], Counter] = {}  # labels() once per value
+
+    def _child(self, family: Counter, name: str, label: str, value: str) -> Counter:
+        key = (name, value)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = family.labels(**{"route": self.route, label: value})
+        return child
 
     def sold(self, unit: str, units: int) -> None:
-        self._metrics.meter_units_sold.labels(route=self.route, unit=unit).inc(units)
+        self._child(self._metrics.meter_units_sold, "sold", "unit", unit).inc(units)
 
     def served(self, unit: str, units: int, shortfall: int = 0) -> None:
         if units:
-            self._metrics.meter_units_served.labels(route=self.route, unit=unit).inc(units)
+            self._child(self._metrics.meter_units_served, "served", "unit", unit).inc(units)
         if shortfall:
-            self._metrics.meter_shortfall_units.labels(route=self.route, unit=unit).inc(shortfall)
+            family = self._metrics.meter_shortfall_units
+            self._child(family, "shortfall", "unit", unit).inc(shortfall)
 
     def settlement(self, basis: str, problem: str | None) -> None:
-        self._metrics.meter_settlements.labels(route=self.route, basis=basis).inc()
+        self._child(self._metrics.meter_settlements, "basis", "basis", basis).inc()
         if problem is not None:
-            self._metrics.meter_usage_problems.labels(route=self.route, problem=problem).inc()
+            family = self._metrics.meter_usage_problems
+            self._child(family, "problem", "problem", problem).inc()
 
 
 def exported_metric_names() -> set[str]:

@@ -51,6 +51,12 @@ class BodyWatch(Protocol):
     @property
     def ended(self) -> bool: ...
 
+    @property
+    def keeps_length(self) -> bool:
+        """True when `feed` always returns the chunk it was given (metering only reads):
+        the answer keeps its Content-Length and may go out in one write."""
+        ...
+
 
 class Hold(Protocol):
     @property

@@ -62,6 +62,8 @@ async def running_seller(
             config, store, backend, metrics, clock, pricer, lambda p: pricer.grpc.client(p)
         )
         stack.push_async_callback(services.meters.close)  # before the pricers close
+        stack.push_async_callback(services.allotments.close)  # settled after the tending stops
+        await stack.enter_async_context(running([("allotments", services.allotments.run())]))
         await stack.enter_async_context(asynccontextmanager(run_flusher)(services.usage, store))
         jobs = store_jobs(
             store,

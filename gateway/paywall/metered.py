@@ -34,9 +34,10 @@ from gateway.metering.balanceheader import BALANCE_HEADER
 from gateway.metering.estimate import ESTIMATE_BODY_LIMIT
 from gateway.metering.terms import BundleTerms
 from gateway.observability.metrics import GatewayMetrics, MeterSeries
+from gateway.paywall.allotments import Allotments
 from gateway.paywall.credentialkeys import CredentialKey
 from gateway.paywall.holds import AnswerHeaders, BodyWatch, Headers, Settled
-from gateway.paywall.meter import Admission, Exhausted, Meter
+from gateway.paywall.meter import Admission, AllotmentLedger, Exhausted, Meter
 from gateway.paywall.refusals import StoreUnavailable
 from gateway.paywall.requestview import RequestView
 from gateway.store.roles import Balances
@@ -160,6 +161,10 @@ class MeteredHold:
 
     # -- BodyWatch -------------------------------------------------------------------
     @property
+    def keeps_length(self) -> bool:
+        return True  # reads the answer, never changes it
+
+    @property
     def ended(self) -> bool:
         return False  # a bundle never cuts an answer short: it may overdraw by one answer
 
@@ -184,11 +189,17 @@ class BundleMeter:
     """The embedded meter (`bundle:` routes): balances in the gateway's own store."""
 
     def __init__(
-        self, balances: Balances, metrics: GatewayMetrics, clock: Callable[[], float]
+        self,
+        balances: Balances,
+        metrics: GatewayMetrics,
+        clock: Callable[[], float],
+        allotments: Allotments | None = None,
     ) -> None:
+        """`allotments` None: a store transaction per reservation (StoreLedger)."""
         self._balances = balances
         self._metrics = metrics
         self._clock = clock
+        self._ledger = AllotmentLedger(allotments) if allotments is not None else None
 
     async def hold(self, route: Route, key: CredentialKey, view: RequestView) -> MeteredHold:
         """Reserve this request's estimate; raises BundleExhausted or StoreUnavailable."""
@@ -199,7 +210,9 @@ class BundleMeter:
         if terms.estimate_from_body:
             body, complete = await view.body_prefix(ESTIMATE_BODY_LIMIT + 1)
         series = self._metrics.meter(route.name)
-        meter = Meter(self._balances, hold_ttl=hold_ttl(route), clock=self._clock)
+        meter = Meter(
+            self._balances, hold_ttl=hold_ttl(route), clock=self._clock, ledger=self._ledger
+        )
         try:
             admitted = await meter.admit(
                 terms, key.balance_id, route.name, body, body_complete=complete

@@ -144,6 +144,10 @@ class PricerHold:
         return self
 
     @property
+    def keeps_length(self) -> bool:
+        return True  # reads the answer, never changes it
+
+    @property
     def ended(self) -> bool:
         return False
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from gateway.config.model import GatewayConfig
 from gateway.l402.mint import InvoiceSource, Minter
 from gateway.observability.metrics import GatewayMetrics
+from gateway.paywall.allotments import Allotments
 from gateway.paywall.challenges import ChallengeIssuer
 from gateway.paywall.leases import LeaseKeeper
 from gateway.paywall.metered import BundleMeter
@@ -47,6 +48,7 @@ class Services:
     usage: UsageCounter
     quotas: RequestQuotas
     meters: Meters
+    allotments: Allotments
 
 
 def challenge_limiter(config: GatewayConfig, store: Store) -> ChallengeLimiter:
@@ -79,6 +81,11 @@ def build_services(
     pricers = None
     if pricer_clients is not None:
         pricers = PricerMeter(pricer_clients, metrics, Reporter(metrics))
+
+    def rolled(route: str, unit: str, debited: int, shortfall: int) -> None:
+        metrics.meter(route).served(unit, debited, shortfall)
+
+    allotments = Allotments(store, clock, rolled)
     return Services(
         auth=Authenticator(
             store, VerifiedCache(config.verified_cache_size, VERIFIED_CACHE_TTL), clock
@@ -93,5 +100,6 @@ def build_services(
         leases=LeaseKeeper(store, metrics, clock),
         usage=UsageCounter(),
         quotas=RequestQuotas(request_limiter(store), FreebieCounter(store), metrics, clock),
-        meters=Meters(BundleMeter(store, metrics, clock), pricers),
+        meters=Meters(BundleMeter(store, metrics, clock, allotments), pricers),
+        allotments=allotments,
     )

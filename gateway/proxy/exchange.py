@@ -297,11 +297,12 @@ class Proxy:
         `opened.failure`. `opened.complete` says whether the body reached its end.
         """
         length = opened.content_length
-        small = length is not None and length <= COALESCE_BYTES and watch is None
+        rewrites = watch is not None and not watch.keeps_length
+        small = length is not None and length <= COALESCE_BYTES and not rewrites
         headers = downstream_response_headers(opened.headers)
         for name, value in extra_headers:
             headers[name] = value
-        if watch is not None:
+        if rewrites:
             headers.popall("Content-Length", None)  # a watcher may add bytes: chunked
         response = (_CoalescedResponse if small else web.StreamResponse)(
             status=opened.status, reason=opened.reason, headers=headers
@@ -321,8 +322,7 @@ class Proxy:
                 opened.bytes_relayed += len(chunk)
                 if watch is not None:
                     chunk = await watch.feed(chunk)
-                    async with asyncio.timeout(opened.read_timeout):  # per write: rolls forward
-                        await response.write(chunk)
+                    await _write_within(request, response, chunk, opened.read_timeout)
                     if watch.ended:  # the watcher stops the answer here (a balance ran dry)
                         request.protocol.force_close()  # the upstream's rest is not read
                         break
@@ -344,6 +344,26 @@ class Proxy:
             else:
                 opened.close()
         return response
+
+
+# A client holding this much unsent data may be one that stopped reading: its next write
+# may wait, so it gets a deadline (aiohttp's own writer pauses above its high-water mark).
+STALLED_BYTES = 64 * 1024
+
+
+async def _write_within(
+    request: web.Request, response: web.StreamResponse, chunk: bytes, seconds: float
+) -> None:
+    """Write one chunk of a watched answer; a write that cannot finish within `seconds`
+    raises TimeoutError (the client stopped reading). The deadline is per write, so it
+    rolls forward while the answer flows and a long generation is never cut; it is only
+    armed when the client's buffer is already full (a write that cannot wait costs none)."""
+    transport = request.transport
+    if transport is None or transport.get_write_buffer_size() < STALLED_BYTES:
+        await response.write(chunk)
+        return
+    async with asyncio.timeout(seconds):
+        await response.write(chunk)
 
 
 async def _send(

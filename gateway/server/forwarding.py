@@ -90,6 +90,16 @@ def upstream_failure_class(exc: ProxyError) -> str | None:
     return None
 
 
+async def _finish(sale: Sale, complete: bool) -> None:
+    """Settle a watched answer; shielded from a cancellation under way (the client left),
+    plainly awaited otherwise (a task per answer was a measurable part of its CPU)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        await asyncio.shield(sale.finished(complete))
+    else:
+        await sale.finished(complete)
+
+
 class Forwarder:
     def __init__(self, proxy: Proxy, targets: RouteTargets) -> None:
         self._proxy = proxy
@@ -147,7 +157,7 @@ class Forwarder:
             raise
         finally:
             if sale.watch is not None:  # a metered hold debits what went, even if cancelled
-                await asyncio.shield(sale.finished(opened.complete))
+                await _finish(sale, opened.complete)
             # Past the headers nothing can be answered as HTTP: say what happened in the log.
             if opened.failure is not None:
                 sale.outcome(opened.failure.reason)

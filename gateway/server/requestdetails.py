@@ -43,6 +43,15 @@ class HttpRequestDetails:
         declared = request.content_length
         if declared is not None and declared > target.max_body_bytes:
             raise BodyTooLarge(target.max_body_bytes, declared)
+        content = request.content
+        while not self._eof and len(self._read) < limit:  # what already arrived: no waiting
+            chunk = content.read_nowait(limit - len(self._read))
+            if not chunk:
+                self._eof = content.is_eof()
+                break
+            self._read += chunk
+            if len(self._read) > target.max_body_bytes:
+                raise BodyTooLarge(target.max_body_bytes)
         if not self._eof and len(self._read) < limit:
             await send_continue(request)
             try:

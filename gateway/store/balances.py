@@ -32,6 +32,7 @@ from gateway.store.types import (
     Credit,
     Hold,
     HoldStatus,
+    Roll,
     Settlement,
     SettleStatus,
 )
@@ -159,6 +160,73 @@ def settle(
         )
     left = units - debit
     return Settlement(SettleStatus.SETTLED, debit, actual - debit, left, max(0, left - others))
+
+
+@transaction
+def roll(
+    balance_id: bytes,
+    old_hold_id: bytes | None,
+    debit: int,
+    keep: int,
+    want: int,
+    minimum: int,
+    unit: str,
+    scope: str,
+    now: int,
+    new_hold_id: bytes,
+    expires_at: int,
+    dialect: Dialect,
+    share: int | None = None,
+) -> Steps[Roll]:
+    """Settle one reservation and hold the next, in one transaction (a process's allotment,
+    gateway.paywall.allotments): debit min(debit, units neither another live reservation
+    nor `keep` holds) for the old one, then hold `keep` (units the process's requests in
+    flight still hold) plus min(want, what is available beyond them), if at least
+    `minimum` of `want` is (else `keep` alone, INSUFFICIENT)."""
+    balance = yield from _read(balance_id, now, dialect.row_lock)
+    if balance is None:
+        return Roll(HoldStatus.UNKNOWN)
+    if balance.unit != unit or balance.scope != scope:
+        return Roll(HoldStatus.MISMATCH)
+    units, held = balance.units, balance.held
+    debited = 0
+    if old_hold_id is not None:
+        gone = yield FetchOne(
+            "DELETE FROM l402_balance_holds WHERE hold_id = ? AND balance_id = ?"
+            " RETURNING amount, expires_at",
+            (old_hold_id, balance_id),
+        )
+        if gone is not None and int(gone[1]) > now:
+            held -= int(gone[0])  # it was live: its units were counted as held
+        if gone is not None:  # never from other reservations, nor from what is kept
+            debited = min(debit, max(0, units - held - keep))
+            if debited:
+                yield Execute(
+                    "UPDATE l402_balances SET units = units - ?, debited = debited + ?,"
+                    " updated_at = ? WHERE balance_id = ?",
+                    (debited, debited, now, balance_id),
+                )
+                units -= debited
+    available = max(0, units - held)
+    kept = min(keep, available)
+    beyond = available - kept
+    if share is not None:  # leave other processes half of it (but at least `share` for us)
+        beyond = min(beyond, max(share, (beyond + 1) // 2))
+    extra = min(want, beyond)
+    status = HoldStatus.RESERVED if extra >= minimum else HoldStatus.INSUFFICIENT
+    if status is HoldStatus.INSUFFICIENT:
+        extra = 0
+    amount = kept + extra
+    hold_id = None
+    if amount > 0:
+        hold_id = new_hold_id
+        yield Execute(
+            "INSERT INTO l402_balance_holds (hold_id, balance_id, amount, created_at, expires_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (hold_id, balance_id, amount, now, expires_at),
+        )
+    shortfall = debit - debited if old_hold_id is not None else 0
+    return Roll(status, hold_id, amount, available - amount, debited, shortfall, held)
 
 
 @writes

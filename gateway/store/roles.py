@@ -29,6 +29,7 @@ from gateway.store.types import (
     PruneCandidate,
     ReportRow,
     Reservation,
+    Roll,
     SettledInvoice,
     Settlement,
     TokenInfo,
@@ -254,6 +255,27 @@ class Balances(Protocol):
 
     async def release_units(self, balance_id: bytes, hold_id: bytes) -> bool:
         """End the reservation without a debit; False if it was gone."""
+        ...
+
+    async def roll_units(
+        self,
+        balance_id: bytes,
+        old_hold_id: bytes | None,
+        *,
+        debit: int,
+        keep: int,
+        want: int,
+        minimum: int,
+        unit: str,
+        scope: str,
+        now: int,
+        ttl: int,
+        share: int | None = None,
+    ) -> Roll:
+        """Settle `old_hold_id` (debit at most `debit`, never from other live reservations)
+        and, in the same transaction, hold `keep` plus min(want, the rest available) if at
+        least `minimum` of it is (else `keep` alone): one process's allotment moving on.
+        `share`: take at most half of what is left beyond `keep`, but `share` if more."""
         ...
 
     async def extend_units(self, balance_id: bytes, hold_id: bytes, *, now: int, ttl: int) -> bool:

@@ -39,6 +39,7 @@ from gateway.store.types import (
     PruneCandidate,
     ReportRow,
     Reservation,
+    Roll,
     SettledInvoice,
     Settlement,
     StoreError,
@@ -306,6 +307,44 @@ class SqlStore:
         return await self._run(
             balances.settle(balance_id, hold_id, actual, now, self._driver.dialect)
         )
+
+    async def roll_units(
+        self,
+        balance_id: bytes,
+        old_hold_id: bytes | None,
+        *,
+        debit: int,
+        keep: int,
+        want: int,
+        minimum: int,
+        unit: str,
+        scope: str,
+        now: int,
+        ttl: int,
+        share: int | None = None,
+    ) -> Roll:
+        for name, value in (("debit", debit), ("keep", keep), ("want", want)):
+            _check_units(name, value, low=0)
+        _check_units("minimum", minimum, low=0)
+        if ttl < 1:
+            raise ValueError("ttl must be >= 1 second")
+        _check_ids(balance_id)
+        op = balances.roll(
+            balance_id,
+            old_hold_id,
+            debit,
+            keep,
+            want,
+            minimum,
+            unit,
+            scope,
+            now,
+            new_hold_id(),
+            now + ttl,
+            self._driver.dialect,
+            share,
+        )
+        return await self._run(op)
 
     async def release_units(self, balance_id: bytes, hold_id: bytes) -> bool:
         return await self._run(balances.release(balance_id, hold_id))
