@@ -58,6 +58,17 @@ ROUTE_LABELLED = {
     "l402_gateway_added_latency_seconds",
     "l402_settled_invoices",
     "l402_revenue_msats",
+    "l402_meter_units_sold",
+    "l402_meter_units_served",
+    "l402_meter_shortfall_units",
+    "l402_meter_settlements",
+    "l402_meter_usage_problems",
+    "l402_meter_exhausted",
+    "l402_meter_reservations_released",
+    "l402_meter_balance_outstanding_units",
+    "l402_freebies",
+    "l402_requests_rate_limited",
+    "l402_pricer_reports_lost",
 }
 
 
