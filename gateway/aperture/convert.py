@@ -25,7 +25,7 @@ from gateway.aperture.services import (
     convert_service,
 )
 from gateway.aperture.source import ApertureConfigError, BadValue, Block
-from gateway.config.loader import parse_host_port
+from gateway.config.nodes import parse_host_port
 
 DEFAULT_PUBLIC = "127.0.0.1:8080"
 DEFAULT_ADMIN = "127.0.0.1:9090"

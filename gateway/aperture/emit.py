@@ -73,7 +73,7 @@ def _entry(lead: str, key: str, value: object, indent: str) -> list[str]:
 
 
 def scalar(value: object) -> str:
-    """One YAML flow scalar (or a flow list of scalars)."""
+    """One YAML flow scalar (or a flow list or mapping of them)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -84,6 +84,8 @@ def scalar(value: object) -> str:
         if value.isprintable():
             return "'" + value.replace("'", "''") + "'"
         return json.dumps(value)
+    if isinstance(value, Mapping):  # a flow mapping (a rate-limit rule in a list)
+        return "{" + ", ".join(f"{scalar(str(k))}: {scalar(v)}" for k, v in value.items()) + "}"
     if isinstance(value, Sequence):
         return "[" + ", ".join(scalar(v) for v in value) + "]"
     raise TypeError(f"cannot write {type(value).__name__} as YAML")

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
+from gateway.aperture.metering import freebies_of, pricer_of, rate_limits_of
 from gateway.aperture.notes import Notes
 from gateway.aperture.payment import service_schemes
 from gateway.aperture.source import BadValue, Block
@@ -129,6 +130,10 @@ def convert_service(block: Block, plan: Plan, notes: Notes) -> list[RouteOut]:
 
     fields: dict[str, object] = {"name": plan.route_name, **common}
     fields["price_sats"] = 0 if service_free else price
+    pricing = None if service_free else pricer_of(block, price, notes)
+    if pricing is not None:
+        del fields["price_sats"]
+        fields["pricing"] = pricing
     if not service_free:
         validity, capabilities = _caveats(block, notes)
         fields["token_validity_seconds"] = validity
@@ -141,6 +146,12 @@ def convert_service(block: Block, plan: Plan, notes: Notes) -> list[RouteOut]:
         if schemes is not None:
             fields["schemes"] = list(schemes)
     _unsupported(block, notes)
+    rules = rate_limits_of(block, notes)
+    if rules:  # Aperture applies them to paid, freebie and `auth: off` requests alike
+        fields["rate_limits"] = rules
+    freebies = freebies_of(block, notes)
+    if freebies is not None and not service_free:
+        fields["freebies"] = freebies
     routes.append(RouteOut(fields, comments, f"{block.where} {plan.route_name!r}"))
     return routes
 
@@ -271,25 +282,9 @@ def _price(block: Block, plan: Plan, notes: Notes) -> int:
         raise BadValue(w("price"), "above Aperture's maximum (refuses to start)")
     if plan.auth_disabled:
         return 0
-    dynamic = block.child("dynamicprice")
-    if dynamic is not None:
-        dynamic.report_unknown(
-            frozenset({"enabled", "grpcaddress", "insecure", "tlscertpath"}), notes, {}
-        )
-        if dynamic.boolean("enabled"):
-            notes.dropped(
-                dynamic.path("enabled"),
-                "prices from a gRPC pricer are not supported; converted with the static price. "
-                "Tokens Aperture sold for this service name the resource path in their services "
-                "caveat and will not verify here",
-            )
     auth = _auth_level(block)
     if auth == "off":
         return 0
-    if auth.startswith("freebie"):
-        notes.dropped(
-            w("auth"), f"{auth!r}: free requests per client IP are not supported; all are priced"
-        )
     if price == 0:
         notes.note(w("price"), "0 or unset: Aperture charges 1 sat, kept as price_sats: 1")
         return APERTURE_DEFAULT_PRICE_SATS
@@ -370,8 +365,4 @@ def _unsupported(block: Block, notes: Notes) -> None:
         notes.dropped(
             w("authskipinvoicecreationpaths"),
             "not supported: those paths get a challenge with an invoice here",
-        )
-    if block.raw("ratelimits"):
-        notes.dropped(
-            w("ratelimits"), "per-token request rate limits are not supported (none applied)"
         )

@@ -2,6 +2,8 @@
 
 Flow of `fetch`:
   cached credential (HIT) -> send it; 401/402 -> invalidate, continue without it
+      (a 402 carrying L402-Balance is a metered bundle that ran dry: `exhausted`, and
+      its fresh challenge buys the next bundle under the same policy)
   no credential           -> send plainly; anything but 402 is returned as is
   402 -> host checks -> parse challenge -> decode invoice -> full policy
       -> approval callback (optional) -> pay -> store credential -> retry once
@@ -38,6 +40,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from gateway.buyer.bundles import balance_of
 from gateway.buyer.cache import CacheStatus, Credential, CredentialCache
 from gateway.buyer.challenge import parse_challenge
 from gateway.buyer.errors import (
@@ -52,6 +55,7 @@ from gateway.buyer.invoice import Quote, decode_invoice, inspect_macaroon
 from gateway.buyer.offers import DEFAULT_PREFERENCE, Scheme, choose
 from gateway.buyer.payers import Payer, PaymentReceipt, validate_preimage
 from gateway.buyer.policy import Decision, DenyReason, SpendPolicy
+from gateway.metering.balanceheader import BalanceReport
 from gateway.payment.receipts import Receipt
 
 _REFUSED = (401, 402)
@@ -104,6 +108,10 @@ class FetchResult:
     cache_error: CacheError | None = None  # the credential file could not be written
     scheme: Scheme = Scheme.L402  # which scheme answered the 402 (when one did)
     receipt: Receipt | None = None  # the Payment-Receipt of a Payment-scheme purchase
+    # A metered seller's L402-Balance on this answer (None: not metered, or unreadable).
+    balance: BalanceReport | None = None
+    # The cached credential's bundle ran dry (its 402 said so) and a new one was bought.
+    exhausted: bool = False
 
     @property
     def ok(self) -> bool:
@@ -132,6 +140,7 @@ class _Call:
     headers: Mapping[str, str] | None
     cache_status: CacheStatus = CacheStatus.MISS
     cache_error: CacheError | None = None
+    exhausted: bool = False  # the cached credential was refused because its bundle ran dry
 
 
 class L402Client:
@@ -201,6 +210,8 @@ class L402Client:
             cache_error=call.cache_error,
             outcome=outcome,
             request_id=call.request_id,
+            balance=balance_of(resp.headers),
+            exhausted=call.exhausted,
             **kw,
         )
 
@@ -245,7 +256,12 @@ class L402Client:
                 call, await self.cache.invalidate_async(call.cache_host, call.scope)
             )
             call.cache_status = CacheStatus.INVALID
-            self._emit("credential_refused", call, status=resp.status)
+            dry = resp.status == 402 and balance_of(resp.headers) is not None
+            if dry:  # a metered bundle ran dry: its 402 sells the next one (re-bought by policy)
+                call.exhausted = True
+                self._emit("bundle_exhausted", call, status=resp.status)
+            else:
+                self._emit("credential_refused", call, status=resp.status)
             if resp.status == 401:  # 401 carries no challenge: ask again without a credential
                 resp = await self._send(call, None)
         else:

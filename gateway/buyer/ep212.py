@@ -5,11 +5,18 @@ Steps, each one recorded as a stage in `events.jsonl`:
   sats4ai.cached -- the same request again: a reusable-token seller answers from the
       cache (cacheHit=true), a pay-per-request seller demands a second payment
       (cacheHit=false). Both pass; the summary says which happened.
+  sats4ai.bundle -- only when the seller meters (its answers carry L402-Balance): more
+      completions on the same payment until the bundle runs dry, the second payment the
+      seller's 402 asks for, and one completion on the new bundle; the summary's
+      `sats4aiBundle` says what was bought and used, so the seller's books can be
+      compared with the buyer's.
   openagents.route_success -- route A (10 sats): paid, then repeated; the repeat MUST
       be a cache hit with the payer's call count unchanged (recorded as `repeat*`
       fields, additions to the facts' schema, not renames).
   openagents.over_cap_block -- route B (250 sats) must be refused with
       `amount_over_cap` before the payer is called.
+  payment.charge / payment.session -- only when the settings name a session URL:
+      the Payment scheme's charge on route A and a session (gateway.buyer.ep212_payment).
 Each payment gets its own request id (`<run>-<step>`) because wallet executors
 use it for idempotency. A step that fails after money moved (e.g. the seller
 dropped the connection on the paid retry: `paid_retry_failed`) stops the run
@@ -31,15 +38,20 @@ import aiohttp
 from gateway.buyer.artifacts import Artifacts
 from gateway.buyer.cache import CacheStatus, CredentialCache
 from gateway.buyer.client import FetchResult, L402Client, Outcome
+from gateway.buyer.ep212_payment import PaymentStep
 from gateway.buyer.errors import BuyerError, Ep212Error
 from gateway.buyer.payers import Payer
 from gateway.buyer.policy import DenyReason, SpendPolicy
 from gateway.buyer.settings import Ep212Settings
+from gateway.metering.jsonusage import usage_from_json
+from gateway.metering.sse import usage_from_sse
 
+METERED_STAGES = ("sats4ai.bundle",)  # only against a metered seller (L402-Balance)
 STAGES = (
     "sats4ai.challenge",
     "sats4ai.first",
     "sats4ai.cached",
+    "sats4ai.bundle",
     "openagents.route_success",
     "openagents.over_cap_block",
 )
@@ -75,6 +87,7 @@ class _Run:
         self.payer = payer
         self.artifacts = artifacts
         self.request_id = settings.request_id or f"ep212-{uuid.uuid4().hex[:12]}"
+        self.bundle_calls: list[FetchResult] = []  # the sats4ai completions so far
 
     def step_id(self, step: str) -> str:
         return f"{self.request_id}-{step}"
@@ -157,7 +170,33 @@ class _Run:
             details["proofReference"] = second.payment.proof_reference
             details["amountMsats"] = second.payment.amount_msats
         self.artifacts.event("sats4ai.cached", self.step_id("sats4ai-second"), "ok", details)
+        self.bundle_calls = [first, second]
         return {**quote, **first_fields, **second_fields}
+
+    async def sats4ai_bundle(self) -> dict[str, Any] | None:
+        """Draw the bundle down to its end, buy the next one, use it (see the docstring)."""
+        calls = self.bundle_calls
+        if calls[0].balance is None:
+            return None  # not a metered seller: nothing to draw down
+        stage, url = "sats4ai.bundle", self.settings.sats4ai_url
+        body = dict(self.settings.sats4ai_body)
+        rebought = False
+        while len(calls) < MAX_BUNDLE_CALLS:
+            step = f"sats4ai-bundle-{len(calls) + 1}"
+            result = await self.fetch(stage, step, "POST", url, json=body)
+            if not result.ok:
+                raise self.fail(stage, step, "bundle_call_failed", _describe(result), result)
+            calls.append(result)
+            if rebought:
+                break  # one completion on the second bundle
+            rebought = result.paid
+        if not rebought:
+            raise self.fail(
+                stage, "sats4ai-bundle", "bundle_never_ran_dry", f"{len(calls)} calls, no 402"
+            )
+        fields = bundle_fields(calls, self.payer.calls)
+        self.artifacts.event(stage, self.step_id("sats4ai-bundle"), "ok", dict(fields))
+        return fields
 
     async def route_a(self) -> dict[str, Any]:
         stage, url = "openagents.route_success", self.settings.route_a_url
@@ -251,8 +290,14 @@ async def run_ep212(
     }
     try:
         summary["sats4ai"] = await run.sats4ai()
+        bundle = await run.sats4ai_bundle()
+        if bundle is not None:
+            summary["sats4aiBundle"] = bundle
         summary["openAgentsRoute"] = await run.route_a()
         summary["overCap"] = await run.over_cap()
+        if settings.payment_session_url is not None:
+            step = PaymentStep(settings, session, payer, artifacts, run.request_id)
+            summary["paymentScheme"] = await step.run(settings.payment_session_url)
     except Ep212Error as exc:
         summary["error"] = str(exc)
         summary["artifacts"] = paths
@@ -262,6 +307,58 @@ async def run_ep212(
     summary["artifacts"] = paths
     artifacts.summary(summary)
     return summary
+
+
+MAX_BUNDLE_CALLS = 16  # completions the bundle stage makes at most (then it fails)
+
+
+def used_units(result: FetchResult) -> int | None:
+    """What one completion used, as the seller's upstream reported it (its last usage)."""
+    content_type = result.headers.get("Content-Type", "")
+    reading = (
+        usage_from_sse(result.body, whole=True)
+        if content_type.startswith("text/event-stream")
+        else usage_from_json(result.body, whole=True)
+    )
+    return reading.units
+
+
+def bundle_fields(calls: list[FetchResult], payer_calls: int) -> dict[str, Any]:
+    """The buyer's books of a metered seller: bought (units per paid bundle, from the first
+    answer's balance: available + this request's reservation), used, paid."""
+    completions = []
+    bought = used = paid_msats = 0
+    for result in calls:
+        balance = result.balance
+        units = used_units(result)
+        if result.paid and result.payment is not None and balance is not None:
+            bought += balance.available + (balance.reserved or 0)
+            paid_msats += result.payment.amount_msats
+        used += units or 0
+        completions.append(
+            {
+                "statusCode": result.status,
+                "paid": result.paid,
+                "bundleExhausted": result.exhausted,
+                "available": balance.available if balance else None,
+                "reserved": balance.reserved if balance else None,
+                "usedUnits": units,
+            }
+        )
+    first_rebuy = next(i for i, c in enumerate(completions) if c["bundleExhausted"])
+    opening = calls[0].balance
+    assert opening is not None, "only metered sellers have bundle fields"
+    return {
+        "unit": opening.unit,
+        "bundleUnits": opening.available + (opening.reserved or 0),
+        "completions": completions,
+        "completionsOnFirstBundle": first_rebuy,
+        "payments": sum(1 for c in completions if c["paid"]),
+        "paidMsats": paid_msats,
+        "unitsBought": bought,
+        "unitsUsed": used,
+        "payerCalls": payer_calls,
+    }
 
 
 def _json_field(body: bytes, name: str) -> Any:

@@ -17,6 +17,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from gateway.buyer.bundles import balance_json
 from gateway.buyer.client import FetchResult
 from gateway.buyer.errors import PaymentError
 
@@ -72,6 +73,8 @@ def fetch_report(result: FetchResult, host: str) -> dict[str, Any]:
         "errorCode": error.code if error else None,
         "error": scrub(str(error)) if error else None,
         "cacheError": scrub(str(result.cache_error)) if result.cache_error else None,
+        "balance": balance_json(result.balance),  # a metered seller's L402-Balance
+        "bundleExhausted": result.exhausted,  # the cached bundle ran dry: a new one was bought
         "bodyWithheld": withheld,
         "body": None if withheld else result.body.decode("utf-8", errors="replace"),
     }
@@ -99,6 +102,15 @@ def fetch_summary(report: Mapping[str, Any]) -> list[str]:
     else:
         paid = f" {report['amountMsats']} msat" if report["paid"] else ""
         lines.append(f"l402-buyer: {status} {outcome}{paid}{proof} (cache {report['cacheStatus']})")
+    balance = report.get("balance")
+    if balance is not None:
+        held = f", {balance['reserved']} held by this request" if balance["reserved"] else ""
+        dry = (
+            " (the last bundle ran dry; a new one was bought)" if report["bundleExhausted"] else ""
+        )
+        lines.append(
+            f"l402-buyer: bundle: {balance['available']} {balance['unit']} left{held}{dry}"
+        )
     if report["bodyWithheld"] and not report["denyReasonCode"]:
         lines.append(f"l402-buyer: the {status} body is not shown (it carries a challenge)")
     if report["cacheError"]:

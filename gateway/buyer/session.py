@@ -307,6 +307,14 @@ class PaymentSession:
                 "transport_error", f"{method} {self.host}: {type(exc).__name__}"
             ) from None
 
+    async def bearer_authorization(self) -> str:
+        """The Authorization value of a bearer request, for an agent that sends it with its
+        own HTTP client (it echoes a challenge that is still fresh: fetch it again after
+        the challenge's `expires`)."""
+        session_id, preimage = self._require_open()
+        await self._fresh()
+        return self._credential(BearerPayload(session_id, preimage).to_json())
+
     async def top_up(self) -> Answer:
         session_id, _ = self._require_open()
         offer = await self._offer()

@@ -10,6 +10,7 @@ answers there, so a missing setting is named instead.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +20,15 @@ from urllib.parse import urlsplit
 from gateway.buyer.errors import SettingsError
 
 ENV_SATS4AI_URL = "OA_LIGHTNING_OPS_EP212_SATS4AI_URL"
+# The text-generation request's JSON body (default: sats4ai's own shape); the rehearsal
+# sends an OpenAI-compatible one to its metered stand-in.
+ENV_SATS4AI_BODY = "OA_LIGHTNING_OPS_EP212_SATS4AI_BODY"
 ENV_ROUTE_A_URL = "OA_LIGHTNING_OPS_EP212_ROUTE_A_URL"
 ENV_ROUTE_B_URL = "OA_LIGHTNING_OPS_EP212_ROUTE_B_URL"
 ENV_MAX_SPEND = "OA_LIGHTNING_OPS_EP212_MAX_SPEND_MSATS"
+# The Payment-scheme step (a charge on route A, a session here) runs only when this is set.
+ENV_PAYMENT_SESSION_URL = "OA_LIGHTNING_OPS_EP212_PAYMENT_SESSION_URL"
+ENV_MAX_DEPOSIT = "OA_LIGHTNING_OPS_EP212_MAX_DEPOSIT_MSATS"
 ENV_ALLOWED_HOSTS = "OA_LIGHTNING_L402_ALLOWED_HOSTS"
 ENV_EXECUTOR_URL = "OA_LIGHTNING_WALLET_EXECUTOR_BASE_URL"
 ENV_EXECUTOR_TOKEN = "OA_LIGHTNING_WALLET_EXECUTOR_AUTH_TOKEN"  # noqa: S105 (a name)
@@ -59,6 +66,19 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     if not text.isdigit() or int(text) <= 0:
         raise SettingsError("invalid_setting", f"{name} must be a positive integer")
     return int(text)
+
+
+def _json_object(env: Mapping[str, str], name: str) -> dict[str, Any] | None:
+    text = env.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise SettingsError("invalid_setting", f"{name} must be a JSON object") from None
+    if not isinstance(value, dict):
+        raise SettingsError("invalid_setting", f"{name} must be a JSON object")
+    return value
 
 
 def _url(env: Mapping[str, str], name: str) -> str:
@@ -177,6 +197,8 @@ class Ep212Settings:
     expected_network: str | None = None  # None: from mode (regtest -> bcrt, live -> bc)
     sats4ai_body: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_SATS4AI_BODY))
     request_id: str | None = None  # None: a fresh `ep212-<hex>`
+    payment_session_url: str | None = None  # the Payment-scheme step's session route
+    max_deposit_msats: int = 100_000  # the most one session deposit may be
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -186,7 +208,9 @@ class Ep212Settings:
     def hosts(self) -> tuple[str, ...]:
         if self.allowed_hosts is not None:
             return self.allowed_hosts
-        urls = (self.sats4ai_url, self.route_a_url, self.route_b_url)
+        urls: tuple[str, ...] = (self.sats4ai_url, self.route_a_url, self.route_b_url)
+        if self.payment_session_url is not None:
+            urls += (self.payment_session_url,)
         return tuple(sorted({(urlsplit(u).hostname or "").lower() for u in urls}))
 
     @property
@@ -203,6 +227,7 @@ class Ep212Settings:
         wallet_backend: str = BACKEND_LND,
     ) -> Ep212Settings:
         allowed = env.get(ENV_ALLOWED_HOSTS, "").strip()
+        body = _json_object(env, ENV_SATS4AI_BODY)
         return cls(
             sats4ai_url=_url(env, ENV_SATS4AI_URL),
             route_a_url=_url(env, ENV_ROUTE_A_URL),
@@ -214,4 +239,9 @@ class Ep212Settings:
             allowed_hosts=tuple(h.strip() for h in allowed.split(",") if h.strip())
             if allowed
             else None,
+            sats4ai_body=body if body is not None else dict(DEFAULT_SATS4AI_BODY),
+            payment_session_url=_url(env, ENV_PAYMENT_SESSION_URL)
+            if env.get(ENV_PAYMENT_SESSION_URL, "").strip()
+            else None,
+            max_deposit_msats=_int(env, ENV_MAX_DEPOSIT, 100_000),
         )

@@ -1,7 +1,7 @@
 """routes.yaml schema and loader (see docs/configuration.md)."""
 
 from gateway.config.errors import ConfigError, ConfigErrors
-from gateway.config.loader import load_config, parse_host_port
+from gateway.config.loader import load_config
 from gateway.config.model import (
     ChallengeRateLimit,
     GatewayConfig,
@@ -14,6 +14,7 @@ from gateway.config.model import (
     StoreConfig,
     TokenMode,
 )
+from gateway.config.nodes import parse_host_port
 
 __all__ = [
     "ChallengeRateLimit",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from gateway.config.model import (
     RouteTable,
     StoreConfig,
 )
-from gateway.config.nodes import Reader, Section
+from gateway.config.nodes import Reader, Section, parse_host_port
 from gateway.config.payment_section import check_payment, parse_payment
 from gateway.config.routes import PROXY_ONLY_TOP_KEYS, parse_routes
 from gateway.store.url import parse_store_url
@@ -56,9 +55,6 @@ DEFAULT_LND_HOST = "127.0.0.1:10009"
 DEFAULT_STORE_URL = "sqlite:///var/lib/l402-gateway/tokens.db"
 DEFAULT_VERIFIED_CACHE_SIZE = 10_000
 DEFAULT_PRUNE_AFTER_DAYS = 7
-_HOSTNAME = re.compile(
-    r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?"
-)
 
 
 def load_config(
@@ -167,27 +163,6 @@ def parse_config(
     if reader.errors:
         raise ConfigErrors(reader.errors)
     return config
-
-
-def parse_host_port(text: str) -> tuple[str, int]:
-    """ "host:port" or "[v6]:port" -> (host, port); raises ValueError."""
-    host, sep, port_text = text.rpartition(":")
-    if not sep or not host:
-        raise ValueError('expected "host:port"')
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-        ipaddress.IPv6Address(host)
-    elif ":" in host:
-        raise ValueError('IPv6 hosts need brackets: "[::1]:8402"')
-    else:
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            if _HOSTNAME.fullmatch(host) is None:
-                raise ValueError(f"bad host {host!r}") from None
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"bad port {port_text!r}")
-    return host, int(port_text)
 
 
 def _address(section: Section | None, key: str, default: str, field: str) -> Listener:

@@ -16,6 +16,9 @@ from typing import Any, ClassVar
 
 from gateway.config.errors import ConfigError
 from gateway.l402.grammar import CREDENTIAL_HEADERS
+from gateway.metering.freebies import FreebiePolicy
+from gateway.metering.limits import RateRule
+from gateway.metering.terms import BundleTerms
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -176,6 +179,27 @@ class PricingHook:
 
 
 @dataclass(frozen=True)
+class GrpcPricing:
+    """A route priced by an Aperture pricer (`pricesrpc.Prices` over gRPC: meterd, or the
+    operator's own). `metered`: the pricer also books the bundle each 402 sells, admits
+    each paid request and debits its usage (Aperture's `dynamicprice.metered`); the
+    gateway then keeps no balance for the route (gateway.paywall.pricerhold).
+
+    Not metered, a failed `GetPrice` uses `fallback_msat`; metered, nothing is guessed:
+    a pricer that cannot be reached answers 503 (docs/metering.md, "Pricer down").
+    """
+
+    address: str  # host:port
+    max_msat: int
+    fallback_msat: int | None = None  # required unless metered, refused when metered
+    metered: bool = False
+    tls_cert: Path | None = None  # None = plaintext (Aperture's `insecure`)
+    timeout_seconds: float = 2.0
+    report_timeout_seconds: float = 10.0
+    headers: ClassVar[tuple[str, ...]] = ()  # the pricer reads the request text instead
+
+
+@dataclass(frozen=True)
 class Route:
     """One priced (or free) upstream; `name` is the metric label and, unless `service`
     says otherwise, the macaroon's service name.
@@ -207,7 +231,6 @@ class Route:
     private_invoices: bool = True
     service_name: str | None = None  # macaroon service; None = the route name
     cors: CorsPolicy | None = None  # None = the top-level `cors`
-    pricing: PricingHook | None = None  # None = the constant `price_msat`
     schemes: tuple[str, ...] = ("l402",)  # which authentication schemes sell it
     # Dry run: serve every request free, logging and counting the challenge it would have
     # got (an operator trials a price on live traffic); valid credentials still buy.
@@ -217,12 +240,33 @@ class Route:
     allow_path_parameters: bool = False  # `;` in the path (Tomcat/Spring strip `;...`)
     allow_encoded_percent: bool = False  # `%25` (an upstream that decodes twice)
     case_insensitive: bool = False  # `path` matched ignoring case (the loader compiles it so)
+    pricing: PricingHook | GrpcPricing | None = None  # None = the constant `price_msat`
+    bundle: BundleTerms | None = None  # a prepaid bundle instead of a request (metering)
+    rate_limits: tuple[RateRule, ...] = ()  # per credential (or client) request limits
+    freebies: FreebiePolicy | None = None  # unpaid requests per client per period
     line: int = field(default=0, compare=False)
 
     @property
     def is_free(self) -> bool:
         """A hooked route is never free: its `price_msat` is the hook's fallback (>= 1)."""
-        return self.price_msat == 0 and self.pricing is None
+        return self.price_msat == 0 and self.pricing is None and self.bundle is None
+
+    @property
+    def metered_by_pricer(self) -> bool:
+        """The route's bundles are kept by an Aperture pricer, not by the gateway's store."""
+        return isinstance(self.pricing, GrpcPricing) and self.pricing.metered
+
+    @property
+    def metered(self) -> bool:
+        """Paid requests draw down a balance (a `bundle:`, or a metered pricer)."""
+        return self.bundle is not None or self.metered_by_pricer
+
+    @property
+    def reads_answers(self) -> bool:
+        """Answers are read for their usage (plaintext needed: Accept-Encoding is dropped)."""
+        if self.bundle is not None:
+            return self.bundle.reads_tail
+        return self.metered_by_pricer
 
     @property
     def sells_l402(self) -> bool:

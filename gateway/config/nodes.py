@@ -8,6 +8,7 @@ returns a harmless default: loading continues and reports every problem at once.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import math
 import re
 from collections.abc import Mapping
@@ -39,6 +40,8 @@ APERTURE_KEYS = {
     "lndhost": "host",
     "tlspath": "tls_cert",
     "macdir": "macaroon",
+    "ratelimits": "rate_limits",
+    "dynamicprice": "pricing",
 }
 
 
@@ -303,6 +306,32 @@ class Section:
             elif ok:
                 self.reader.error(item, field, "expected a string")
         return items
+
+
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\.?"
+)
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """ "host:port" or "[v6]:port" -> (host, port); raises ValueError."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError('expected "host:port"')
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        ipaddress.IPv6Address(host)
+    elif ":" in host:
+        raise ValueError('IPv6 hosts need brackets: "[::1]:8402"')
+    else:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            if _HOSTNAME.fullmatch(host) is None:
+                raise ValueError(f"bad host {host!r}") from None
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"bad port {port_text!r}")
+    return host, int(port_text)
 
 
 def is_null(node: yaml.Node) -> bool:

@@ -10,8 +10,10 @@ deadline is short and bounded.
 
 from __future__ import annotations
 
-from gateway.config.model import PricingHook
-from gateway.config.nodes import Section, is_null
+import yaml
+
+from gateway.config.model import GrpcPricing, PricingHook
+from gateway.config.nodes import Section, is_null, parse_host_port
 from gateway.l402.grammar import CREDENTIAL_HEADERS, is_token
 
 PRICING_KEYS = frozenset(
@@ -25,6 +27,21 @@ PRICING_KEYS = frozenset(
         "headers",
     }
 )
+# `pricing: {grpc: host:port, ...}`: an Aperture pricer (pricesrpc) instead of the HTTP hook.
+GRPC_PRICING_KEYS = frozenset(
+    {
+        "grpc",
+        "tls_cert",
+        "metered",
+        "timeout_seconds",
+        "report_timeout_seconds",
+        "fallback_price_sats",
+        "fallback_price_msats",
+        "max_price_sats",
+        "max_price_msats",
+    }
+)
+MAX_REPORT_TIMEOUT_SECONDS = 60.0
 MAX_HOOK_HEADERS = 16
 MAX_TIMEOUT_SECONDS = 10.0
 # Secrets a hook has no business seeing, besides every L402 credential header.
@@ -32,11 +49,19 @@ SECRET_HEADERS = CREDENTIAL_HEADERS | {"cookie", "proxy-authorization"}
 MAX_PRICE_MSAT = 21_000_000 * 100_000_000 * 1000
 
 
-def parse_pricing(route: Section) -> PricingHook | None:
+def _is_grpc(node: object) -> bool:
+    return isinstance(node, yaml.MappingNode) and any(
+        getattr(k, "value", None) == "grpc" for k, _ in node.value
+    )
+
+
+def parse_pricing(route: Section) -> PricingHook | GrpcPricing | None:
     """None when the route has no `pricing:` (or a broken one, after recording errors)."""
     node = route.get("pricing")
     if node is not None and is_null(node):  # never silently a free route
         route.reader.error(node, route.path("pricing"), "expected a mapping")
+    if _is_grpc(node):
+        return _parse_grpc(route, node)
     s = Section.of(route.reader, node, route.path("pricing"), PRICING_KEYS)
     if s is None:
         return None
@@ -59,8 +84,69 @@ def parse_pricing(route: Section) -> PricingHook | None:
     return PricingHook(url, fallback, maximum, timeout, headers)
 
 
-def route_price(route: Section, hook: PricingHook | None) -> int:
-    """A hooked route's `price_msat` is its fallback; a constant price would be ambiguous."""
+def _parse_grpc(route: Section, node: yaml.Node | None) -> GrpcPricing | None:
+    """`pricing: {grpc: host:port, tls_cert, metered, timeout_seconds, ...}`."""
+    s = Section.of(route.reader, node, route.path("pricing"), GRPC_PRICING_KEYS)
+    if s is None:
+        return None
+    errors_before = len(s.reader.errors)
+    address = s.reader.interpolate(s.get("grpc") or s.node, s.path("grpc"), s.string("grpc", ""))
+    try:
+        parse_host_port(address)
+    except ValueError as exc:
+        s.reader.error(s.get("grpc") or s.node, s.path("grpc"), f"expected host:port: {exc}")
+    tls_text = s.opt_string("tls_cert")
+    tls_node = s.get("tls_cert")
+    tls = None
+    if tls_text is not None and tls_node is not None:
+        tls = s.reader.file_path(tls_node, s.path("tls_cert"), tls_text)
+    metered = s.boolean("metered", GrpcPricing.metered)
+    timeout = s.positive_number("timeout_seconds", GrpcPricing.timeout_seconds)
+    if timeout > MAX_TIMEOUT_SECONDS:
+        s.reader.error(
+            s.get("timeout_seconds") or s.node,
+            s.path("timeout_seconds"),
+            f"at most {MAX_TIMEOUT_SECONDS:g} (it delays a 402 and every paid request)",
+        )
+    report = s.positive_number("report_timeout_seconds", GrpcPricing.report_timeout_seconds)
+    if report > MAX_REPORT_TIMEOUT_SECONDS:
+        s.reader.error(
+            s.get("report_timeout_seconds") or s.node,
+            s.path("report_timeout_seconds"),
+            f"at most {MAX_REPORT_TIMEOUT_SECONDS:g}",
+        )
+    maximum = _amount(s, "max_price", required=True)
+    fallback: int | None = None
+    if metered:
+        for key in ("fallback_price_sats", "fallback_price_msats"):
+            if s.has(key):
+                s.reader.error(
+                    s.get(key) or s.node,
+                    s.path(key),
+                    "a metered pricer books what it prices: no fallback price "
+                    "(a pricer that is down answers 503)",
+                )
+    else:
+        fallback = _amount(s, "fallback_price", required=True)
+        if fallback and maximum and fallback > maximum:
+            where = s.get("fallback_price_sats") or s.get("fallback_price_msats") or s.node
+            s.reader.error(where, s.path("fallback_price_msats"), "larger than the max price")
+    if len(s.reader.errors) != errors_before:
+        return None
+    return GrpcPricing(
+        address=address,
+        max_msat=maximum,
+        fallback_msat=fallback,
+        metered=metered,
+        tls_cert=tls,
+        timeout_seconds=timeout,
+        report_timeout_seconds=report,
+    )
+
+
+def route_price(route: Section, hook: PricingHook | GrpcPricing | None) -> int:
+    """A hooked route's `price_msat` is its fallback (a metered pricer's: its maximum, never
+    charged as such); a constant price beside a hook would be ambiguous."""
     for key in ("price_sats", "price_msats"):
         if route.has(key):
             route.reader.error(
@@ -68,7 +154,9 @@ def route_price(route: Section, hook: PricingHook | None) -> int:
                 route.path(key),
                 "a route with `pricing` takes its fallback from pricing.fallback_price_*",
             )
-    return hook.fallback_msat if hook is not None else 0
+    if hook is None:
+        return 0
+    return hook.fallback_msat if hook.fallback_msat is not None else hook.max_msat
 
 
 def _amount(s: Section, stem: str, *, required: bool) -> int:

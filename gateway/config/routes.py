@@ -13,6 +13,14 @@ from pathlib import Path
 import yaml
 
 from gateway.config.cors import parse_cors
+from gateway.config.metering_section import (
+    METERING_KEYS,
+    bundle_price,
+    check_metering,
+    parse_bundle_section,
+    parse_freebies_section,
+    parse_rate_limits_section,
+)
 from gateway.config.model import EMBEDDED_UPSTREAM, PathRewrite, Route, TokenMode
 from gateway.config.nodes import Reader, Section, is_null
 from gateway.config.payment_section import parse_schemes
@@ -30,7 +38,7 @@ ROUTE_KEYS = frozenset(
         "cors", "pricing", "schemes", "shadow", "allow_path_parameters", "allow_encoded_percent",
         "case_insensitive",
     }
-)  # fmt: skip
+) | METERING_KEYS  # fmt: skip
 # Keys that only mean something when the gateway proxies; embedded, the app answers itself.
 _NO_UPSTREAM = "proxy-only: embedded, the app answers itself (there is no upstream)"
 PROXY_ONLY_ROUTE_KEYS = {
@@ -116,7 +124,11 @@ def _parse_route(s: Section, embedded: bool, shadow_default: bool = False) -> Ro
     if host is not None and host.pattern in CATCH_ALL:
         host = None
     pricing = parse_pricing(s)
-    price_msat = route_price(s, pricing) if s.has("pricing") else _price(s)
+    bundle = parse_bundle_section(s)
+    if s.has("bundle"):  # a broken bundle was reported: no second error about the price
+        price_msat = bundle_price(s, bundle) or 0
+    else:
+        price_msat = route_price(s, pricing) if s.has("pricing") else _price(s)
     route = Route(
         name=name,
         path=path or re.compile(""),
@@ -157,9 +169,13 @@ def _parse_route(s: Section, embedded: bool, shadow_default: bool = False) -> Ro
         allow_path_parameters=s.boolean("allow_path_parameters", Route.allow_path_parameters),
         allow_encoded_percent=s.boolean("allow_encoded_percent", Route.allow_encoded_percent),
         case_insensitive=case_insensitive,
+        bundle=bundle,
+        rate_limits=parse_rate_limits_section(s),
+        freebies=parse_freebies_section(s),
         line=s.node.start_mark.line + 1,
     )
     _check_policy(s, route)
+    check_metering(s, route)
     return route if len(r.errors) == errors_before else None
 
 

@@ -78,14 +78,24 @@ def literal_path(route: Route) -> str | None:
 
 
 def pricing_of(route: Route) -> dict[str, Any]:
-    """The draft's pricing object; a hooked route is `dynamic` with its fallback and bound."""
+    """The draft's pricing object; a hooked route is `dynamic` with its fallback and bound,
+    a bundle route `bundle` (one payment buys `units` of `unit`, drawn down per request)."""
+    if route.bundle is not None:
+        return {
+            "model": "bundle",
+            "price_msat": route.bundle.price_msat,
+            "units": route.bundle.units,
+            "unit": route.bundle.unit,
+        }
     if route.pricing is None:
         return {"model": "fixed", "price_msat": route.price_msat}
-    return {
-        "model": "dynamic",
-        "fallback_price_msat": route.pricing.fallback_msat,
-        "max_price_msat": route.pricing.max_msat,
-    }
+    found: dict[str, Any] = {"model": "dynamic"}
+    if route.metered_by_pricer:
+        found["model"] = "bundle"  # the pricer's own units: not announced here
+    if route.pricing.fallback_msat is not None:
+        found["fallback_price_msat"] = route.pricing.fallback_msat
+    found["max_price_msat"] = route.pricing.max_msat
+    return found
 
 
 def _resource(route: Route, method: str | None, path: str | None) -> dict[str, Any]:

@@ -33,10 +33,10 @@ def _charge(route: Route) -> dict[str, Any]:
         return offer
     hook = route.pricing
     offer.update(amount=None, currency=lightning.CURRENCY)
-    offer["description"] = (
-        f"one request per payment; priced per request, {_sats(hook.max_msat)} sat at most"
-        f" ({_sats(hook.fallback_msat)} sat when the pricing service does not answer)"
-    )
+    described = f"one request per payment; priced per request, {_sats(hook.max_msat)} sat at most"
+    if hook.fallback_msat is not None:
+        described += f" ({_sats(hook.fallback_msat)} sat when the pricing service does not answer)"
+    offer["description"] = described
     return offer
 
 

@@ -33,10 +33,13 @@ from gateway.aioweb.answers import answer_response, render
 from gateway.aioweb.caller import client_of
 from gateway.aioweb.cors import PREFLIGHT, is_preflight
 from gateway.embed.aiohttp_paths import mount_prefix, relative_raw_path
-from gateway.embed.gate import Gate, Paid, paid_of
+from gateway.embed.gate import Gate, Paid, paid_of, untouched
+from gateway.payment.eventstream import is_event_stream
+from gateway.paywall.holds import BodyWatch
 from gateway.paywall.preflight import preflight_answer
 from gateway.paywall.refusals import LeaseLost, Refusal
 from gateway.paywall.sale import Sale
+from gateway.pricer.requestview import needs_details
 
 log = logging.getLogger("gateway.embed")
 
@@ -59,15 +62,85 @@ class _Settlement:
         """Settle on `status`; the sale's own headers (a balance, a receipt) go on
         `response` when its headers are not sent yet."""
         self.settled = True
-        # No content type: this middleware cannot watch a body the handler writes itself,
-        # so a streamed answer is sold as one answer (one session unit), never per event.
-        await self.gate.answered(self.sale, status, client_gone=client_gone)
+        headers = _hold_headers(response)
+        await self.gate.answered(self.sale, status, client_gone=client_gone, headers=headers)
         if response is not None and not response.prepared:
             for name, value in self.sale.answer_headers:
                 response.headers[name] = value
 
+    async def finished(self, response: web.StreamResponse | None) -> None:
+        """A metered answer is settled: a `web.Response`'s body is read for its usage; a
+        stream the handler wrote itself was not seen, so it settles on its headers (a usage
+        header, else the estimate: docs/metering.md, "Embedded")."""
+        watch = self.sale.watch
+        if watch is None:
+            return
+        if isinstance(response, web.Response):
+            await _read_body(watch, response)
+        await self.sale.finished(True)
+
+
+async def _read_body(watch: BodyWatch, response: web.Response) -> None:
+    """A returned answer's body goes by the watch once (a watch that rewrites it, which
+    a hold never does here, would have its output become the body)."""
+    body = response.body
+    if not isinstance(body, bytes | bytearray) or not body:
+        return
+    sent: list[bytes] = []
+
+    async def keep(data: bytes) -> None:
+        sent.append(data)
+
+    await watch.feed(bytes(body), keep)
+    await watch.drain(keep)
+    if not watch.keeps_length and not response.prepared:
+        response.body = b"".join(sent)
+
+
+def _hold_headers(response: web.StreamResponse | None) -> list[tuple[str, str]]:
+    """The answer's headers as the hold sees them. An event stream's Content-Type is
+    withheld: this middleware never sees a body the handler streams itself, so it cannot
+    bill one per event (a session bills it as one request, a bundle at its estimate)."""
+    if response is None:
+        return []
+    return [
+        (name, value)
+        for name, value in response.headers.items()
+        if name.lower() != "content-type" or not is_event_stream(value)
+    ]
+
 
 SETTLEMENT = web.RequestKey("l402_settlement", _Settlement)
+
+# A body larger than this is not read for a metered route's estimate (the route's estimate
+# is reserved instead); gateway.metering.estimate reads at most 1 MiB anyway.
+_READ_LIMIT = 1024 * 1024
+
+
+class _Details:
+    """`RequestDetails` of an aiohttp request. The body is read whole with `request.read()`,
+    which aiohttp keeps for the handler's own `read()`, `json()` and `text()`, and only when
+    its declared length is at most 1 MiB; a handler that reads `request.content` itself
+    finds it consumed (docs/metering.md, "Embedded")."""
+
+    __slots__ = ("_request",)
+
+    def __init__(self, request: web.Request) -> None:
+        self._request = request
+
+    @property
+    def query(self) -> str:
+        return self._request.rel_url.raw_query_string
+
+    async def prefix(self, limit: int) -> tuple[bytes, bool]:
+        request = self._request
+        if not request.body_exists:
+            return b"", True
+        declared = request.content_length
+        if declared is None or declared > min(limit, _READ_LIMIT):
+            return b"", False
+        body = await request.read()
+        return body[:limit], len(body) <= limit
 
 
 async def settle_on_prepare(request: web.BaseRequest, response: web.StreamResponse) -> None:
@@ -101,17 +174,20 @@ def middleware(gate: Gate) -> Middleware:
             located = gate.locate(request.host, raw_path, request.method)
             if located is None:
                 return await handler(request)
+            details = _Details(request) if needs_details(located.runtime.route) else None
             sale = await gate.admit(
                 located,
                 request.headers.items(),
                 client_of(request, located.table.config.trusted_proxies),
+                details,
             )
         except Refusal as exc:
             return render(request, exc)
-        paid = paid_of(sale)
-        if paid is None:  # a free route: the app's, untouched
+        if untouched(sale):  # a free route: the app's, untouched
             return await handler(request)
-        request[PAID] = paid
+        paid = paid_of(sale)
+        if paid is not None:  # a freebie has no Paid
+            request[PAID] = paid
         return await _sell(gate, sale, request, handler)
 
     return l402
@@ -129,13 +205,17 @@ async def _sell(
                 await settlement.answered(exc.status, exc, client_gone=_client_gone(request))
             except LeaseLost as lost:
                 return render(request, lost)
+        await settlement.finished(None)
         raise
     except BaseException:  # an error, or the client went away (handler cancelled)
         if not settlement.settled:  # else the answer had started: the token is spent
             settlement.settled = True  # aiohttp's own 500 is no answer of the app's
             await gate.failed(sale)
+        else:
+            await settlement.finished(None)
         raise
     if settlement.settled:
+        await settlement.finished(response)
         return response
     started = response.prepared  # sent by the handler without the prepare hook
     try:
@@ -146,4 +226,5 @@ async def _sell(
         if started:  # nothing left to replace; LeaseKeeper has logged it
             return response
         return render(request, lost)
+    await settlement.finished(response)
     return response

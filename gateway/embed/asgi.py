@@ -33,14 +33,15 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from gateway.embed.asgipath import priced_raw_path
-from gateway.embed.gate import Gate, paid_of
+from gateway.embed.gate import Gate, paid_of, untouched
 from gateway.embed.inbox import Inbox, Message, Receive
 from gateway.http.clientinfo import ClientInfo
 from gateway.paywall.answers import Answer, is_grpc_content_type, refusal_answer
-from gateway.paywall.decision import Located
+from gateway.paywall.located import Located
 from gateway.paywall.preflight import preflight_answer
 from gateway.paywall.refusals import LeaseLost, Refusal
 from gateway.paywall.sale import Sale
+from gateway.pricer.requestview import needs_details
 
 if TYPE_CHECKING:
     from gateway.embed.l402 import L402
@@ -133,6 +134,7 @@ class L402Middleware:
         headers = _headers(scope)
         websocket = scope["type"] == "websocket"
         host, raw_path = _request_line(scope, headers)
+        inbox = Inbox(receive, scope.get("headers", []))
         try:
             if not websocket and _is_preflight(scope, headers):
                 priced = self._gate.preflight_route(host, raw_path)
@@ -147,16 +149,20 @@ class L402Middleware:
             if located is None:
                 await self.app(scope, receive, send)
                 return
-            sale = await self._gate.admit(located, headers, _client(scope, headers, host, located))
+            details = None
+            if not websocket and needs_details(located.runtime.route):  # may read the body
+                details = _Details(inbox, scope)
+            client = _client(scope, headers, host, located)
+            sale = await self._gate.admit(located, headers, client, details)
         except Refusal as exc:
             await self._refuse(scope, headers, send, exc)
             return
-        paid = paid_of(sale)
-        if paid is None:  # a free route: the app's, untouched
-            await self.app(scope, receive, send)
+        if untouched(sale):  # a free route: the app's, untouched
+            await self.app(scope, inbox.receive, send)
             return
-        scope.setdefault("state", {})[STATE_KEY] = paid
-        inbox = Inbox(receive, scope.get("headers", []))
+        paid = paid_of(sale)
+        if paid is not None:  # a freebie has no Paid
+            scope.setdefault("state", {})[STATE_KEY] = paid
         exchange = _Exchange(self._gate, sale, inbox, send, websocket)
         try:
             await self.app(scope, inbox.receive, exchange.send)
@@ -223,11 +229,22 @@ def _startup_error(exc: Exception) -> str:
     return f"L402 middleware could not start: {type(exc).__name__}"
 
 
-def _content_type(message: Message) -> str:
-    for name, value in message.get("headers", []):
-        if bytes(name).lower() == b"content-type":
-            return bytes(value).decode("latin-1")
-    return ""
+class _Details:
+    """`RequestDetails` of an ASGI request: the body is read ahead through the Inbox, which
+    hands every message to the app as it came (gateway.embed.inbox)."""
+
+    __slots__ = ("_inbox", "_scope")
+
+    def __init__(self, inbox: Inbox, scope: Scope) -> None:
+        self._inbox = inbox
+        self._scope = scope
+
+    @property
+    def query(self) -> str:
+        return bytes(self._scope.get("query_string", b"")).decode("latin-1")
+
+    async def prefix(self, limit: int) -> tuple[bytes, bool]:
+        return await self._inbox.peek_body(limit)
 
 
 class _Exchange:
@@ -242,6 +259,7 @@ class _Exchange:
         self.answered = False
         self._replaced = False  # the app's answer was replaced by a 409: drop the rest
         self._body_done = False  # the last body message went out (or the watcher ended it)
+        self._answer_headers: list[tuple[str, str]] = []
 
     async def send(self, message: Message) -> None:
         if self._replaced or self._body_done:
@@ -250,7 +268,11 @@ class _Exchange:
             status = self._status(message)
             if status is not None:
                 self.answered = True
-                if not await self._settle(status, _content_type(message)):
+                self._answer_headers = [
+                    (n.decode("latin-1"), v.decode("latin-1"))
+                    for n, v in message.get("headers", [])
+                ]
+                if not await self._settle(status):
                     return
                 message = self._with_headers(message)
         elif message.get("type") == "http.response.body":
@@ -263,7 +285,8 @@ class _Exchange:
         if not added or message.get("type") != "http.response.start":
             return message
         headers = [*message.get("headers", [])]
-        if self._sale.watch is not None:  # a watcher may add bytes: no declared length
+        watch = self._sale.watch
+        if watch is not None and not watch.keeps_length:  # it may add bytes: no length
             headers = [(n, v) for n, v in headers if n.lower() != b"content-length"]
         headers += [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in added]
         return {**message, "headers": headers}
@@ -305,12 +328,12 @@ class _Exchange:
             return 403  # closed before accepting: the server denies the handshake
         return None
 
-    async def _settle(self, status: int, content_type: str) -> bool:
+    async def _settle(self, status: int) -> bool:
         """Settle the lease; False when the answer was replaced (the lease was lost)."""
         gone = self._inbox.disconnected if self._websocket else await self._inbox.client_gone()
         try:
             await self._gate.answered(
-                self._sale, status, client_gone=gone, content_type=content_type
+                self._sale, status, client_gone=gone, headers=self._answer_headers
             )
         except LeaseLost as lost:
             self._replaced = True

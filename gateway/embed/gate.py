@@ -28,7 +28,9 @@ from dataclasses import dataclass
 
 from gateway.http.clientinfo import ClientInfo
 from gateway.http.paths import BadPath, normalize
-from gateway.paywall.decision import Located, Paywall
+from gateway.paywall.decision import Paywall
+from gateway.paywall.holds import AnswerHeaders
+from gateway.paywall.located import Located
 from gateway.paywall.options import priced_resource
 from gateway.paywall.refusals import (
     BadRequestPath,
@@ -39,6 +41,7 @@ from gateway.paywall.refusals import (
 )
 from gateway.paywall.routes import RouteRuntime
 from gateway.paywall.sale import Sale
+from gateway.pricer.requestview import RequestDetails
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,11 @@ class Paid:
     valid_until: int | None  # unix seconds; None = never expires
     single_use: bool
     scheme: str = "l402"  # or "charge", "session" (the Payment scheme)
+
+
+def untouched(sale: Sale) -> bool:
+    """A free route's request: the app's own, nothing to settle (a freebie is settled)."""
+    return sale.token is None and sale.hold is None
 
 
 def paid_of(sale: Sale) -> Paid | None:
@@ -102,17 +110,22 @@ class Gate:
         return priced_resource(self.paywall.routes.current, host, path.decoded)
 
     async def admit(
-        self, located: Located, headers: Iterable[tuple[str, str]], client: ClientInfo
+        self,
+        located: Located,
+        headers: Iterable[tuple[str, str]],
+        client: ClientInfo,
+        details: RequestDetails | None = None,
     ) -> Sale:
-        """Decide payment; raises a Refusal (the challenge, 409, 429, 503) to answer with."""
+        """Decide payment; raises a Refusal (the challenge, 409, 429, 503) to answer with.
+        `details`: the request's query and body prefix, for metered routes."""
         arrived = time.perf_counter()
         if located.runtime.mint is not None and not self.paywall.running:
             raise NotStarted()
-        return await self.paywall.admit(located, headers, client, arrived=arrived)
+        return await self.paywall.admit(located, headers, client, arrived=arrived, details=details)
 
     @staticmethod
     async def answered(
-        sale: Sale, status: int, *, client_gone: bool = False, content_type: str = ""
+        sale: Sale, status: int, *, client_gone: bool = False, headers: AnswerHeaders = ()
     ) -> None:
         """The app answered `status` (not sent yet, where the framework allows holding it).
 
@@ -120,9 +133,7 @@ class Gate:
         LeaseLost when this request's lease lapsed and another request holds the
         token now (the caller answers 409 instead, as the proxy does, if it can).
         """
-        await sale.answered(
-            status, served=False if client_gone else None, content_type=content_type
-        )
+        await sale.answered(status, served=False if client_gone else None, headers=headers)
 
     @staticmethod
     async def failed(sale: Sale) -> None:

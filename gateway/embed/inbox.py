@@ -47,6 +47,20 @@ class Inbox:
         self._waiting = 0  # receive() calls of the app in progress
         self._body_over = not declares_body(headers)
         self.disconnected = False
+        self._peeked = bytearray()  # body bytes read ahead (kept in `_kept` for the app)
+
+    async def peek_body(self, limit: int) -> tuple[bytes, bool]:
+        """The body's first bytes (at most `limit`) and whether that is all of it, read
+        before the app runs (a metered route's estimate). Every message read is kept and
+        handed to the app's `receive()` as it came, so the app reads the same body."""
+        while not self._body_over and not self.disconnected and len(self._peeked) < limit:
+            message = await self._receive()
+            self._kept.append(message)
+            self._note(message)
+            if message.get("type") == "http.request":
+                self._peeked += message.get("body", b"")
+        whole = self._body_over and len(self._peeked) <= limit
+        return bytes(self._peeked[:limit]), whole
 
     async def receive(self) -> Message:
         """The app's `receive`: kept messages first, then the server's."""

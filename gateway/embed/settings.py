@@ -75,6 +75,11 @@ class PricedRoute:
     case_insensitive: bool | None = None  # `path` matched ignoring case
     allow_path_parameters: bool | None = None  # `;` in the path not refused (400)
     allow_encoded_percent: bool | None = None  # `%25` in the path not refused (400)
+    # A prepaid bundle instead of a price per request (routes.yaml's `bundle:`), the route's
+    # per-credential `rate_limits` and its `freebies` (docs/metering.md).
+    bundle: Mapping[str, object] | None = None
+    rate_limits: Sequence[Mapping[str, object]] | None = None
+    freebies: Mapping[str, object] | None = None
 
     def document(self) -> dict[str, object]:
         return _entries(self)

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from gateway.jobs.leadership import run_while_leader
+from gateway.jobs.meterkeeping import MeterKeeper
 from gateway.jobs.pruning import DAY_SECONDS, TokenPruner
 from gateway.jobs.sessions import SessionJanitor
 from gateway.jobs.settlement import SettlementFollower
@@ -34,8 +35,9 @@ def store_jobs(
     clock: Callable[[], float],
     sessions: SessionJanitor | None = None,
 ) -> list[Job]:
-    """The settlement follower (unless off), the hourly pruner (unless 0 days) and the
-    Payment-scheme session janitor (when sessions are sold)."""
+    """The settlement follower (unless off), the hourly pruner (unless 0 days), the
+    Payment-scheme session janitor (when sessions are sold) and the meter's
+    housekeeping (expired reservations, past freebie periods, balance gauge)."""
     jobs: list[Job] = []
     if follow_settlements:
         follower = SettlementFollower(lnd, store, metrics)
@@ -48,6 +50,8 @@ def store_jobs(
     if sessions is not None:
         lock = store.leader_lock("sessions")
         jobs.append(("sessions", run_while_leader(lock, "sessions", sessions.run)))
+    keeper = MeterKeeper(store, metrics, clock)
+    jobs.append(("meter", run_while_leader(store.leader_lock("meter"), "meter", keeper.run)))
     return jobs
 
 

@@ -23,6 +23,7 @@ class Reason(StrEnum):
     ALREADY_USED = "already_used"
     MISSING_CAPABILITY = "missing_capability"
     IN_USE = "in_use"
+    EXHAUSTED = "exhausted"  # a metered balance is used up: the 402 sells the next bundle
 
 
 class L402Error(Exception):

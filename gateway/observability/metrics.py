@@ -200,6 +200,87 @@ class GatewayMetrics:
             ["route"],
             registry=r,
         )
+        # Metered bundles (docs/metering.md): what was sold, served, and what it cost to know.
+        self.meter_units_sold = Counter(
+            f"{PREFIX}_meter_units_sold",
+            "Bundle units credited to balances (one bundle per settled payment)",
+            ["route", "unit"],
+            registry=r,
+        )
+        self.meter_units_served = Counter(
+            f"{PREFIX}_meter_units_served",
+            "Units debited from balances for answers served (a metered pricer's: sats)",
+            ["route", "unit"],
+            registry=r,
+        )
+        self.meter_shortfall_units = Counter(
+            f"{PREFIX}_meter_shortfall_units",
+            "Units answers used beyond what their balance could still pay (served unpaid)",
+            ["route", "unit"],
+            registry=r,
+        )
+        self.meter_settlements = Counter(
+            f"{PREFIX}_meter_settlements",
+            "Metered answers settled, by what the debit was based on",
+            ["route", "basis"],
+            registry=r,
+        )
+        self.meter_usage_problems = Counter(
+            f"{PREFIX}_meter_usage_problems",
+            "Answers whose usage could not be read (missing, malformed, encoded, ...)",
+            ["route", "problem"],
+            registry=r,
+        )
+        self.meter_exhausted = Counter(
+            f"{PREFIX}_meter_exhausted",
+            "Paid requests refused with a fresh 402 because their bundle was used up",
+            ["route"],
+            registry=r,
+        )
+        self.meter_reservations_released = Counter(
+            f"{PREFIX}_meter_reservations_released",
+            "Reservations ended: settled by an answer, or given back (no answer delivered)",
+            ["route", "how"],
+            registry=r,
+        )
+        self.meter_balance_outstanding = Gauge(
+            f"{PREFIX}_meter_balance_outstanding_units",
+            "Units left in balances not yet spent, per route (refreshed every minute)",
+            ["route", "unit"],
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.freebies = Counter(
+            f"{PREFIX}_freebies",
+            "Unpaid requests served free within a route's `freebies` allowance",
+            ["route"],
+            registry=r,
+        )
+        self.requests_rate_limited = Counter(
+            f"{PREFIX}_requests_rate_limited",
+            "Requests refused (429) by a route's `rate_limits`",
+            ["route"],
+            registry=r,
+        )
+        self.pricer_rpc_latency = Histogram(
+            f"{PREFIX}_pricer_rpc_latency_seconds",
+            "Aperture pricer (pricesrpc) call latency",
+            ["method"],
+            buckets=_RPC_BUCKETS,
+            registry=r,
+        )
+        self.pricer_rpc_errors = Counter(
+            f"{PREFIX}_pricer_rpc_errors",
+            "Aperture pricer call errors by gRPC status code",
+            ["method", "code"],
+            registry=r,
+        )
+        self.pricer_reports_lost = Counter(
+            f"{PREFIX}_pricer_reports_lost",
+            "Usage reports a metered pricer never took after every retry (debits lost)",
+            ["route"],
+            registry=r,
+        )
         self.config_reloads = Counter(
             f"{PREFIX}_config_reloads", "routes.yaml reloads by result", ["result"], registry=r
         )
@@ -212,6 +293,7 @@ class GatewayMetrics:
         )
         self.build_info.labels(version=__version__, python=platform.python_version()).set(1)
         self._routes: dict[str, RouteSeries] = {}
+        self._meters: dict[str, MeterSeries] = {}
 
     def route(self, name: str) -> RouteSeries:
         """The hot-path series of one route, bound once (labels() costs a lock and lookups)."""
@@ -236,6 +318,18 @@ class GatewayMetrics:
             # see a series born at 1: it exists at 0 from the start.
             self.session_refunds.labels(route=route, result="failed")
 
+    def declare_metered(self, route: str, unit: str) -> None:
+        """Zero-valued series of a metered route, so its rates and alerts work from the start."""
+        for family in (self.meter_units_sold, self.meter_units_served):
+            family.labels(route=route, unit=unit)
+        self.meter_exhausted.labels(route=route)
+
+    def meter(self, route: str) -> MeterSeries:
+        series = self._meters.get(route)
+        if series is None:
+            series = self._meters[route] = MeterSeries(self, route)
+        return series
+
 
 class RouteSeries:
     """Children of the per-request families for one route."""
@@ -254,6 +348,41 @@ class RouteSeries:
             child = self._upstream_requests.labels(route=self._route, status_class=status_class)
             self._by_class[status_class] = child
         return child
+
+
+class MeterSeries:
+    """What one metered route counts per answer (children bound on first use)."""
+
+    def __init__(self, metrics: GatewayMetrics, route: str) -> None:
+        self._metrics = metrics
+        self.route = route
+        self.exhausted = metrics.meter_exhausted.labels(route=route)
+        self.settled = metrics.meter_reservations_released.labels(route=route, how="settled")
+        self.given_back = metrics.meter_reservations_released.labels(route=route, how="given_back")
+        self._children: dict[tuple[str, str], Counter] = {}  # labels() once per value
+
+    def _child(self, family: Counter, name: str, label: str, value: str) -> Counter:
+        key = (name, value)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = family.labels(**{"route": self.route, label: value})
+        return child
+
+    def sold(self, unit: str, units: int) -> None:
+        self._child(self._metrics.meter_units_sold, "sold", "unit", unit).inc(units)
+
+    def served(self, unit: str, units: int, shortfall: int = 0) -> None:
+        if units:
+            self._child(self._metrics.meter_units_served, "served", "unit", unit).inc(units)
+        if shortfall:
+            family = self._metrics.meter_shortfall_units
+            self._child(family, "shortfall", "unit", unit).inc(shortfall)
+
+    def settlement(self, basis: str, problem: str | None) -> None:
+        self._child(self._metrics.meter_settlements, "basis", "basis", basis).inc()
+        if problem is not None:
+            family = self._metrics.meter_usage_problems
+            self._child(family, "problem", "problem", problem).inc()
 
 
 def exported_metric_names() -> set[str]:

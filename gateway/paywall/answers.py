@@ -108,7 +108,12 @@ def payment_required_answer(exc: PaymentRequired, *, grpc: bool) -> Answer:
     return _json_answer(
         body,
         exc.status,
-        [("Content-Type", content_type), *_challenge_headers(exc), ("Cache-Control", "no-store")],
+        [
+            ("Content-Type", content_type),
+            *_challenge_headers(exc),
+            ("Cache-Control", "no-store"),
+            *exc.headers,  # e.g. L402-Balance on an exhausted bundle's 402
+        ],
     )
 
 
@@ -145,7 +150,7 @@ def grpc_status_for(refusal: Refusal) -> int:
     """The gRPC status a client acts on for each refusal (one table, by type)."""
     if isinstance(refusal, PaymentRequired):
         return GRPC_INTERNAL  # Aperture's: gRPC clients look for the L402 challenge with it
-    if isinstance(refusal, ChallengeRateLimited):
+    if isinstance(refusal, ChallengeRateLimited) or refusal.status == 429:
         return GRPC_RESOURCE_EXHAUSTED
     if isinstance(refusal, BadRequestPath):
         return GRPC_INVALID_ARGUMENT

@@ -28,10 +28,12 @@ from gateway.paywall.refusals import (
     ChallengeRateLimited,
     LightningUnavailable,
     PaymentRequired,
+    PricerDown,
     StoreUnavailable,
     refusal_status,
 )
 from gateway.paywall.routes import RouteRuntime
+from gateway.pricer.errors import NoPrice
 from gateway.pricer.prices import PriceQuery, Pricer
 from gateway.store.types import StoreError
 
@@ -92,7 +94,10 @@ class ChallengeIssuer:
             return runtime.mint
         if query is None or self._pricer is None:
             raise RuntimeError(f"route {runtime.name!r} has a pricing hook but no price source")
-        price = await self._pricer.price(hook, query)
+        try:
+            price = await self._pricer.price(hook, query)
+        except NoPrice as exc:
+            raise PricerDown(str(exc)) from None
         return dataclasses.replace(runtime.mint, price_msat=price.msat)
 
     async def _mint(
@@ -137,6 +142,13 @@ class ChallengeIssuer:
         except StoreError as exc:
             self._metrics.invoice_failures.labels(route=route, reason="store").inc()
             raise StoreUnavailable("could not store the new token; retry later") from exc
+        hook = runtime.route.pricing
+        if hook is not None and self._pricer is not None and query is not None and challenge:
+            # A metered pricer books the bundle this 402 sells (PricerDown: not sent).
+            try:
+                await self._pricer.minted(hook, query, challenge)
+            except NoPrice as exc:
+                raise PricerDown(str(exc)) from None
         self._metrics.challenges_issued.labels(route=route).inc()
         return challenge, offers
 

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from gateway.http.clientinfo import ClientInfo
 from gateway.http.pathrules import path_problem
-from gateway.http.paths import BadPath, NormalPath, normalize
+from gateway.http.paths import BadPath, normalize
 from gateway.l402.errors import L402Error, Reason
 from gateway.observability.metrics import GatewayMetrics, RouteSeries
 from gateway.payment.credential import find_credential, is_payment, parse_authorization
@@ -26,7 +25,11 @@ from gateway.payment.errors import PaymentAuthError
 from gateway.payment.errors import Reason as PaymentReason
 from gateway.payment.problems import Problem, problem_for
 from gateway.paywall.access import AccessRecord
-from gateway.paywall.holds import Hold, LeaseHold
+from gateway.paywall.credentialkeys import l402_key
+from gateway.paywall.holds import Hold
+from gateway.paywall.located import Located, no_match, price_query
+from gateway.paywall.metered import BundleExhausted
+from gateway.paywall.meters import hold_for
 from gateway.paywall.mpp.seller import Admitted as PaymentAdmitted
 from gateway.paywall.mpp.seller import PaymentSeller
 from gateway.paywall.options import options_answer
@@ -34,33 +37,16 @@ from gateway.paywall.ratelimit import client_key
 from gateway.paywall.refusals import (
     BadPaymentCredential,
     BadRequestPath,
-    MethodNotAllowed,
-    MethodNotImplemented,
-    NoRoute,
     PaymentRequired,
+    Refusal,
     TokenInUse,
 )
-from gateway.paywall.routes import RouteHolder, RouteRuntime, RuntimeRoutes
+from gateway.paywall.requestquotas import unpaid_subject
+from gateway.paywall.routes import RouteHolder
 from gateway.paywall.sale import Sale
 from gateway.paywall.services import Services
 from gateway.paywall.verifier import credential_headers
-from gateway.pricer.prices import PriceQuery, hook_headers
-
-# RFC 9110 §9 and RFC 5789 methods; anything else that no route lists is 501.
-KNOWN_METHODS = frozenset(
-    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Located:
-    """The route a request is for, in the table that was current when it arrived, and the
-    method it was matched for (what a pricing hook is told)."""
-
-    table: RuntimeRoutes
-    runtime: RouteRuntime
-    path: NormalPath
-    method: str
+from gateway.pricer.requestview import RequestDetails
 
 
 class Paywall:
@@ -119,16 +105,19 @@ class Paywall:
         record: AccessRecord | None = None,
         *,
         arrived: float | None = None,
+        details: RequestDetails | None = None,
     ) -> Sale:
         """Decide payment for a located request; raises a Refusal (PaymentRequired, TokenInUse,
         ChallengeRateLimited, LightningUnavailable, StoreUnavailable), after counting it.
 
         `arrived` (perf_counter) is when the request reached the gateway: the time the
-        gateway adds is counted from it (default: the record's start, else now)."""
+        gateway adds is counted from it (default: the record's start, else now).
+        `details` (query, body prefix) is read only by routes that need it: metered
+        ones and Aperture pricers (gateway.pricer.requestview)."""
         if arrived is None:
             arrived = record.started if record is not None else time.perf_counter()
         try:
-            return await self._admit(located, headers, client, record, arrived)
+            return await self._admit(located, headers, client, record, arrived, details)
         except Shadowed as shadowed:
             return self._shadow(located, shadowed.price_msat, record, arrived)
 
@@ -159,6 +148,7 @@ class Paywall:
         client: ClientInfo,
         record: AccessRecord | None,
         arrived: float,
+        details: RequestDetails | None,
     ) -> Sale:
         if record is not None:
             record.route = located.runtime.name
@@ -166,6 +156,10 @@ class Paywall:
         runtime = located.runtime
         series = self._metrics.route(runtime.name)
         if runtime.mint is None:  # free: sold even before start-up (no lease, no store)
+            if runtime.route.rate_limits and self._services is not None:
+                prefix = located.table.config.challenge_rate_limit.ipv6_prefix
+                subject = unpaid_subject(client, prefix)
+                await self._services.quotas.limit(runtime.route, located.path.decoded, subject)
             return Sale(
                 runtime,
                 series,
@@ -176,23 +170,33 @@ class Paywall:
                 record=record,
             )
         services = self.services
+        route = runtime.route
         headers = list(headers)  # read more than once: each scheme's credentials, the hook's
-        if runtime.route.sells_payment and services.payment is not None:
-            payment = await self._payment(located, client, headers, services.payment)
+        if route.sells_payment and services.payment is not None:
+            payment = await self._payment(located, client, headers, services.payment, details)
             if payment is not None:
                 return self._sold(located, series, payment, arrived, record)
-        if not runtime.route.sells_l402:
-            raise await self._demand_payment(located, client, None, headers)
+        if not route.sells_l402:
+            return await self._unpaid(located, client, headers, details, arrived, record)
         try:
-            admission = await services.auth.admit(credential_headers(headers), runtime.route)
+            admission = await services.auth.admit(credential_headers(headers), route)
             if admission is None:
-                raise await self._demand_payment(located, client, None, headers)
-            hold: Hold | None = None
-            if runtime.route.single_use:
-                lease = await services.leases.take(admission.token, runtime.route)
-                hold = LeaseHold(services.leases, lease)
+                return await self._unpaid(located, client, headers, details, arrived, record)
+            hold: Hold | None = await hold_for(
+                route=route,
+                method=located.method.upper(),
+                path=located.path.raw,
+                decoded_path=located.path.decoded,
+                headers=headers,
+                details=details,
+                key=l402_key(admission.token),
+                token=admission.token,
+                quotas=services.quotas,
+                leases=services.leases,
+                meters=services.meters,
+            )
         except L402Error as exc:
-            raise await self._refuse(located, client, exc, headers) from None
+            raise await self._refuse(located, client, exc, headers, details) from None
         series.paid_requests.inc()
         services.usage.add(runtime.name)
         self._metrics.scheme_paid_requests.labels(route=runtime.name, scheme="l402").inc()
@@ -212,9 +216,11 @@ class Paywall:
         client: ClientInfo,
         headers: list[tuple[str, str]],
         seller: PaymentSeller,
+        details: RequestDetails | None,
     ) -> tuple[PaymentAdmitted, str] | None:
         """A Payment credential's admission and the Authorization value it came in; None
-        when the request carries none (L402 may still buy it). Raises the refusals."""
+        when the request carries none (L402 may still buy it). Raises the refusals; the
+        route's `rate_limits` apply per charge or session, as to L402 tokens."""
         values = [value for name, value in headers if name.lower() == "authorization"]
         try:
             credential = find_credential(values)
@@ -228,7 +234,16 @@ class Paywall:
             self._metrics.auth_failures.labels(route=name, reason=exc.reason.value).inc()
             if exc.reason in (PaymentReason.MULTIPLE_CREDENTIALS, PaymentReason.METHOD_UNSUPPORTED):
                 raise BadPaymentCredential(problem) from None
-            raise await self._demand_payment(located, client, None, headers, problem) from None
+            raise await self._demand_payment(
+                located, client, None, headers, problem, details
+            ) from None
+        try:
+            await self.services.quotas.limit(
+                located.runtime.route, located.path.decoded, admitted.key.subject
+            )
+        except Refusal:
+            await admitted.hold.release()  # nothing was served: the charge is not spent
+            raise
         used = next(v for v in values if is_payment(v))
         return admitted, used
 
@@ -264,18 +279,19 @@ class Paywall:
         refused: L402Error | None,
         headers: Iterable[tuple[str, str]],
         problem: Problem | None = None,
+        details: RequestDetails | None = None,
     ) -> PaymentRequired:
         """The 402 to raise; on a shadow route, `Shadowed` instead (nothing minted)."""
         config = located.table.config
         if located.runtime.route.shadow:
-            query = price_query(located, headers)
+            query = price_query(located, headers, details)
             raise Shadowed(await self.services.issuer.quote(located.runtime, query))
         return await self.services.issuer.demand_payment(
             located.runtime,
             client_key(client.address, config.challenge_rate_limit.ipv6_prefix),
             refused,
             config.invalid_credential_status,
-            price_query(located, headers),
+            price_query(located, headers, details),
             problem,
         )
 
@@ -285,12 +301,55 @@ class Paywall:
         client: ClientInfo,
         exc: L402Error,
         headers: Iterable[tuple[str, str]],
+        details: RequestDetails | None = None,
     ) -> TokenInUse | PaymentRequired:
         name = located.runtime.name
         self._metrics.auth_failures.labels(route=name, reason=exc.reason.value).inc()
         if exc.reason is Reason.IN_USE:
             return TokenInUse()
-        return await self._demand_payment(located, client, exc, headers)
+        required = await self._demand_payment(located, client, exc, headers, details=details)
+        if isinstance(exc, BundleExhausted):  # the 402 for the next bundle says what is left
+            required.headers = exc.headers
+        return required
+
+    async def _unpaid(
+        self,
+        located: Located,
+        client: ClientInfo,
+        headers: list[tuple[str, str]],
+        details: RequestDetails | None,
+        arrived: float,
+        record: AccessRecord | None,
+    ) -> Sale:
+        """No credential: a freebie within the route's allowance, else the 402."""
+        if located.runtime.route.freebies is not None:
+            free = await self._freebie(located, client, arrived, record)
+            if free is not None:
+                return free
+        raise await self._demand_payment(located, client, None, headers, details=details)
+
+    async def _freebie(
+        self, located: Located, client: ClientInfo, arrived: float, record: AccessRecord | None
+    ) -> Sale | None:
+        """A free sale within the route's `freebies`, or None (then the 402)."""
+        prefix = located.table.config.challenge_rate_limit.ipv6_prefix
+        hold = await self.services.quotas.freebie(
+            located.runtime.route, client, located.path.decoded, prefix
+        )
+        if hold is None:
+            return None
+        runtime = located.runtime
+        sale = Sale(
+            runtime,
+            self._metrics.route(runtime.name),
+            hold=hold,
+            token=None,
+            authorization=None,
+            arrived=arrived,
+            record=record,
+        )
+        sale.outcome("freebie")
+        return sale
 
 
 class Shadowed(Exception):
@@ -310,28 +369,3 @@ def _intent(values: list[str]) -> str | None:
             except PaymentAuthError:
                 return None
     return None
-
-
-def price_query(located: Located, headers: Iterable[tuple[str, str]]) -> PriceQuery | None:
-    """What the route's pricing hook is told about this request (None: no hook)."""
-    hook = located.runtime.route.pricing
-    if hook is None:
-        return None
-    return PriceQuery(
-        located.runtime.name,
-        located.method.upper(),
-        located.path.raw,
-        hook_headers(headers, hook.headers),
-    )
-
-
-def no_match(table: RuntimeRoutes, host: str, path: str, method: str) -> Exception:
-    """404, or 405 + Allow when the resource exists for other methods, or 501."""
-    allowed = table.config.routes.allowed_methods(host, path)
-    upper = method.upper()
-    listed = any(r.methods is not None and upper in r.methods for r in table.config.routes.routes)
-    if upper not in KNOWN_METHODS and not listed:
-        return MethodNotImplemented(f"method {method[:20]!r} is not implemented")
-    if allowed:
-        return MethodNotAllowed(method, allowed)
-    return NoRoute(f"no route for {method} {path[:200]}")

@@ -18,7 +18,7 @@ receipt) and may watch the answer's body on its way to the client.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # the proxy imports BodyWatch: keep the store and metrics out
     from gateway.paywall.leases import Lease, LeaseKeeper
 
 Headers = Sequence[tuple[str, str]]
+AnswerHeaders = Iterable[tuple[str, str]]  # the upstream's (or the app's) answer headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,15 @@ class Settled:
 
 
 NOTHING = Settled()
+
+
+def content_type_of(headers: AnswerHeaders) -> str:
+    """The answer's Content-Type ("" when it has none): what a hold bills by (an event
+    stream is billed per event)."""
+    for name, value in headers:
+        if name.lower() == "content-type":
+            return value
+    return ""
 
 
 Send = Callable[[bytes], Awaitable[None]]
@@ -61,6 +71,12 @@ class BodyWatch(Protocol):
     @property
     def ended(self) -> bool: ...
 
+    @property
+    def keeps_length(self) -> bool:
+        """True when `feed` always returns the chunk it was given (metering only reads):
+        the answer keeps its Content-Length and may go out in one write."""
+        ...
+
 
 class Hold(Protocol):
     @property
@@ -68,9 +84,10 @@ class Hold(Protocol):
         """The answer's body watcher, or None when the hold needs no body."""
         ...
 
-    async def answered(self, status: int, served: bool, content_type: str = "") -> Settled:
-        """The answer's status (and content type) is known and not sent yet; `served` says
-        whether the buyer got what it paid for. May raise LeaseLost (answer 409 instead)."""
+    async def answered(self, status: int, served: bool, headers: AnswerHeaders = ()) -> Settled:
+        """The answer's status is known and not sent yet; `served` says whether the buyer
+        got what it paid for; `headers` are the answer's own (its Content-Type, a usage
+        header a meter reads). May raise LeaseLost (answer 409 instead)."""
         ...
 
     async def finished(self, complete: bool) -> str | None:
@@ -93,7 +110,7 @@ class LeaseHold:
         self._keeper = keeper
         self.lease = lease
 
-    async def answered(self, status: int, served: bool, content_type: str = "") -> Settled:
+    async def answered(self, status: int, served: bool, headers: AnswerHeaders = ()) -> Settled:
         if not served:
             await self._keeper.release(self.lease)
             return NOTHING

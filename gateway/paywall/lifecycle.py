@@ -42,7 +42,7 @@ class OpenSeller:
     store: Store
     backend: Backend
     services: Services
-    jobs: tuple[str, ...]  # the background jobs running ("settlement", "pruner")
+    jobs: tuple[str, ...]  # the background jobs running ("settlement", "pruner", "meter")
 
 
 @asynccontextmanager
@@ -73,7 +73,19 @@ async def running_seller(
             stack.push_async_callback(refunds.close)
         secret = await _payment_secret(store)
         parts = PaymentParts(Binding(config.payment.realm, secret), refunds)
-        services = build_services(config, store, backend, metrics, clock, pricer, parts)
+        services = build_services(
+            config,
+            store,
+            backend,
+            metrics,
+            clock,
+            pricer,
+            parts,
+            pricer_clients=lambda p: pricer.grpc.client(p),
+        )
+        stack.push_async_callback(services.meters.close)  # before the pricers close
+        stack.push_async_callback(services.allotments.close)  # settled after the tending stops
+        await stack.enter_async_context(running([("allotments", services.allotments.run())]))
         await stack.enter_async_context(asynccontextmanager(run_flusher)(services.usage, store))
         janitor = None
         if services.payment is not None and config.payment.sessions.enabled:

@@ -145,6 +145,42 @@ class StoreUnavailable(GatewayError):
         super().__init__(message, retry_after=RETRY_AFTER_SECONDS)
 
 
+class RequestRateLimited(GatewayError):
+    """A route's `rate_limits` refused this credential (or client) for now; nothing was held."""
+
+    status = 429
+    reason = "request_rate_limited"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            f"too many requests for this route; retry in {retry_after} s", retry_after=retry_after
+        )
+
+
+class MeteredOverGrpc(GatewayError):
+    """A metered route was called over gRPC: its answers are metered on HTTP/1.1 only.
+
+    (Routes are not typed by protocol, so this is decided per call, before any
+    challenge is minted; gRPC clients get UNIMPLEMENTED.)"""
+
+    status = 501
+    reason = "metered_route_http1_only"
+
+    def __init__(self) -> None:
+        super().__init__("this route sells metered bundles, served over HTTP/1.1 only")
+
+
+class PricerDown(GatewayError):
+    """A metered pricer (Aperture's pricesrpc) could not be asked: nothing was sold or served
+    unmetered (docs/metering.md, "Pricer down")."""
+
+    status = 503
+    reason = "pricer_unavailable"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retry_after=RETRY_AFTER_SECONDS)
+
+
 class NotStarted(GatewayError):
     """A priced request arrived before start-up (or after shutdown): nothing can be sold."""
 

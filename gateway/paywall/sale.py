@@ -32,7 +32,7 @@ import time
 from gateway.l402.verify import VerifiedToken
 from gateway.observability.metrics import RouteSeries
 from gateway.paywall.access import AccessRecord
-from gateway.paywall.holds import BodyWatch, Headers, Hold
+from gateway.paywall.holds import AnswerHeaders, BodyWatch, Headers, Hold
 from gateway.paywall.routes import RouteRuntime
 
 
@@ -107,10 +107,11 @@ class Sale:
             self._record.outcome = outcome
 
     async def answered(
-        self, status: int, *, served: bool | None = None, content_type: str = ""
+        self, status: int, *, served: bool | None = None, headers: AnswerHeaders = ()
     ) -> None:
         """The answer's status is known and not sent yet. `served` (default: status < 500)
-        says whether the buyer got what it paid for (gRPC's UNAVAILABLE is not)."""
+        says whether the buyer got what it paid for (gRPC's UNAVAILABLE is not); `headers`
+        are the answer's (a metered hold reads its Content-Type and usage header)."""
         if self._settled:
             return
         self._settled = True
@@ -122,7 +123,7 @@ class Sale:
             self._record.upstream_status = status
         if self.hold is not None:
             settled = await self.hold.answered(
-                status, served if served is not None else status < 500, content_type
+                status, served if served is not None else status < 500, headers
             )
             self.answer_headers = settled.headers
             if settled.note is not None:

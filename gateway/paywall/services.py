@@ -17,16 +17,27 @@ from gateway.l402.mint import InvoiceSource, Minter
 from gateway.lightning.backend import RefundPayer
 from gateway.observability.metrics import GatewayMetrics
 from gateway.payment.verify import Binding
+from gateway.paywall.allotments import Allotments
 from gateway.paywall.challenges import ChallengeIssuer
 from gateway.paywall.leases import LeaseKeeper
+from gateway.paywall.metered import BundleMeter
+from gateway.paywall.meters import Meters
 from gateway.paywall.mpp.offers import OfferMinter
 from gateway.paywall.mpp.refunds import Refunder
 from gateway.paywall.mpp.seller import PaymentSeller
+from gateway.paywall.pricerhold import PricerMeter, PricerOf, Reporter
+from gateway.paywall.quotas import (
+    FreebieCounter,
+    LocalRequestLimiter,
+    RequestLimiter,
+    SharedRequestLimiter,
+)
 from gateway.paywall.ratelimit import (
     ChallengeLimiter,
     LocalChallengeLimiter,
     SharedChallengeLimiter,
 )
+from gateway.paywall.requestquotas import RequestQuotas
 from gateway.paywall.usage import UsageCounter
 from gateway.paywall.verifier import Authenticator, VerifiedCache
 from gateway.pricer.prices import Pricer
@@ -50,6 +61,9 @@ class Services:
     issuer: ChallengeIssuer
     leases: LeaseKeeper
     usage: UsageCounter
+    quotas: RequestQuotas
+    meters: Meters
+    allotments: Allotments
     payment: PaymentSeller | None = None  # the Payment scheme (MPP); None: L402 only
 
 
@@ -63,6 +77,13 @@ def challenge_limiter(config: GatewayConfig, store: Store) -> ChallengeLimiter:
     return LocalChallengeLimiter(limit.per_minute, limit.burst)
 
 
+def request_limiter(store: Store) -> RequestLimiter:
+    """Routes' `rate_limits`: shared like the challenge limiter (PostgreSQL), else per process."""
+    if store.shares_rate_limits:
+        return SharedRequestLimiter(store)
+    return LocalRequestLimiter()
+
+
 def build_services(
     config: GatewayConfig,
     store: Store,
@@ -71,9 +92,11 @@ def build_services(
     clock: Callable[[], float],
     pricer: Pricer | None,
     payment: PaymentParts | None = None,
+    pricer_clients: PricerOf | None = None,
 ) -> Services:
     """The paywall's collaborators (`pricer` None: no route has a pricing hook;
-    `payment` None: the Payment scheme is not sold)."""
+    `payment` None: the Payment scheme is not sold; `pricer_clients`: the gRPC
+    pricers metered routes ask, opened on first use)."""
     leases = LeaseKeeper(store, metrics, clock)
     entropy = EntropyPool()  # root keys and token ids from 8 KiB kernel blocks
     minter = seller = None
@@ -83,6 +106,14 @@ def build_services(
         )
         refunds = Refunder(store, payment.refunds, config.payment.sessions, metrics)
         seller = PaymentSeller(minter, store, leases, refunds, metrics, clock)
+    pricers = None
+    if pricer_clients is not None:
+        pricers = PricerMeter(pricer_clients, metrics, Reporter(metrics))
+
+    def rolled(route: str, unit: str, debited: int, shortfall: int) -> None:
+        metrics.meter(route).served(unit, debited, shortfall)
+
+    allotments = Allotments(store, clock, rolled)
     return Services(
         auth=Authenticator(
             store, VerifiedCache(config.verified_cache_size, VERIFIED_CACHE_TTL), clock
@@ -97,5 +128,8 @@ def build_services(
         ),
         leases=leases,
         usage=UsageCounter(),
+        quotas=RequestQuotas(request_limiter(store), FreebieCounter(store), metrics, clock),
+        meters=Meters(BundleMeter(store, metrics, clock, allotments), pricers),
+        allotments=allotments,
         payment=seller,
     )

@@ -19,12 +19,41 @@ import grpc
 from gateway.pricer.errors import (
     PricerError,
     PricerInvalidAnswer,
+    PricerRefused,
     PricerUnavailable,
-    from_rpc_error,
 )
 from gateway.pricer.rpc import prices_pb2, prices_pb2_grpc
 from gateway.pricer.types import Authorization, UsageDebit, UsageReport
 from gateway.pricer.wire import PricedRequest
+
+_UNAVAILABLE = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+_REFUSED = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.OUT_OF_RANGE,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.UNIMPLEMENTED,
+}
+MAX_DETAILS = 200
+
+
+def from_rpc_error(method: str, error: grpc.aio.AioRpcError) -> PricerError:
+    code = error.code()
+    details = (error.details() or "")[:MAX_DETAILS]
+    kind: type[PricerError] = PricerError
+    if code in _UNAVAILABLE:
+        kind = PricerUnavailable
+    elif code in _REFUSED:
+        kind = PricerRefused
+    return kind(method, code.name, details)
+
 
 DEFAULT_TIMEOUT = 2.0
 REPORT_TIMEOUT = 10.0  # a usage report carries the tail, and is not on the buyer's clock

@@ -1,12 +1,12 @@
 """Typed pricer errors, so the request path maps failures without parsing strings.
 
 Messages carry the method and the gRPC status name and details, never the
-serialized request (it may hold a buyer's prompt).
+serialized request (it may hold a buyer's prompt). No gRPC here: the paywall
+imports these types without loading a transport (gateway.pricer.client maps
+gRPC statuses onto them).
 """
 
 from __future__ import annotations
-
-import grpc
 
 
 class PricerError(Exception):
@@ -32,30 +32,6 @@ class PricerInvalidAnswer(PricerError):
     """The pricer answered something the protocol does not allow (a negative price)."""
 
 
-_UNAVAILABLE = {
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.CANCELLED,
-    grpc.StatusCode.RESOURCE_EXHAUSTED,
-}
-_REFUSED = {
-    grpc.StatusCode.INVALID_ARGUMENT,
-    grpc.StatusCode.FAILED_PRECONDITION,
-    grpc.StatusCode.OUT_OF_RANGE,
-    grpc.StatusCode.NOT_FOUND,
-    grpc.StatusCode.PERMISSION_DENIED,
-    grpc.StatusCode.UNAUTHENTICATED,
-    grpc.StatusCode.UNIMPLEMENTED,
-}
-MAX_DETAILS = 200
-
-
-def from_rpc_error(method: str, error: grpc.aio.AioRpcError) -> PricerError:
-    code = error.code()
-    details = (error.details() or "")[:MAX_DETAILS]
-    kind: type[PricerError] = PricerError
-    if code in _UNAVAILABLE:
-        kind = PricerUnavailable
-    elif code in _REFUSED:
-        kind = PricerRefused
-    return kind(method, code.name, details)
+class NoPrice(Exception):
+    """A metered pricer could not quote or book a bundle: the challenge must not be sent
+    (the paywall answers 503, PricerDown; docs/metering.md, "Pricer down")."""

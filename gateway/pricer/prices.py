@@ -3,18 +3,20 @@
 A route with `pricing:` takes its price from the operator's pricing service
 while its 402 challenge is being minted (gateway.pricer: the HTTP hook, and
 Aperture's gRPC pricer). The challenge issuer depends only on the `Pricer`
-role below: a price source never raises, it falls back to the route's
-fallback price and says why.
+role below: a price source falls back to the route's fallback price and
+says why; only a metered pricer, which has no fallback, raises NoPrice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from gateway.config.model import PricingHook
+from gateway.config.model import GrpcPricing, PricingHook
+from gateway.l402.mint import Challenge
+from gateway.pricer.requestview import RequestView
 
 MAX_HEADER_VALUE = 1024  # characters of one header's value sent to a price source
 
@@ -36,6 +38,9 @@ class PriceQuery:
     method: str
     path: str  # the normalised path, as matched and forwarded; never the query
     headers: tuple[tuple[str, str], ...] = ()
+    service: str = ""  # the route's service name (what a metered pricer books a bundle for)
+    # The whole request, for an Aperture pricer (request text: line, headers, body prefix).
+    view: RequestView | None = field(default=None, compare=False, repr=False)
 
     def body(self) -> dict[str, Any]:
         return {
@@ -75,11 +80,20 @@ def hook_headers(
     )
 
 
+Pricing = PricingHook | GrpcPricing
+
+
 class Pricer(Protocol):
     """A price source for routes with `pricing:`."""
 
-    async def price(self, hook: PricingHook, query: PriceQuery) -> Price:
-        """The price of one challenge; never raises (falls back to `hook.fallback_msat`)."""
+    async def price(self, hook: Pricing, query: PriceQuery) -> Price:
+        """The price of one challenge; falls back to `hook.fallback_msat` on failure. Only a
+        metered pricer, which has no fallback, raises NoPrice (the paywall's 503)."""
+        ...
+
+    async def minted(self, hook: Pricing, query: PriceQuery, challenge: Challenge) -> None:
+        """The challenge priced for `query` was minted: a metered pricer books its bundle
+        (ChallengeMinted). Raises NoPrice when it could not: the 402 is not sent."""
         ...
 
     async def close(self) -> None: ...

@@ -60,10 +60,13 @@ class _LimitedBody:
     400) rather than the upstream connection it broke.
     """
 
-    def __init__(self, content: aiohttp.StreamReader, limit: int, deadline: float) -> None:
+    def __init__(
+        self, content: aiohttp.StreamReader, limit: int, deadline: float, prefix: bytes = b""
+    ) -> None:
         self._content = content
         self._limit = limit
         self._deadline = deadline
+        self._prefix = prefix  # already read (a metered route's estimate): sent first
         self.received = 0
         self.failure: ProxyError | None = None
 
@@ -71,6 +74,10 @@ class _LimitedBody:
         return self
 
     async def __anext__(self) -> bytes:
+        if self._prefix:
+            chunk, self._prefix = self._prefix, b""
+            self.received += len(chunk)
+            return chunk
         try:
             async with asyncio.timeout_at(self._deadline):
                 chunk = await self._content.readany()
@@ -195,9 +202,14 @@ class Proxy:
         path: str,
         client: ClientInfo,
         authorization: str | None,
+        *,
+        prefix: bytes = b"",
+        drop_headers: Sequence[str] = (),
     ) -> UpstreamResponse:
         """Send `request` upstream as `path` (its normal form) and wait for the status line
-        and headers.
+        and headers. `prefix`: the body's first bytes, already read from the client (a
+        metered route's estimate): sent before the rest. `drop_headers`: request headers
+        not forwarded (Accept-Encoding on a route whose answers are read for usage).
 
         Bounded in time: the client's body must arrive within the route's body
         deadline and the upstream must answer within its timeout after that,
@@ -209,11 +221,13 @@ class Proxy:
         if declared is not None and declared > target.max_body_bytes:
             raise BodyTooLarge(target.max_body_bytes, declared)
         headers = headers_for_target(request.headers, target, client, authorization)
+        for name in drop_headers:
+            headers.popall(name, None)
         loop = asyncio.get_running_loop()
         body_deadline = loop.time() + target.body_timeout_seconds
         body = None
         if request.body_exists:
-            body = _LimitedBody(request.content, target.max_body_bytes, body_deadline)
+            body = _LimitedBody(request.content, target.max_body_bytes, body_deadline, prefix)
             if declared is None:
                 headers["Transfer-Encoding"] = "chunked"
         elif request.method in _BODY_METHODS and declared is None:
@@ -273,23 +287,32 @@ class Proxy:
         """Stream the upstream body to the client, then release the connection.
 
         `extra_headers` are the gateway's own (a balance, a receipt); `watch`
-        sees every body chunk on its way and may replace it or end the body
-        (a metered answer). After headers are sent nothing can be reported as
+        sees every body chunk on its way and sends it on itself (it may hold
+        some back, add its own or end the body: a metered answer, a session's
+        per-event billing); a watched answer's writes to the client each have the
+        route's timeout, rolling forward with every chunk (a long generation is
+        never cut, a client that stops reading does not hold its reservation
+        forever). After headers are sent nothing can be reported as
         HTTP any more: an upstream failure closes the client connection (so the
         client sees a truncated body, not a clean end) and is recorded in
         `opened.failure`. `opened.complete` says whether the body reached its end.
         """
         length = opened.content_length
-        small = length is not None and length <= COALESCE_BYTES and watch is None
+        rewrites = watch is not None and not watch.keeps_length
+        small = length is not None and length <= COALESCE_BYTES and not rewrites
         headers = downstream_response_headers(opened.headers)
         for name, value in extra_headers:
             headers[name] = value
-        if watch is not None:
+        if rewrites:
             headers.popall("Content-Length", None)  # a watcher may add bytes: chunked
         response = (_CoalescedResponse if small else web.StreamResponse)(
             status=opened.status, reason=opened.reason, headers=headers
         )
         complete = False
+
+        async def send(data: bytes) -> None:  # a watcher's writes, each with a deadline
+            await _write_within(request, response, data, opened.read_timeout)
+
         try:
             await response.prepare(request)
             while True:
@@ -305,17 +328,18 @@ class Proxy:
                 if watch is None:
                     await response.write(chunk)
                     continue
-                await watch.feed(chunk, response.write)
+                await watch.feed(chunk, send)
                 if watch.ended:  # the watcher stops the answer here (a balance ran dry)
                     request.protocol.force_close()  # the upstream's rest is not read
                     break
             if watch is not None and not watch.ended:
-                await watch.drain(response.write)
+                await watch.drain(send)
             await response.write_eof()
             complete = watch is None or not watch.ended
             opened.complete = complete
-        except ConnectionError:
+        except (ConnectionError, TimeoutError):  # gone, or stopped reading (a watched answer)
             opened.client_disconnected = True
+            request.protocol.force_close()
         except asyncio.CancelledError:
             # aiohttp cancels the handler when the client goes away (handler_cancellation).
             opened.client_disconnected = True
@@ -326,6 +350,26 @@ class Proxy:
             else:
                 opened.close()
         return response
+
+
+# A client holding this much unsent data may be one that stopped reading: its next write
+# may wait, so it gets a deadline (aiohttp's own writer pauses above its high-water mark).
+STALLED_BYTES = 64 * 1024
+
+
+async def _write_within(
+    request: web.Request, response: web.StreamResponse, chunk: bytes, seconds: float
+) -> None:
+    """Write one chunk of a watched answer; a write that cannot finish within `seconds`
+    raises TimeoutError (the client stopped reading). The deadline is per write, so it
+    rolls forward while the answer flows and a long generation is never cut; it is only
+    armed when the client's buffer is already full (a write that cannot wait costs none)."""
+    transport = request.transport
+    if transport is None or transport.get_write_buffer_size() < STALLED_BYTES:
+        await response.write(chunk)
+        return
+    async with asyncio.timeout(seconds):
+        await response.write(chunk)
 
 
 async def _send(

@@ -22,10 +22,33 @@ from typing import Any
 from gateway.regtest.__main__ import DEFAULT_DESCRIPTOR, SERVICES_FILE
 from gateway.regtest.network import REPO_ROOT, Descriptor, RegtestNetwork
 from gateway.regtest.processes import wait_until
-from gateway.rehearsal.checks import CAP_MSATS, check_metrics, check_summary
-from gateway.rehearsal.stack import ROUTE_A_PATH, ROUTE_B_PATH, SATS4AI_PATH, SellerStack
+from gateway.rehearsal.checks import (
+    CAP_MSATS,
+    MAX_DEPOSIT_MSATS,
+    SATS4AI_COMPLETION_TOKENS,
+    SATS4AI_ROUTE,
+    SESSION_ROUTE,
+    check_metrics,
+    check_summary,
+)
+from gateway.rehearsal.stack import (
+    ROUTE_A_PATH,
+    ROUTE_B_PATH,
+    SATS4AI_PATH,
+    SESSION_PATH,
+    SellerStack,
+)
 
 DEFAULT_WORKDIR = REPO_ROOT / "artifacts" / "rehearsal"
+# What the buyer asks the metered sats4ai stand-in: an OpenAI-compatible streamed completion
+# of max_tokens 20 on a 3-word prompt (the demo upstream reports 23 tokens used).
+SATS4AI_BODY = {
+    "model": "demo-llm",
+    "messages": [{"role": "user", "content": "what is L402?"}],
+    "max_tokens": SATS4AI_COMPLETION_TOKENS - 3,
+    "stream": True,
+    "stream_options": {"include_usage": True},
+}
 
 
 @dataclass
@@ -49,6 +72,9 @@ def buyer_env(desc: Descriptor, stack: SellerStack) -> dict[str, str]:
             "OA_LIGHTNING_OPS_EP212_ROUTE_A_URL": stack.public_url + ROUTE_A_PATH,
             "OA_LIGHTNING_OPS_EP212_ROUTE_B_URL": stack.public_url + ROUTE_B_PATH,
             "OA_LIGHTNING_OPS_EP212_MAX_SPEND_MSATS": str(CAP_MSATS),
+            "OA_LIGHTNING_OPS_EP212_SATS4AI_BODY": json.dumps(SATS4AI_BODY),
+            "OA_LIGHTNING_OPS_EP212_PAYMENT_SESSION_URL": stack.public_url + SESSION_PATH,
+            "OA_LIGHTNING_OPS_EP212_MAX_DEPOSIT_MSATS": str(MAX_DEPOSIT_MSATS),
             "L402_BUYER_LND_HOST": desc.buyer.rpc,
             "L402_BUYER_LND_TLS_CERT": desc.buyer.tls_cert,
             "L402_BUYER_LND_MACAROON": desc.buyer.admin_macaroon,
@@ -95,24 +121,51 @@ def run_rehearsal(desc: Descriptor, workdir: Path) -> RehearsalResult:
         if not problems:
             # Settlement is booked from LND's invoice stream: give it a moment to arrive.
             t = time.monotonic()
-            key = 'l402_revenue_msats_total{route="sats4ai-text-generation"}'
+            key = f'l402_revenue_msats_total{{route="{SATS4AI_ROUTE}"}}'
+            paid = summary.get("sats4aiBundle", {}).get("paidMsats", 0)
             with contextlib.suppress(TimeoutError):  # check_metrics reports the difference
                 wait_until(
                     "settlements booked by the gateway",
-                    lambda: stack.metrics().get(key, 0) >= 84_000,
+                    lambda: stack.metrics().get(key, 0) >= paid,
                     30,
                 )
             timings["settlement"] = time.monotonic() - t
-            problems += check_metrics(stack.metrics())
+            books = stack.metrics()
+            problems += check_metrics(books, summary)
+            summary["sellerBooks"] = seller_books(books)
+            (artifact_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         (workdir / "seller" / "metrics.txt").write_text(stack.metrics_text())
     finally:
         stack.stop()
     return RehearsalResult(summary, problems, artifact_dir, workdir, timings)
 
 
+def seller_books(metrics: dict[str, float]) -> dict[str, float | None]:
+    """The seller's side of the metered sats4ai stand-in and of the Payment-scheme step, as
+    its /metrics says (summary.json)."""
+    route = f'route="{SATS4AI_ROUTE}"'
+    tokens = f'{route},unit="tokens"'
+    session = f'route="{SESSION_ROUTE}"'
+    return {
+        "chargePaidRequests": metrics.get(
+            'l402_scheme_paid_requests_total{route="ep212-premium-signal",scheme="charge"}'
+        ),
+        "sessionDepositsMsats": metrics.get(f"l402_session_deposits_msats_total{{{session}}}"),
+        "sessionRefundedMsats": metrics.get(f"l402_session_refunded_msats_total{{{session}}}"),
+        "revenueMsats": metrics.get(f"l402_revenue_msats_total{{{route}}}"),
+        "paidRequests": metrics.get(f"l402_paid_requests_total{{{route}}}"),
+        "unitsSold": metrics.get(f"l402_meter_units_sold_total{{{tokens}}}"),
+        "unitsServed": metrics.get(f"l402_meter_units_served_total{{{tokens}}}"),
+    }
+
+
 def report(result: RehearsalResult, wall: float) -> str:
     s = result.summary
-    a, b, c = s.get("openAgentsRoute", {}), s.get("overCap", {}), s.get("sats4ai", {})
+    a, b = s.get("openAgentsRoute", {}), s.get("overCap", {})
+    m, books = s.get("sats4aiBundle", {}), s.get("sellerBooks", {})
+    charge = s.get("paymentScheme", {}).get("charge", {})
+    session = s.get("paymentScheme", {}).get("session", {})
+    debits, refund = session.get("debits", {}), session.get("refund") or {}
     lines = [
         f"EP212 rehearsal on regtest: {'PASS' if result.ok else 'FAIL'} in {wall:.1f}s",
         f"  route A  paid {a.get('paidAmountMsats')} msat -> {a.get('paidStatusCode')}, "
@@ -120,8 +173,19 @@ def report(result: RehearsalResult, wall: float) -> str:
         f"  route B  quoted {b.get('quotedAmountMsats')} msat, blocked={b.get('blocked')} "
         f"({b.get('denyReasonCode')}, cap {b.get('maxSpendMsats')}), payer calls "
         f"{b.get('payerCallsBefore')} -> {b.get('payerCallsAfter')}",
-        f"  sats4ai stand-in (per-request) paid {c.get('firstAmountMsats')} msat twice: "
-        f"second paid={c.get('secondPaid')}, cacheHit={c.get('cacheHit')}",
+        f"  sats4ai stand-in (metered) {m.get('payments')} bundles of {m.get('bundleUnits')} "
+        f"{m.get('unit')} for {m.get('paidMsats')} msat, {len(m.get('completions', []))} "
+        f"completions ({m.get('completionsOnFirstBundle')} on the first), "
+        f"{m.get('unitsUsed')} of {m.get('unitsBought')} used; seller: "
+        f"sold {books.get('unitsSold')}, served {books.get('unitsServed')}, "
+        f"revenue {books.get('revenueMsats')} msat",
+        f"  Payment scheme: charge on route A -> {charge.get('paidStatusCode')} "
+        f"({charge.get('paidAmountMsats')} msat, receipt={bool(charge.get('receipt'))}); "
+        f"session deposited {session.get('depositedSats')} sat in "
+        f"{len(session.get('deposits', []))} payment(s), {session.get('streamEvents')} events "
+        f"debited {debits.get('debitedSats')} sat, refund {refund.get('refundSats')} sat "
+        f"({refund.get('refundStatus')}); seller refunded "
+        f"{books.get('sessionRefundedMsats')} msat",
         f"  artifacts: {result.artifact_dir / 'summary.json'}",
         f"             {result.artifact_dir / 'events.jsonl'}",
         f"  seller logs and /metrics snapshot: {result.workdir / 'seller'}",

@@ -1,8 +1,17 @@
 """The seller side of the rehearsal as real processes: demo upstream + `l402-gateway serve`.
 
 The gateway is configured like l402.openagents.com (route A 10 sats, route B
-250 sats, reusable tokens, private invoices) plus a per-request route that
-stands in for sats4ai's pay-per-request text generation (42 sats, POST).
+250 sats, reusable tokens, private invoices) plus a metered route that stands
+in for sats4ai's text generation: 42 sats buy a bundle of 92 tokens of the
+demo OpenAI-compatible upstream (`/v1/chat/completions`, SSE with a usage
+chunk), drawn down by the usage each completion reports. A per-request route
+(`/api/l402/once`, 42 sats, one call per payment) keeps sats4ai's former
+pay-per-request shape for the tests that race single-use tokens.
+
+Route A also sells the Payment scheme (`schemes: [l402, payment]`), and a
+Payment-only route (`/api/mpp/text-generation`, 1 sat per streamed event)
+sells prepaid sessions on the same demo upstream: deposits of 20 sats,
+refunds paid through the seller's own pay-only macaroon.
 """
 
 from __future__ import annotations
@@ -19,6 +28,10 @@ from gateway.regtest.network import Descriptor
 from gateway.regtest.processes import ManagedProcess, free_port, wait_until
 
 SATS4AI_PATH = "/api/l402/text-generation"
+PER_REQUEST_PATH = "/api/l402/once"
+PER_REQUEST_ROUTE = "per-request-text-generation"
+SESSION_PATH = "/api/mpp/text-generation"
+SESSION_ROUTE = "payment-text-generation"
 ROUTE_A_PATH = "/ep212/premium-signal"
 ROUTE_B_PATH = "/ep212/expensive-signal"
 # As production runs it: a supervisor and worker processes (serve's default on 2 cores).
@@ -36,29 +49,50 @@ lnd:
   host: "{lnd_host}"
   tls_cert: "{tls_cert}"
   macaroon: "{macaroon}"
+  # Pays the Payment scheme's session refunds, and nothing else (offchain only).
+  refund_macaroon: "{refund_macaroon}"
   timeout_seconds: 5
 store:
   url: "sqlite:///{store}"
 # challenge_rate_limit: the defaults (60 per minute, burst 20 per client) as in
 # production; the rehearsal's few challenges from 127.0.0.1 stay well inside them.
+payment:
+  sessions: {{enabled: true}}  # deposit = price x 20, idle sessions closed after 300 s
 routes:
   - name: sats4ai-text-generation
     path: '^{sats4ai}$'
     methods: [POST]
     upstream: "{upstream}"
+    path_rewrite: {{pattern: '^{sats4ai}$', replacement: /v1/chat/completions}}
+    bundle: {{units: 92, unit: tokens, price_sats: 42}}
+    invoice_memo: "sats4ai stand-in: a bundle of 92 tokens of text generation"
+  - name: per-request-text-generation
+    path: '^{once}$'
+    methods: [POST]
+    upstream: "{upstream}"
+    path_rewrite: {{pattern: '^{once}$', replacement: {sats4ai}}}
     price_sats: 42
     token_mode: per-request
-    invoice_memo: "sats4ai stand-in: text generation (pay per request)"
+    invoice_memo: "text generation (pay per request)"
   - name: ep212-premium-signal
     path: '^{route_a}$'
     upstream: "{upstream}"
     price_sats: 10
+    schemes: [l402, payment]
     invoice_memo: "EP212 premium signal"
   - name: ep212-expensive-signal
     path: '^{route_b}$'
     upstream: "{upstream}"
     price_sats: 250
     invoice_memo: "EP212 expensive signal"
+  - name: {session_route}
+    path: '^{session}$'
+    methods: [POST]
+    upstream: "{upstream}"
+    path_rewrite: {{pattern: '^{session}$', replacement: /v1/chat/completions}}
+    price_sats: 1  # per request, and per event of a streamed answer
+    schemes: [payment]
+    invoice_memo: "text generation (Payment-scheme session)"
 """
 
 
@@ -100,11 +134,15 @@ class SellerStack:
                 lnd_host=desc.seller.rpc,
                 tls_cert=desc.seller.tls_cert,
                 macaroon=desc.seller.invoice_macaroon,  # least privilege, as in production
+                refund_macaroon=desc.seller.payer_macaroon,
                 store=workdir / "tokens.db",
                 upstream=upstream_url,
                 sats4ai=SATS4AI_PATH,
+                once=PER_REQUEST_PATH,
                 route_a=ROUTE_A_PATH,
                 route_b=ROUTE_B_PATH,
+                session=SESSION_PATH,
+                session_route=SESSION_ROUTE,
             )
         )
         cli = [sys.executable, "-m", "gateway.cli"]

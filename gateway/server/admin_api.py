@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from hashlib import sha256
@@ -34,6 +35,7 @@ from gateway.server.admin_wire import (
     MAX_PAGE,
     Cursor,
     WireError,
+    balance_to_json,
     parse_id,
     report_to_json,
     route_to_json,
@@ -42,7 +44,7 @@ from gateway.server.admin_wire import (
 from gateway.server.edge import edge_of
 from gateway.server.keys import HANDLER_KEY, ROUTES_KEY, STORE_KEY
 from gateway.server.targets import build_targets
-from gateway.store.roles import Revocations, TokenCatalog, UsageLedger
+from gateway.store.roles import Balances, Revocations, TokenCatalog, UsageLedger
 from gateway.store.types import StoreError
 
 log = logging.getLogger("gateway.admin")
@@ -64,7 +66,7 @@ RoutesHook = Callable[[], RouteTable]
 RevokedHook = Callable[[], Awaitable[bool]]  # True when cached credentials were dropped
 
 
-class AdminStore(TokenCatalog, Revocations, UsageLedger, Protocol):
+class AdminStore(TokenCatalog, Revocations, UsageLedger, Balances, Protocol):
     """The store roles the admin API uses."""
 
 
@@ -186,6 +188,22 @@ async def show_token(request: web.Request) -> web.Response:
     return web.json_response({"token": token_to_json(info)})
 
 
+async def show_balance(request: web.Request) -> web.Response:
+    """A metered balance by its id (an L402 token id, a charge credential's payment hash),
+    or by the payment hash of the L402 token that bought it."""
+    api = request.app[API_KEY]
+    ident = parse_id(request.match_info["id"])
+    now = int(time.time())
+    balance = await api.store.get_balance(ident, now=now)
+    if balance is None:
+        info = await api.store.find_token(ident)
+        if info is not None:
+            balance = await api.store.get_balance(info.token_id, now=now)
+    if balance is None:
+        return _error(404, "no balance for that id (unpaid, unused, or not a metered route)")
+    return web.json_response({"balance": balance_to_json(balance)})
+
+
 async def revoke_token(request: web.Request) -> web.Response:
     api = request.app[API_KEY]
     info = await api.store.find_token(parse_id(request.match_info["id"]))
@@ -249,6 +267,7 @@ def add_admin_api(
     app.router.add_get("/admin/tokens", list_tokens)
     app.router.add_get("/admin/tokens/{id}", show_token)
     app.router.add_post("/admin/tokens/{id}/revoke", revoke_token)
+    app.router.add_get("/admin/balances/{id}", show_balance)
     app.router.add_get("/admin/report", report)
     app.router.add_get("/admin/routes", current_routes)
     app.router.add_post("/admin/reload", reload_config)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.config.model import Route
-from gateway.store.types import ReportRow, TokenInfo
+from gateway.store.types import Balance, ReportRow, TokenInfo
 
 MAX_PAGE = 1000  # tokens per listing page (the API's bound per call)
 DEFAULT_PAGE = 100
@@ -30,6 +30,23 @@ def token_state(info: TokenInfo) -> str:
     if info.settled_at is not None:
         return "paid"
     return "unpaid"
+
+
+def balance_to_json(balance: Balance) -> dict[str, Any]:
+    """A metered balance: what is left (`units`), what live reservations hold (`held`), what
+    a new request may reserve (`available`), and its history (`credited`, `debited`)."""
+    return {
+        "balance_id": balance.balance_id.hex(),
+        "route": balance.scope,
+        "unit": balance.unit,
+        "units": balance.units,
+        "held": balance.held,
+        "available": balance.available,
+        "credited": balance.credited,
+        "debited": balance.debited,
+        "created_at": balance.created_at,
+        "updated_at": balance.updated_at,
+    }
 
 
 def token_to_json(info: TokenInfo) -> dict[str, Any]:

@@ -18,16 +18,24 @@ from aiohttp import web
 from aiohttp.http import HttpVersion11
 
 from gateway.http.clientinfo import ClientInfo
-from gateway.paywall.decision import Located
+from gateway.paywall.located import Located
 from gateway.paywall.refusals import ExpectationFailed
 from gateway.paywall.sale import Sale
-from gateway.proxy import BodyTooLarge, Proxy, ProxyError, UpstreamTimeout, UpstreamUnreachable
+from gateway.proxy import (
+    BodyTooLarge,
+    Proxy,
+    ProxyError,
+    ProxyTarget,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 from gateway.proxy.websocket import is_websocket_upgrade
-from gateway.server.reqkeys import ACCESS
+from gateway.server.reqkeys import ACCESS, CONTINUED
 from gateway.server.targets import RouteTargets
 from gateway.server.upgrade import WebSocketForwarder
 
 log = logging.getLogger("gateway.forwarding")
+_PLAINTEXT = ("Accept-Encoding",)
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -38,11 +46,12 @@ async def send_continue(request: web.Request) -> None:
     client is never invited to upload a body it would send for nothing.
     """
     expect = request.headers.get("Expect")
-    if expect is None:
+    if expect is None or request.get(CONTINUED):
         return
     if expect.lower() != "100-continue":
         raise ExpectationFailed(f"unsupported Expect: {expect[:40]!r}")
     if request.version == HttpVersion11 and request.body_exists:
+        request[CONTINUED] = True  # a metered route's estimate may have read the body already
         await request.writer.write(_CONTINUE)
         request.writer.output_size = 0  # the 100 is not part of the response
 
@@ -81,22 +90,49 @@ def upstream_failure_class(exc: ProxyError) -> str | None:
     return None
 
 
+async def _finish(sale: Sale, complete: bool) -> None:
+    """Settle a watched answer; shielded from a cancellation under way (the client left),
+    plainly awaited otherwise (a task per answer was a measurable part of its CPU)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        await asyncio.shield(sale.finished(complete))
+    else:
+        await sale.finished(complete)
+
+
 class Forwarder:
     def __init__(self, proxy: Proxy, targets: RouteTargets) -> None:
         self._proxy = proxy
         self._targets = targets
         self.websockets = WebSocketForwarder(targets)
 
+    def target(self, located: Located) -> ProxyTarget:
+        return self._targets.http(located.table, located.runtime)
+
     async def forward(
-        self, request: web.Request, located: Located, client: ClientInfo, sale: Sale
+        self,
+        request: web.Request,
+        located: Located,
+        client: ClientInfo,
+        sale: Sale,
+        prefix: bytes = b"",
     ) -> web.StreamResponse:
+        """`prefix`: body bytes the decision already read (gateway.server.requestdetails)."""
         if is_websocket_upgrade(request):
             return await self.websockets.forward(request, located, client, sale)
-        target = self._targets.http(located.table, located.runtime)
+        target = self.target(located)
+        # A route whose answers are read for usage needs them in plaintext (Aperture's rule).
+        drop = _PLAINTEXT if located.runtime.route.reads_answers else ()
         try:
             await send_continue(request)
             opened = await self._proxy.open(
-                request, target, located.path.raw, client, sale.authorization
+                request,
+                target,
+                located.path.raw,
+                client,
+                sale.authorization,
+                prefix=prefix,
+                drop_headers=drop,
             )
         except ProxyError as exc:
             await sale.failed(upstream_failure_class(exc))
@@ -110,7 +146,7 @@ class Forwarder:
             await sale.failed(None)
             raise
         try:
-            await sale.answered(opened.status, content_type=opened.headers.get("Content-Type", ""))
+            await sale.answered(opened.status, headers=opened.headers.items())
         except BaseException:
             opened.close()
             raise
@@ -122,7 +158,7 @@ class Forwarder:
             raise
         finally:
             if sale.watch is not None:  # a metered hold debits what went, even if cancelled
-                await asyncio.shield(sale.finished(opened.complete))
+                await _finish(sale, opened.complete)
             # Past the headers nothing can be answered as HTTP: say what happened in the log.
             if opened.failure is not None:
                 sale.outcome(opened.failure.reason)

@@ -28,8 +28,9 @@ from gateway.h2engine.api import FailReason, Forward, Refuse, StreamHead, Stream
 from gateway.http.clientinfo import ClientInfo
 from gateway.paywall.access import AccessRecord, new_request_id
 from gateway.paywall.answers import GRPC_UNAVAILABLE, grpc_refusal_headers, grpc_status_for
-from gateway.paywall.decision import Located, Paywall
-from gateway.paywall.refusals import Refusal
+from gateway.paywall.decision import Paywall
+from gateway.paywall.located import Located
+from gateway.paywall.refusals import MeteredOverGrpc, Refusal
 from gateway.paywall.sale import Sale
 from gateway.proxy.headers import headers_for_target
 from gateway.server.targets import RouteTargets
@@ -66,6 +67,8 @@ class H2Admission:
             return Refuse(505, (), b'{"error": "http2_not_grpc", "message": "use HTTP/1.1"}')
         try:
             located = self._paywall.locate(head.authority, raw_path, head.method)
+            if located.runtime.route.metered:  # the HTTP/2 relay does not meter answers
+                raise MeteredOverGrpc()
             client = self._client(head, located)
             sale = await self._paywall.admit(located, head.headers, client, record)
         except Refusal as exc:

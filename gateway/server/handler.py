@@ -19,9 +19,11 @@ from aiohttp import web
 from gateway.aioweb.caller import client_of
 from gateway.aioweb.cors import CORS, PREFLIGHT, is_preflight, preflight_response
 from gateway.paywall.decision import Paywall
+from gateway.pricer.requestview import needs_details
 from gateway.server.discovery_endpoint import DiscoveryHandler
 from gateway.server.forwarding import Forwarder
 from gateway.server.reqkeys import ACCESS
+from gateway.server.requestdetails import HttpRequestDetails
 
 
 class PublicHandler:
@@ -67,5 +69,11 @@ class PublicHandler:
             record.outcome = "preflight"
             return preflight_response(request, runtime.cors)
         client = client_of(request, located.table.config.trusted_proxies)
-        sale = await self.paywall.admit(located, request.headers.items(), client, record)
-        return await self.forwarder.forward(request, located, client, sale)
+        details = None
+        if needs_details(runtime.route):  # metered, or an Aperture pricer: may read the body
+            details = HttpRequestDetails(request, self.forwarder.target(located))
+        sale = await self.paywall.admit(
+            located, request.headers.items(), client, record, details=details
+        )
+        prefix = details.consumed if details is not None else b""
+        return await self.forwarder.forward(request, located, client, sale, prefix)

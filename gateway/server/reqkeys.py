@@ -10,3 +10,4 @@ from aiohttp import web
 from gateway.paywall.access import AccessRecord
 
 ACCESS = web.RequestKey("access", AccessRecord)  # the request's access-log record
+CONTINUED = web.RequestKey("continued", bool)  # `100 Continue` was sent (at most once)

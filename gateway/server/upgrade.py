@@ -29,7 +29,7 @@ from aiohttp import WSCloseCode, web
 
 from gateway.config.model import Route
 from gateway.http.clientinfo import ClientInfo
-from gateway.paywall.decision import Located
+from gateway.paywall.located import Located
 from gateway.paywall.refusals import RETRY_AFTER_SECONDS, GatewayError
 from gateway.paywall.sale import Sale
 from gateway.proxy.errors import ProxyError, UpstreamTimeout

@@ -25,13 +25,14 @@ be settled (a late answer is still billed, from what is left).
 from __future__ import annotations
 
 from gateway.store.dialect import Dialect
-from gateway.store.steps import Execute, FetchOne, Steps, reads, transaction, writes
+from gateway.store.steps import Execute, FetchAll, FetchOne, Steps, reads, transaction, writes
 from gateway.store.types import (
     Balance,
     BalanceMismatch,
     Credit,
     Hold,
     HoldStatus,
+    Roll,
     Settlement,
     SettleStatus,
 )
@@ -168,6 +169,73 @@ def settle(
     return Settlement(SettleStatus.SETTLED, debit, actual - debit, left, max(0, left - others))
 
 
+@transaction
+def roll(
+    balance_id: bytes,
+    old_hold_id: bytes | None,
+    debit: int,
+    keep: int,
+    want: int,
+    minimum: int,
+    unit: str,
+    scope: str,
+    now: int,
+    new_hold_id: bytes,
+    expires_at: int,
+    dialect: Dialect,
+    share: int | None = None,
+) -> Steps[Roll]:
+    """Settle one reservation and hold the next, in one transaction (a process's allotment,
+    gateway.paywall.allotments): debit min(debit, units neither another live reservation
+    nor `keep` holds) for the old one, then hold `keep` (units the process's requests in
+    flight still hold) plus min(want, what is available beyond them), if at least
+    `minimum` of `want` is (else `keep` alone, INSUFFICIENT)."""
+    balance = yield from _read(balance_id, now, dialect.row_lock)
+    if balance is None:
+        return Roll(HoldStatus.UNKNOWN)
+    if balance.unit != unit or balance.scope != scope:
+        return Roll(HoldStatus.MISMATCH)
+    units, held = balance.units, balance.held
+    debited = 0
+    if old_hold_id is not None:
+        gone = yield FetchOne(
+            "DELETE FROM l402_balance_holds WHERE hold_id = ? AND balance_id = ?"
+            " RETURNING amount, expires_at",
+            (old_hold_id, balance_id),
+        )
+        if gone is not None and int(gone[1]) > now:
+            held -= int(gone[0])  # it was live: its units were counted as held
+        if gone is not None:  # never from other reservations, nor from what is kept
+            debited = min(debit, max(0, units - held - keep))
+            if debited:
+                yield Execute(
+                    "UPDATE l402_balances SET units = units - ?, debited = debited + ?,"
+                    " updated_at = ? WHERE balance_id = ?",
+                    (debited, debited, now, balance_id),
+                )
+                units -= debited
+    available = max(0, units - held)
+    kept = min(keep, available)
+    beyond = available - kept
+    if share is not None:  # leave other processes half of it (but at least `share` for us)
+        beyond = min(beyond, max(share, (beyond + 1) // 2))
+    extra = min(want, beyond)
+    status = HoldStatus.RESERVED if extra >= minimum else HoldStatus.INSUFFICIENT
+    if status is HoldStatus.INSUFFICIENT:
+        extra = 0
+    amount = kept + extra
+    hold_id = None
+    if amount > 0:
+        hold_id = new_hold_id
+        yield Execute(
+            "INSERT INTO l402_balance_holds (hold_id, balance_id, amount, created_at, expires_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (hold_id, balance_id, amount, now, expires_at),
+        )
+    shortfall = debit - debited if old_hold_id is not None else 0
+    return Roll(status, hold_id, amount, available - amount, debited, shortfall, held)
+
+
 @writes
 def release(balance_id: bytes, hold_id: bytes) -> Steps[bool]:
     """Drop a reservation without debiting; False if it was not there any more."""
@@ -178,9 +246,37 @@ def release(balance_id: bytes, hold_id: bytes) -> Steps[bool]:
     return bool(deleted == 1)
 
 
+@writes
+def extend_hold(balance_id: bytes, hold_id: bytes, now: int, expires_at: int) -> Steps[bool]:
+    """Move a live reservation's deadline to `expires_at` (a long answer still flowing).
+
+    Only a reservation that has not expired is extended: once expired its units
+    may have been reserved by another request, and reviving it could promise
+    them twice. Never shortens a deadline.
+    """
+    changed = yield Execute(
+        "UPDATE l402_balance_holds SET expires_at = ?"
+        " WHERE hold_id = ? AND balance_id = ? AND expires_at > ? AND expires_at < ?",
+        (expires_at, hold_id, balance_id, now, expires_at),
+    )
+    return bool(changed == 1)
+
+
 @reads
 def get_balance(balance_id: bytes, now: int) -> Steps[Balance | None]:
     return (yield from _read(balance_id, now))
+
+
+@reads
+def outstanding() -> Steps[list[tuple[str, str, int]]]:
+    """(scope, unit, units left) summed over every balance: what buyers have paid for and
+    not used yet (for the `l402_meter_balance_outstanding_units` gauge)."""
+    rows = yield FetchAll(
+        "SELECT scope, unit, COALESCE(SUM(units), 0) FROM l402_balances GROUP BY scope, unit"
+        " ORDER BY scope, unit",
+        (),
+    )
+    return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
 
 
 @writes

@@ -31,6 +31,7 @@ from gateway.store.types import (
     PruneCandidate,
     ReportRow,
     Reservation,
+    Roll,
     SessionAction,
     SessionCredit,
     SessionInfo,
@@ -292,7 +293,37 @@ class Balances(Protocol):
         """End the reservation without a debit; False if it was gone."""
         ...
 
+    async def roll_units(
+        self,
+        balance_id: bytes,
+        old_hold_id: bytes | None,
+        *,
+        debit: int,
+        keep: int,
+        want: int,
+        minimum: int,
+        unit: str,
+        scope: str,
+        now: int,
+        ttl: int,
+        share: int | None = None,
+    ) -> Roll:
+        """Settle `old_hold_id` (debit at most `debit`, never from other live reservations)
+        and, in the same transaction, hold `keep` plus min(want, the rest available) if at
+        least `minimum` of it is (else `keep` alone): one process's allotment moving on.
+        `share`: take at most half of what is left beyond `keep`, but `share` if more."""
+        ...
+
+    async def extend_units(self, balance_id: bytes, hold_id: bytes, *, now: int, ttl: int) -> bool:
+        """Keep a live reservation for `ttl` more seconds (an answer still streaming); False
+        when it has expired or is gone (it is then settled from what is left)."""
+        ...
+
     async def get_balance(self, balance_id: bytes, *, now: int) -> Balance | None: ...
+
+    async def outstanding_units(self) -> list[tuple[str, str, int]]:
+        """(scope, unit, units left) per scope and unit, summed over every balance."""
+        ...
 
     async def sweep_holds(self, now: int) -> int:
         """Delete a bounded batch of reservations expired over an hour ago; the count."""

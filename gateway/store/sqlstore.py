@@ -44,6 +44,7 @@ from gateway.store.types import (
     PruneCandidate,
     ReportRow,
     Reservation,
+    Roll,
     SessionAction,
     SessionCredit,
     SessionInfo,
@@ -329,11 +330,57 @@ class SqlStore:
             balances.settle(balance_id, hold_id, actual, now, self._driver.dialect)
         )
 
+    async def roll_units(
+        self,
+        balance_id: bytes,
+        old_hold_id: bytes | None,
+        *,
+        debit: int,
+        keep: int,
+        want: int,
+        minimum: int,
+        unit: str,
+        scope: str,
+        now: int,
+        ttl: int,
+        share: int | None = None,
+    ) -> Roll:
+        for name, value in (("debit", debit), ("keep", keep), ("want", want)):
+            _check_units(name, value, low=0)
+        _check_units("minimum", minimum, low=0)
+        if ttl < 1:
+            raise ValueError("ttl must be >= 1 second")
+        _check_ids(balance_id)
+        op = balances.roll(
+            balance_id,
+            old_hold_id,
+            debit,
+            keep,
+            want,
+            minimum,
+            unit,
+            scope,
+            now,
+            new_hold_id(),
+            now + ttl,
+            self._driver.dialect,
+            share,
+        )
+        return await self._run(op)
+
     async def release_units(self, balance_id: bytes, hold_id: bytes) -> bool:
         return await self._run(balances.release(balance_id, hold_id))
 
+    async def extend_units(self, balance_id: bytes, hold_id: bytes, *, now: int, ttl: int) -> bool:
+        if ttl < 1:
+            raise ValueError("ttl must be >= 1 second")
+        return await self._run(balances.extend_hold(balance_id, hold_id, now, now + ttl))
+
     async def get_balance(self, balance_id: bytes, *, now: int) -> Balance | None:
         return await self._run(balances.get_balance(balance_id, now))
+
+    async def outstanding_units(self) -> list[tuple[str, str, int]]:
+        return await self._run(balances.outstanding())
 
     async def sweep_holds(self, now: int) -> int:
         return await self._run(balances.sweep_holds(now - balances.HOLD_GRACE))

@@ -199,6 +199,25 @@ class Hold(NamedTuple):
     available: int = 0
 
 
+class Roll(NamedTuple):
+    """What `roll_units` did: the old reservation settled, a new one held.
+
+    `status` is the new reservation's (RESERVED, INSUFFICIENT when less than
+    `keep + minimum` could be held: `keep` is still held; UNKNOWN; MISMATCH).
+    `hold_id` None when nothing is held now. `debited`/`shortfall`: the old
+    reservation's settlement. `available`: what other reservations may still
+    take; `others`: what other live reservations hold.
+    """
+
+    status: HoldStatus
+    hold_id: bytes | None = None
+    amount: int = 0
+    available: int = 0
+    debited: int = 0
+    shortfall: int = 0
+    others: int = 0
+
+
 class SettleStatus(StrEnum):
     SETTLED = "settled"
     UNKNOWN = "unknown"  # no such reservation: settled or released already, or swept

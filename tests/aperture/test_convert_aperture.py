@@ -14,6 +14,7 @@ import yaml
 
 from gateway.cli import main
 from gateway.config import GatewayConfig, load_config
+from gateway.config.model import GrpcPricing
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -115,8 +116,10 @@ def test_grpc_swap_server_lists_every_loss(
     assert config is not None
     check_config_passes(tmp_path / "routes.yaml", capsys)
     dropped = "\n".join(lines(err, "dropped:"))
-    for what in ("insecure", "services[0].auth", "services[0].ratelimits"):
-        assert f"dropped: {what}:" in dropped, what
+    assert "dropped: insecure:" in dropped
+    # Freebies and rate limits convert (issue 18); they are no longer losses.
+    assert "services[0].auth" not in dropped
+    assert "services[0].ratelimits" not in dropped
     # gRPC itself is not a loss: only the features this gateway lacks are.
     assert "gRPC" not in dropped
     assert "pathregexp" not in dropped
@@ -136,6 +139,21 @@ def test_grpc_swap_server_lists_every_loss(
     assert swap.token_validity_seconds is None
     assert swap.capabilities == ()
     assert swap.upstream_ca_file == Path("/etc/swap/tls.cert")
+    assert swap.freebies is not None
+    freebies = swap.freebies
+    assert (freebies.per_client, freebies.per, freebies.ipv4_prefix, freebies.ipv6_prefix) == (
+        5,
+        "day",
+        24,
+        48,
+    )
+    (rule,) = swap.rate_limits
+    assert (rule.pattern, rule.requests, rule.per_seconds, rule.burst) == (
+        "^/looprpc.SwapServer/LoopOutQuote.*$",
+        2,
+        1.0,
+        2,
+    )
 
 
 def test_messy_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -331,3 +349,66 @@ services:
     (route,) = document["routes"]
     assert route["path"] == "^/it's/\\d+$"
     assert route["upstream_headers"] == {"X-Note": "tab\there"}
+
+
+def test_pricers_rate_limits_and_freebies_convert(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """dynamicprice -> pricing: {grpc}, ratelimits -> rate_limits, freebie N -> freebies."""
+    source = """
+listenaddr: "127.0.0.1:8081"
+insecure: true
+dbbackend: sqlite
+authenticator: {lndhost: "127.0.0.1:10009", tlspath: /l/tls.cert, macdir: /l}
+services:
+  - name: llm
+    pathregexp: '^/v1/chat/'
+    address: "127.0.0.1:9000"
+    protocol: http
+    price: 5
+    dynamicprice: {enabled: true, grpcaddress: "127.0.0.1:10010", insecure: true, metered: true}
+    ratelimits:
+      - {pathregexp: '^/v1/chat/completions', requests: 10, per: 1m, burst: 20}
+      - {requests: 1, per: 5ns}
+  - name: quote
+    pathregexp: '^/quote'
+    address: "127.0.0.1:9001"
+    protocol: http
+    price: 3
+    auth: "freebie 2"
+    dynamicprice: {enabled: true, grpcaddress: "pricer:10010", tlscertpath: /etc/pricer.crt}
+  - name: pinned
+    pathregexp: '^/pinned'
+    address: "127.0.0.1:9002"
+    protocol: http
+    dynamicprice: {enabled: true, grpcaddress: "pricer:10010"}
+"""
+    code, config, err = convert(tmp_path, capsys, source)
+    assert config is not None, err
+    check_config_passes(tmp_path / "routes.yaml", capsys)
+    llm, quote, pinned = (config.routes.by_name(n) for n in ("llm", "quote", "pinned"))
+    assert llm is not None
+    assert quote is not None
+    assert pinned is not None
+    assert llm.metered_by_pricer
+    assert isinstance(llm.pricing, GrpcPricing)
+    assert (llm.pricing.address, llm.pricing.tls_cert) == ("127.0.0.1:10010", None)
+    (rule,) = llm.rate_limits  # nanoseconds: not a duration this gateway takes, dropped
+    assert (rule.pattern, rule.requests, rule.per_seconds, rule.burst) == (
+        "^/v1/chat/completions",
+        10,
+        60.0,
+        20,
+    )
+    (dropped,) = lines(err, "dropped: services[0].ratelimits[1]: per:")
+    assert dropped.endswith("got '5ns'")
+    assert not quote.metered
+    assert quote.price_msat == 3000  # the static price is the fallback
+    assert quote.pricing is not None
+    assert isinstance(quote.pricing, GrpcPricing)
+    assert str(quote.pricing.tls_cert) == "/etc/pricer.crt"
+    assert quote.freebies is not None
+    assert quote.freebies.per_client == 2
+    assert pinned.pricing is None  # TLS with the system's CAs: not converted
+    assert lines(err, "dropped: services[2].dynamicprice.enabled:")
+    assert code == 1  # something was dropped

@@ -179,7 +179,7 @@ async def test_our_buyer_runs_a_session_and_aperture_reports_no_refund(
     assert summary["sessionId"] == session.session_id
     assert [d["kind"] for d in summary["deposits"]] == ["open", "topUp"]
     assert summary["depositedSats"] == 2 * 20 * PRICE
-    assert summary["debits"] == {"requests": 3, "served": 3, "debitedSats": 3 * PRICE}
+    assert summary["debits"] == {"requests": 3, "served": 3, "debitedSats": 3 * PRICE, "streams": 0}
     assert summary["refund"]["refundSats"] is None
     assert summary["refund"]["refundStatus"] is None
     assert payer.calls == 2

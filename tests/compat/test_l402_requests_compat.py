@@ -79,7 +79,9 @@ async def test_challenge_is_what_l402_requests_parses(seller: SellerStack) -> No
         response = await http.get(seller.public_url + ROUTE_A_PATH)
     assert response.status_code == 402
     schemes = [v.split(" ", 1)[0] for v in response.headers.get_list("www-authenticate")]
-    assert schemes == ["LSAT", "L402"]
+    # Route A also sells the Payment scheme: its two intents come after LSAT and L402, and
+    # the client (the rest of this module) still finds what it reads.
+    assert schemes == ["LSAT", "L402", "Payment", "Payment"]
     from l402_requests.client import _select_challenge
 
     challenge = _select_challenge(response)

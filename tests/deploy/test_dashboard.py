@@ -71,6 +71,17 @@ ROUTE_LABELLED = {
     "l402_session_deposits_msats",
     "l402_session_refunds",
     "l402_session_refunded_msats",
+    "l402_meter_units_sold",
+    "l402_meter_units_served",
+    "l402_meter_shortfall_units",
+    "l402_meter_settlements",
+    "l402_meter_usage_problems",
+    "l402_meter_exhausted",
+    "l402_meter_reservations_released",
+    "l402_meter_balance_outstanding_units",
+    "l402_freebies",
+    "l402_requests_rate_limited",
+    "l402_pricer_reports_lost",
 }
 
 

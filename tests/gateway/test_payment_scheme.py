@@ -49,6 +49,7 @@ MULTIPLIER = 5
 PREMIUM = "/ep212/premium-signal"
 PAY_ONLY = "/pay-only"
 LLM = "/v1/chat/completions"
+LIMITED = "/limited"
 
 
 @pytest.fixture
@@ -77,6 +78,9 @@ def routes_config(regtest: Descriptor, upstream: Upstream, llm: str, tmp_path: P
          "price_sats": 3, "schemes": ["payment"]},
         {"name": "llm", "path": f"^{LLM}$", "upstream": llm, "price_sats": PRICE,
          "methods": ["POST"], "schemes": ["payment"]},
+        {"name": "limited", "path": f"^{LIMITED}$", "upstream": f"{upstream.url}/echo",
+         "price_sats": 3, "schemes": ["payment"],
+         "rate_limits": [{"requests": 1, "per": "1h"}]},
     ]  # fmt: skip
     return write_config(tmp_path / "routes.yaml", document)
 
@@ -344,3 +348,23 @@ async def test_the_buyer_cli_runs_a_streamed_session_and_writes_its_books(
     assert "session.stream" in stages
     text = (tmp_path / "out" / "events.jsonl").read_text() + out.decode() + err.decode()
     assert '"preimage"' not in text
+
+
+async def test_rate_limits_apply_per_session_and_a_refused_request_is_not_debited(
+    gateway: Gateway, buyer_admin: LndClient, session: aiohttp.ClientSession
+) -> None:
+    """`rate_limits` key a Payment session by its id, as an L402 token by its token id: the
+    second request within the hour is refused 429 and its reserved unit given back."""
+    mpp = PaymentSession(
+        session, LndPayer(buyer_admin), LndReturnInvoices(buyer_admin),
+        policy(max_deposit_msats=250_000), gateway.url(LIMITED),
+        host="127.0.0.1", request_id="limited-session",
+    )  # fmt: skip
+    await mpp.open()
+    first, second = await mpp.request(), await mpp.request()
+    assert (first.status, second.status) == (200, 429)
+    assert second.headers["Retry-After"].isdigit()
+    closed = await mpp.close()
+    deposit = MULTIPLIER * 3
+    assert json.loads(closed.body)["refundSats"] == deposit - 3  # one unit debited, not two
+    assert await gateway.metric("l402_requests_rate_limited_total", route="limited") == 1

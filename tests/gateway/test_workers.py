@@ -18,8 +18,9 @@ import pytest
 from gateway.lightning.lnd import LndClient
 from gateway.regtest.network import Descriptor
 from gateway.rehearsal.stack import (
+    PER_REQUEST_PATH,
+    PER_REQUEST_ROUTE,
     ROUTE_A_PATH,
-    SATS4AI_PATH,
     WORKERS,
     SellerStack,
 )
@@ -80,7 +81,7 @@ async def test_two_workers_serve_and_sum_their_metrics(
 async def test_fifty_way_single_use_race_across_workers(
     stack: SellerStack, fresh: aiohttp.ClientSession, buyer_admin: LndClient
 ) -> None:
-    url = stack.public_url + SATS4AI_PATH
+    url = stack.public_url + PER_REQUEST_PATH
     body = {"input": [{"role": "user", "content": "race"}]}
     bought: Bought = await buy_with(buyer_admin, fresh, url, "POST", json=body)
 
@@ -92,7 +93,7 @@ async def test_fifty_way_single_use_race_across_workers(
     statuses = await asyncio.gather(*(use() for _ in range(50)))
     assert statuses.count(200) == 1, statuses
     assert set(statuses) <= {200, 402, 409}
-    consumed = 'l402_tokens_consumed_total{route="sats4ai-text-generation"}'
+    consumed = f'l402_tokens_consumed_total{{route="{PER_REQUEST_ROUTE}"}}'
     assert await _metric(stack, consumed) == 1
 
 

@@ -43,6 +43,11 @@ def _routes(port: int) -> list[dict[str, Any]]:
          "price_sats": 2, "token_mode": "per-request",
          "path_rewrite": {"pattern": "^/test.Down/", "replacement": f"/{SERVICE}/"}},
         {"name": "web", "path": "^/web", "upstream": upstream, "price_sats": 0},
+        {"name": "metered", "path": "^/test.Metered/", "upstream": upstream,
+         "bundle": {"units": 100, "unit": "requests", "price_sats": 5}},
+        {"name": "gift", "path": "^/test.Gift/", "upstream": upstream, "price_sats": 4,
+         "freebies": {"per_client": 1}, "rate_limits": [{"requests": 1, "per": "1h"}],
+         "path_rewrite": {"pattern": "^/test.Gift/", "replacement": f"/{SERVICE}/"}},
     ]  # fmt: skip
 
 
@@ -153,3 +158,30 @@ async def test_http1_still_served_on_the_same_port(gw: InProcess) -> None:
         # Answered over HTTP/1.1 by the proxy (the gRPC upstream speaks no HTTP/1.1).
         assert r.status == 502
         assert (await r.json())["error"] == "upstream_unreachable"
+
+
+async def test_a_metered_route_is_refused_over_grpc_before_any_challenge(gw: InProcess) -> None:
+    minted = len(gw.invoices.calls)
+    _, exc = await call(gw, "/test.Metered/Unary")
+    assert exc is not None
+    assert exc.code() is grpc.StatusCode.UNIMPLEMENTED
+    assert "HTTP/1.1" in (exc.details() or "")
+    assert len(gw.invoices.calls) == minted  # no invoice for what cannot be served
+
+
+async def test_freebies_and_rate_limits_over_grpc(gw: InProcess) -> None:
+    reply, exc = await call(gw, "/test.Gift/Unary", b"free")
+    assert exc is None  # the one freebie of this client
+    assert reply == b"echo:free"
+    _, exc = await call(gw, "/test.Gift/Unary", b"again")
+    assert exc is not None
+    assert exc.code() is grpc.StatusCode.INTERNAL  # used up: the challenge
+    authorization = await _pay(gw, "/test.Gift/Unary")
+    # The freebie took the client's one rate-limit token; the paid credential has its own.
+    reply, exc = await call(gw, "/test.Gift/Unary", b"paid", (("authorization", authorization),))
+    assert exc is None
+    _, exc = await call(gw, "/test.Gift/Unary", b"more", (("authorization", authorization),))
+    assert exc is not None
+    assert exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert await gw.metric("l402_freebies_total", route="gift") == 1
+    assert await gw.metric("l402_requests_rate_limited_total", route="gift") == 1

@@ -12,8 +12,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from gateway.demo_upstream import make_signal_app
-from gateway.meter import Admission, Exhausted, Meter
 from gateway.metering import ChargeBasis, UsageProblem, parse_balance, parse_bundle
+from gateway.paywall.meter import Admission, Exhausted, Meter
 from gateway.store import Store
 from gateway.store.types import HoldStatus, SettleStatus
 

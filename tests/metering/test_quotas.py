@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.metering import credential_subject, parse_freebies, parse_rate_rules
-from gateway.quotas import FreebieCounter, LocalRequestLimiter, SharedRequestLimiter
+from gateway.paywall.quotas import FreebieCounter, LocalRequestLimiter, SharedRequestLimiter
 from gateway.store import open_store
 
 T0 = 1_700_000_000.0

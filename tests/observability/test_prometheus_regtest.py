@@ -18,13 +18,13 @@ from gateway.buyer.payers import LndPayer
 from gateway.buyer.policy import SpendPolicy
 from gateway.lightning.lnd import LndClient
 from gateway.regtest.network import Descriptor
-from gateway.rehearsal.stack import ROUTE_A_PATH, SATS4AI_PATH, SellerStack
+from gateway.rehearsal.stack import PER_REQUEST_PATH, PER_REQUEST_ROUTE, ROUTE_A_PATH, SellerStack
 from tests.support.prometheus import PrometheusServer, sample_value
 
 pytestmark = [pytest.mark.regtest, pytest.mark.prometheus]
 
 ROUTE_A = "ep212-premium-signal"
-PER_REQUEST = "sats4ai-text-generation"
+PER_REQUEST = PER_REQUEST_ROUTE
 
 
 async def test_prometheus_sees_exactly_what_was_paid(
@@ -45,8 +45,8 @@ async def test_prometheus_sees_exactly_what_was_paid(
                     ("GET", ROUTE_A_PATH, ROUTE_A, False, None),  # pays
                     ("GET", ROUTE_A_PATH, ROUTE_A, False, None),  # cached: no payment
                     ("GET", ROUTE_A_PATH, ROUTE_A, True, None),  # force_refresh: pays again
-                    ("POST", SATS4AI_PATH, PER_REQUEST, False, {"prompt": "one"}),
-                    ("POST", SATS4AI_PATH, PER_REQUEST, False, {"prompt": "two"}),
+                    ("POST", PER_REQUEST_PATH, PER_REQUEST, False, {"prompt": "one"}),
+                    ("POST", PER_REQUEST_PATH, PER_REQUEST, False, {"prompt": "two"}),
                 ]
                 for method, path, route, refresh, body in plan:
                     result = await client.fetch(

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import ConfigErrors, load_config
-from gateway.config.model import PricingHook
+from gateway.config.model import GrpcPricing, PricingHook
 from gateway.paywall.routes import RuntimeRoutes
 from gateway.pricer.hook import MAX_ANSWER_BYTES, InvalidPrice, parse_answer
 from gateway.pricer.prices import hook_headers
@@ -24,11 +24,13 @@ routes:
 def load(tmp_path: Path, body: str) -> PricingHook | None:
     path = tmp_path / "routes.yaml"
     path.write_text(HEAD + body)
-    return (
+    pricing = (
         load_config(path, check_files=False, environ={"HOOK": "pricing.internal"})
         .routes.routes[0]
         .pricing
     )
+    assert not isinstance(pricing, GrpcPricing)  # these tests are about the HTTP hook
+    return pricing
 
 
 def errors(tmp_path: Path, body: str) -> list[str]:

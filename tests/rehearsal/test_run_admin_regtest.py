@@ -56,7 +56,8 @@ def test_the_banner_says_how_to_call_the_admin_api_and_it_works(
     assert json.loads(listed.stdout) == {"tokens": [], "next_cursor": None}
     routes = json.loads(bash(routes_curl, stack).stdout)["routes"]
     assert [r["name"] for r in routes] == [
-        "sats4ai-text-generation", "ep212-premium-signal", "ep212-expensive-signal",
+        "sats4ai-text-generation", "per-request-text-generation", "ep212-premium-signal",
+        "ep212-expensive-signal", "payment-text-generation",
     ]  # fmt: skip
 
     ran = bash(tokens_cli, stack)

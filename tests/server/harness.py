@@ -80,10 +80,14 @@ def upstream_app() -> web.Application:
 
 
 def document(
-    upstream: str, patch: dict[str, dict[str, Any]] | None = None, **top: Any
+    upstream: str,
+    patch: dict[str, dict[str, Any]] | None = None,
+    extra: list[dict[str, Any]] | None = None,
+    **top: Any,
 ) -> dict[str, Any]:
-    """A routes.yaml for the in-process gateway; `top` overrides top-level keys and
-    `patch[name]` adds keys to one route."""
+    """A routes.yaml for the in-process gateway; `top` overrides top-level keys,
+    `patch[name]` adds keys to one route and `extra` routes (their `upstream` is the test
+    upstream) come first."""
     routes = [
         {"name": "free", "path": "^/free", "upstream": upstream, "price_sats": 0},
         {"name": "paid", "path": "^/paid", "upstream": upstream, "price_sats": 10},
@@ -118,6 +122,7 @@ def document(
     ]  # fmt: skip
     for route in routes:
         route.update((patch or {}).get(str(route["name"]), {}))
+    routes = [{"upstream": upstream, **route} for route in extra or []] + routes
     return in_process_document(routes, **top)
 
 
@@ -196,7 +201,10 @@ def json_of(raw: bytes) -> Any:
 
 @asynccontextmanager
 async def in_process(
-    tmp_path: Path, patch: dict[str, dict[str, Any]] | None = None, **top: Any
+    tmp_path: Path,
+    patch: dict[str, dict[str, Any]] | None = None,
+    extra: list[dict[str, Any]] | None = None,
+    **top: Any,
 ) -> AsyncIterator[InProcess]:
     upstream = web.AppRunner(upstream_app(), shutdown_timeout=0.5, handler_cancellation=True)
     await upstream.setup()
@@ -205,7 +213,7 @@ async def in_process(
     assert app is not None
     port = upstream.addresses[0][1]
     path = tmp_path / "routes.yaml"
-    doc = document(f"http://127.0.0.1:{port}", patch, **top)
+    doc = document(f"http://127.0.0.1:{port}", patch, extra, **top)
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     config = load_config(path, check_files=False)
     invoices = MemoryInvoiceSource()

@@ -148,6 +148,65 @@ async def test_an_expired_hold_frees_its_units_and_can_still_be_settled(
     )
 
 
+async def test_a_live_hold_is_extended_an_expired_one_is_not(store: Store) -> None:
+    await credit(store, 100)
+    hold = await store.reserve_units(TOKEN, 100, unit="tokens", scope="chat", now=NOW, ttl=30)
+    assert hold.hold_id is not None
+    # Still streaming at NOW + 20: the reservation now lasts until NOW + 80.
+    assert await store.extend_units(TOKEN, hold.hold_id, now=NOW + 20, ttl=60) is True
+    held = await store.reserve_units(TOKEN, 1, unit="tokens", scope="chat", now=NOW + 79, ttl=5)
+    assert held.status is HoldStatus.INSUFFICIENT
+    # Never shortened; and once it has expired it stays expired (its units may be taken).
+    assert await store.extend_units(TOKEN, hold.hold_id, now=NOW + 21, ttl=10) is False
+    assert await store.extend_units(TOKEN, hold.hold_id, now=NOW + 80, ttl=60) is False
+    freed = await store.reserve_units(TOKEN, 1, unit="tokens", scope="chat", now=NOW + 80, ttl=5)
+    assert freed.status is HoldStatus.RESERVED
+    assert await store.extend_units(TOKEN, b"\x09" * 16, now=NOW, ttl=60) is False
+
+
+async def test_roll_settles_and_holds_in_one_step(store: Store) -> None:
+    """A process's allotment: hold a chunk, then settle what it spent and hold the next."""
+    await credit(store, 100)
+    kw: dict[str, Any] = {"unit": "tokens", "scope": "chat", "ttl": 30}
+    first = await store.roll_units(TOKEN, None, debit=0, keep=0, want=60, minimum=1, now=NOW, **kw)
+    assert (first.status, first.amount, first.available, first.others) == (
+        HoldStatus.RESERVED, 60, 40, 0,
+    )  # fmt: skip
+    other = await store.reserve_units(TOKEN, 30, unit="tokens", scope="chat", now=NOW, ttl=30)
+    assert other.hold_id is not None
+    # Spent 45, 10 still held by requests in flight, wants 50 more: only 15 are left.
+    second = await store.roll_units(
+        TOKEN, first.hold_id, debit=45, keep=10, want=50, minimum=1, now=NOW, **kw
+    )
+    assert (second.status, second.debited, second.amount, second.available) == (
+        HoldStatus.RESERVED, 45, 25, 0,
+    )  # fmt: skip
+    assert second.others == 30
+    # Spent 15 of the 25 and 8 more than that (over-use), 10 still in flight: the 8 cannot
+    # come from the 30 another request holds nor from the 10 kept: a shortfall.
+    third = await store.roll_units(
+        TOKEN, second.hold_id, debit=23, keep=10, want=5, minimum=1, now=NOW, **kw
+    )
+    assert (third.status, third.amount, third.debited, third.shortfall) == (
+        HoldStatus.INSUFFICIENT, 10, 15, 8,
+    )  # fmt: skip
+    balance = await store.get_balance(TOKEN, now=NOW)
+    assert balance is not None
+    assert (balance.units, balance.held) == (100 - 45 - 15, 10 + 30)
+    # The final flush: nothing kept, nothing wanted: no reservation is left.
+    last = await store.roll_units(
+        TOKEN, third.hold_id, debit=0, keep=0, want=0, minimum=0, now=NOW, **kw
+    )
+    assert (last.hold_id, last.amount) == (None, 0)
+    gone = await store.roll_units(
+        b"\x09" * 32, None, debit=0, keep=0, want=1, minimum=1, now=NOW, **kw
+    )
+    assert gone.status is HoldStatus.UNKNOWN
+    kw["unit"] = "requests"
+    odd = await store.roll_units(TOKEN, None, debit=0, keep=0, want=1, minimum=1, now=NOW, **kw)
+    assert odd.status is HoldStatus.MISMATCH
+
+
 async def test_argument_checks(store: Store) -> None:
     with pytest.raises(ValueError, match="estimate"):
         await store.reserve_units(TOKEN, 0, unit="tokens", scope="chat", now=NOW, ttl=1)

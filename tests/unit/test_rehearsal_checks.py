@@ -38,11 +38,37 @@ def _good() -> dict[str, Any]:
         challengeStatusCode=402,
         firstPaid=True,
         firstAmountMsats=42_000,
-        secondPaid=True,
-        cacheHit=False,
+        secondPaid=False,
+        cacheHit=True,
         payerCallsAfterFirst=1,
-        payerCallsAfterSecond=2,
+        payerCallsAfterSecond=1,
     )
+    section["sats4aiBundle"].update(
+        unit="tokens",
+        bundleUnits=92,
+        completions=[{}] * 6,
+        completionsOnFirstBundle=4,
+        payments=2,
+        paidMsats=84_000,
+        unitsBought=184,
+        unitsUsed=138,
+    )
+    section["paymentScheme"] = {
+        "charge": {
+            "scheme": "payment",
+            "challengeStatusCode": 402,
+            "paidStatusCode": 200,
+            "paidAmountMsats": 10_000,
+            "receipt": {"status": "success"},
+        },
+        "session": {
+            "unitSats": 1,
+            "deposits": [{"depositSats": 20}, {"depositSats": 20}],
+            "depositedSats": 40,
+            "debits": {"requests": 1, "served": 1, "debitedSats": 23, "streams": 1},
+            "refund": {"refundSats": 17, "refundStatus": "succeeded"},
+        },
+    }
     return {"ok": True, "mode": "regtest", **section}
 
 
@@ -61,9 +87,15 @@ def test_good_summary_passes() -> None:
         ("overCap.blocked", False, "blocked"),
         ("overCap.denyReasonCode", "amount_unknown", "denyReasonCode"),
         ("overCap.payerCallsAfter", 4, "payerCallsAfter"),
-        ("sats4ai.cacheHit", True, "cacheHit"),
-        ("sats4ai.payerCallsAfterSecond", 1, "payerCallsAfterSecond"),
+        ("sats4ai.cacheHit", False, "cacheHit"),
+        ("sats4ai.payerCallsAfterSecond", 2, "payerCallsAfterSecond"),
+        ("sats4aiBundle.payments", 1, "payments"),
+        ("sats4aiBundle.unitsUsed", 161, "unitsUsed"),
+        ("sats4aiBundle.completionsOnFirstBundle", 5, "completionsOnFirstBundle"),
         ("ok", False, "ok"),
+        ("paymentScheme.charge.paidStatusCode", 402, "paidStatusCode"),
+        ("paymentScheme.session.refund.refundStatus", "failed", "refundStatus"),
+        ("paymentScheme.session.refund.refundSats", 40, "refundSats"),
     ],
 )
 def test_each_difference_is_reported(path: str, value: Any, needle: str) -> None:
@@ -85,15 +117,35 @@ def test_missing_fields_are_named() -> None:
 
 
 def test_metrics_must_match_payments() -> None:
+    summary = _good()
+    tokens = 'route="sats4ai-text-generation",unit="tokens"'
     metrics = {
-        'l402_revenue_msats_total{route="ep212-premium-signal"}': 10_000.0,
+        'l402_revenue_msats_total{route="ep212-premium-signal"}': 20_000.0,
         'l402_revenue_msats_total{route="sats4ai-text-generation"}': 84_000.0,
         'l402_revenue_msats_total{route="ep212-expensive-signal"}': 0.0,
-        'l402_paid_requests_total{route="ep212-premium-signal"}': 2.0,
-        'l402_paid_requests_total{route="sats4ai-text-generation"}': 2.0,
-        'l402_tokens_consumed_total{route="sats4ai-text-generation"}': 2.0,
+        'l402_paid_requests_total{route="ep212-premium-signal"}': 3.0,
+        'l402_scheme_paid_requests_total{route="ep212-premium-signal",scheme="l402"}': 2.0,
+        'l402_scheme_paid_requests_total{route="ep212-premium-signal",scheme="charge"}': 1.0,
+        'l402_scheme_paid_requests_total{route="payment-text-generation",scheme="session"}': 1.0,
+        'l402_session_deposits_msats_total{route="payment-text-generation"}': 40_000.0,
+        'l402_session_refunds_total{result="succeeded",route="payment-text-generation"}': 1.0,
+        'l402_session_refunds_total{result="failed",route="payment-text-generation"}': 0.0,
+        'l402_session_refunded_msats_total{route="payment-text-generation"}': 17_000.0,
+        'l402_paid_requests_total{route="sats4ai-text-generation"}': 6.0,
+        f"l402_meter_units_sold_total{{{tokens}}}": 184.0,
+        f"l402_meter_units_served_total{{{tokens}}}": 138.0,
         'l402_challenges_issued_total{route="ep212-expensive-signal"}': 1.0,
     }
-    assert check_metrics(metrics) == []
+    assert check_metrics(metrics, summary) == []
+    metrics['l402_revenue_msats_total{route="ep212-premium-signal"}'] = 10_000.0
+    assert len(check_metrics(metrics, summary)) == 1
+    # The seller refunded other than the buyer received.
     metrics['l402_revenue_msats_total{route="ep212-premium-signal"}'] = 20_000.0
-    assert len(check_metrics(metrics)) == 1
+    metrics['l402_session_refunded_msats_total{route="payment-text-generation"}'] = 18_000.0
+    (problem,) = check_metrics(metrics, summary)
+    assert "l402_session_refunded_msats_total" in problem
+    metrics['l402_session_refunded_msats_total{route="payment-text-generation"}'] = 17_000.0
+    # The seller served more units than the buyer saw used: a difference in the books.
+    metrics[f"l402_meter_units_served_total{{{tokens}}}"] = 161.0
+    (problem,) = check_metrics(metrics, summary)
+    assert "l402_meter_units_served_total" in problem

@@ -17,7 +17,14 @@ from gateway.payment import lightning
 from gateway.payment.challenge import format_time
 from gateway.payment.eventstream import is_event_stream
 from gateway.payment.receipts import Receipt, format_receipt
-from gateway.paywall.holds import NOTHING, BodyWatch, LeaseHold, Settled
+from gateway.paywall.holds import (
+    NOTHING,
+    AnswerHeaders,
+    BodyWatch,
+    LeaseHold,
+    Settled,
+    content_type_of,
+)
 from gateway.paywall.mpp.stream import SessionStore, SessionStream
 
 RECEIPT = "Payment-Receipt"
@@ -47,7 +54,7 @@ class ChargeHold:
         self._reference = reference
         self._challenge_id = challenge_id
 
-    async def answered(self, status: int, served: bool, content_type: str = "") -> Settled:
+    async def answered(self, status: int, served: bool, headers: AnswerHeaders = ()) -> Settled:
         settled = await self._lease.answered(status, served)
         if not served or status >= 300:
             return settled
@@ -83,12 +90,12 @@ class BearerHold:
         self._ttl = ttl
         self.watch: SessionStream | None = None
 
-    async def answered(self, status: int, served: bool, content_type: str = "") -> Settled:
+    async def answered(self, status: int, served: bool, headers: AnswerHeaders = ()) -> Settled:
         if not served:
             await self.release()
             return NOTHING
-        headers = receipt_headers(self._session_id.hex(), None) if status < 300 else ()
-        if is_event_stream(content_type):  # billed per event, settled when it ends
+        receipt = receipt_headers(self._session_id.hex(), None) if status < 300 else ()
+        if is_event_stream(content_type_of(headers)):  # billed per event, settled when it ends
             self.watch = SessionStream(
                 self._store,
                 self._session_id,
@@ -97,13 +104,13 @@ class BearerHold:
                 (self._hold_id, self._unit_msat),
                 self._ttl,
             )
-            return Settled(headers)
+            return Settled(receipt)
         settled = await self._store.settle_units(
             self._session_id, self._hold_id, self._unit_msat, now=int(time.time())
         )
         if settled.shortfall:
-            return Settled(headers, "session debit short: the reservation had lapsed")
-        return Settled(headers)
+            return Settled(receipt, "session debit short: the reservation had lapsed")
+        return Settled(receipt)
 
     async def finished(self, complete: bool) -> str | None:
         if self.watch is None:

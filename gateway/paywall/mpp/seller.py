@@ -47,6 +47,7 @@ from gateway.payment.verify import (
     verify_session_owner,
     verify_top_up,
 )
+from gateway.paywall.credentialkeys import CredentialKey, charge_key, session_key
 from gateway.paywall.holds import Hold, LeaseHold
 from gateway.paywall.leases import LeaseKeeper
 from gateway.paywall.mpp.closing import SessionCloser
@@ -72,6 +73,12 @@ class Admitted:
         self.scheme = scheme
         self.credential_id = credential_id
         self.hold = hold
+
+    @property
+    def key(self) -> CredentialKey:
+        """Its identity for rate limits and balances (gateway.paywall.credentialkeys)."""
+        ident = bytes.fromhex(self.credential_id)
+        return charge_key(ident) if self.scheme == "charge" else session_key(ident)
 
 
 def _route_price_sats(route: Route) -> int | None:

@@ -73,6 +73,10 @@ class SessionStream:
         self.shortfall = 0
 
     @property
+    def keeps_length(self) -> bool:
+        return False  # adds a receipt event and may hold events back: sent chunked
+
+    @property
     def billed_units(self) -> int:
         return self._billed
 
