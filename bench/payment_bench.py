@@ -19,7 +19,7 @@ same number of requests, as the gateway process's CPU (utime + stime from
 /proc) per request; every answer must be 200 (a Payment-Receipt on the Payment
 ones). Single-use credentials are bought before the measurement, never during.
 
-Usage: .venv/bin/python bench/payment_bench.py [--rounds 3] [--requests 200]
+Usage: .venv/bin/python bench/payment_bench.py [--rounds 3] [--requests 600]
        [--concurrency 8] [--json]
 """
 
@@ -263,7 +263,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--requests", type=int, default=200, help="per kind and round")
+    parser.add_argument("--requests", type=int, default=600, help="per kind and round")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
