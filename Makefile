@@ -49,7 +49,7 @@ lint: setup
 
 # tests/ is a namespace package (imported as tests.xxx): hence --explicit-package-bases.
 typecheck: setup
-	$(PY) -m mypy --explicit-package-bases gateway tests
+	$(PY) -m mypy --explicit-package-bases gateway tests bench
 
 test-unit: setup
 	$(PY) -m pytest -m "not regtest and not postgres and not prometheus" -q

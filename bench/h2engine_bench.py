@@ -138,7 +138,7 @@ async def run_engine(upstream_port: int, profile: str | None) -> None:
         profiler.enable()
     print(f"PORT {site.port}", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-    if profiler is not None:
+    if profiler is not None and profile is not None:
         profiler.disable()
         profiler.dump_stats(profile)
     await runner.cleanup()

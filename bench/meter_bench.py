@@ -29,7 +29,6 @@ import asyncio
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -40,10 +39,9 @@ if __package__ in (None, ""):  # run as a script: make `bench` and `tests.suppor
 from bench.phase import BenchFailure
 from bench.procstat import cpu_seconds
 from bench.pyload import REQUEST_TIMEOUT, Connection
-from bench.stack import HOST, Stack, cli_argv, log, start_upstream, wait_http_ok
+from bench.stack import HOST, Stack, cli_argv, log, on_regtest, start_upstream, wait_http_ok
 from gateway.buyer import parse_challenge
 from gateway.lightning.lnd import LndClient
-from gateway.regtest.network import RegtestNetwork
 from gateway.regtest.processes import ManagedProcess, free_port
 
 ROUTES = ("plain", "metered")
@@ -192,19 +190,7 @@ async def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    workdir = Path(tempfile.mkdtemp(prefix="l402-meter-bench-"))
-    stack = Stack(workdir, gateway_log_level="warning")
-    try:
-        log("starting the regtest network")
-        stack.network = RegtestNetwork()
-        stack.descriptor = await asyncio.to_thread(stack.network.start)
-        return await measure(stack, args)
-    except BenchFailure:
-        for name, tail in stack.log_tails():
-            print(f"--- {name} ---\n{tail}", file=sys.stderr)
-        raise
-    finally:
-        stack.stop()
+    return await on_regtest("l402-meter-bench-", lambda stack: measure(stack, args))
 
 
 def main() -> int:

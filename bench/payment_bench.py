@@ -30,7 +30,6 @@ import asyncio
 import json
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,14 +43,13 @@ import aiohttp
 from bench.phase import BenchFailure
 from bench.procstat import cpu_seconds
 from bench.pyload import REQUEST_TIMEOUT, Connection
-from bench.stack import HOST, Stack, cli_argv, log, start_upstream, wait_http_ok
+from bench.stack import HOST, Stack, cli_argv, log, on_regtest, start_upstream, wait_http_ok
 from gateway.buyer import LndPayer, SpendPolicy, parse_challenge
 from gateway.buyer.offers import charge_offer, first_offer
 from gateway.buyer.session import LndReturnInvoices, PaymentSession
 from gateway.lightning.lnd import LndClient
 from gateway.payment.credential import Credential, format_authorization
 from gateway.payment.payloads import ChargePayload
-from gateway.regtest.network import RegtestNetwork
 from gateway.regtest.processes import ManagedProcess, free_port
 
 KINDS = ("l402", "l402-single", "charge", "session")
@@ -245,19 +243,7 @@ async def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    workdir = Path(tempfile.mkdtemp(prefix="l402-payment-bench-"))
-    stack = Stack(workdir, gateway_log_level="warning")
-    try:
-        log("starting the regtest network")
-        stack.network = RegtestNetwork()
-        stack.descriptor = await asyncio.to_thread(stack.network.start)
-        return await measure(stack, args)
-    except BenchFailure:
-        for name, tail in stack.log_tails():
-            print(f"--- {name} ---\n{tail}", file=sys.stderr)
-        raise
-    finally:
-        stack.stop()
+    return await on_regtest("l402-payment-bench-", lambda stack: measure(stack, args))
 
 
 def main() -> int:

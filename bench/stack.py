@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import aiohttp
 
@@ -201,3 +204,23 @@ async def check_paid_body(load: Load, label: str, authorization_headers: int) ->
         or payload.get("authorizationHeaders") != authorization_headers
     ):
         raise BenchFailure(f"{label}: unexpected body {payload!r}")
+
+
+T = TypeVar("T")
+
+
+async def on_regtest(prefix: str, measure: Callable[[Stack], Awaitable[T]]) -> T:
+    """`measure` on a fresh regtest network in a new work directory; everything it started
+    is stopped afterwards, and a failed run prints every process's log tail first."""
+    stack = Stack(Path(tempfile.mkdtemp(prefix=prefix)), gateway_log_level="warning")
+    try:
+        log("starting the regtest network")
+        stack.network = RegtestNetwork()
+        stack.descriptor = await asyncio.to_thread(stack.network.start)
+        return await measure(stack)
+    except BenchFailure:
+        for name, tail in stack.log_tails():
+            print(f"--- {name} ---\n{tail}", file=sys.stderr)
+        raise
+    finally:
+        stack.stop()
