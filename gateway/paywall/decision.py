@@ -128,16 +128,7 @@ class Paywall:
         name = located.runtime.name
         self._metrics.shadow_challenges.labels(route=name).inc()
         self._metrics.shadow_price_msats.labels(route=name).inc(price_msat)
-        sale = Sale(
-            located.runtime,
-            self._metrics.route(name),
-            hold=None,
-            token=None,
-            authorization=None,
-            arrived=arrived,
-            record=record,
-        )
-        sale.outcome("shadow")
+        sale = self._unpaid_sale(located, None, arrived, record, "shadow")
         sale.note(f"shadow: would have asked {price_msat} msat")
         return sale
 
@@ -160,15 +151,7 @@ class Paywall:
                 prefix = located.table.config.challenge_rate_limit.ipv6_prefix
                 subject = unpaid_subject(client, prefix)
                 await self._services.quotas.limit(runtime.route, located.path.decoded, subject)
-            return Sale(
-                runtime,
-                series,
-                hold=None,
-                token=None,
-                authorization=None,
-                arrived=arrived,
-                record=record,
-            )
+            return self._unpaid_sale(located, None, arrived, record)
         services = self.services
         route = runtime.route
         headers = list(headers)  # read more than once: each scheme's credentials, the hook's
@@ -338,17 +321,28 @@ class Paywall:
         )
         if hold is None:
             return None
-        runtime = located.runtime
+        return self._unpaid_sale(located, hold, arrived, record, "freebie")
+
+    def _unpaid_sale(
+        self,
+        located: Located,
+        hold: Hold | None,
+        arrived: float,
+        record: AccessRecord | None,
+        outcome: str | None = None,
+    ) -> Sale:
+        """A request served without a credential: a free route, a freebie, a dry run."""
         sale = Sale(
-            runtime,
-            self._metrics.route(runtime.name),
+            located.runtime,
+            self._metrics.route(located.runtime.name),
             hold=hold,
             token=None,
             authorization=None,
             arrived=arrived,
             record=record,
         )
-        sale.outcome("freebie")
+        if outcome is not None:
+            sale.outcome(outcome)
         return sale
 
 
