@@ -14,7 +14,7 @@ from pathlib import Path
 
 from gateway import __version__
 from gateway.commands import admintoken, prune, report, serving, tokens
-from gateway.commands.loading import CommandError
+from gateway.commands.errors import CommandError
 
 DEFAULT_CONFIG = Path("/etc/l402-gateway/routes.yaml")
 

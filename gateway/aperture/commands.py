@@ -14,19 +14,16 @@ unreadable source.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-
 from gateway import __version__
-from gateway.config import GatewayConfig
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # loaded by the commands that run, not by the parser
     from gateway.aperture.importer import ImportReport
+    from gateway.config import GatewayConfig
 
 
 def add_convert_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -55,6 +52,8 @@ def add_import_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def cmd_convert_aperture(args: argparse.Namespace) -> int:
+    import yaml
+
     from gateway.aperture.convert import convert
     from gateway.aperture.emit import render
     from gateway.aperture.source import ApertureConfigError
@@ -117,6 +116,8 @@ def _self_check(text: str) -> str | None:
 
 
 def cmd_import_aperture(args: argparse.Namespace) -> int:
+    import asyncio
+
     from gateway.config import ConfigErrors, load_config
 
     try:

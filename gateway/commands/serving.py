@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import errno
 import os
 import re
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.commands.loading import EXIT_FAILED, CommandError, load_strict
-from gateway.store.types import StoreError
+from gateway.commands.errors import EXIT_FAILED, CommandError
 
 _BIND_ADDRESS = re.compile(r"\('([^']*)', (\d+)")
 
@@ -35,7 +32,11 @@ def listen_failure(exc: OSError) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway.commands.loading import load_strict
     from gateway.observability import logsetup as logs
+    from gateway.store.types import StoreError
 
     load_strict(args.config)
     if args.workers < 1:
@@ -62,6 +63,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from gateway.commands.loading import load_strict
+
     path: Path | None = args.config_file or args.config
     if path is None:
         raise CommandError("check-config: give the file (check-config FILE or --config FILE)")
@@ -79,6 +82,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_signal_upstream(args: argparse.Namespace) -> int:
+    import asyncio
+    import contextlib
+
     from gateway.demo_upstream import run_signal_upstream
 
     def started(port: int) -> None:

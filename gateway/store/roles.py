@@ -14,11 +14,9 @@ within the store's deadline; none of them logs a secret.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from gateway.jobs.leadership import LeaderLock
 from gateway.l402.records import TokenRecord
-from gateway.metering.limits import RateRule
 from gateway.store.types import (
     Balance,
     Credit,
@@ -31,6 +29,10 @@ from gateway.store.types import (
     Settlement,
     TokenInfo,
 )
+
+if TYPE_CHECKING:  # annotations only: loading a config must not import asyncio or the meter
+    from gateway.jobs.leadership import LeaderLock
+    from gateway.metering.limits import RateRule
 
 
 class TokenSink(Protocol):
