@@ -6,15 +6,26 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup protos protos-check binaries system-deps lint typecheck test test-unit \
-        regtest-up regtest-down rehearse run bench bench-peers aperture prometheus clean
+.PHONY: setup lock protos protos-check binaries system-deps lint typecheck test test-unit \
+        regtest-up regtest-down rehearse run bench bench-peers bench-grpc aperture prometheus clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+# Every dependency from the hashed lock (extras dev, buyer and mcp, and the build
+# backend), then the project itself as an editable install without resolving anything.
+$(STAMP): pyproject.toml constraints/dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r constraints/dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(PY) -m pip check --disable-pip-version-check >/dev/null
 	touch $(STAMP)
+
+# Regenerate the hashed locks in constraints/ from pyproject.toml, then install them.
+# After adding or changing a pin in pyproject.toml: `make lock`. LOCK_ARGS=--upgrade
+# moves every package to its newest release (docs/packaging.md).
+lock:
+	scripts/lock.sh $(LOCK_ARGS)
+	$(MAKE) setup
 
 # Regenerate the Python gRPC stubs from protos/ (hand-written LND subsets).
 protos: setup
@@ -70,10 +81,15 @@ bench: setup binaries aperture
 	bench/ensure-wrk.sh
 	$(PY) bench/gateway_bench.py
 
-# As bench, but a missing Aperture is an error instead of a note.
+# As bench, but a missing Aperture is an error instead of a note; then gRPC beside Aperture.
 bench-peers: setup binaries aperture
 	bench/ensure-wrk.sh
 	L402_REQUIRE_APERTURE=1 $(PY) bench/gateway_bench.py
+	L402_REQUIRE_APERTURE=1 $(PY) bench/grpc_bench.py
+
+# gRPC alone: ours (h2c and TLS upstream, 1 and 2 workers) beside Aperture (TLS upstream).
+bench-grpc: setup binaries aperture
+	$(PY) bench/grpc_bench.py
 
 # Prometheus files for a deployment: absolute runbook links (RUNBOOK_URL, where
 # docs/runbook.md is published) and the admin target, into build/prometheus/.
@@ -83,4 +99,4 @@ prometheus:
 	$(PYTHON) deploy/prometheus/render.py --runbook-url "$(RUNBOOK_URL)" --admin-target "$(ADMIN_TARGET)" --out build/prometheus
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-lock .pytest_cache .mypy_cache .ruff_cache

@@ -41,7 +41,7 @@ from aiohttp import web  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 
 from gateway.embed import L402, L402Middleware, LndSettings, PricedRoute  # noqa: E402
-from gateway.lightning import LndClient  # noqa: E402
+from gateway.lightning.lnd import LndClient  # noqa: E402
 from gateway.regtest.network import RegtestNetwork  # noqa: E402
 
 ROUTES = [PricedRoute("signal", "^/signal$", price_sats=10)]

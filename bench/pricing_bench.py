@@ -38,7 +38,8 @@ from aiohttp import web  # noqa: E402
 
 from gateway.config.model import PricingHook  # noqa: E402
 from gateway.observability.metrics import GatewayMetrics  # noqa: E402
-from gateway.pricer.hook import PriceHook, PriceQuery  # noqa: E402
+from gateway.pricer.hook import PriceHook  # noqa: E402
+from gateway.pricer.prices import PriceQuery  # noqa: E402
 
 PRICE_MSAT = 21_000
 QUERY = PriceQuery("bench", "GET", "/v1/report", (("x-model", "large"),))

@@ -5,8 +5,11 @@ Measures `allow()` of:
 1. local:            LocalChallengeLimiter (per-process memory), the baseline;
 2. shared-postgres:  SharedChallengeLimiter on a real PostgreSQL (one UPSERT per call),
                      sequential latency and throughput with concurrent callers;
-3. sqlite-bucket:    the same UPSERT on a SQLite store, to show why SQLite stays
-                     per process (each call is a write on the single writer).
+3. sqlite-bucket:    the same UPSERT on a SQLite store (each call a write and an fsync);
+4. flood:            one client far over its limit (every call refused), through the
+                     shared limiter on SQLite and PostgreSQL (a read per call: the
+                     bucket is read first and written only to take a token), beside
+                     the UPSERT every call used to cost.
 
 PostgreSQL: `--postgres-url` (a database the bench may write to), or else a
 private throw-away server from Debian's binaries (tests/support/postgres.py).
@@ -63,6 +66,23 @@ async def sequential(
     return summary(name, samples, time.perf_counter() - start)
 
 
+async def flood(
+    name: str, allow: Callable[[str, float], Awaitable[float | None]], calls: int
+) -> dict[str, float | str | int]:
+    """One client, its burst spent first: every measured call is refused."""
+    for _ in range(BURST):
+        await allow("192.0.2.99", T0)
+    samples = []
+    start = time.perf_counter()
+    for i in range(calls):
+        t = time.perf_counter()
+        wait = await allow("192.0.2.99", T0 + i * 1e-6)
+        samples.append(time.perf_counter() - t)
+        if wait is None:
+            raise SystemExit(f"{name}: a flooding client was granted a token")
+    return summary(name, samples, time.perf_counter() - start)
+
+
 async def concurrent(
     name: str,
     allow: Callable[[str, float], Awaitable[float | None]],
@@ -107,6 +127,12 @@ async def run(args: argparse.Namespace, pg_url: str) -> list[dict[str, float | s
         results.append(
             await concurrent("shared-postgres", shared.allow, args.calls, args.concurrency)
         )
+        results.append(await flood("flood shared-postgres", shared.allow, args.calls))
+
+        async def pg_upsert(key: str, now: float) -> float | None:
+            return await store.take_token(key, now, PER_MINUTE, BURST)
+
+        results.append(await flood("flood postgres-upsert", pg_upsert, args.calls))
         if shared.degraded:
             raise SystemExit("the shared limiter fell back to local buckets: figures invalid")
     finally:
@@ -120,6 +146,11 @@ async def run(args: argparse.Namespace, pg_url: str) -> list[dict[str, float | s
                 return await sqlite.take_token(key, now, PER_MINUTE, BURST)
 
             results.append(await sequential("sqlite-bucket", bucket, args.calls // 4))
+            on_sqlite = SharedChallengeLimiter(sqlite, PER_MINUTE, BURST, timeout=5.0)
+            results.append(await flood("flood shared-sqlite", on_sqlite.allow, args.calls))
+            results.append(await flood("flood sqlite-upsert", bucket, args.calls // 4))
+            if on_sqlite.degraded:
+                raise SystemExit("the SQLite shared limiter fell back: figures invalid")
         finally:
             await sqlite.close()
     return results

@@ -9,11 +9,17 @@ as a traceback: 2 = bad arguments or configuration (nothing was done),
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
+# grpc's C core writes its own INFO lines (TLS handshakes, reconnects) to stderr, beside
+# our JSON log lines; only its errors belong there. Set before grpc is first imported
+# (workers inherit it); an operator's own GRPC_VERBOSITY wins.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
 from gateway import __version__
-from gateway.commands import admintoken, prune, report, serving, tokens
+from gateway.commands import admintoken, mcp_command, prune, report, serving, sessions, tokens
 from gateway.commands.errors import CommandError
 
 DEFAULT_CONFIG = Path("/etc/l402-gateway/routes.yaml")
@@ -36,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_parser(sub, with_config)
     prune.add_parser(sub, with_config)
     admintoken.add_parser(sub)
+    mcp_command.add_parser(sub, with_config)  # mcp: the admin API for an agent (stdio)
+    sessions.add_parsers(sub, with_config)  # sessions list|show|close (Payment scheme)
     from gateway.aperture.commands import add_convert_parser, add_import_parser
 
     add_convert_parser(sub)  # convert-aperture: aperture.yaml -> routes.yaml

@@ -5,10 +5,13 @@ did (notes may still be printed: operator steps), 1 when something was dropped
 or changed (each on its own `dropped:` line on stderr; the file is still
 written), 2 when the input cannot be converted (nothing written).
 
-Exit status of import-aperture: 0 when every Aperture root key is now in our
-store, 1 when some key conflicted, was skipped, or the store failed (the keys
-imported so far stay; re-running is harmless), 2 on bad arguments or an
-unreadable source.
+Exit status of import-aperture: 0 when every row of Aperture's `secrets` is
+in our store with Aperture's key and nothing needs a decision; 1 when a row
+was bad (skipped, or the import stopped there with `--on-error stop`), a key
+conflicted, tokens revoked in Aperture still verify here (no
+`--sync-revocations`), or the store or the source failed mid-run (the keys
+imported so far stay; re-running is harmless); 2 on bad arguments, or a
+source or store that cannot be opened.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gateway import __version__
+from gateway.aperture.options import SOURCE, SOURCE_NAME, ImportOptions, OnError
+from gateway.aperture.shown import shown
 
 if TYPE_CHECKING:  # loaded by the commands that run, not by the parser
     from gateway.aperture.importer import ImportReport
@@ -45,7 +50,33 @@ def add_import_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     p.add_argument("--config", "-c", type=Path, required=True, help="this gateway's routes.yaml")
     p.add_argument("--dry-run", action="store_true", help="read and check, import nothing")
+    p.add_argument(
+        "--on-error",
+        choices=[m.value for m in OnError],
+        default=OnError.SKIP.value,
+        help="a bad row: skip it and go on (default), or stop the import there",
+    )
+    p.add_argument(
+        "--sync-revocations",
+        action="store_true",
+        help="revoke here the imported tokens Aperture has revoked since (they are always listed)",
+    )
+    p.add_argument(
+        "--source-name",
+        type=_source_name,
+        default=SOURCE,
+        help="name the imported keys are kept under (one per Aperture database; default: "
+        f"{SOURCE})",
+    )
     p.set_defaults(func=cmd_import_aperture)
+
+
+def _source_name(text: str) -> str:
+    if not SOURCE_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            "expected 1-64 characters: lower-case letters, digits, '-', '_', '.'"
+        )
+    return text
 
 
 # -- convert-aperture ------------------------------------------------------------------
@@ -114,6 +145,8 @@ def _self_check(text: str) -> str | None:
 
 # -- import-aperture -------------------------------------------------------------------
 
+IMPORT_STORE_TIMEOUT = 30.0  # seconds per store call: a batch is one transaction
+
 
 def cmd_import_aperture(args: argparse.Namespace) -> int:
     import asyncio
@@ -125,81 +158,93 @@ def cmd_import_aperture(args: argparse.Namespace) -> int:
     except ConfigErrors as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    return asyncio.run(_import(args.source, config, args.dry_run))
-
-
-async def _import(source: str, config: GatewayConfig, dry_run: bool) -> int:
-    from gateway.aperture.importer import (
-        ImportFailed,
-        check_snapshot,
-        import_snapshot,
+    options = ImportOptions(
+        route_names=frozenset(config.routes.names),
+        on_error=OnError(args.on_error),
+        sync_revocations=args.sync_revocations,
+        source_name=args.source_name,
     )
-    from gateway.aperture.keystore import ApertureDbError, read_source
+    return asyncio.run(_import(args.source, config, options, args.dry_run))
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+async def _import(source: str, config: GatewayConfig, options: ImportOptions, dry_run: bool) -> int:
+    from gateway.aperture.importer import ImportFailed, run_import
+    from gateway.aperture.keystore import ApertureDbError, open_source
     from gateway.store import StoreError, open_store
 
     try:
-        snapshot = await read_source(source)
+        aperture = await open_source(source)
     except ApertureDbError as exc:
         print(f"cannot read Aperture's database: {exc}", file=sys.stderr)
         return 2
-    with_tx = sum(1 for r in snapshot.secrets if r.token_id is not None)
-    print(
-        f"read {len(snapshot.secrets)} root key(s) from {snapshot.description}"
-        + (f", {with_tx} with a transaction record" if snapshot.has_transactions else "")
-    )
-    route_names = set(config.routes.names)
-    for service in snapshot.services:
-        marker = "" if service.name in route_names else " (no route of that name here)"
-        print(
-            f"note: Aperture's database defines service {service.name!r} (admin API; it "
-            f"overrides aperture.yaml): path {service.path_regexp!r}, price {service.price}"
-            f"{marker}; convert-aperture did not see it",
-            file=sys.stderr,
-        )
-    if dry_run:
-        report, _ = check_snapshot(snapshot, route_names)
-        _print_report(report, dry_run=True)
-        return 0 if report.clean else 1
-    try:
-        store = await open_store(config.store.url, config.base_dir)
-    except (StoreError, ValueError) as exc:
-        print(f"cannot open this gateway's store: {exc}", file=sys.stderr)
-        return 2
     try:
         try:
-            report = await import_snapshot(snapshot, store, route_names)
-        except ImportFailed as exc:
+            count = await aperture.count_secrets()
+        except ApertureDbError as exc:
+            print(f"cannot read Aperture's database: {exc}", file=sys.stderr)
+            return 2
+        with_tx = ", with l402_transactions" if "l402_transactions" in aperture.tables else ""
+        print(f"reading {aperture.description}: {count} root key(s) in secrets{with_tx}")
+        if dry_run:
+            try:
+                report = await run_import(aperture, None, options, _say)
+            except ApertureDbError as exc:
+                print(f"stopped: {exc}", file=sys.stderr)
+                return 1
+            _print_report(report, dry_run=True)
+            return 0 if report.clean else 1
+        try:
+            store = await open_store(
+                config.store.url, config.base_dir, timeout=IMPORT_STORE_TIMEOUT
+            )
+        except (StoreError, ValueError) as exc:
+            print(f"cannot open this gateway's store: {exc}", file=sys.stderr)
+            return 2
+        try:
+            report = await run_import(aperture, store, options, _say)
+        except (ImportFailed, ApertureDbError) as exc:
             print(f"stopped: {exc}; re-run to continue (done so far below)", file=sys.stderr)
-            _print_report(exc.report, dry_run=False)
+            if isinstance(exc, ImportFailed):
+                _print_report(exc.report, dry_run=False)
             return 1
+        finally:
+            await store.close()
     finally:
-        await store.close()
+        await aperture.close()
     _print_report(report, dry_run=False)
     return 0 if report.clean else 1
 
 
-def _print_report(report: ImportReport, dry_run: bool) -> None:
-    for line in report.skipped:
-        print(f"skipped: {line}", file=sys.stderr)
-    for key_id in report.conflicts:
-        print(
-            f"conflict: key id {key_id}: this store holds a different root key (kept ours)",
-            file=sys.stderr,
-        )
-    for line in report.warnings:
-        print(f"warning: {line}", file=sys.stderr)
+def _print_report(report: ImportReport, *, dry_run: bool) -> None:
     for service, count in sorted(report.unknown_services.items()):
-        print(
-            f"warning: {count} token(s) sold for Aperture service {service!r}, which is not a "
-            "route name in --config: they verify only on a route with exactly that name",
-            file=sys.stderr,
+        _say(
+            f"warning: {count} token(s) sold for Aperture service {shown(service)}, which is "
+            "not a route name in --config: they verify only on a route with exactly that name"
         )
-    states = ", ".join(f"{state} {n}" for state, n in sorted(report.by_state.items()))
+    if report.stopped:
+        _say(
+            "stopped at the first bad row (--on-error stop): nothing from it on was imported; "
+            "fix it, or re-run with --on-error skip"
+        )
+    states = ", ".join(f"{shown(state)} {n}" for state, n in sorted(report.by_state.items()))
+    in_states = f" (states: {states})" if states else ""
     if dry_run:
-        print(f"dry run: {report.read} read, nothing imported (states: {states or '-'})")
+        print(
+            f"dry run: {report.rows} row(s) read, {report.bad_rows} bad row(s), "
+            f"{report.warnings} warning(s), nothing imported{in_states}"
+        )
         return
+    revoked = f", already revoked here {report.already_revoked}" if report.already_revoked else ""
     print(
         f"imported {report.imported}, already present {report.already_present}, "
-        f"conflicts {len(report.conflicts)}, skipped {len(report.skipped)}"
-        + (f" (states: {states})" if states else "")
+        f"conflicts {report.conflicts}, bad rows {report.bad_rows}{revoked}{in_states}"
     )
+    if report.revoked_in_aperture:
+        print(
+            f"revoked in Aperture since imported: {report.revoked_in_aperture}, "
+            f"revoked here now: {report.revoked_here_now}"
+        )

@@ -16,6 +16,7 @@ from pathlib import PurePosixPath
 from urllib.parse import quote
 
 from gateway.aperture.notes import Note, Notes, Severity
+from gateway.aperture.payment import PaymentOut, convert_payment
 from gateway.aperture.services import (
     CATCH_ALL,
     ROUTE_NAME,
@@ -70,6 +71,7 @@ class RoutesDocument:
     store_url: str
     routes: list[RouteOut]
     header: list[str]
+    payment: PaymentOut | None = None  # authenticator.enablempp (gateway.aperture.payment)
 
 
 @dataclass(frozen=True)
@@ -101,17 +103,30 @@ def _convert(top: Block, notes: Notes) -> Conversion:
     admin = _admin(top, public, notes)
     _tls_and_extras(top, notes)
     lnd_host, tls_cert, macaroon, auth_disabled = _lnd(top, notes, header)
+    payment = _payment(top, macaroon, auth_disabled, notes, header)
     store_url = _store(top, notes, header)
-    routes = _routes(top, notes, auth_disabled)
+    routes = _routes(top, notes, auth_disabled, payment is not None)
     notes.note(
         "(all services)",
         "this gateway limits challenges per client address (challenge_rate_limit: 60 a "
         "minute, burst 20) and request bodies (max_body_bytes: 1 MiB); Aperture had neither",
     )
     document = RoutesDocument(
-        public, admin, lnd_host, tls_cert, macaroon, store_url, routes, header
+        public, admin, lnd_host, tls_cert, macaroon, store_url, routes, header, payment
     )
     return Conversion(document, tuple(notes.items))
+
+
+def _payment(
+    top: Block, macaroon: str, auth_disabled: bool, notes: Notes, header: list[str]
+) -> PaymentOut | None:
+    """The Payment scheme (MPP), when Aperture sold it; the refund macaroon beside the
+    invoice macaroon (same directory)."""
+    auth = top.child("authenticator")
+    if auth is None or auth_disabled:
+        return None
+    directory = str(PurePosixPath(macaroon).parent)
+    return convert_payment(auth, top.text("listenaddr"), directory, notes, header)
 
 
 def _listen(top: Block, notes: Notes) -> str:
@@ -204,9 +219,6 @@ def _lnd(top: Block, notes: Notes, header: list[str]) -> tuple[str, str, str, bo
             "authenticator.disable",
             "Aperture charged nothing: every route is converted free (price_sats: 0)",
         )
-    for key, what in (("enablempp", "Payment (MPP) challenges"), ("enablesessions", "sessions")):
-        if auth.boolean(key):
-            notes.dropped(f"authenticator.{key}", f"{what} are not offered here")
     if auth.text("passphrase") and not auth.text("lndhost"):
         notes.dropped(
             "authenticator.passphrase",
@@ -293,7 +305,7 @@ def _store(top: Block, notes: Notes, header: list[str]) -> str:
     raise BadValue("dbbackend", f"{backend!r}: expected sqlite, postgres or etcd")
 
 
-def _routes(top: Block, notes: Notes, auth_disabled: bool) -> list[RouteOut]:
+def _routes(top: Block, notes: Notes, auth_disabled: bool, mpp: bool) -> list[RouteOut]:
     raw = top.raw("services")
     if not isinstance(raw, Sequence) or isinstance(raw, str) or not raw:
         raise ApertureConfigError(
@@ -305,7 +317,7 @@ def _routes(top: Block, notes: Notes, auth_disabled: bool) -> list[RouteOut]:
         if not isinstance(item, Mapping):
             raise BadValue(f"services[{index}]", "expected a mapping")
         blocks.append(Block(item, f"services[{index}]"))
-    plans = _plan_names(blocks, notes, auth_disabled)
+    plans = _plan_names(blocks, notes, auth_disabled, mpp)
     routes: list[RouteOut] = []
     for block, plan in zip(blocks, plans, strict=True):
         try:
@@ -328,7 +340,7 @@ def _routes(top: Block, notes: Notes, auth_disabled: bool) -> list[RouteOut]:
     return routes
 
 
-def _plan_names(blocks: list[Block], notes: Notes, auth_disabled: bool) -> list[Plan]:
+def _plan_names(blocks: list[Block], notes: Notes, auth_disabled: bool, mpp: bool) -> list[Plan]:
     taken: set[str] = set()
     names: list[str] = []
     for index, block in enumerate(blocks):
@@ -363,7 +375,7 @@ def _plan_names(blocks: list[Block], notes: Notes, auth_disabled: bool) -> list[
                 counter += 1
             taken.add(candidate)
             free.append(candidate)
-        plans.append(Plan(name, tuple(free), auth_disabled))
+        plans.append(Plan(name, tuple(free), auth_disabled, mpp))
     return plans
 
 

@@ -30,9 +30,25 @@ def render(doc: RoutesDocument, *, source: str, version: str) -> str:
     out.append(f"  host: {scalar(doc.lnd_host)}")
     out.append(f"  tls_cert: {scalar(doc.lnd_tls_cert)}")
     out.append(f"  macaroon: {scalar(doc.lnd_macaroon)}")
+    payment = doc.payment
+    if payment is not None and payment.refund_macaroon is not None:
+        out.append(
+            f"  refund_macaroon: {scalar(payment.refund_macaroon)}   # pays session refunds: TODO"
+        )
     out.append("store:")
     out.append(f"  url: {scalar(doc.store_url)}")
     out.append("challenge_rate_limit: {per_minute: 60, burst: 20}   # per client; 0 = off")
+    if payment is not None:
+        out.append("payment:   # the Payment scheme (MPP): Aperture's authenticator.enablempp")
+        if payment.realm is not None:
+            out.append(f"  realm: {scalar(payment.realm)}")
+        out.append("  sessions:")
+        out.append(f"    enabled: {scalar(payment.sessions)}")
+        if payment.sessions:
+            out.append("    deposit_multiplier: 20   # what Aperture v0.5.0 used (see the notes)")
+            out.append(
+                "    idle_timeout_seconds: 300   # enforced here; Aperture only advertised it"
+            )
     out.append("routes:")
     for route in doc.routes:
         out.append("")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
 from gateway.aperture.notes import Notes
+from gateway.aperture.payment import service_schemes
 from gateway.aperture.source import BadValue, Block
 from gateway.config.model import TokenMode
 from gateway.http.headerpolicy import extra_header_problem
@@ -61,6 +62,7 @@ class Plan:
     route_name: str
     free_names: tuple[str, ...]  # one per authwhitelistpaths entry
     auth_disabled: bool  # authenticator.disable: Aperture sold nothing
+    mpp: bool = False  # authenticator.enablempp: `authscheme` decides the schemes
 
 
 def is_grpc_path(pattern: str) -> bool:
@@ -101,15 +103,7 @@ def convert_service(block: Block, plan: Plan, notes: Notes) -> list[RouteOut]:
     comments: list[str] = []
     grpc = is_grpc_path(path) or any(is_grpc_path(p) for p in block.strings("authwhitelistpaths"))
     if grpc:
-        comments.append(
-            "TODO(grpc): Aperture proxied gRPC (HTTP/2) for this service; this gateway "
-            "proxies HTTP/1.1 only until gRPC routes land"
-        )
-        notes.dropped(
-            w("pathregexp"),
-            "looks like a gRPC service (path names a /package.Service/Method): this gateway "
-            "cannot proxy gRPC yet; the route is emitted with a TODO(grpc) comment",
-        )
+        _grpc_note(block, upstream, notes)
 
     routes: list[RouteOut] = []
     service_free = price == 0
@@ -143,9 +137,30 @@ def convert_service(block: Block, plan: Plan, notes: Notes) -> list[RouteOut]:
             fields["capabilities"] = capabilities
         fields["invoice_expiry_seconds"] = LND_DEFAULT_INVOICE_EXPIRY
         fields["private_invoices"] = False
+        schemes = service_schemes(block, plan.mpp, notes)
+        if schemes is not None:
+            fields["schemes"] = list(schemes)
     _unsupported(block, notes)
     routes.append(RouteOut(fields, comments, f"{block.where} {plan.route_name!r}"))
     return routes
+
+
+def _grpc_note(block: Block, upstream: str, notes: Notes) -> None:
+    """gRPC needs nothing more than a route here: calls arriving over HTTP/2 (h2c) on the
+    public port are proxied over HTTP/2 to the same upstream (docs/grpc.md)."""
+    if upstream.startswith("https://"):
+        hop = "over TLS with ALPN h2, as Aperture did"
+    else:
+        hop = (
+            "over h2c (Aperture spoke HTTP/1.1 to a plain-http upstream, which a gRPC "
+            "server refuses)"
+        )
+    notes.note(
+        block.path("pathregexp"),
+        f"a gRPC service (/package.Service/Method): paid calls are proxied over HTTP/2 to the "
+        f"upstream {hop}; clients reach this gateway over h2c (behind a TLS front, forward "
+        "gRPC as h2c: docs/grpc.md)",
+    )
 
 
 def _caveats(block: Block, notes: Notes) -> tuple[int | None, list[str]]:
@@ -350,11 +365,6 @@ def _unsupported(block: Block, notes: Notes) -> None:
             w("constraints"),
             f"no equivalent ({keys}); tokens Aperture sold for this service carry these caveats, "
             "which this gateway refuses as unknown: they will not verify here",
-        )
-    scheme = block.text("authscheme").strip().lower()
-    if scheme not in ("", "l402"):
-        notes.dropped(
-            w("authscheme"), f"{scheme!r}: only L402 is offered here (no Payment/MPP challenges)"
         )
     if block.strings("authskipinvoicecreationpaths"):
         notes.dropped(

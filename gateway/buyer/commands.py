@@ -67,7 +67,7 @@ async def open_payer(
     macaroon = _read_setting_file(lnd.macaroon, ENV_LND_MACAROON)
     client = LndClient.connect(lnd.host, tls_cert=cert, macaroon=macaroon)
     try:
-        yield LndPayer(client, lnd.fee_limit_msat, lnd.timeout_seconds)
+        yield LndPayer(client, lnd.fee_limit_msat, lnd.timeout_seconds, node=f"LND at {lnd.host}")
     finally:
         await client.close()
 

@@ -12,7 +12,9 @@ of payment and would be refused by the seller anyway.
 A `PaymentError` raised once money may have moved carries `spent_msats` (the
 amount the wallet reported, or the most the payment could cost when the
 outcome is unknown) and, when the preimage was proven, the `receipt`; errors
-raised before anything was sent, or on a final FAILED state, carry None.
+raised before anything was sent, or on a final FAILED state, carry None. The
+LND payer asks its node for its state before sending, so a node that cannot
+be reached (or is locked) is "nothing was sent", not "outcome unknown".
 """
 
 from __future__ import annotations
@@ -96,21 +98,57 @@ class _LndPayment(Protocol):
 class _PayingClient(Protocol):
     """The slice of `gateway.lightning.lnd.node.LndClient` this payer uses."""
 
+    async def get_state(self, *, timeout: float | None = None) -> Any: ...
+
     async def pay_invoice(
         self, bolt11: str, *, fee_limit_msat: int, timeout_seconds: int = 60
     ) -> _LndPayment: ...
+
+
+PROBE_TIMEOUT = 10.0  # GetState before paying: connects the channel (TLS) and answers
 
 
 class LndPayer:
     """Pays through our own LND (SendPaymentV2); needs an admin/offchain macaroon."""
 
     def __init__(
-        self, client: _PayingClient, fee_limit_msat: int = 10_000, timeout_seconds: int = 60
+        self,
+        client: _PayingClient,
+        fee_limit_msat: int = 10_000,
+        timeout_seconds: int = 60,
+        node: str = "the paying LND node",
     ) -> None:
         self.client = client
         self.fee_limit_msat = fee_limit_msat
         self.timeout_seconds = timeout_seconds
+        self.node = node  # for messages: "LND at 127.0.0.1:10009"
         self.calls = 0
+
+    async def _check_reachable(self) -> None:
+        """Before sending: a node we cannot reach, or one not serving RPC, was never asked to pay.
+
+        GetState needs no macaroon, so this proves the channel works without
+        requiring a permission the payer otherwise would not need.
+        """
+        from gateway.lightning.errors import BackendError
+        from gateway.lightning.types import WalletState
+
+        try:
+            state = await self.client.get_state(timeout=PROBE_TIMEOUT)
+        except BackendError as exc:
+            raise PaymentError(
+                "lnd_unreachable",
+                f"could not reach {self.node} (gRPC {exc.code}); no payment was attempted",
+                upstream_code=exc.code,
+            ) from None
+        if state not in (WalletState.RPC_ACTIVE, WalletState.SERVER_ACTIVE):
+            name = getattr(state, "name", str(state))
+            raise PaymentError(
+                "lnd_not_ready",
+                f"{self.node} is not ready to pay (wallet {name}: unlock it or wait for it to"
+                " start); no payment was attempted",
+                upstream_code=name,
+            )
 
     async def pay(
         self, invoice: str, max_amount_msats: int, host: str, request_id: str
@@ -130,6 +168,7 @@ class LndPayer:
             raise PaymentError("amount_unknown", "refusing to pay an invoice without an amount")
         if decoded.amount_msats > max_amount_msats:
             raise PaymentError("amount_exceeds_max", "invoice amount is above the allowed maximum")
+        await self._check_reachable()
         # Unknown outcome (LND unreachable mid-payment, deadline): the most it can cost.
         at_risk = decoded.amount_msats + self.fee_limit_msat
         try:
@@ -149,11 +188,18 @@ class LndPayer:
             ) from None
         except BackendError as exc:
             raise PaymentError(
-                "lnd_error", f"LND error {exc.code}", upstream_code=exc.code, spent_msats=at_risk
+                "lnd_error",
+                f"LND error {exc.code} while paying: the outcome is unknown (check the"
+                " node's payments before paying again)",
+                upstream_code=exc.code,
+                spent_msats=at_risk,
             ) from None
         except TimeoutError:
             raise PaymentError(
-                "payment_timeout", "LND did not settle the payment in time", spent_msats=at_risk
+                "payment_timeout",
+                "LND did not settle the payment in time: the outcome is unknown (check the"
+                " node's payments before paying again)",
+                spent_msats=at_risk,
             ) from None
         spent = (int(payment.value_msat) or decoded.amount_msats) + int(payment.fee_msat)
         try:

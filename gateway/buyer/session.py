@@ -9,6 +9,10 @@
              invoice) -> 2xx
   request()  `bearer` credential (session id + deposit preimage); the seller
              debits its unit price per request (Aperture) or per chunk
+  stream()   a `bearer` request whose answer is an event stream the seller bills
+             per event: its events as they come; when the seller sends
+             `payment-need-topup` the session tops up (within the policy) and
+             the stream resumes
   top_up()   fresh 402 -> policy -> pay -> `topUp` credential
   close()    `close` credential -> the seller refunds the balance to the
              return invoice; the receipt's refundSats/refundStatus (and a JSON
@@ -27,7 +31,7 @@ no preimage, credential or return invoice is ever in one.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -36,6 +40,7 @@ from multidict import CIMultiDictProxy
 
 from gateway.buyer.charge import read_receipt
 from gateway.buyer.errors import ChallengeError, InvoiceError, PaymentError, SessionError
+from gateway.buyer.events import StreamEvent, read_events
 from gateway.buyer.offers import SessionOffer, first_offer, session_offer
 from gateway.buyer.payers import Payer, validate_preimage
 from gateway.buyer.policy import DenyReason, SpendPolicy
@@ -43,7 +48,7 @@ from gateway.payment.challenge import ChallengeParams, parse_time
 from gateway.payment.credential import Credential, format_authorization
 from gateway.payment.payloads import BearerPayload, ClosePayload, OpenPayload, TopUpPayload
 from gateway.payment.problems import read_problem
-from gateway.payment.receipts import Receipt
+from gateway.payment.receipts import EVENT_NEED_TOPUP, EVENT_RECEIPT, Receipt
 
 RETURN_INVOICE_EXPIRY = 30 * 86_400  # the session draft: SHOULD be at least 30 days
 CHALLENGE_MARGIN = 30.0  # refresh the echoed challenge this long before it expires
@@ -105,8 +110,12 @@ class PaymentSession:
         events: Events | None = None,
         clock: Callable[[], float] = time.time,
         return_expiry: int = RETURN_INVOICE_EXPIRY,
+        method: str = "GET",
     ) -> None:
+        """`method`: what the challenge, open, top-up and close requests use (a route
+        priced for POST only answers a GET with 405)."""
         self.http, self.payer, self.invoices, self.policy = http, payer, invoices, policy
+        self.method = method
         self.url, self.host, self.request_id = url, host, request_id
         self.events, self.clock, self.return_expiry = events, clock, return_expiry
         self.session_id: str | None = None
@@ -116,6 +125,7 @@ class PaymentSession:
         self._challenge: ChallengeParams | None = None
         self.deposits: list[dict[str, Any]] = []
         self.requests: list[int] = []  # status of every bearer request
+        self.stream_receipts: list[str] = []  # payment-receipt events' data (JSON text)
         self.closed: dict[str, Any] | None = None
 
     def _event(self, stage: str, outcome: str, **details: Any) -> None:
@@ -142,7 +152,7 @@ class PaymentSession:
 
     async def _offer(self) -> SessionOffer:
         """A fresh session offer (an unauthenticated request answered 402)."""
-        answer = await self._send("GET", self.url, None)
+        answer = await self._send(self.method, self.url, None)
         if answer.status != 402:
             raise SessionError("no_challenge", f"expected 402, the seller answered {answer.status}")
         try:
@@ -241,7 +251,7 @@ class PaymentSession:
         )
         preimage = await self._pay(offer, "open", limit)
         payload = OpenPayload(preimage, return_invoice).to_json()
-        answer = await self._send("GET", self.url, self._credential(payload, offer.params))
+        answer = await self._send(self.method, self.url, self._credential(payload, offer.params))
         if answer.status in (401, 402):
             raise self._refused("session.open", answer)
         self.session_id, self._preimage = offer.request.payment_hash.hex(), preimage
@@ -261,12 +271,43 @@ class PaymentSession:
         )
         return answer
 
+    async def stream(
+        self, method: str = "POST", url: str | None = None, **kw: Any
+    ) -> AsyncIterator[StreamEvent]:
+        """A bearer request answered by an event stream: each event as it arrives; a
+        `payment-need-topup` event triggers one top-up (policy first), and the stream goes on.
+        The seller's `payment-receipt` event is recorded in `stream_receipts`."""
+        session_id, preimage = self._require_open()
+        await self._fresh()
+        headers = dict(kw.pop("headers", None) or {})
+        headers["Authorization"] = self._credential(BearerPayload(session_id, preimage).to_json())
+        headers.setdefault("Accept", "text/event-stream")
+        try:
+            async with self.http.request(
+                method, url or self.url, headers=headers, allow_redirects=False, **kw
+            ) as resp:
+                self.requests.append(resp.status)
+                if resp.status >= 400:
+                    raise self._refused("session.stream", Answer(resp.status, await resp.read(),
+                                                                 resp.headers, None))  # fmt: skip
+                async for event in read_events(resp.content):
+                    if event.name == EVENT_NEED_TOPUP:
+                        self._event("session.stream", "need_topup", data=event.data)
+                        await self.top_up()
+                    elif event.name == EVENT_RECEIPT:
+                        self.stream_receipts.append(event.data)
+                    yield event
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise SessionError(
+                "transport_error", f"{method} {self.host}: {type(exc).__name__}"
+            ) from None
+
     async def top_up(self) -> Answer:
         session_id, _ = self._require_open()
         offer = await self._offer()
         preimage = await self._pay(offer, "topUp", self._approve(offer, "topUp"))
         payload = TopUpPayload(session_id, preimage).to_json()
-        answer = await self._send("GET", self.url, self._credential(payload, offer.params))
+        answer = await self._send(self.method, self.url, self._credential(payload, offer.params))
         if answer.status in (401, 402):
             raise self._refused("session.topUp", answer)
         self._event("session.topUp", "ok", status=answer.status)
@@ -276,7 +317,7 @@ class PaymentSession:
         session_id, preimage = self._require_open()
         await self._fresh()
         answer = await self._send(
-            "GET", self.url, self._credential(ClosePayload(session_id, preimage).to_json())
+            self.method, self.url, self._credential(ClosePayload(session_id, preimage).to_json())
         )
         if answer.status in (401, 402):
             raise self._refused("session.close", answer)

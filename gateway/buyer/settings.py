@@ -3,7 +3,9 @@
 The EP212 variable names are the old harness's, so its runbook still works.
 Payer backend: the wallet executor when `OA_LIGHTNING_WALLET_EXECUTOR_BASE_URL`
 is set, otherwise our own LND node (`L402_BUYER_LND_*`, needs a macaroon that
-may pay, i.e. admin.macaroon).
+may pay, i.e. admin.macaroon). The node's address has no default: a buyer
+that guessed one (127.0.0.1:10009) would try to pay through whatever node
+answers there, so a missing setting is named instead.
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ ENV_LND_TLS_CERT = "L402_BUYER_LND_TLS_CERT"
 ENV_LND_MACAROON = "L402_BUYER_LND_MACAROON"
 ENV_LND_FEE_LIMIT = "L402_BUYER_LND_FEE_LIMIT_MSAT"
 ENV_LND_TIMEOUT = "L402_BUYER_LND_TIMEOUT_SECONDS"
+# What each LND payer setting is, for the message that names a missing one.
+LND_SETTINGS = {
+    ENV_LND_HOST: "host:port of the paying node's gRPC interface, e.g. 127.0.0.1:10009",
+    ENV_LND_TLS_CERT: "path to that node's tls.cert",
+    ENV_LND_MACAROON: "path to a macaroon that may pay, e.g. admin.macaroon",
+}
 ENV_XDG_CACHE_HOME = "XDG_CACHE_HOME"
 ENV_HOME = "HOME"
 CACHE_DIR_NAME = "l402-buyer"
@@ -124,15 +132,28 @@ class PayerSettings:
                     timeout_ms=_int(env, ENV_EXECUTOR_TIMEOUT, 60_000),
                 )
             )
-        missing = [n for n in (ENV_LND_TLS_CERT, ENV_LND_MACAROON) if not env.get(n, "").strip()]
+        missing = [name for name in LND_SETTINGS if not env.get(name, "").strip()]
+        if len(missing) == len(LND_SETTINGS):
+            raise SettingsError(
+                "missing_setting",
+                f"no payer: set {ENV_EXECUTOR_URL} (the wallet executor) or the LND payer's"
+                f" {ENV_LND_HOST}, {ENV_LND_TLS_CERT} and {ENV_LND_MACAROON}",
+            )
         if missing:
             raise SettingsError(
                 "missing_setting",
-                f"no payer: set {ENV_EXECUTOR_URL} or the LND payer's {', '.join(missing)}",
+                "LND payer: "
+                + "; ".join(f"{name} is not set ({LND_SETTINGS[name]})" for name in missing),
+            )
+        host = env[ENV_LND_HOST].strip()
+        _, colon, port = host.rpartition(":")
+        if not colon or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SettingsError(
+                "invalid_setting", f"{ENV_LND_HOST} must be host:port (e.g. 127.0.0.1:10009)"
             )
         return cls(
             lnd=LndPayerSettings(
-                host=env.get(ENV_LND_HOST, "").strip() or "127.0.0.1:10009",
+                host=host,
                 tls_cert=Path(env[ENV_LND_TLS_CERT].strip()),
                 macaroon=Path(env[ENV_LND_MACAROON].strip()),
                 fee_limit_msat=_int(env, ENV_LND_FEE_LIMIT, 10_000),

@@ -12,20 +12,25 @@ from gateway.commands.errors import CommandError
 TOKEN_BYTES = 32
 
 
+def write_admin_token(path: Path, *, force: bool = False) -> None:
+    """A fresh secret in `path`, mode 0600 (also `make run`'s). Raises FileExistsError, OSError."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    fd = os.open(path, flags, 0o600)
+    with os.fdopen(fd, "w") as out:
+        os.fchmod(out.fileno(), 0o600)  # O_TRUNC keeps an existing file's mode
+        out.write(secrets.token_hex(TOKEN_BYTES) + "\n")
+
+
 def cmd_admin_token(args: argparse.Namespace) -> int:
     path: Path = args.file
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if args.force else os.O_EXCL)
     try:
-        fd = os.open(path, flags, 0o600)
+        write_admin_token(path, force=args.force)
     except FileExistsError:
         raise CommandError(
             f"{path}: exists; --force replaces it (the old secret stops working)"
         ) from None
     except OSError as exc:
         raise CommandError(f"{path}: cannot write: {exc.strerror}") from None
-    with os.fdopen(fd, "w") as out:
-        os.fchmod(out.fileno(), 0o600)  # O_TRUNC keeps an existing file's mode
-        out.write(secrets.token_hex(TOKEN_BYTES) + "\n")
     print(f"{path}: new admin API secret (mode 0600); set admin.token_file to it")
     return 0
 

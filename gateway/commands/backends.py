@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import ipaddress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
@@ -125,12 +126,37 @@ def admin_base_url(listener: Listener) -> str:
     return f"http://{host}:{listener.port}"
 
 
-class ApiBackend:
-    """Through a running gateway's admin API (bearer secret from admin.token_file)."""
+@dataclass(frozen=True)
+class ReloadOutcome:
+    """POST /admin/reload: `routes` in force after it; `errors` kept the old routes."""
 
-    def __init__(self, session: aiohttp.ClientSession, base_url: str) -> None:
+    ok: bool
+    routes: int
+    errors: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Health:
+    """/healthz and /readyz: whether the process answers, and LND's and the store's state."""
+
+    alive: bool
+    ready: bool
+    checks: dict[str, str]
+    error: str | None = None  # why nothing answered (alive is then False)
+
+
+class ApiBackend:
+    """Through a running gateway's admin API (bearer secret from admin.token_file).
+
+    The secret is read from the file on every call, with the same rules as the
+    gateway's (owner-only, at least 32 characters): a long-lived client (the
+    MCP server) follows a rotation without a restart, as the gateway does.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, token_file: Path) -> None:
         self.session = session
         self.base = base_url
+        self.token_file = token_file
         self.where = f"the gateway's admin API at {base_url}"
 
     @classmethod
@@ -139,14 +165,18 @@ class ApiBackend:
         if token_file is None:
             raise CommandError(f"{config.source}: admin.token_file is not set (the API is off)")
         try:
-            secret = read_admin_token(token_file).decode("utf-8", "surrogateescape")
+            read_admin_token(token_file)  # refused now (exit 2) rather than on the first call
         except AdminTokenError as exc:
             raise CommandError(f"admin.token_file: {exc}") from None
-        session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=API_TIMEOUT),
-            headers={"Authorization": f"Bearer {secret}"},
-        )
-        return cls(session, admin_base_url(config.listen.admin))
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=API_TIMEOUT))
+        return cls(session, admin_base_url(config.listen.admin), token_file)
+
+    def _authorization(self) -> dict[str, str]:
+        try:
+            secret = read_admin_token(self.token_file).decode("utf-8", "surrogateescape")
+        except AdminTokenError as exc:
+            raise ApiError(0, f"admin.token_file: {exc}") from None
+        return {"Authorization": f"Bearer {secret}"}
 
     async def answers(self) -> bool:
         """Is a gateway listening there? (/healthz, no credential needed)."""
@@ -158,9 +188,29 @@ class ApiBackend:
         except (aiohttp.ClientError, TimeoutError):
             return False
 
-    async def _call(self, method: str, path: str, **params: str) -> dict[str, Any]:
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None = None,
+        *,
+        passthrough: tuple[int, ...] = (404, 409),
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """One admin API call; statuses >= 400 other than `passthrough` raise ApiError.
+
+        `timeout` replaces API_TIMEOUT for a call that waits on purpose (a session close
+        waits for its refund attempt)."""
+        headers = self._authorization()
+        limit = API_TIMEOUT if timeout is None else timeout
         try:
-            async with self.session.request(method, self.base + path, params=params) as r:
+            async with self.session.request(
+                method,
+                self.base + path,
+                params=params or {},
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=limit),
+            ) as r:
                 try:
                     body = await r.json()
                 except (aiohttp.ContentTypeError, ValueError):
@@ -173,14 +223,14 @@ class ApiBackend:
                         f"{self.where} refused the secret in admin.token_file"
                         " (is it the running gateway's file?)",
                     )
-                if r.status >= 400 and r.status not in (404, 409):
+                if r.status >= 400 and r.status not in passthrough:
                     raise ApiError(r.status, f"{self.where}: {body.get('error', r.reason)}")
                 body["_status"] = r.status
                 return body
         except aiohttp.ClientError as exc:
             raise ApiError(0, f"{self.where} did not answer: {exc}") from None
         except TimeoutError:
-            raise ApiError(0, f"{self.where} did not answer within {API_TIMEOUT:g} s") from None
+            raise ApiError(0, f"{self.where} did not answer within {limit:g} s") from None
 
     async def list_tokens(
         self, route: str | None, limit: int, cursor: Cursor | None
@@ -190,7 +240,7 @@ class ApiBackend:
             params["route"] = route
         if cursor:
             params["cursor"] = cursor.encode()
-        body = await self._call("GET", "/admin/tokens", **params)
+        body = await self._call("GET", "/admin/tokens", params)
         tokens = [token_from_json(item) for item in body.get("tokens", [])]
         next_cursor = body.get("next_cursor")
         return tokens, Cursor.decode(next_cursor) if isinstance(next_cursor, str) else None
@@ -209,8 +259,44 @@ class ApiBackend:
         return Revocation(True, after, cache_cleared=bool(body.get("cache_cleared")))
 
     async def revenue_report(self, days: int | None) -> list[ReportRow]:
-        body = await self._call("GET", "/admin/report", **({"days": str(days)} if days else {}))
+        body = await self._call("GET", "/admin/report", {"days": str(days)} if days else None)
         return [report_from_json(row) for row in body.get("rows", [])]
+
+    async def routes(self) -> list[dict[str, Any]]:
+        """The routes in force, as GET /admin/routes writes them (header names, never values)."""
+        body = await self._call("GET", "/admin/routes", passthrough=())
+        routes = body.get("routes")
+        if not isinstance(routes, list) or not all(isinstance(r, dict) for r in routes):
+            raise WireError("routes: not a list of routes")
+        return routes
+
+    async def reload(self) -> ReloadOutcome:
+        """POST /admin/reload: 200, or 422 with every `file:line: field: message`."""
+        body = await self._call("POST", "/admin/reload", passthrough=(422,))
+        errors, routes = body.get("errors", []), body.get("routes")
+        if not isinstance(errors, list) or not isinstance(routes, int):
+            raise WireError("reload: not {ok, routes, errors}")
+        return ReloadOutcome(
+            ok=body.get("ok") is True and body["_status"] == 200,
+            routes=routes,
+            errors=tuple(str(e) for e in errors),
+        )
+
+    async def health(self) -> Health:
+        """/healthz then /readyz (no secret); a gateway that does not answer is not alive."""
+        try:
+            async with self.session.get(self.base + "/healthz") as r:
+                alive = r.status == 200
+            async with self.session.get(self.base + "/readyz") as r:
+                body = await r.json() if r.content_type == "application/json" else {}
+                status = r.status
+        except aiohttp.ClientError as exc:
+            return Health(False, False, {}, f"{self.where} did not answer: {exc}")
+        except TimeoutError:
+            return Health(False, False, {}, f"{self.where} did not answer within {API_TIMEOUT:g} s")
+        raw = body.get("checks") if isinstance(body, dict) else None
+        checks = {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+        return Health(alive, status == 200 and body.get("ready") is True, checks)
 
     async def close(self) -> None:
         await self.session.close()
@@ -238,7 +324,9 @@ async def close_quietly(backend: OperatorBackend) -> None:
 __all__ = [
     "ApiBackend",
     "ApiError",
+    "Health",
     "OperatorBackend",
+    "ReloadOutcome",
     "Revocation",
     "StoreBackend",
     "WireError",

@@ -30,6 +30,8 @@ def load_strict(path: Path, *, check_files: bool = True) -> GatewayConfig:
     try:
         config = load_config(path, check_files=check_files)
         if check_files:
+            from gateway.server.targets import build_targets  # the HTTP stack: only when needed
+
             build_targets(config)
     except ConfigErrors as exc:
         raise CommandError(

@@ -12,6 +12,9 @@ from gateway.commands.errors import EXIT_FAILED, CommandError
 if TYPE_CHECKING:
     from gateway.config import GatewayConfig
 
+# One wording for `prune --help` and the README (tests/ops/test_readme_commands.py).
+PRUNE_HELP = "delete token rows whose invoice LND canceled unpaid (never paid or used ones)"
+
 
 def cmd_prune(args: argparse.Namespace) -> int:
     import asyncio
@@ -74,13 +77,20 @@ def add_parser(
     sub: argparse._SubParsersAction[argparse.ArgumentParser],
     with_config: Callable[[argparse.ArgumentParser], None],
 ) -> None:
-    p = sub.add_parser("prune", help="delete tokens whose invoice expired unpaid")
+    p = sub.add_parser(
+        "prune",
+        help=PRUNE_HELP,
+        description=f"{PRUNE_HELP[0].upper()}{PRUNE_HELP[1:]}: rows older than the grace period,"
+        " with no settlement booked, never used, whose invoice LND reports CANCELED (LND cancels"
+        " expired unpaid invoices). Rows of invoices LND does not know are kept.",
+    )
     with_config(p)
     p.add_argument(
         "--older-than-days",
         type=int,
         default=None,
-        help="grace period (default: store.prune_after_days, or 7 when that is 0)",
+        metavar="N",
+        help="only rows older than N days (default: store.prune_after_days, or 7 when that is 0)",
     )
-    p.add_argument("--dry-run", action="store_true", help="check with LND but delete nothing")
+    p.add_argument("--dry-run", action="store_true", help="ask LND, but delete nothing")
     p.set_defaults(func=cmd_prune)

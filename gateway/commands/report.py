@@ -34,7 +34,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     rows = run_with_backend(args.config, args.via, action)
     if args.json:
-        print(json.dumps([report_to_json(r) for r in rows], indent=2))
+        # GET /admin/report's shape, whether the rows came from the API or the store.
+        print(json.dumps({"days": args.days, "rows": [report_to_json(r) for r in rows]}, indent=2))
         return 0
     print(f"{'day':<10}  {'route':<28} {'settled':>8} {'revenue_sat':>12} {'paid_requests':>13}")
     for r in rows:
@@ -82,7 +83,12 @@ def add_parser(
     with_config(p)
     add_via(p)
     p.add_argument("--days", type=int, default=None, help="only the last N days (UTC)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='{"days": N or null, "rows": [{day, route, settled_invoices, revenue_msat,'
+        " paid_requests}]}: the admin API's shape",
+    )
     p.add_argument(
         "--reconcile",
         action="store_true",

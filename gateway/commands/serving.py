@@ -8,8 +8,12 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.commands.errors import EXIT_FAILED, CommandError
+
+if TYPE_CHECKING:  # what the commands load when they run, not the parser
+    from gateway.config.model import GatewayConfig
 
 _BIND_ADDRESS = re.compile(r"\('([^']*)', (\d+)")
 
@@ -65,9 +69,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     from gateway.commands.loading import load_strict
 
-    path: Path | None = args.config_file or args.config
-    if path is None:
-        raise CommandError("check-config: give the file (check-config FILE or --config FILE)")
+    path: Path = args.config_file or args.config  # FILE, else --config and its default
     config = load_strict(path, check_files=not args.skip_file_checks)
     print(f"{path}: OK, {len(config.routes)} route(s)")
     for route in config.routes.routes:
@@ -78,7 +80,34 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         )
     api = "on" if config.admin.token_file is not None else "off (no admin.token_file)"
     print(f"  admin listener {config.listen.admin}, admin API {api}")
+    if args.online:
+        import asyncio
+
+        return asyncio.run(_check_online(config))
     return 0
+
+
+async def _check_online(config: GatewayConfig) -> int:
+    """Ask the Lightning node what would go wrong at run time; exit 1 if anything would."""
+    from gateway.lightning.lnd.diagnose import diagnose, refund_permission
+    from gateway.lightning.lnd.node import LndClient
+
+    section = config.lightning
+    timeout = section.timeout_seconds
+    findings = []
+    async with LndClient.connect(
+        section.host, tls_cert=section.tls_cert, macaroon=section.macaroon, timeout=timeout
+    ) as client:
+        findings += await diagnose(client, timeout)
+    if section.refund_macaroon is not None and all(f.ok for f in findings):
+        async with LndClient.connect(
+            section.host, tls_cert=section.tls_cert, macaroon=section.refund_macaroon,
+            timeout=timeout,
+        ) as payer:  # fmt: skip
+            findings.append(await refund_permission(payer, timeout))
+    for finding in findings:
+        print(f"  lightning {finding.check}: {'ok' if finding.ok else 'FAILED'}: {finding.detail}")
+    return 0 if all(f.ok for f in findings) else EXIT_FAILED
 
 
 def cmd_signal_upstream(args: argparse.Namespace) -> int:
@@ -116,12 +145,20 @@ def add_parsers(
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("check-config", help="validate routes.yaml and exit")
-    p.add_argument("config_file", nargs="?", type=Path, metavar="FILE")
-    p.add_argument("--config", "-c", type=Path, default=None, help="the same, as an option")
+    p.add_argument(
+        "config_file", nargs="?", type=Path, metavar="FILE", help="the file (default: --config)"
+    )
+    with_config(p)  # the same default as every other command: the installed routes.yaml
     p.add_argument(
         "--skip-file-checks",
         action="store_true",
         help="do not require tls_cert/macaroon/CA/admin token files to exist (CI, review)",
+    )
+    p.add_argument(
+        "--online",
+        action="store_true",
+        help="also ask the Lightning node: reachable, TLS, wallet unlocked, may the "
+        "macaroon mint invoices (and the refund macaroon pay), synced",
     )
     p.set_defaults(func=cmd_check_config)
 

@@ -27,6 +27,7 @@ from gateway.config.model import (
     StoreConfig,
 )
 from gateway.config.nodes import Reader, Section
+from gateway.config.payment_section import check_payment, parse_payment
 from gateway.config.routes import PROXY_ONLY_TOP_KEYS, parse_routes
 from gateway.store.url import parse_store_url
 
@@ -43,6 +44,7 @@ TOP_KEYS = frozenset(
         "cors",
         "discovery",
         "admin",
+        "payment",
         "routes",
     }
 )
@@ -132,9 +134,10 @@ def parse_config(
         raise ConfigErrors(reader.errors)
     if embedded:
         top.refuse(PROXY_ONLY_TOP_KEYS)
+    listen = _listen(top)
     config = GatewayConfig(
         source=source.resolve(),
-        listen=_listen(top),
+        listen=listen,
         trusted_proxies=_trusted_proxies(top),
         lightning=_lightning(top),
         store=_store(top),
@@ -147,9 +150,11 @@ def parse_config(
         cors=parse_cors(reader, top.get("cors"), "cors"),
         discovery=parse_discovery(top),
         admin=parse_admin(reader, top.get("admin")),
+        payment=parse_payment(top, default_realm=str(listen.public)),
         deferred=tuple(reader.deferred),
     )
     check_routes(reader, config.routes.routes, config.discovery)
+    check_payment(top, config)
     if reader.errors:
         raise ConfigErrors(reader.errors)
     return config

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from gateway.config.errors import ConfigError
+from gateway.l402.grammar import CREDENTIAL_HEADERS
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -130,14 +131,8 @@ LEASE_MARGIN_SECONDS = 30
 EMBEDDED_UPSTREAM = "http://embedded.invalid"
 
 ANY_ORIGIN = "*"
-DEFAULT_CORS_ALLOW_HEADERS = (
-    "authorization",
-    "content-type",
-    "grpc-metadata-macaroon",
-    "macaroon",
-    "token",
-    "x-request-id",
-)
+# A browser may send every header that carries a credential (gateway.l402.grammar).
+DEFAULT_CORS_ALLOW_HEADERS = tuple(sorted({*CREDENTIAL_HEADERS, "content-type", "x-request-id"}))
 DEFAULT_CORS_EXPOSE_HEADERS = ("www-authenticate", "x-request-id", "retry-after")
 
 
@@ -213,12 +208,26 @@ class Route:
     service_name: str | None = None  # macaroon service; None = the route name
     cors: CorsPolicy | None = None  # None = the top-level `cors`
     pricing: PricingHook | None = None  # None = the constant `price_msat`
+    schemes: tuple[str, ...] = ("l402",)  # which authentication schemes sell it
+    # Path spellings some upstreams read differently (gateway.http.pathrules): refused
+    # (400) unless the route says its upstream treats them as plain characters.
+    allow_path_parameters: bool = False  # `;` in the path (Tomcat/Spring strip `;...`)
+    allow_encoded_percent: bool = False  # `%25` (an upstream that decodes twice)
+    case_insensitive: bool = False  # `path` matched ignoring case (the loader compiles it so)
     line: int = field(default=0, compare=False)
 
     @property
     def is_free(self) -> bool:
         """A hooked route is never free: its `price_msat` is the hook's fallback (>= 1)."""
         return self.price_msat == 0 and self.pricing is None
+
+    @property
+    def sells_l402(self) -> bool:
+        return "l402" in self.schemes
+
+    @property
+    def sells_payment(self) -> bool:
+        return "payment" in self.schemes
 
     @property
     def single_use(self) -> bool:
@@ -250,21 +259,35 @@ class Route:
         return self.path.search(path) is not None
 
     def allows_method(self, method: str) -> bool:
-        return self.methods is None or method.upper() in self.methods
+        """HEAD is GET without the body (RFC 9110 §9.3.2): servers and frameworks answer it
+        from the GET handler, so a route that prices GET prices HEAD too."""
+        if self.methods is None:
+            return True
+        upper = method.upper()
+        return upper in self.methods or (upper == "HEAD" and "GET" in self.methods)
+
+    @property
+    def effective_methods(self) -> frozenset[str] | None:
+        """`methods` with HEAD where GET is listed (None: every method)."""
+        if self.methods is None or "GET" not in self.methods:
+            return self.methods
+        return self.methods | {"HEAD"}
 
     def matches(self, host: str, path: str, method: str) -> bool:
         return self.allows_method(method) and self.matches_resource(host, path)
 
 
 def _hostname(host: str) -> str:
-    """Strip the port (and IPv6 brackets) from a Host header and lower-case it."""
+    """The name routes match: the Host header (or `:authority`) without its port, IPv6
+    brackets and trailing dot, lower-cased. `internal.example.` is the same host as
+    `internal.example` (an absolute DNS name), and servers answer both the same."""
     host = host.strip().lower()
     if host.startswith("["):
         end = host.find("]")
         return host[1:end] if end != -1 else host
     if host.count(":") == 1:
-        return host.split(":", 1)[0]
-    return host
+        host = host.split(":", 1)[0]
+    return host.rstrip(".")
 
 
 @dataclass(frozen=True)
@@ -287,9 +310,10 @@ class RouteTable:
         found: set[str] = set()
         for route in self.routes:
             if route.matches_resource(host, path):
-                if route.methods is None:
+                methods = route.effective_methods
+                if methods is None:
                     return None  # a route takes every method: the caller's match succeeded
-                found |= route.methods
+                found |= methods
         return frozenset(found) if found else None
 
     def by_name(self, name: str) -> Route | None:
@@ -337,6 +361,28 @@ class DiscoveryConfig:
 
 
 @dataclass(frozen=True)
+class SessionPolicy:
+    """The Payment scheme's prepaid `session` intent (docs/payment-scheme.md)."""
+
+    enabled: bool = False
+    deposit_multiplier: int = 20  # deposit = route price x this
+    idle_timeout_seconds: int = 300
+    # A return invoice must stay payable this long after the open (and >= 2 x idle timeout).
+    return_invoice_min_validity_seconds: int = 600
+    refund_fee_limit_sats: int = 100
+    refund_timeout_seconds: int = 30
+
+
+@dataclass(frozen=True)
+class PaymentConfig:
+    """The Payment HTTP authentication scheme (MPP) beside L402."""
+
+    realm: str = "l402-gateway"
+    challenge_ttl_seconds: int = 900
+    sessions: SessionPolicy = SessionPolicy()
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     source: Path
     listen: ListenConfig
@@ -352,6 +398,7 @@ class GatewayConfig:
     cors: CorsPolicy | None = None
     discovery: DiscoveryConfig = DiscoveryConfig()
     admin: AdminConfig = AdminConfig()
+    payment: PaymentConfig = PaymentConfig()
     # Loaded with defer_env: problems with values that use an unset ${VAR}, by field.
     deferred: tuple[ConfigError, ...] = field(default=(), compare=False)
 

@@ -15,6 +15,7 @@ import yaml
 from gateway.config.cors import parse_cors
 from gateway.config.model import EMBEDDED_UPSTREAM, PathRewrite, Route, TokenMode
 from gateway.config.nodes import Reader, Section, is_null
+from gateway.config.payment_section import parse_schemes
 from gateway.config.pricing_section import parse_pricing, route_price
 from gateway.http.headerpolicy import extra_header_problem
 from gateway.l402.grammar import is_token
@@ -26,7 +27,8 @@ ROUTE_KEYS = frozenset(
         "price_sats", "price_msats", "token_validity_seconds", "token_mode", "capabilities",
         "required_capability", "forward_authorization", "max_body_bytes", "invoice_memo",
         "invoice_expiry_seconds", "private_invoices", "service", "request_body_timeout_seconds",
-        "cors", "pricing",
+        "cors", "pricing", "schemes", "allow_path_parameters", "allow_encoded_percent",
+        "case_insensitive",
     }
 )  # fmt: skip
 # Keys that only mean something when the gateway proxies; embedded, the app answers itself.
@@ -83,12 +85,12 @@ def parse_routes(
     return tuple(routes)
 
 
-def _regex(section: Section, key: str, *, required: bool) -> re.Pattern[str] | None:
+def _regex(section: Section, key: str, *, required: bool, flags: int = 0) -> re.Pattern[str] | None:
     text = section.string(key, "", required=required) if required else section.opt_string(key)
     if text is None or (required and not section.has(key)):
         return None
     try:
-        return re.compile(text)
+        return re.compile(text, flags)
     except re.error as exc:
         section.reader.error(
             section.get(key) or section.node, section.path(key), f"bad regex: {exc}"
@@ -102,8 +104,10 @@ def _parse_route(s: Section, embedded: bool) -> Route | None:
     name = s.string("name", "", required=True)
     if s.has("name") and name and _NAME.fullmatch(name) is None:
         r.error(s.get("name") or s.node, s.path("name"), "must match [a-z0-9][a-z0-9_-]*")
-    path = _regex(s, "path", required=True)
-    host = _regex(s, "host", required=False)
+    case_insensitive = s.boolean("case_insensitive", Route.case_insensitive)
+    path = _regex(s, "path", required=True, flags=re.IGNORECASE if case_insensitive else 0)
+    # Host names are case-insensitive (RFC 4343): requests' are lower-cased before matching.
+    host = _regex(s, "host", required=False, flags=re.IGNORECASE)
     if host is not None and host.pattern in CATCH_ALL:
         host = None
     pricing = parse_pricing(s)
@@ -143,6 +147,10 @@ def _parse_route(s: Section, embedded: bool) -> Route | None:
         service_name=_service(s),
         cors=parse_cors(s.reader, s.get("cors"), s.path("cors")),
         pricing=pricing,
+        schemes=parse_schemes(s),
+        allow_path_parameters=s.boolean("allow_path_parameters", Route.allow_path_parameters),
+        allow_encoded_percent=s.boolean("allow_encoded_percent", Route.allow_encoded_percent),
+        case_insensitive=case_insensitive,
         line=s.node.start_mark.line + 1,
     )
     _check_policy(s, route)
@@ -297,9 +305,12 @@ def _check_policy(s: Section, route: Route) -> None:
 
 def _covers(earlier: Route, later: Route) -> bool:
     """True when every request `later` could match is taken by `earlier` first."""
-    if earlier.methods is not None and (
-        later.methods is None or not later.methods <= earlier.methods
+    earlier_methods, later_methods = earlier.effective_methods, later.effective_methods
+    if earlier_methods is not None and (
+        later_methods is None or not later_methods <= earlier_methods
     ):
+        return False
+    if later.case_insensitive and not earlier.case_insensitive:
         return False
     if earlier.host is not None and (
         later.host is None or later.host.pattern != earlier.host.pattern

@@ -30,10 +30,12 @@ from typing import Any
 from gateway.config.model import (
     DISCOVERY_OPENAPI_PATH,
     DiscoveryConfig,
+    PaymentConfig,
     Route,
     RouteTable,
 )
 from gateway.config.openapi import OPERATIONS
+from gateway.discovery.payment_offers import payment_info, payment_offers
 from gateway.l402.caveats import CAPABILITIES_SUFFIX, PREIMAGE, SERVICES, VALID_UNTIL_SUFFIX
 
 MANIFEST_VERSION = "1.0"
@@ -156,9 +158,15 @@ def provider(discovery: DiscoveryConfig) -> dict[str, Any]:
     return found
 
 
-def manifest(discovery: DiscoveryConfig, table: RouteTable, host: str) -> dict[str, Any]:
-    """`/.well-known/l402.json` for a request to `host`."""
-    routes = visible_routes(table, host)
+def manifest(
+    discovery: DiscoveryConfig,
+    table: RouteTable,
+    host: str,
+    payment: PaymentConfig | None = None,
+) -> dict[str, Any]:
+    """`/.well-known/l402.json` for a request to `host`: the routes L402 can buy (a route
+    selling only the Payment scheme is in the OpenAPI document's `x-payment-info` alone)."""
+    routes = tuple(route for route in visible_routes(table, host) if route.sells_l402)
     grouped: dict[str, list[Route]] = {}
     for route in routes:
         grouped.setdefault(route.service, []).append(route)
@@ -170,7 +178,9 @@ def manifest(discovery: DiscoveryConfig, table: RouteTable, host: str) -> dict[s
             capabilities.extend(c for c in route.capabilities if c not in capabilities)
         if capabilities:
             service["capabilities"] = capabilities
-        service["resources"] = [found for r in members for found in resources(r, table, host)]
+        service["resources"] = [
+            _with_payment(found, r, payment) for r in members for found in resources(r, table, host)
+        ]
         services.append(service)
     document: dict[str, Any] = {
         "version": MANIFEST_VERSION,
@@ -184,6 +194,18 @@ def manifest(discovery: DiscoveryConfig, table: RouteTable, host: str) -> dict[s
     document["services"] = services
     document["caveats"] = caveat_vocabulary(routes)
     return document
+
+
+def _with_payment(
+    resource: dict[str, Any], route: Route, payment: PaymentConfig | None
+) -> dict[str, Any]:
+    """A resource of a route that also sells the Payment scheme names its schemes and offers
+    (members of our own, beside the draft's: clients ignore what they do not know)."""
+    offers = payment_offers(route, payment or PaymentConfig())
+    if offers:
+        resource["schemes"] = list(route.schemes)
+        resource["payment_offers"] = offers
+    return resource
 
 
 def example_path(template: str, parameters: Sequence[Any]) -> str:
@@ -223,14 +245,31 @@ def _parameters(item: Mapping[str, Any], operation: Mapping[str, Any]) -> list[A
     return found
 
 
-def _challenge_response() -> dict[str, Any]:
+def _challenge_response(route: Route) -> dict[str, Any]:
+    offered: list[str] = []
+    if route.sells_l402:
+        offered.append(
+            "an L402 challenge (pay the invoice, then retry with Authorization: L402 "
+            "<macaroon>:<preimage>)"
+        )
+    if route.sells_payment:
+        offered.append(
+            "Payment challenges (x-payment-info; pay, then retry with Authorization: Payment "
+            "<credential>)"
+        )
+    headers: list[str] = []
+    if route.sells_l402:
+        headers.append(
+            'L402 macaroon="<base64>", invoice="<bolt11>", amount_msats="<msat>" (also sent '
+            "once with the LSAT scheme)"
+        )
+    if route.sells_payment:
+        headers.append('Payment id="...", method="lightning", intent="charge" or "session", ...')
     return {
-        "description": "Payment Required: an L402 challenge (pay the invoice, then retry "
-        "with Authorization: L402 <macaroon>:<preimage>)",
+        "description": "Payment Required: " + "; or ".join(offered),
         "headers": {
             "WWW-Authenticate": {
-                "description": 'L402 macaroon="<base64>", invoice="<bolt11>", '
-                'amount_msats="<msat>" (also sent once with the LSAT scheme)',
+                "description": "; ".join(headers),
                 "schema": {"type": "string"},
             }
         },
@@ -248,7 +287,21 @@ def _require_l402(operation: dict[str, Any], root_security: Any) -> None:
     operation["security"] = alternatives
 
 
-def _annotate(operation: dict[str, Any], route: Route, root_security: Any) -> None:
+def _annotate(
+    operation: dict[str, Any], route: Route, root_security: Any, payment: PaymentConfig
+) -> None:
+    info = payment_info(route, payment)
+    if info is not None:
+        operation["x-payment-info"] = info
+    if route.sells_l402:
+        _annotate_l402(operation, route, root_security)
+    responses = operation.get("responses")
+    if not isinstance(responses, dict):
+        responses = operation["responses"] = {}
+    responses.setdefault("402", _challenge_response(route))
+
+
+def _annotate_l402(operation: dict[str, Any], route: Route, root_security: Any) -> None:
     operation["x-l402-service"] = route.service
     if route.required_capability is not None:
         operation["x-l402-capability"] = route.required_capability
@@ -257,14 +310,16 @@ def _annotate(operation: dict[str, Any], route: Route, root_security: Any) -> No
     operation["x-l402-token-mode"] = route.token_mode.value
     operation["x-l402-token-validity-seconds"] = route.token_validity_seconds
     _require_l402(operation, root_security)
-    responses = operation.get("responses")
-    if not isinstance(responses, dict):
-        responses = operation["responses"] = {}
-    responses.setdefault("402", _challenge_response())
 
 
-def priced_openapi(discovery: DiscoveryConfig, table: RouteTable, host: str) -> dict[str, Any]:
-    """The operator's OpenAPI document with every operation a priced route serves annotated."""
+def priced_openapi(
+    discovery: DiscoveryConfig,
+    table: RouteTable,
+    host: str,
+    payment: PaymentConfig | None = None,
+) -> dict[str, Any]:
+    """The operator's OpenAPI document with every operation a priced route serves annotated:
+    `x-l402-*` for L402, `x-payment-info` for the Payment scheme (each as the route sells)."""
     assert discovery.openapi is not None
     document = copy.deepcopy(discovery.openapi)
     root_security = document.get("security")
@@ -279,8 +334,8 @@ def priced_openapi(discovery: DiscoveryConfig, table: RouteTable, host: str) -> 
             route = table.match(host, path, method.upper())
             if route is None or route.is_free:
                 continue
-            _annotate(operation, route, root_security)
-            if route not in routes:
+            _annotate(operation, route, root_security, payment or PaymentConfig())
+            if route.sells_l402 and route not in routes:
                 routes.append(route)
     info = document.get("info")
     if not isinstance(info, dict):

@@ -29,13 +29,14 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from gateway.aioweb.answers import answer_response, render
+from gateway.aioweb.caller import client_of
+from gateway.aioweb.cors import PREFLIGHT, is_preflight
+from gateway.embed.aiohttp_paths import mount_prefix, relative_raw_path
 from gateway.embed.gate import Gate, Paid, paid_of
-from gateway.paywall.answers import refusal_answer
+from gateway.paywall.preflight import preflight_answer
 from gateway.paywall.refusals import LeaseLost, Refusal
 from gateway.paywall.sale import Sale
-from gateway.server.caller import client_of
-from gateway.server.cors import is_preflight
-from gateway.server.errors import answer_response, is_grpc
 
 log = logging.getLogger("gateway.embed")
 
@@ -52,9 +53,18 @@ class _Settlement:
         self.sale = sale
         self.settled = False
 
-    async def answered(self, status: int, *, client_gone: bool = False) -> None:
+    async def answered(
+        self, status: int, response: web.StreamResponse | None, *, client_gone: bool = False
+    ) -> None:
+        """Settle on `status`; the sale's own headers (a balance, a receipt) go on
+        `response` when its headers are not sent yet."""
         self.settled = True
+        # No content type: this middleware cannot watch a body the handler writes itself,
+        # so a streamed answer is sold as one answer (one session unit), never per event.
         await self.gate.answered(self.sale, status, client_gone=client_gone)
+        if response is not None and not response.prepared:
+            for name, value in self.sale.answer_headers:
+                response.headers[name] = value
 
 
 SETTLEMENT = web.RequestKey("l402_settlement", _Settlement)
@@ -65,7 +75,7 @@ async def settle_on_prepare(request: web.BaseRequest, response: web.StreamRespon
     settlement = request.get(SETTLEMENT)
     if settlement is not None and not settlement.settled:
         with contextlib.suppress(LeaseLost):  # too late to replace; LeaseKeeper logged it
-            await settlement.answered(response.status)
+            await settlement.answered(response.status, response)
 
 
 def _client_gone(request: web.Request) -> bool:
@@ -73,19 +83,22 @@ def _client_gone(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
-def _refused(request: web.Request, exc: Refusal) -> web.Response:
-    return answer_response(refusal_answer(exc, grpc=is_grpc(request)))
-
-
 def middleware(gate: Gate) -> Middleware:
     """An aiohttp middleware selling the routes `gate` knows; other requests pass through."""
 
     @web.middleware
     async def l402(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if is_preflight(request):  # CORS is the app's: its own middleware answers preflights
-            return await handler(request)
+        # `request.app` is the app this middleware is attached to (aiohttp sets it for
+        # each app's middlewares): routes are relative to it (gateway.embed.aiohttp_paths).
+        raw_path = relative_raw_path(request.rel_url.raw_path, mount_prefix(request, request.app))
         try:
-            located = gate.locate(request.host, request.rel_url.raw_path, request.method)
+            if is_preflight(request):  # answered here on a priced resource, else the app's
+                priced = gate.preflight_route(request.host, raw_path)
+                if priced is None:
+                    return await handler(request)
+                origin, method = request.headers["Origin"], request.headers[PREFLIGHT]
+                return answer_response(preflight_answer(priced.cors, origin, method))
+            located = gate.locate(request.host, raw_path, request.method)
             if located is None:
                 return await handler(request)
             sale = await gate.admit(
@@ -94,7 +107,7 @@ def middleware(gate: Gate) -> Middleware:
                 client_of(request, located.table.config.trusted_proxies),
             )
         except Refusal as exc:
-            return _refused(request, exc)
+            return render(request, exc)
         paid = paid_of(sale)
         if paid is None:  # a free route: the app's, untouched
             return await handler(request)
@@ -113,9 +126,9 @@ async def _sell(
     except web.HTTPException as exc:
         if not settlement.settled:
             try:
-                await settlement.answered(exc.status, client_gone=_client_gone(request))
+                await settlement.answered(exc.status, exc, client_gone=_client_gone(request))
             except LeaseLost as lost:
-                return _refused(request, lost)
+                return render(request, lost)
         raise
     except BaseException:  # an error, or the client went away (handler cancelled)
         if not settlement.settled:  # else the answer had started: the token is spent
@@ -127,10 +140,10 @@ async def _sell(
     started = response.prepared  # sent by the handler without the prepare hook
     try:
         await settlement.answered(
-            response.status, client_gone=not started and _client_gone(request)
+            response.status, response, client_gone=not started and _client_gone(request)
         )
     except LeaseLost as lost:
         if started:  # nothing left to replace; LeaseKeeper has logged it
             return response
-        return _refused(request, lost)
+        return render(request, lost)
     return response

@@ -31,13 +31,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
+from gateway.embed.asgipath import priced_raw_path
 from gateway.embed.gate import Gate, paid_of
 from gateway.embed.inbox import Inbox, Message, Receive
 from gateway.http.clientinfo import ClientInfo
 from gateway.paywall.answers import Answer, is_grpc_content_type, refusal_answer
 from gateway.paywall.decision import Located
+from gateway.paywall.preflight import preflight_answer
 from gateway.paywall.refusals import LeaseLost, Refusal
 from gateway.paywall.sale import Sale
 
@@ -66,14 +67,13 @@ def _header(headers: list[tuple[str, str]], name: str) -> str | None:
 
 
 def _request_line(scope: Scope, headers: list[tuple[str, str]]) -> tuple[str, str]:
-    """(host, raw path) as the client sent them."""
+    """(host, raw path): the Host the client sent, the path the app's router will match
+    (relative to `root_path`: gateway.embed.asgipath)."""
     host = _header(headers, "host")
     if host is None:
         server = scope.get("server")
         host = f"{server[0]}:{server[1]}" if server else ""
-    raw = scope.get("raw_path")
-    path = raw.decode("latin-1") if raw else quote(scope.get("path", "/"))
-    return host, path
+    return host, priced_raw_path(scope)
 
 
 def _client(
@@ -101,7 +101,8 @@ def _is_preflight(scope: Scope, headers: list[tuple[str, str]]) -> bool:
 
 def _start(answer: Answer, prefix: str) -> tuple[Message, Message]:
     headers = [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in answer.headers]
-    headers.append((b"content-length", str(len(answer.body)).encode()))
+    if answer.status != 204:  # RFC 9110 §8.6: no Content-Length on a 204
+        headers.append((b"content-length", str(len(answer.body)).encode()))
     return (
         {"type": f"{prefix}.start", "status": answer.status, "headers": headers},
         {"type": f"{prefix}.body", "body": answer.body, "more_body": False},
@@ -131,11 +132,17 @@ class L402Middleware:
     async def _request(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = _headers(scope)
         websocket = scope["type"] == "websocket"
-        if not websocket and _is_preflight(scope, headers):
-            await self.app(scope, receive, send)  # CORS is the app's own middleware's
-            return
         host, raw_path = _request_line(scope, headers)
         try:
+            if not websocket and _is_preflight(scope, headers):
+                priced = self._gate.preflight_route(host, raw_path)
+                if priced is None:  # a free resource: the app's (and its CORS middleware's)
+                    await self.app(scope, receive, send)
+                    return
+                origin = _header(headers, "origin") or ""
+                method = _header(headers, "access-control-request-method") or ""
+                await send_answer(send, preflight_answer(priced.cors, origin, method))
+                return
             located = self._gate.locate(host, raw_path, "GET" if websocket else scope["method"])
             if located is None:
                 await self.app(scope, receive, send)
@@ -158,6 +165,8 @@ class L402Middleware:
                 exchange.answered = True
                 await self._gate.failed(sale)
             raise
+        finally:
+            await exchange.end()
         if not exchange.answered:  # returned without answering (the server answers 500)
             exchange.answered = True
             await self._gate.failed(sale)
@@ -214,6 +223,13 @@ def _startup_error(exc: Exception) -> str:
     return f"L402 middleware could not start: {type(exc).__name__}"
 
 
+def _content_type(message: Message) -> str:
+    for name, value in message.get("headers", []):
+        if bytes(name).lower() == b"content-type":
+            return bytes(value).decode("latin-1")
+    return ""
+
+
 class _Exchange:
     """The app's `send` for one paid request: settle before the answer goes out."""
 
@@ -225,17 +241,58 @@ class _Exchange:
         self._websocket = websocket
         self.answered = False
         self._replaced = False  # the app's answer was replaced by a 409: drop the rest
+        self._body_done = False  # the last body message went out (or the watcher ended it)
 
     async def send(self, message: Message) -> None:
-        if self._replaced:
+        if self._replaced or self._body_done:
             return
         if not self.answered:
             status = self._status(message)
             if status is not None:
                 self.answered = True
-                if not await self._settle(status):
+                if not await self._settle(status, _content_type(message)):
                     return
+                message = self._with_headers(message)
+        elif message.get("type") == "http.response.body":
+            message = await self._watched(message)
         await self._send(message)
+
+    def _with_headers(self, message: Message) -> Message:
+        """The sale's own answer headers (a balance, a receipt) added to the app's."""
+        added = self._sale.answer_headers
+        if not added or message.get("type") != "http.response.start":
+            return message
+        headers = [*message.get("headers", [])]
+        if self._sale.watch is not None:  # a watcher may add bytes: no declared length
+            headers = [(n, v) for n, v in headers if n.lower() != b"content-length"]
+        headers += [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in added]
+        return {**message, "headers": headers}
+
+    async def _watched(self, message: Message) -> Message:
+        watch = self._sale.watch
+        last = not message.get("more_body", False)
+        if watch is None:
+            self._body_done = last
+            return message
+
+        async def send_more(body: bytes) -> None:
+            if body:
+                await self._send({"type": "http.response.body", "body": body, "more_body": True})
+
+        await watch.feed(bytes(message.get("body", b"")), send_more)
+        if not watch.ended and last:
+            await watch.drain(send_more)
+        if watch.ended:
+            last = True
+        self._body_done = last
+        if last:
+            await self._sale.finished(not watch.ended)
+        return {"type": "http.response.body", "body": b"", "more_body": not last}
+
+    async def end(self) -> None:
+        """The app is done: a metered answer cut short is debited for what went."""
+        if self.answered and not self._replaced and self._sale.watch is not None:
+            await self._sale.finished(False)  # no-op when already finished
 
     def _status(self, message: Message) -> int | None:
         """The status this message answers with; None when it does not answer yet."""
@@ -248,11 +305,13 @@ class _Exchange:
             return 403  # closed before accepting: the server denies the handshake
         return None
 
-    async def _settle(self, status: int) -> bool:
+    async def _settle(self, status: int, content_type: str) -> bool:
         """Settle the lease; False when the answer was replaced (the lease was lost)."""
         gone = self._inbox.disconnected if self._websocket else await self._inbox.client_gone()
         try:
-            await self._gate.answered(self._sale, status, client_gone=gone)
+            await self._gate.answered(
+                self._sale, status, client_gone=gone, content_type=content_type
+            )
         except LeaseLost as lost:
             self._replaced = True
             if self._websocket:

@@ -5,7 +5,9 @@ normal form, route match, credential check, challenge and single-use lease,
 and the same `Sale` after the answer. What differs when embedded:
 
 - a request that no route takes (no match, or a method no route lists) is the
-  app's own and goes to it untouched, instead of a 404 / 405 / 501;
+  app's own and goes to it untouched, instead of a 404 / 405 / 501; but HEAD
+  is priced as GET, and an OPTIONS (preflight or not) on a priced resource is
+  answered here (204), never handed to the app (gateway.paywall.options);
 - a path that cannot be normalised is still refused (400): the gateway could
   not tell whether the app would route it to a priced handler;
 - "forward" is calling the app's handler, and the app is the "upstream" of the
@@ -25,8 +27,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gateway.http.clientinfo import ClientInfo
+from gateway.http.paths import BadPath, normalize
 from gateway.paywall.decision import Located, Paywall
-from gateway.paywall.refusals import MethodNotAllowed, MethodNotImplemented, NoRoute, NotStarted
+from gateway.paywall.options import priced_resource
+from gateway.paywall.refusals import (
+    BadRequestPath,
+    MethodNotAllowed,
+    MethodNotImplemented,
+    NoRoute,
+    NotStarted,
+)
+from gateway.paywall.routes import RouteRuntime
 from gateway.paywall.sale import Sale
 
 
@@ -39,18 +50,25 @@ class Paid:
     """
 
     route: str
-    token_id: str  # hex of the identifier's token id
+    token_id: str  # the L402 token id; a Payment charge's payment hash, a session's id (hex)
     valid_until: int | None  # unix seconds; None = never expires
     single_use: bool
+    scheme: str = "l402"  # or "charge", "session" (the Payment scheme)
 
 
 def paid_of(sale: Sale) -> Paid | None:
     """The handler's view of a sale (None on a free route)."""
-    token = sale.token
-    if token is None:
+    if sale.credential_id is None:
         return None
+    token = sale.token
     route = sale.runtime.route
-    return Paid(route.name, token.token_id_hex, token.valid_until, route.single_use)
+    return Paid(
+        route.name,
+        sale.credential_id,
+        None if token is None else token.valid_until,
+        route.single_use or sale.scheme == "charge",
+        sale.scheme,
+    )
 
 
 class Gate:
@@ -69,6 +87,20 @@ class Gate:
         except (NoRoute, MethodNotAllowed, MethodNotImplemented):
             return None
 
+    def preflight_route(self, host: str, raw_path: str) -> RouteRuntime | None:
+        """The priced route a CORS preflight is for (the middleware answers it, with that
+        route's CORS policy), or None: a free resource's preflight is the app's own.
+
+        A preflight is an OPTIONS request: passed to an app whose handler takes OPTIONS on
+        a priced path, it would be served the paid answer unpaid (gateway.paywall.options).
+        Raises BadRequestPath (400) for a path without a normal form.
+        """
+        try:
+            path = normalize(raw_path)
+        except BadPath as exc:
+            raise BadRequestPath(exc.reason) from None
+        return priced_resource(self.paywall.routes.current, host, path.decoded)
+
     async def admit(
         self, located: Located, headers: Iterable[tuple[str, str]], client: ClientInfo
     ) -> Sale:
@@ -79,14 +111,18 @@ class Gate:
         return await self.paywall.admit(located, headers, client, arrived=arrived)
 
     @staticmethod
-    async def answered(sale: Sale, status: int, *, client_gone: bool = False) -> None:
+    async def answered(
+        sale: Sale, status: int, *, client_gone: bool = False, content_type: str = ""
+    ) -> None:
         """The app answered `status` (not sent yet, where the framework allows holding it).
 
         A client already gone was not served: the token is given back. Raises
         LeaseLost when this request's lease lapsed and another request holds the
         token now (the caller answers 409 instead, as the proxy does, if it can).
         """
-        await sale.answered(status, served=False if client_gone else None)
+        await sale.answered(
+            status, served=False if client_gone else None, content_type=content_type
+        )
 
     @staticmethod
     async def failed(sale: Sale) -> None:

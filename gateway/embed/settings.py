@@ -72,6 +72,9 @@ class PricedRoute:
     request_body_timeout_seconds: float | None = None
     # A dynamic price (routes.yaml's `pricing:` section: url, timeout_seconds, fallback, ...).
     pricing: Mapping[str, object] | None = None
+    case_insensitive: bool | None = None  # `path` matched ignoring case
+    allow_path_parameters: bool | None = None  # `;` in the path not refused (400)
+    allow_encoded_percent: bool | None = None  # `%25` in the path not refused (400)
 
     def document(self) -> dict[str, object]:
         return _entries(self)

@@ -1,4 +1,4 @@
-"""gRPC (HTTP/2) proxying engine: h2 on asyncio, client-facing and upstream.
+"""gRPC (HTTP/2) proxying engine: our own sans-I/O HTTP/2 wire on asyncio, both hops.
 
 The server plugs its paid-request logic in through `Admission` and `Ticket`
 (`gateway.h2engine.api`); `H2Proxy` holds the engine's state and `H2Site` serves it

@@ -16,6 +16,9 @@ from gateway.h2engine.grpcwire import RawHeaders
 if TYPE_CHECKING:
     from gateway.h2engine.endpoint import Endpoint
 
+# Received DATA is handed on as views of the read buffer (no copy until the send).
+Bytes = bytes | memoryview
+
 
 class Channel:
     """One stream as a relay sees it: received bytes waiting for `read`, and sends."""
@@ -24,6 +27,7 @@ class Channel:
         "_chunks",
         "_fc_handed",
         "_fc_queued",
+        "_idle_fired",
         "_inbound",
         "_window",
         "ended",
@@ -40,11 +44,12 @@ class Channel:
     def __init__(self, endpoint: Endpoint, stream_id: int) -> None:
         self.endpoint = endpoint
         self.stream_id = stream_id
-        self._chunks: list[bytes] = []
+        self._chunks: list[Bytes] = []
         self._fc_queued = 0  # flow-controlled bytes received, not yet handed out
         self._fc_handed = 0  # handed out by read(), not yet acked
         self._inbound = asyncio.Event()
         self._window = asyncio.Event()
+        self._idle_fired = False
         self.headers: RawHeaders | None = None  # response headers (client side only)
         self.trailers: RawHeaders | None = None
         self.ended = False  # the peer sent END_STREAM
@@ -55,7 +60,7 @@ class Channel:
 
     # ---- fed by the endpoint, synchronously, while it parses bytes ----
 
-    def on_data(self, data: bytes, flow_controlled: int) -> None:
+    def on_data(self, data: Bytes, flow_controlled: int) -> None:
         self._chunks.append(data)
         self._fc_queued += flow_controlled
         self._inbound.set()
@@ -110,12 +115,22 @@ class Channel:
             raise ConnectionGone(self.side)
 
     async def _wait(self, event: asyncio.Event) -> None:
+        # A plain timer instead of asyncio.timeout: a third of the cost, and a
+        # small call waits here two or three times (measured: ~4 us vs ~1.7 us).
         event.clear()
+        endpoint = self.endpoint
+        timer = endpoint.loop.call_later(endpoint.limits.idle_stream_timeout, self._idle, event)
         try:
-            async with asyncio.timeout(self.endpoint.limits.idle_stream_timeout):
-                await event.wait()
-        except TimeoutError:
-            raise StreamIdle(self.side) from None
+            await event.wait()
+        finally:
+            timer.cancel()
+        if self._idle_fired:
+            self._idle_fired = False
+            raise StreamIdle(self.side)
+
+    def _idle(self, event: asyncio.Event) -> None:
+        self._idle_fired = True
+        event.set()
 
     async def response_headers(self) -> RawHeaders:
         """The peer's final response headers (client side)."""
@@ -124,7 +139,7 @@ class Channel:
             await self._wait(self._inbound)
         return self.headers
 
-    async def read(self) -> tuple[bytes, int] | None:
+    async def read(self) -> tuple[Bytes, int] | None:
         """Every byte received so far and its flow-controlled size, or None at the end.
 
         The caller must `ack` the size once it has forwarded the bytes: only
@@ -152,7 +167,7 @@ class Channel:
         if end_stream:
             self.local_closed = True
 
-    async def send_data(self, data: bytes, *, end_stream: bool) -> None:
+    async def send_data(self, data: Bytes, *, end_stream: bool) -> None:
         """Send within the peer's windows, waiting (idle deadline) for window and socket."""
         endpoint = self.endpoint
         view = memoryview(data)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import h2.errors
-
 from gateway.h2engine.api import FailReason
+from gateway.h2engine.frames import ErrorCode
 
 # HTTP/2 error codes the engine sends (RFC 9113 7).
-NO_ERROR = int(h2.errors.ErrorCodes.NO_ERROR)
-INTERNAL_ERROR = int(h2.errors.ErrorCodes.INTERNAL_ERROR)
-REFUSED_STREAM = int(h2.errors.ErrorCodes.REFUSED_STREAM)
-CANCEL = int(h2.errors.ErrorCodes.CANCEL)
+NO_ERROR = int(ErrorCode.NO_ERROR)
+INTERNAL_ERROR = int(ErrorCode.INTERNAL_ERROR)
+REFUSED_STREAM = int(ErrorCode.REFUSED_STREAM)
+CANCEL = int(ErrorCode.CANCEL)
 
 
 class H2EngineError(Exception):

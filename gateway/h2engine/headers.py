@@ -31,7 +31,7 @@ _BAD_VALUE = re.compile(rb"[\x00\r\n]")
 
 
 def decode_request(raw: Iterable[tuple[bytes, bytes]], peer: str | None) -> StreamHead:
-    """The StreamHead of a request block h2 already validated (pseudo-headers first)."""
+    """The StreamHead of a request block the wire already checked (pseudo-headers first)."""
     pseudo: dict[bytes, bytes] = {}
     headers: list[tuple[str, str]] = []
     host = ""
@@ -53,10 +53,21 @@ def decode_request(raw: Iterable[tuple[bytes, bytes]], peer: str | None) -> Stre
     )
 
 
+# Wire forms of ordinary fields already checked (the server forwards the same few
+# fields on every call): skips the checks. Bounded; credentials never enter it.
+_ENCODED: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+_ENCODED_LIMIT = 4096
+
+
 def encode(headers: Headers) -> RawHeaders:
     """Wire form of API headers; BadHeaders for names or values HTTP/2 cannot carry."""
     out: RawHeaders = []
-    for name, value in headers:
+    for item in headers:
+        known = _ENCODED.get(item)
+        if known is not None:
+            out.append(known)
+            continue
+        name, value = item
         try:
             raw_name = name.lower().encode("latin-1")
             raw_value = value.encode("latin-1")
@@ -66,8 +77,12 @@ def encode(headers: Headers) -> RawHeaders:
             raise BadHeaders("header name or value HTTP/2 cannot carry")
         if raw_name in SENSITIVE:
             out.append(NeverIndexedHeaderTuple(raw_name, raw_value))
-        else:
-            out.append((raw_name, raw_value))
+            continue
+        pair = (raw_name, raw_value)
+        if len(_ENCODED) >= _ENCODED_LIMIT:
+            _ENCODED.clear()
+        _ENCODED[item] = pair
+        out.append(pair)
     return out
 
 

@@ -23,7 +23,7 @@ import contextlib
 import logging
 import traceback
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from gateway.h2engine import grpcwire
 from gateway.h2engine.api import FailReason, Forward, Refuse, StreamHead, StreamOutcome, Ticket
@@ -47,13 +47,14 @@ if TYPE_CHECKING:
     from gateway.h2engine.server import ServerConnection
 
 log = logging.getLogger("gateway.h2")
+T = TypeVar("T")
 
 
 _INLINE_REQUEST = 16 * 1024  # below HTTP/2's initial window: sending it never waits
 
 
 def _where(exc: BaseException) -> dict[str, str]:
-    """Exception type and innermost frame, never its message: h2's and the server's
+    """Exception type and innermost frame, never its message: a parser's and the server's
     messages can quote header values, which may be credentials."""
     frames = traceback.extract_tb(exc.__traceback__)
     where = f"{frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
@@ -259,11 +260,39 @@ class StreamRelay:
 
     # ---- server callbacks: bounded, never cancelled by the client ----
 
+    async def _bounded(self, coro: Awaitable[T]) -> T:
+        """Await a server callback; past `callback_timeout` it is cancelled (TimeoutError).
+
+        A plain timer that cancels this task, instead of asyncio.timeout: the
+        same effect at a third of the cost, twice per call.
+        """
+        task = self.task
+        assert task is not None
+        fired = False
+
+        def overdue() -> None:
+            nonlocal fired
+            fired = True
+            task.cancel()
+
+        timer = self.loop.call_later(self.limits.callback_timeout, overdue)
+        try:
+            result = await coro
+            if fired:  # the callback swallowed its cancellation: do not leave it pending
+                task.uncancel()
+            return result
+        except asyncio.CancelledError:
+            if fired:
+                task.uncancel()
+                raise TimeoutError from None
+            raise
+        finally:
+            timer.cancel()
+
     async def _admit(self, head: StreamHead) -> Refuse | Forward:
         self._critical += 1
         try:
-            async with asyncio.timeout(self.limits.callback_timeout):
-                return await self.server.proxy.admission.decide(head)
+            return await self._bounded(self.server.proxy.admission.decide(head))
         except TimeoutError:
             log.error("Admission.decide outlived callback_timeout")
             self._stop(EngineEnd.ADMISSION_TIMEOUT)
@@ -279,8 +308,7 @@ class StreamRelay:
         """Await a Ticket callback; its failure is logged, the stream goes on."""
         self._critical += 1
         try:
-            async with asyncio.timeout(self.limits.callback_timeout):
-                await coro
+            await self._bounded(coro)
         except TimeoutError:
             log.error("Ticket.%s outlived callback_timeout", what)
         except Exception as exc:

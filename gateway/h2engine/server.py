@@ -6,15 +6,13 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-import h2.errors
-import h2.events
-import h2.settings
-
 from gateway.h2engine.api import FailReason
 from gateway.h2engine.channel import Channel
 from gateway.h2engine.endpoint import Endpoint
 from gateway.h2engine.ends import ClientEnd
 from gateway.h2engine.errors import REFUSED_STREAM
+from gateway.h2engine.frames import ErrorCode, Setting
+from gateway.h2engine.grpcwire import RawHeaders
 from gateway.h2engine.relay import StreamRelay
 
 if TYPE_CHECKING:
@@ -33,15 +31,12 @@ class ServerConnection(Endpoint):
         super().__init__(
             limits,
             receive_window=limits.connection_window,
-            settings={
-                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: limits.max_concurrent_streams
-            },
+            settings={Setting.MAX_CONCURRENT_STREAMS: limits.max_concurrent_streams},
         )
         self.proxy = proxy
         self.peer: str | None = None
         self.relays: dict[int, StreamRelay] = {}
         self.draining = False
-        self._idle_timer: asyncio.TimerHandle | None = None
         self._resets = 0
         self._reset_period_start = 0.0
         self._closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -51,49 +46,49 @@ class ServerConnection(Endpoint):
         self.peer = str(peer[0]) if isinstance(peer, tuple) and peer else None
         super().connection_made(transport)
         self.proxy.register(self)
-        self._arm_idle()
+        self.arm_idle(self.limits.idle_connection_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
         for relay in list(self.relays.values()):
             relay.abort(ClientEnd.GONE)
         self.proxy.unregister(self)
         if not self._closed.done():
             self._closed.set_result(None)
 
-    def dispatch(self, event: h2.events.Event) -> None:
-        if isinstance(event, h2.events.RequestReceived):
-            self._on_request(event)
-        else:
-            super().dispatch(event)
-
-    def _on_request(self, event: h2.events.RequestReceived) -> None:
-        stream_id = event.stream_id
+    def on_headers(self, stream_id: int, headers: RawHeaders, end_stream: bool) -> None:
+        """A new request (the wire checked it is well-formed)."""
         if self.draining or self.closed:
             self.reset(stream_id, REFUSED_STREAM)  # after our GOAWAY: the client may retry
             return
         channel = Channel(self, stream_id)
         self.channels[stream_id] = channel
-        relay = StreamRelay(self, channel, list(event.headers or ()))
+        if end_stream:
+            channel.on_end()
+        relay = StreamRelay(self, channel, headers)
         self.relays[stream_id] = relay
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
+        self.cancel_idle()
         relay.start()
 
     def on_stream_reset(self, channel: Channel, code: int) -> None:
         super().on_stream_reset(channel, code)
         if (relay := self.relays.get(channel.stream_id)) is not None:
             relay.abort(ClientEnd.RESET)
+        self._count_reset()
+
+    def on_refused(self, stream_id: int) -> None:
+        """Streams we reset at once (over the limit, malformed) cost like client resets:
+        a client that keeps opening them is the same flood."""
+        self._count_reset()
+
+    def _count_reset(self) -> None:
         now = asyncio.get_running_loop().time()
         if now - self._reset_period_start > _RESET_PERIOD:
             self._reset_period_start, self._resets = now, 0
         self._resets += 1
         if self._resets > self.limits.reset_budget:
             log.warning("closing an HTTP/2 connection that resets too many streams")
-            self.abort(int(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM))
+            self.abort(int(ErrorCode.ENHANCE_YOUR_CALM))
 
     def on_goaway(self, code: int, last_stream_id: int) -> None:
         """The client will open no more streams: finish the open ones, then close."""
@@ -108,17 +103,9 @@ class ServerConnection(Endpoint):
             if self.draining:
                 self.close()
             else:
-                self._arm_idle()
+                self.arm_idle(self.limits.idle_connection_timeout)
 
-    def _arm_idle(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-        if not self.closed:
-            loop = asyncio.get_running_loop()
-            self._idle_timer = loop.call_later(self.limits.idle_connection_timeout, self._idle)
-
-    def _idle(self) -> None:
-        self._idle_timer = None
+    def on_idle(self) -> None:
         if not self.relays:
             self.start_drain()
 
@@ -129,7 +116,7 @@ class ServerConnection(Endpoint):
         if self.draining and self.closed:
             return
         self.draining = True
-        self.goaway(last_stream_id=self.h2.highest_inbound_stream_id)
+        self.goaway(last_stream_id=self.wire.highest_inbound)
         if not self.relays:
             self.close()
 

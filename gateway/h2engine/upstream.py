@@ -17,16 +17,14 @@ import asyncio
 import logging
 import ssl
 
-import h2.events
-import h2.exceptions
-import h2.settings
-
 from gateway.h2engine.api import FailReason, H2Target
 from gateway.h2engine.channel import Channel
 from gateway.h2engine.endpoint import Endpoint
 from gateway.h2engine.errors import REFUSED_STREAM, UpstreamUnavailable
+from gateway.h2engine.frames import Setting
 from gateway.h2engine.grpcwire import RawHeaders
 from gateway.h2engine.limits import H2Limits
+from gateway.h2engine.wire import NoStreamAvailable
 
 log = logging.getLogger("gateway.h2")
 
@@ -39,51 +37,45 @@ class UpstreamConnection(Endpoint):
         super().__init__(
             pool.limits,
             receive_window=pool.limits.upstream_connection_window,
-            settings={h2.settings.SettingCodes.ENABLE_PUSH: 0},
+            settings={Setting.ENABLE_PUSH: 0},
         )
         self.pool = pool
         self.target = target
         self.draining = False
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._idle_timer: asyncio.TimerHandle | None = None
 
     @property
     def capacity(self) -> int:
         if self.closed or self.draining or not self.ready.done():
             return 0
-        remote = self.h2.remote_settings.max_concurrent_streams
+        remote = self.wire.remote_max_streams
         return min(remote, self.limits.upstream_max_streams) - len(self.channels)
 
     def open_stream(self, headers: RawHeaders, *, end_stream: bool) -> Channel:
         try:
-            stream_id = self.h2.get_next_available_stream_id()
-        except h2.exceptions.NoAvailableStreamIDError:
+            stream_id = self.wire.open_stream(headers, end_stream=end_stream)
+        except NoStreamAvailable:
             self.draining = True  # stream ids used up: a new connection takes over
             raise
-        self.h2.send_headers(stream_id, headers, end_stream=end_stream)
         channel = Channel(self, stream_id)
         channel.local_closed = end_stream
         self.channels[stream_id] = channel
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
+        self.cancel_idle()
         self.flush()
         return channel
 
-    def dispatch(self, event: h2.events.Event) -> None:
-        if isinstance(event, h2.events.ResponseReceived):
-            if (channel := self.channels.get(event.stream_id)) is not None:
-                channel.on_headers(list(event.headers or ()))
-        elif isinstance(event, h2.events.InformationalResponseReceived):
-            pass  # 1xx: the final response follows
-        else:
-            super().dispatch(event)
+    def on_headers(self, stream_id: int, headers: RawHeaders, end_stream: bool) -> None:
+        """The final response (1xx responses stay in the wire)."""
+        if (channel := self.channels.get(stream_id)) is not None:
+            channel.on_headers(headers)
+            if end_stream:
+                channel.on_end()
 
     def on_remote_settings(self) -> None:
         if not self.ready.done():
             self.ready.set_result(None)
             if not self.channels:  # e.g. the request that connected it was cancelled
-                self._arm_idle()
+                self.arm_idle(self.limits.upstream_idle_timeout)
         self.pool.changed()
 
     def on_goaway(self, code: int, last_stream_id: int) -> None:
@@ -102,26 +94,15 @@ class UpstreamConnection(Endpoint):
         if self.draining:
             self.close()
         else:
-            self._arm_idle()
+            self.arm_idle(self.limits.upstream_idle_timeout)
 
-    def _arm_idle(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-        if not self.closed:
-            loop = asyncio.get_running_loop()
-            self._idle_timer = loop.call_later(self.limits.upstream_idle_timeout, self._idle)
-
-    def _idle(self) -> None:
-        self._idle_timer = None
-        if not self.channels:
-            self.draining = True
-            self.goaway()
-            self.close()
+    def on_idle(self) -> None:
+        self.draining = True
+        self.goaway()
+        self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
         if not self.ready.done():
             self.ready.set_exception(UpstreamUnavailable(FailReason.NOT_HTTP2, "no SETTINGS"))
             self.ready.exception()  # retrieved here: the connect path reports it
@@ -151,7 +132,7 @@ class UpstreamPool:
             if connection is not None:
                 try:
                     return connection.open_stream(headers, end_stream=end_stream)
-                except (h2.exceptions.NoAvailableStreamIDError, h2.exceptions.TooManyStreamsError):
+                except NoStreamAvailable:
                     connection.draining = True
                     continue
             pending = self._connecting.get(target)

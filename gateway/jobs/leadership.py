@@ -22,31 +22,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from typing import Any
+
+from gateway.store.roles import LeaderLock
 
 log = logging.getLogger("gateway.leadership")
 
 POLL_INTERVAL = 5.0  # a follower tries to become leader this often
 CHECK_INTERVAL = 5.0  # a leader confirms it still holds the lock this often
-
-
-class LeaderLock(Protocol):
-    """A named lock at most one process holds; released when its holder dies."""
-
-    @property
-    def name(self) -> str: ...
-
-    async def try_acquire(self) -> bool:
-        """Take the lock if it is free (never waits); True when this process holds it."""
-        ...
-
-    async def still_held(self) -> bool:
-        """False when the lock may have been lost (connection gone, file replaced)."""
-        ...
-
-    async def release(self) -> None:
-        """Give the lock up (idempotent); a later `try_acquire` may take it again."""
-        ...
 
 
 async def run_while_leader(

@@ -54,10 +54,11 @@ class ReconcileResult:
     highest_settle_index: int = 0
 
 
-def settled_invoice(invoice: Invoice, route: str) -> SettledInvoice:
+def settled_invoice(invoice: Invoice, route: str, scheme: str = "l402") -> SettledInvoice:
     return SettledInvoice(
         payment_hash=invoice.payment_hash,
         route=route,
+        scheme=scheme,
         amt_paid_msat=invoice.amt_paid_msat,
         settle_index=invoice.settle_index,
         settled_at=invoice.settle_date or int(time.time()),
@@ -96,10 +97,10 @@ async def reconcile(
             if invoice.payment_hash not in status:
                 continue  # not minted by this gateway
             ours += 1
-            route, already = status[invoice.payment_hash]
-            if already:
+            booking = status[invoice.payment_hash]
+            if booking.booked:
                 continue
-            entry = settled_invoice(invoice, route)
+            entry = settled_invoice(invoice, booking.route, booking.scheme)
             if await ledger.record_settlement(entry, advance=False):
                 booked += 1
                 booked_msat += entry.amt_paid_msat

@@ -15,6 +15,7 @@ from typing import Any
 
 from gateway.jobs.leadership import run_while_leader
 from gateway.jobs.pruning import DAY_SECONDS, TokenPruner
+from gateway.jobs.sessions import SessionJanitor
 from gateway.jobs.settlement import SettlementFollower
 from gateway.lightning.backend import Backend
 from gateway.observability.metrics import GatewayMetrics
@@ -31,8 +32,10 @@ def store_jobs(
     follow_settlements: bool,
     prune_after_days: int,
     clock: Callable[[], float],
+    sessions: SessionJanitor | None = None,
 ) -> list[Job]:
-    """The settlement follower (unless off) and the hourly pruner (unless 0 days)."""
+    """The settlement follower (unless off), the hourly pruner (unless 0 days) and the
+    Payment-scheme session janitor (when sessions are sold)."""
     jobs: list[Job] = []
     if follow_settlements:
         follower = SettlementFollower(lnd, store, metrics)
@@ -42,6 +45,9 @@ def store_jobs(
         pruner = TokenPruner(lnd, store, metrics, prune_after_days * DAY_SECONDS)
         lock = store.leader_lock("pruner")
         jobs.append(("pruner", run_while_leader(lock, "pruner", lambda: pruner.run(clock))))
+    if sessions is not None:
+        lock = store.leader_lock("sessions")
+        jobs.append(("sessions", run_while_leader(lock, "sessions", sessions.run)))
     return jobs
 
 

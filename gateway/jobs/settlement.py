@@ -165,9 +165,9 @@ class SettlementFollower:
         """Book a settled invoice of ours, advancing the resume index (settle-index order)."""
         if invoice.state is not InvoiceState.SETTLED or invoice.settle_index <= 0:
             return
-        route = await self._store.route_for_payment_hash(invoice.payment_hash)
-        if route is not None:  # else not minted by this gateway
-            entry = settled_invoice(invoice, route)
+        minted = await self._store.minted(invoice.payment_hash)
+        if minted is not None:  # else not minted by this gateway
+            entry = settled_invoice(invoice, minted.route, minted.scheme)
             if await self._store.record_settlement(entry, advance=True):
                 self._count(entry)
             self._metrics.settle_index.set(invoice.settle_index)
@@ -177,6 +177,9 @@ class SettlementFollower:
         """Metrics and log for a newly booked settlement (stream or catch-up)."""
         self._metrics.settled_invoices.labels(route=entry.route).inc()
         self._metrics.revenue_msats.labels(route=entry.route).inc(entry.amt_paid_msat)
+        self._metrics.scheme_revenue_msats.labels(route=entry.route, scheme=entry.scheme).inc(
+            entry.amt_paid_msat
+        )
         log.info(
             "invoice settled",
             extra={

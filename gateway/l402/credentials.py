@@ -10,8 +10,10 @@ Forms accepted (L402-FACTS §1):
   Loop): a hex macaroon carrying a `preimage=<hex>` first-party caveat.
 
 Header names and auth schemes are case-insensitive, hex may be either case.
-Precedence is Aperture's: `Token`, then `Grpc-Metadata-Token`, then an
-L402/LSAT `Authorization`, then `Grpc-Metadata-Macaroon`, then `Macaroon`.
+Precedence (ours: Aperture v0.5.0 reads neither `Token` header, and only the
+last `Authorization`; docs/compatibility.md): `Token`, then
+`Grpc-Metadata-Token`, then an L402/LSAT `Authorization`, then
+`Grpc-Metadata-Macaroon`, then `Macaroon`.
 The first kind present decides; later kinds are ignored (a `Macaroon` header
 beside an L402 `Authorization` may be an LND macaroon meant for the upstream).
 Several headers of the deciding kind are fine when they carry the same
@@ -50,7 +52,7 @@ _SCHEME = re.compile(r"([A-Za-z0-9!#$%&'*+.^_`|~-]+)(?:[ \t]+(.*))?", re.DOTALL)
 _PARAM_START = re.compile(r"(?:macaroon|token|preimage|version)[ \t]*=", re.IGNORECASE)
 _PARAM = re.compile(r'[ \t]*([A-Za-z_]+)[ \t]*=[ \t]*(?:"([^"\\]*)"|([^",\s]*))[ \t]*(,|\Z)')
 _HEX = re.compile(r"[0-9a-fA-F]*")
-# Aperture's order; the first kind present decides (module docstring).
+# The first kind present decides (module docstring).
 _PRECEDENCE = (
     grammar.TOKEN_HEADER,
     grammar.GRPC_TOKEN_HEADER,

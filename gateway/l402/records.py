@@ -18,6 +18,7 @@ class TokenRecord:
     single_use: bool
     created_at: int  # unix seconds
     valid_until: int | None  # unix seconds; None = never expires
+    scheme: str = "l402"  # or a Payment-scheme invoice: "charge", "session" (no macaroon)
 
     @property
     def token_id_hex(self) -> str:

@@ -69,7 +69,12 @@ class RefundPayer(Protocol):
     """Pay an invoice (session refunds), with a credential that can do nothing else."""
 
     async def pay_invoice(
-        self, bolt11: str, *, fee_limit_msat: int, timeout_seconds: int = 60
+        self,
+        bolt11: str,
+        *,
+        fee_limit_msat: int,
+        timeout_seconds: int = 60,
+        amount_msat: int | None = None,
     ) -> Payment: ...
 
     async def close(self) -> None: ...

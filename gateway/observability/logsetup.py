@@ -214,6 +214,7 @@ def configure(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(name.upper())
+    bound_library_loggers(name.upper())
     logging.getLogger("aiohttp.access").disabled = True  # our access log carries more
     logging.captureWarnings(True)  # warnings go through the same redaction and limits
     ticker = LogTicker(limits, tick_seconds) if tick_seconds is not None else None
@@ -221,6 +222,23 @@ def configure(
         ticker.start()
     _installed = (handler, ticker)
     return handler
+
+
+# Libraries whose DEBUG records print request and response headers verbatim: hpack
+# logs every header it encodes or decodes as a (name, value) tuple (cookies,
+# `Proxy-Authorization`, bearer tokens, API keys, L402 and Payment credentials,
+# and the operator's own `upstream_headers` secrets on HTTP/2 upstreams); h2
+# does the same when given a logger. They are held at WARNING whatever the
+# level: their DEBUG lines are frame-level noise to an operator, and redaction is
+# a second line of defence, never the first.
+BOUNDED_LIBRARY_LOGGERS = ("h2", "hpack")
+
+
+def bound_library_loggers(level: str | int) -> None:
+    """Hold the header-printing libraries' loggers at WARNING or above."""
+    floor = max(logging.WARNING, logging.getLevelName(level) if isinstance(level, str) else level)
+    for name in BOUNDED_LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(floor)
 
 
 def unconfigure() -> None:

@@ -142,6 +142,52 @@ class GatewayMetrics:
             buckets=_RPC_BUCKETS,
             registry=r,
         )
+        # The Payment scheme (MPP): what each scheme sold, and the sessions' money.
+        self.scheme_paid_requests = Counter(
+            f"{PREFIX}_scheme_paid_requests",
+            "Paid requests by authentication scheme (l402, charge, session)",
+            ["route", "scheme"],
+            registry=r,
+        )
+        self.scheme_revenue_msats = Counter(
+            f"{PREFIX}_scheme_revenue_msats",
+            "Revenue from settled invoices by scheme (l402, charge, session deposits)",
+            ["route", "scheme"],
+            registry=r,
+        )
+        self.sessions_opened = Counter(
+            f"{PREFIX}_sessions_opened", "Payment-scheme sessions opened", ["route"], registry=r
+        )
+        self.sessions_closed = Counter(
+            f"{PREFIX}_sessions_closed",
+            "Payment-scheme sessions closed, by who closed them (client, idle, admin)",
+            ["route", "reason"],
+            registry=r,
+        )
+        self.sessions_open = Gauge(
+            f"{PREFIX}_sessions_open",
+            "Payment-scheme sessions open now (counted by the background job's leader)",
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.session_deposits_msats = Counter(
+            f"{PREFIX}_session_deposits_msats",
+            "Session deposits and top-ups credited, in millisatoshis",
+            ["route"],
+            registry=r,
+        )
+        self.session_refunds = Counter(
+            f"{PREFIX}_session_refunds",
+            "Session refund attempts by result (succeeded, failed)",
+            ["route", "result"],
+            registry=r,
+        )
+        self.session_refunded_msats = Counter(
+            f"{PREFIX}_session_refunded_msats",
+            "Unspent session balances paid back, in millisatoshis (fees not included)",
+            ["route"],
+            registry=r,
+        )
         self.config_reloads = Counter(
             f"{PREFIX}_config_reloads", "routes.yaml reloads by result", ["result"], registry=r
         )
@@ -174,6 +220,9 @@ class GatewayMetrics:
                 self.revenue_msats,
             ):
                 family.labels(route=route)
+            # A failed refund alerts on increase() (L402SessionRefundFailed), which cannot
+            # see a series born at 1: it exists at 0 from the start.
+            self.session_refunds.labels(route=route, result="failed")
 
 
 class RouteSeries:

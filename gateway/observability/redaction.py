@@ -23,9 +23,12 @@ from __future__ import annotations
 
 import re
 import traceback
+from collections.abc import Iterable
 from types import TracebackType
 
 from aiohttp.http_exceptions import HttpProcessingError
+
+from gateway.l402.grammar import CREDENTIAL_HEADERS, MACAROON_HEADER, TOKEN_HEADER
 
 REDACTED = "[redacted]"
 
@@ -52,17 +55,26 @@ WITHHELD = "details withheld: aiohttp's parser errors quote the raw request"
 # quoted key=value parameter); the parameter forms' remaining values are
 # caught by the key=value rule below.
 _SCHEME = r"\b(?i:L402|LSAT)[ \t]+(?:[A-Za-z_]+=)?\"?[^\s\"',;\\]+"
-# Header lines or key=value pairs that carry secrets, whatever their shape. Not
-# bare "macaroon" or "token": operator messages name those ("lnd.macaroon: file
-# not found"), and their values are caught by the base64/hex rules anyway.
+# Header lines, key=value pairs and (name, value) reprs that carry secrets, whatever
+# their shape: `Authorization: <any scheme> <token>` (L402, Bearer, Basic, Payment,
+# whatever comes next), `Proxy-Authorization`, cookies, API keys and the L402
+# credential headers (gateway.l402.grammar). Bare "macaroon" and "token" only when no
+# word, dot or dash precedes them: operator messages name files like "lnd.macaroon".
+_DOTTED = {MACAROON_HEADER, TOKEN_HEADER}  # names an operator's file names also use
 _CREDENTIAL_NAMES = (
-    r"(?i:\b(?:proxy-authorization|authorization|grpc-metadata-macaroon|preimage|root_?key"
-    r"|set-cookie|cookie|x-api-key)\b)"
+    r"(?i:\b(?:proxy-authorization|"
+    + "|".join(sorted(CREDENTIAL_HEADERS - _DOTTED, key=len, reverse=True))
+    + r"|preimage|root_?key|set-cookie|cookie|x-api-key|api[-_]?key|x-auth-token)\b"
+    + r"|(?<![\w.-])(?:"
+    + "|".join(sorted(_DOTTED))
+    + r")\b)"
 )
 _KEYED = (
     _CREDENTIAL_NAMES
-    + r"(?P<sep>[\"']?[ \t]*[:=][ \t]*)(?P<quote>[\"']?)"
-    + r"(?i:(?:L402|LSAT|bearer|basic|macaroon)[ \t]+)?[^\s\"',;\\]+"
+    # `: `, `=`, or the `', '` / `', b'` between a (name, value) tuple's reprs
+    + r"(?P<sep>[\"']?[ \t]*(?:[:=]|,[ \t]*b?(?=[\"']))[ \t]*)(?P<quote>[\"']?)"
+    # an auth scheme of any name (an RFC 9110 token), then its credential
+    + r"(?:[!#$%&*+.^_`|~0-9A-Za-z-]+[ \t]+)?[^\s\"',;\\]+"
 )
 # Long hex runs: 32-byte preimages (64 hex), 96-hex client bugs, hex macaroons.
 # 40+ keeps 32-hex request ids (uuid4().hex) readable.
@@ -130,7 +142,9 @@ _HEX_ONLY = re.compile(_HEX)
 # string of 40 or more characters): a cheap first look (plain `in` tests; a regex
 # alternation costs more than the rest of the line) that spares the full pattern
 # for the short values that make up most of an access-log line.
-_TRIGGER_WORDS = ("l402", "lsat", "authoriz", "macaroon", "preimage", "root", "cookie", "api-key")
+_TRIGGER_WORDS = (
+    "l402", "lsat", "authoriz", "macaroon", "preimage", "root", "cookie", "api", "token",
+)  # fmt: skip
 _MIN_RUN = 40
 
 
@@ -144,8 +158,36 @@ def _may_match(text: str) -> bool:
     return False
 
 
+# Values the operator configured as secrets (each route's `upstream_headers` values):
+# replaced wherever they appear, whatever their shape. Shorter ones would redact
+# ordinary words; a credential that short is no secret anyway.
+MIN_SECRET_LENGTH = 6
+_secrets: frozenset[str] = frozenset()
+_secret_pattern: re.Pattern[str] | None = None
+
+
+def register_secrets(values: Iterable[str]) -> None:
+    """Redact these literal values from every log line from now on (added to those
+    registered before: a value once configured stays secret after a reload)."""
+    global _secrets, _secret_pattern
+    wanted = _secrets | {v for v in values if len(v) >= MIN_SECRET_LENGTH}
+    if wanted == _secrets:
+        return
+    _secrets = frozenset(wanted)
+    ordered = sorted(_secrets, key=len, reverse=True)  # the longest wins an overlap
+    _secret_pattern = re.compile("|".join(re.escape(v) for v in ordered))
+
+
+def forget_secrets() -> None:
+    """Tests only: drop every registered value."""
+    global _secrets, _secret_pattern
+    _secrets, _secret_pattern = frozenset(), None
+
+
 def redact(text: str) -> str:
     """`text` with every credential-shaped substring replaced by `[redacted]`."""
+    if _secret_pattern is not None:
+        text = _secret_pattern.sub(REDACTED, text)
     if not _may_match(text):  # most field values
         return text
     if _PATTERN.search(text) is None:  # no allocation when nothing matches

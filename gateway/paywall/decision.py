@@ -17,13 +17,22 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gateway.http.clientinfo import ClientInfo
+from gateway.http.pathrules import path_problem
 from gateway.http.paths import BadPath, NormalPath, normalize
 from gateway.l402.errors import L402Error, Reason
-from gateway.observability.metrics import GatewayMetrics
+from gateway.observability.metrics import GatewayMetrics, RouteSeries
+from gateway.payment.credential import find_credential, is_payment, parse_authorization
+from gateway.payment.errors import PaymentAuthError
+from gateway.payment.errors import Reason as PaymentReason
+from gateway.payment.problems import Problem, problem_for
 from gateway.paywall.access import AccessRecord
-from gateway.paywall.pricing import PriceQuery, hook_headers
+from gateway.paywall.holds import Hold, LeaseHold
+from gateway.paywall.mpp.seller import Admitted as PaymentAdmitted
+from gateway.paywall.mpp.seller import PaymentSeller
+from gateway.paywall.options import options_answer
 from gateway.paywall.ratelimit import client_key
 from gateway.paywall.refusals import (
+    BadPaymentCredential,
     BadRequestPath,
     MethodNotAllowed,
     MethodNotImplemented,
@@ -35,6 +44,7 @@ from gateway.paywall.routes import RouteHolder, RouteRuntime, RuntimeRoutes
 from gateway.paywall.sale import Sale
 from gateway.paywall.services import Services
 from gateway.paywall.verifier import credential_headers
+from gateway.pricer.prices import PriceQuery, hook_headers
 
 # RFC 9110 §9 and RFC 5789 methods; anything else that no route lists is 501.
 KNOWN_METHODS = frozenset(
@@ -80,16 +90,25 @@ class Paywall:
         return self._services is not None
 
     def locate(self, host: str, raw_path: str, method: str) -> Located:
-        """Normalise and match; raises BadRequestPath, NoRoute, MethodNotAllowed (405) or
+        """Normalise and match; raises BadRequestPath (400, also for a spelling the route
+        refuses: gateway.http.pathrules), OptionsAnswered (204: an OPTIONS on a priced
+        resource, gateway.paywall.options), NoRoute, MethodNotAllowed (405) or
         MethodNotImplemented (501)."""
         table = self.routes.current
         try:
             path = normalize(raw_path)
         except BadPath as exc:
             raise BadRequestPath(exc.reason) from None
+        if method.upper() == "OPTIONS":
+            answered = options_answer(table, host, path.decoded)
+            if answered is not None:
+                raise answered
         runtime = table.match(host, path.decoded, method)
         if runtime is None:
             raise no_match(table, host, path.decoded, method)
+        problem = path_problem(runtime.route, path)
+        if problem is not None:
+            raise BadRequestPath(problem)
         return Located(table, runtime, path, method)
 
     async def admit(
@@ -117,36 +136,92 @@ class Paywall:
             return Sale(
                 runtime,
                 series,
-                None,
-                lease=None,
+                hold=None,
                 token=None,
                 authorization=None,
                 arrived=arrived,
                 record=record,
             )
         services = self.services
-        if runtime.route.pricing is not None:
-            headers = list(headers)  # read twice: credentials, then the hook's header values
+        headers = list(headers)  # read more than once: each scheme's credentials, the hook's
+        if runtime.route.sells_payment and services.payment is not None:
+            payment = await self._payment(located, client, headers, services.payment)
+            if payment is not None:
+                return self._sold(located, series, payment, arrived, record)
+        if not runtime.route.sells_l402:
+            raise await self._demand_payment(located, client, None, headers)
         try:
             admission = await services.auth.admit(credential_headers(headers), runtime.route)
             if admission is None:
                 raise await self._demand_payment(located, client, None, headers)
-            lease = None
+            hold: Hold | None = None
             if runtime.route.single_use:
                 lease = await services.leases.take(admission.token, runtime.route)
+                hold = LeaseHold(services.leases, lease)
         except L402Error as exc:
             raise await self._refuse(located, client, exc, headers) from None
         series.paid_requests.inc()
         services.usage.add(runtime.name)
+        self._metrics.scheme_paid_requests.labels(route=runtime.name, scheme="l402").inc()
         return Sale(
             runtime,
             series,
-            services.leases,
-            lease=lease,
+            hold=hold,
             token=admission.token,
             authorization=admission.authorization if runtime.route.forward_authorization else None,
             arrived=arrived,
             record=record,
+        )
+
+    async def _payment(
+        self,
+        located: Located,
+        client: ClientInfo,
+        headers: list[tuple[str, str]],
+        seller: PaymentSeller,
+    ) -> tuple[PaymentAdmitted, str] | None:
+        """A Payment credential's admission and the Authorization value it came in; None
+        when the request carries none (L402 may still buy it). Raises the refusals."""
+        values = [value for name, value in headers if name.lower() == "authorization"]
+        try:
+            credential = find_credential(values)
+            if credential is None:
+                return None
+            admitted = await seller.admit(located.runtime, credential)
+        except PaymentAuthError as exc:
+            intent = None if exc.reason is PaymentReason.MULTIPLE_CREDENTIALS else _intent(values)
+            problem = problem_for(exc, method="lightning", intent=intent, challenge_id=None)
+            name = located.runtime.name
+            self._metrics.auth_failures.labels(route=name, reason=exc.reason.value).inc()
+            if exc.reason in (PaymentReason.MULTIPLE_CREDENTIALS, PaymentReason.METHOD_UNSUPPORTED):
+                raise BadPaymentCredential(problem) from None
+            raise await self._demand_payment(located, client, None, headers, problem) from None
+        used = next(v for v in values if is_payment(v))
+        return admitted, used
+
+    def _sold(
+        self,
+        located: Located,
+        series: RouteSeries,
+        payment: tuple[PaymentAdmitted, str],
+        arrived: float,
+        record: AccessRecord | None,
+    ) -> Sale:
+        admitted, authorization = payment
+        runtime = located.runtime
+        series.paid_requests.inc()
+        self.services.usage.add(runtime.name)
+        self._metrics.scheme_paid_requests.labels(route=runtime.name, scheme=admitted.scheme).inc()
+        return Sale(
+            runtime,
+            series,
+            hold=admitted.hold,
+            token=None,
+            authorization=authorization if runtime.route.forward_authorization else None,
+            arrived=arrived,
+            record=record,
+            credential_id=admitted.credential_id,
+            scheme=admitted.scheme,
         )
 
     async def _demand_payment(
@@ -155,6 +230,7 @@ class Paywall:
         client: ClientInfo,
         refused: L402Error | None,
         headers: Iterable[tuple[str, str]],
+        problem: Problem | None = None,
     ) -> PaymentRequired:
         config = located.table.config
         return await self.services.issuer.demand_payment(
@@ -163,6 +239,7 @@ class Paywall:
             refused,
             config.invalid_credential_status,
             price_query(located, headers),
+            problem,
         )
 
     async def _refuse(
@@ -177,6 +254,17 @@ class Paywall:
         if exc.reason is Reason.IN_USE:
             return TokenInUse()
         return await self._demand_payment(located, client, exc, headers)
+
+
+def _intent(values: list[str]) -> str | None:
+    """The intent a refused Payment credential claimed, for its problem type (None: unreadable)."""
+    for value in values:
+        if is_payment(value):
+            try:
+                return parse_authorization(value).challenge.intent
+            except PaymentAuthError:
+                return None
+    return None
 
 
 def price_query(located: Located, headers: Iterable[tuple[str, str]]) -> PriceQuery | None:

@@ -53,25 +53,29 @@ class LeaseKeeper:
 
         Raises L402Error (in_use, already_used, revoked) or StoreUnavailable.
         """
+        return await self.take_key(token.key_id, route)
+
+    async def take_key(self, key_id: bytes, route: Route) -> Lease:
+        """`take` for any single-use row by its key id (a Payment charge's: its payment hash)."""
         reserving = asyncio.ensure_future(
-            self._leases.reserve(token.key_id, int(self._clock()), route.lease_seconds)
+            self._leases.reserve(key_id, int(self._clock()), route.lease_seconds)
         )
         try:
             reservation = await asyncio.shield(reserving)
         except asyncio.CancelledError:
-            reserving.add_done_callback(lambda done: self._release_orphan(done, token.key_id))
+            reserving.add_done_callback(lambda done: self._release_orphan(done, key_id))
             raise
         except StoreError as exc:
             raise StoreUnavailable(f"token store unavailable: {exc}") from exc
-        return self._lease_or_refusal(reservation, token, route)
+        return self._lease_or_refusal(reservation, key_id, route)
 
     @staticmethod
-    def _lease_or_refusal(reservation: Reservation, token: VerifiedToken, route: Route) -> Lease:
+    def _lease_or_refusal(reservation: Reservation, key_id: bytes, route: Route) -> Lease:
         result, lease_id = reservation
         if result is ReserveResult.RESERVED:
             if lease_id is None:  # the store broke its contract: never commit or release blindly
                 raise StoreUnavailable("token store reserved without a lease id")
-            return Lease(token.key_id, lease_id, route.name)
+            return Lease(key_id, lease_id, route.name)
         if result is ReserveResult.IN_USE:
             raise L402Error(Reason.IN_USE, "token is in use by another request")
         if result is ReserveResult.ALREADY_USED:

@@ -10,6 +10,8 @@ embedded middleware from its frameworks' lifespans.
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -17,14 +19,22 @@ from dataclasses import dataclass
 
 from gateway.config.model import GatewayConfig
 from gateway.jobs.runner import running, store_jobs
+from gateway.jobs.sessions import SessionJanitor
 from gateway.lightning.backend import Backend
-from gateway.lightning.factory import open_backend
+from gateway.lightning.factory import open_backend, open_refund_payer
 from gateway.observability.metrics import GatewayMetrics, backend_observer
-from gateway.paywall.services import Services, build_services
+from gateway.payment.verify import Binding
+from gateway.paywall.services import PaymentParts, Services, build_services
 from gateway.paywall.usage import run_flusher
 from gateway.pricer.ondemand import OnDemandPricer
 from gateway.store import open_store
 from gateway.store.roles import Store
+from gateway.store.types import StoreError
+
+log = logging.getLogger("gateway.seller")
+
+# The store's name of the Payment scheme's challenge-id HMAC key (shared by every worker).
+PAYMENT_SECRET_NAME = "payment-challenge-hmac-v1"  # noqa: S105 (a name, not a secret)
 
 
 @dataclass(frozen=True)
@@ -58,8 +68,23 @@ async def running_seller(
             stack.push_async_callback(backend.close)
         pricer = OnDemandPricer(metrics)
         stack.push_async_callback(pricer.close)
-        services = build_services(config, store, backend, metrics, clock, pricer)
+        refunds = open_refund_payer(config.lightning, backend_observer(metrics))
+        if refunds is not None:
+            stack.push_async_callback(refunds.close)
+        secret = await _payment_secret(store)
+        parts = PaymentParts(Binding(config.payment.realm, secret), refunds)
+        services = build_services(config, store, backend, metrics, clock, pricer, parts)
         await stack.enter_async_context(asynccontextmanager(run_flusher)(services.usage, store))
+        janitor = None
+        if services.payment is not None and config.payment.sessions.enabled:
+            janitor = SessionJanitor(
+                store,
+                services.payment.closer,
+                services.payment.refunds,
+                config.payment.sessions,
+                metrics,
+                clock,
+            )
         jobs = store_jobs(
             store,
             backend,
@@ -67,6 +92,24 @@ async def running_seller(
             follow_settlements=follow_settlements,
             prune_after_days=config.store.prune_after_days,
             clock=clock,
+            sessions=janitor,
         )
         names = await stack.enter_async_context(running(jobs))
         yield OpenSeller(store, backend, services, names)
+
+
+async def _payment_secret(store: Store) -> bytes:
+    """The Payment scheme's challenge-id key, shared by every process through the store.
+
+    A store that cannot create it (read-only) gets a key of this process's
+    own, logged: it can mint nothing then anyway (challenges are stored).
+    """
+    candidate = os.urandom(32)
+    try:
+        return await store.server_secret(PAYMENT_SECRET_NAME, candidate)
+    except StoreError as exc:
+        log.warning(
+            "the Payment scheme's shared secret is unavailable; using this process's own",
+            extra={"error": str(exc)},
+        )
+        return candidate

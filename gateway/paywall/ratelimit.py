@@ -8,15 +8,16 @@ address gave one host 2^64 allowances), as resolved through `trusted_proxies`
 and named by `client_key`.
 
 Two `ChallengeLimiter`s:
-- `LocalChallengeLimiter`: buckets in this process's memory (SQLite stores,
-  and single-process deployments). Several processes each allow the full rate:
-  sharing through SQLite would put a write-lock round trip (and an fsync) on
-  every unpaid request of every process, which is the flood the limiter is
-  there to absorb.
-- `SharedChallengeLimiter`: one bucket per client in the PostgreSQL store, so
-  every replica draws from one allowance (`gateway.store.buckets`). If the
-  store fails or is slow it falls back to a local bucket, so the limit
-  degrades to per-process, never to none.
+- `SharedChallengeLimiter`, what the gateway and the embedded middleware use
+  (gateway.paywall.services): one bucket per client in the store, SQLite or
+  PostgreSQL, so every worker of `serve --workers N` and every replica on
+  the database draws from one allowance (`gateway.store.buckets`). A request
+  first reads the bucket; only one that will take a token writes (an atomic
+  UPSERT), so a client over its limit costs a read, not a write lock and an
+  fsync. If the store fails or is slow it falls back to a local bucket, so
+  the limit degrades to per-process, never to none.
+- `LocalChallengeLimiter`: buckets in this process's memory, for a store
+  that cannot share them (`Store.shares_rate_limits` False) and for tests.
 
 Each client has a bucket holding up to `burst` tokens, refilled continuously at
 `per_minute / 60` tokens per second; a new client starts with a full bucket.
@@ -209,12 +210,15 @@ class SharedChallengeLimiter:
         self._next_sweep = 0.0
         self.fallback = TokenBucketLimiter(per_minute, burst, max_clients=max_clients)
         self.degraded = False
+        self._forget = False  # the limit was turned off: forget every client when back on
 
     @property
     def enabled(self) -> bool:
         return self.fallback.enabled
 
     def configure(self, per_minute: int, burst: int) -> None:
+        if self.fallback.enabled and per_minute == 0:
+            self._forget = True
         self.fallback.configure(per_minute, burst)
 
     async def allow(self, key: str, now: float) -> float | None:
@@ -223,7 +227,13 @@ class SharedChallengeLimiter:
             return None
         try:
             async with asyncio.timeout(self._timeout):
-                wait = await self._store.take_token(key, now, limit.per_minute, limit.burst)
+                if self._forget:  # as the local buckets: off, then on, starts every client full
+                    await self._store.forget_challenge_buckets()
+                    self._forget = False
+                # Read first: a client over its limit is refused without a write.
+                wait = await self._store.bucket_wait(key, now, limit.per_minute, limit.burst)
+                if wait is None:
+                    wait = await self._store.take_token(key, now, limit.per_minute, limit.burst)
         except (StoreError, TimeoutError) as exc:
             if not self.degraded:
                 self.degraded = True

@@ -25,6 +25,7 @@ from gateway.l402.errors import L402Error, Reason
 
 if TYPE_CHECKING:
     from gateway.l402.mint import Challenge
+    from gateway.payment.problems import Problem
 
 RETRY_AFTER_SECONDS = 5
 
@@ -157,21 +158,61 @@ class NotStarted(GatewayError):
 
 
 class PaymentRequired(GatewayError):
-    """A fresh challenge, minted; `refused` says why an offered credential was not enough."""
+    """A fresh challenge, minted: the L402 one (`challenge`) and/or the Payment scheme's
+    offers (`offers`: WWW-Authenticate values). `refused` says why an offered L402
+    credential was not enough; `problem`, why a Payment credential was not."""
 
     status = 402
     reason = "challenge"
 
     def __init__(
-        self, route: str, challenge: Challenge, refused: L402Error | None, status: int
+        self,
+        route: str,
+        challenge: Challenge | None,
+        refused: L402Error | None,
+        status: int,
+        *,
+        offers: tuple[str, ...] = (),
+        problem: Problem | None = None,
     ) -> None:
         super().__init__("payment required")
         self.route = route
         self.challenge = challenge
         self.refused = refused
         self.status = status
+        self.offers = offers
+        self.problem = problem
         if refused is not None:  # the access log's outcome
             self.reason = f"refused_{refused.reason.value}"
+        elif problem is not None:
+            self.reason = f"refused_{problem.type.name.lower()}"
+
+
+class BadPaymentCredential(GatewayError):
+    """A Payment credential no challenge can answer (several credentials, an unsupported
+    method or intent): 400 with its problem document, no fresh challenge."""
+
+    status = 400
+    reason = "bad_payment_credential"
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.detail or "bad Payment credential")
+        self.problem = problem
+
+
+class GatewayAnswer(GatewayError):
+    """An answer the gateway gives itself instead of forwarding (a Payment session's open,
+    top-up or close): `status`, a JSON `body` and headers (a receipt)."""
+
+    reason = "answered"
+
+    def __init__(
+        self, status: int, body: str, headers: tuple[tuple[str, str], ...], outcome: str
+    ) -> None:
+        super().__init__(outcome, headers=headers)
+        self.status = status
+        self.body = body
+        self.reason = outcome
 
 
 def refusal_status(refused: L402Error | None, invalid_credential_status: int) -> int:

@@ -5,20 +5,24 @@ WebSocket sessions, HTTP/2 streams, an embedding app's own handler), but what
 happens after the decision is one rule, kept here:
 
 - `answered(status)`: the upstream (or the app) answered. The answer's
-  latency and status class are counted; a single-use token is consumed when
-  the answer was served (below 500, or as the transport says) and given back
-  otherwise; the time the gateway itself added is observed. Raises
-  `LeaseLost` when this request's lease lapsed and another request holds the
-  token now: it must not be answered as paid.
+  latency and status class are counted; the request's `Hold`
+  (gateway.paywall.holds: a single-use lease, a metered reservation) is
+  settled on whether the buyer was served (below 500, or as the transport
+  says); the time the gateway itself added is observed. Raises `LeaseLost`
+  when this request's lease lapsed and another request holds the token now:
+  it must not be answered as paid. Headers the hold adds to the answer are in
+  `answer_headers` afterwards; a hold that watches the body is `watch`.
+- `finished(complete)`: the answer's body has gone by; a metered hold debits
+  what it used.
 - `failed(failure)`: the upstream failed before answering (`timeout`,
   `error`, or None for the client's own fault, e.g. a body too large): the
-  failure is counted and the token given back.
-- `client_left()`: the client went away before the answer started: the
-  token is given back (nothing was delivered).
+  failure is counted and the hold given back.
+- `client_left()`: the client went away before the answer started: the hold
+  is given back (nothing was delivered).
 
-A sale settles once: whichever of the three comes first decides, the others
-do nothing, so cleanup paths may call them freely. What the sale learns goes
-into the request's `AccessRecord`.
+A sale settles once: whichever of `answered`, `failed` and `client_left`
+comes first decides, the others do nothing, so cleanup paths may call them
+freely. What the sale learns goes into the request's `AccessRecord`.
 """
 
 from __future__ import annotations
@@ -28,21 +32,24 @@ import time
 from gateway.l402.verify import VerifiedToken
 from gateway.observability.metrics import RouteSeries
 from gateway.paywall.access import AccessRecord
-from gateway.paywall.leases import Lease, LeaseKeeper
+from gateway.paywall.holds import BodyWatch, Headers, Hold
 from gateway.paywall.routes import RouteRuntime
 
 
 class Sale:
     __slots__ = (
         "_arrived",
+        "_finished",
         "_handed_over",
-        "_leases",
         "_record",
         "_series",
         "_settled",
+        "answer_headers",
         "authorization",
-        "lease",
+        "credential_id",
+        "hold",
         "runtime",
+        "scheme",
         "token",
     )
 
@@ -50,41 +57,45 @@ class Sale:
         self,
         runtime: RouteRuntime,
         series: RouteSeries,
-        leases: LeaseKeeper | None,
         *,
-        lease: Lease | None,
+        hold: Hold | None,
         token: VerifiedToken | None,
         authorization: str | None,
+        credential_id: str | None = None,
+        scheme: str = "l402",
         arrived: float,
         record: AccessRecord | None = None,
     ) -> None:
         self.runtime = runtime
-        self.lease = lease
-        if lease is not None and leases is None:
-            raise ValueError("a leased sale needs its LeaseKeeper")
-        self.token = token  # None on a free route
+        self.hold = hold
+        self.answer_headers: Headers = ()
+        self.token = token  # the L402 token; None on a free route or another scheme
+        self.scheme = scheme  # l402, charge, session
+        # What the access line names the payment by: the token id, a charge's payment
+        # hash, a session's id (never a secret); None on a free route.
+        self.credential_id = token.token_id_hex if token is not None else credential_id
         self.authorization = authorization  # the one value to forward upstream (None: none)
         self._series = series
-        self._leases = leases
         self._record = record
         self._arrived = arrived
         self._handed_over = time.perf_counter()
         self._settled = False
+        self._finished = False
         if record is not None:
-            record.outcome = "free" if token is None else "paid"
-            record.token_id = self.token_id
-
-    @property
-    def token_id(self) -> str | None:
-        return None if self.token is None else self.token.token_id_hex
+            record.outcome = "free" if self.credential_id is None else "paid"
+            record.token_id = self.credential_id
 
     @property
     def paid(self) -> bool:
-        return self.token is not None
+        return self.credential_id is not None
 
     @property
     def settled(self) -> bool:
         return self._settled
+
+    @property
+    def watch(self) -> BodyWatch | None:
+        return None if self.hold is None else self.hold.watch
 
     def note(self, error: str) -> None:
         """Something the access line should say about this request (secret-free)."""
@@ -95,7 +106,9 @@ class Sale:
         if self._record is not None:
             self._record.outcome = outcome
 
-    async def answered(self, status: int, *, served: bool | None = None) -> None:
+    async def answered(
+        self, status: int, *, served: bool | None = None, content_type: str = ""
+    ) -> None:
         """The answer's status is known and not sent yet. `served` (default: status < 500)
         says whether the buyer got what it paid for (gRPC's UNAVAILABLE is not)."""
         if self._settled:
@@ -107,13 +120,13 @@ class Sale:
         series.upstream_requests(f"{status // 100}xx").inc()
         if self._record is not None:
             self._record.upstream_status = status
-        if self.lease is not None and self._leases is not None:
-            if served if served is not None else status < 500:
-                failure = await self._leases.commit(self.lease)
-                if failure is not None:
-                    self.note(failure)
-            else:
-                await self._leases.release(self.lease)
+        if self.hold is not None:
+            settled = await self.hold.answered(
+                status, served if served is not None else status < 500, content_type
+            )
+            self.answer_headers = settled.headers
+            if settled.note is not None:
+                self.note(settled.note)
         ours = (self._handed_over - self._arrived) + (time.perf_counter() - answered_at)
         series.added_latency.observe(max(ours, 0.0))
 
@@ -127,8 +140,17 @@ class Sale:
             self._series.upstream_requests(failure).inc()
         if detail is not None:
             self.note(detail)
-        if self.lease is not None and self._leases is not None:
-            await self._leases.release(self.lease)
+        if self.hold is not None:
+            await self.hold.release()
+
+    async def finished(self, complete: bool) -> None:
+        """The answer's body has gone by (after `answered`; `complete`: to its end)."""
+        if not self._settled or self._finished or self.hold is None:
+            return
+        self._finished = True
+        note = await self.hold.finished(complete)
+        if note is not None:
+            self.note(note)
 
     async def client_left(self) -> None:
         """The client went away before the answer started: nothing was delivered."""
@@ -136,5 +158,5 @@ class Sale:
             return
         self._settled = True
         self.outcome("client_disconnected")
-        if self.lease is not None and self._leases is not None:
-            await self._leases.release(self.lease)
+        if self.hold is not None:
+            await self.hold.release()

@@ -12,11 +12,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.config.model import GatewayConfig
+from gateway.l402.entropy import EntropyPool
 from gateway.l402.mint import InvoiceSource, Minter
+from gateway.lightning.backend import RefundPayer
 from gateway.observability.metrics import GatewayMetrics
+from gateway.payment.verify import Binding
 from gateway.paywall.challenges import ChallengeIssuer
 from gateway.paywall.leases import LeaseKeeper
-from gateway.paywall.pricing import Pricer
+from gateway.paywall.mpp.offers import OfferMinter
+from gateway.paywall.mpp.refunds import Refunder
+from gateway.paywall.mpp.seller import PaymentSeller
 from gateway.paywall.ratelimit import (
     ChallengeLimiter,
     LocalChallengeLimiter,
@@ -24,9 +29,19 @@ from gateway.paywall.ratelimit import (
 )
 from gateway.paywall.usage import UsageCounter
 from gateway.paywall.verifier import Authenticator, VerifiedCache
+from gateway.pricer.prices import Pricer
 from gateway.store.roles import Store
 
 VERIFIED_CACHE_TTL = 60.0
+
+
+@dataclass(frozen=True)
+class PaymentParts:
+    """What selling the Payment scheme needs from outside: the challenge binding (its
+    secret shared through the store) and the refund payer (None: refunds fail)."""
+
+    binding: Binding
+    refunds: RefundPayer | None
 
 
 @dataclass(frozen=True)
@@ -35,11 +50,13 @@ class Services:
     issuer: ChallengeIssuer
     leases: LeaseKeeper
     usage: UsageCounter
+    payment: PaymentSeller | None = None  # the Payment scheme (MPP); None: L402 only
 
 
 def challenge_limiter(config: GatewayConfig, store: Store) -> ChallengeLimiter:
-    """Shared buckets when the store is shared (PostgreSQL: N replicas or workers must not
-    give a client N allowances), per-process ones on SQLite (docs/decisions.md)."""
+    """Buckets in the store (SQLite and PostgreSQL alike): N workers or replicas must not
+    give a client N allowances (docs/decisions.md); per-process ones only for a store that
+    cannot share them."""
     limit = config.challenge_rate_limit
     if store.shares_rate_limits:
         return SharedChallengeLimiter(store, limit.per_minute, limit.burst)
@@ -53,19 +70,32 @@ def build_services(
     metrics: GatewayMetrics,
     clock: Callable[[], float],
     pricer: Pricer | None,
+    payment: PaymentParts | None = None,
 ) -> Services:
-    """The paywall's collaborators (`pricer` None: no route has a pricing hook)."""
+    """The paywall's collaborators (`pricer` None: no route has a pricing hook;
+    `payment` None: the Payment scheme is not sold)."""
+    leases = LeaseKeeper(store, metrics, clock)
+    entropy = EntropyPool()  # root keys and token ids from 8 KiB kernel blocks
+    minter = seller = None
+    if payment is not None:
+        minter = OfferMinter(
+            invoices, store, payment.binding, config.payment, random_bytes=entropy.take
+        )
+        refunds = Refunder(store, payment.refunds, config.payment.sessions, metrics)
+        seller = PaymentSeller(minter, store, leases, refunds, metrics, clock)
     return Services(
         auth=Authenticator(
             store, VerifiedCache(config.verified_cache_size, VERIFIED_CACHE_TTL), clock
         ),
         issuer=ChallengeIssuer(
-            Minter(invoices, store),
+            Minter(invoices, store, random_bytes=entropy.take),
             challenge_limiter(config, store),
             metrics,
             clock,
             pricer=pricer,
+            offers=minter,
         ),
-        leases=LeaseKeeper(store, metrics, clock),
+        leases=leases,
         usage=UsageCounter(),
+        payment=seller,
     )

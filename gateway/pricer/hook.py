@@ -38,7 +38,7 @@ import aiohttp
 
 from gateway.config.model import PricingHook
 from gateway.observability.metrics import GatewayMetrics
-from gateway.paywall.pricing import Fallback, Price, PriceQuery
+from gateway.pricer.prices import Fallback, Price, PriceQuery
 
 log = logging.getLogger("gateway.pricing")
 

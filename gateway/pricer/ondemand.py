@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from gateway.config.model import PricingHook
 from gateway.observability.metrics import GatewayMetrics
-from gateway.paywall.pricing import Price, PriceQuery, Pricer
+from gateway.pricer.prices import Price, PriceQuery, Pricer
 
 
 class OnDemandPricer:

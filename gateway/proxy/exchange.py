@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -19,6 +20,7 @@ from aiohttp import web
 from multidict import CIMultiDictProxy
 
 from gateway.http.clientinfo import ClientInfo
+from gateway.paywall.holds import BodyWatch
 from gateway.proxy.errors import (
     BodyTooLarge,
     ProxyError,
@@ -106,6 +108,7 @@ class UpstreamResponse:
     """Seconds from sending the request to receiving the upstream's headers."""
     _body: _LimitedBody | None = None
     bytes_relayed: int = 0
+    complete: bool = False  # the whole body reached the client
     client_disconnected: bool = False
     failure: ProxyError | None = None
     """Set when the upstream failed after the response had started."""
@@ -260,19 +263,31 @@ class Proxy:
             self._pool.release(connection)
             raise
 
-    async def relay(self, request: web.Request, opened: UpstreamResponse) -> web.StreamResponse:
+    async def relay(
+        self,
+        request: web.Request,
+        opened: UpstreamResponse,
+        extra_headers: Sequence[tuple[str, str]] = (),
+        watch: BodyWatch | None = None,
+    ) -> web.StreamResponse:
         """Stream the upstream body to the client, then release the connection.
 
-        After headers are sent nothing can be reported as HTTP any more: an
-        upstream failure closes the client connection (so the client sees a
-        truncated body, not a clean end) and is recorded in `opened.failure`.
+        `extra_headers` are the gateway's own (a balance, a receipt); `watch`
+        sees every body chunk on its way and may replace it or end the body
+        (a metered answer). After headers are sent nothing can be reported as
+        HTTP any more: an upstream failure closes the client connection (so the
+        client sees a truncated body, not a clean end) and is recorded in
+        `opened.failure`. `opened.complete` says whether the body reached its end.
         """
         length = opened.content_length
-        small = length is not None and length <= COALESCE_BYTES
+        small = length is not None and length <= COALESCE_BYTES and watch is None
+        headers = downstream_response_headers(opened.headers)
+        for name, value in extra_headers:
+            headers[name] = value
+        if watch is not None:
+            headers.popall("Content-Length", None)  # a watcher may add bytes: chunked
         response = (_CoalescedResponse if small else web.StreamResponse)(
-            status=opened.status,
-            reason=opened.reason,
-            headers=downstream_response_headers(opened.headers),
+            status=opened.status, reason=opened.reason, headers=headers
         )
         complete = False
         try:
@@ -286,10 +301,19 @@ class Proxy:
                     return response
                 if not chunk:
                     break
-                await response.write(chunk)
                 opened.bytes_relayed += len(chunk)
+                if watch is None:
+                    await response.write(chunk)
+                    continue
+                await watch.feed(chunk, response.write)
+                if watch.ended:  # the watcher stops the answer here (a balance ran dry)
+                    request.protocol.force_close()  # the upstream's rest is not read
+                    break
+            if watch is not None and not watch.ended:
+                await watch.drain(response.write)
             await response.write_eof()
-            complete = True
+            complete = watch is None or not watch.ended
+            opened.complete = complete
         except ConnectionError:
             opened.client_disconnected = True
         except asyncio.CancelledError:

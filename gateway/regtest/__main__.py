@@ -7,22 +7,36 @@ import json
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from gateway.regtest.network import REPO_ROOT, RegtestNetwork, stop_from_descriptor
-from gateway.regtest.processes import stop_pid
+from gateway.regtest.owned import Outcome, Recorded, StopResult, stop_owned
 
 DEFAULT_DESCRIPTOR = REPO_ROOT / ".regtest" / "network.json"
-# Written by `make run`: the gateway and demo upstream it left running beside the network.
-SERVICES_FILE = REPO_ROOT / ".regtest" / "services.json"
+# Written by `make run` beside the descriptor: the gateway and demo upstream it left running.
+SERVICES_NAME = "services.json"
+SERVICES_FILE = DEFAULT_DESCRIPTOR.parent / SERVICES_NAME
 
 
-def stop_services() -> list[int]:
-    if not SERVICES_FILE.exists():
+def recorded_services(data: dict[str, Any]) -> list[Recorded]:
+    """`processes` as SellerStack.describe writes them; a file from before start times were
+    recorded has only `pids`, told apart by their command lines (config path, upstream port)."""
+    if "processes" in data:
+        return [
+            Recorded(name, int(p["pid"]), p.get("start_ticks"), p.get("marker"))
+            for name, p in data["processes"].items()
+        ]
+    port = str(data.get("upstream_url", "")).rpartition(":")[2]
+    legacy = {"gateway": str(data.get("config", "")) or None, "signal-upstream": f"--port {port}"}
+    return [Recorded(name, int(pid), None, legacy.get(name)) for name, pid in data["pids"].items()]
+
+
+def stop_services(path: Path) -> list[StopResult]:
+    if not path.exists():
         return []
-    pids = json.loads(SERVICES_FILE.read_text()).get("pids", {})
-    stopped = [pid for pid in pids.values() if stop_pid(int(pid))]
-    SERVICES_FILE.unlink()
-    return stopped
+    results = [stop_owned(p) for p in recorded_services(json.loads(path.read_text()))]
+    path.unlink()
+    return results
 
 
 def _interrupt(signum: int, _frame: object) -> None:
@@ -49,12 +63,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"regtest network up in {network.timings['total']:.1f}s")
         print(f"descriptor: {args.descriptor}")
         return 0
-    stopped = stop_services()
-    if not args.descriptor.exists():
-        print(f"no network descriptor at {args.descriptor}; stopped {len(stopped)} service(s)")
-        return 0
-    stopped += stop_from_descriptor(args.descriptor, keep=args.keep)
-    print(f"stopped {len(stopped)} process(es): {' '.join(map(str, stopped))}")
+    results = stop_services(args.descriptor.parent / SERVICES_NAME)
+    if args.descriptor.exists():
+        results += stop_from_descriptor(args.descriptor, keep=args.keep)
+    else:
+        print(f"no network descriptor at {args.descriptor}")
+    for result in results:
+        print(result.line())
+    stopped = sum(r.outcome is Outcome.STOPPED for r in results)
+    skipped = sum(r.outcome is Outcome.SKIPPED for r in results)
+    print(f"stopped {stopped} process(es), skipped {skipped}")
     return 0
 
 

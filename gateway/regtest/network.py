@@ -22,14 +22,17 @@ from typing import Any
 
 import bech32
 
-from gateway.regtest.processes import ManagedProcess, free_port, stop_pid, wait_until
+from gateway.regtest.owned import Recorded, StopResult, stop_owned
+from gateway.regtest.processes import ManagedProcess, free_port, wait_until
 
 CHANNEL_SAT = 5_000_000  # the private buyer->seller channel payments use
 PUBLIC_CHANNEL_SAT = 1_000_000
+SELLER_PUSH_SAT = 200_000  # the seller's side of the public channel at open
 SEGWIT_BLOCKS = (
     500  # btcd <= 0.25 activates segwit on regtest at height 432; coinbase matures at 100
 )
 REPO_ROOT = Path(__file__).resolve().parents[2]
+DATA_DIR_PREFIX = "l402-regtest-"  # what `down` may delete; .ci/run looks for leftovers by it
 
 
 def binary_dir() -> Path:
@@ -56,6 +59,12 @@ class NodeInfo:
     invoice_macaroon: str
     readonly_macaroon: str
     pubkey: str = ""
+    # Baked at bring-up: may pay and read payments, nothing else (session refunds).
+    payer_macaroon: str = ""
+    start_ticks: int | None = None  # with pid: which process `down` may stop
+
+    def recorded(self) -> Recorded:
+        return Recorded(f"lnd-{self.name}", self.pid, self.start_ticks, f"--lnddir={self.lnddir}")
 
 
 @dataclass
@@ -73,6 +82,7 @@ class Descriptor:
     channel_point: str = ""
     channel_sat: int = 0
     bin_dir: str = ""
+    btcd_start_ticks: int | None = None
 
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,8 +95,11 @@ class Descriptor:
         raw["buyer"] = NodeInfo(**raw["buyer"])
         return cls(**raw)
 
-    def pids(self) -> list[int]:
-        return [self.seller.pid, self.buyer.pid, self.btcd_pid]
+    def processes(self) -> list[Recorded]:
+        """The daemons `down` stops, with what tells each from a later owner of its PID."""
+        datadir = f"--datadir={Path(self.dir) / 'btcd' / 'data'}"  # as _start_btcd passes it
+        btcd = Recorded("btcd", self.btcd_pid, self.btcd_start_ticks, datadir)
+        return [self.seller.recorded(), self.buyer.recorded(), btcd]
 
 
 class RegtestNetwork:
@@ -98,7 +111,7 @@ class RegtestNetwork:
         self.bin = bin_dir or binary_dir()
         self.keep = keep
         self.detached = detached
-        self.dir = Path(tempfile.mkdtemp(prefix="l402-regtest-"))
+        self.dir = Path(tempfile.mkdtemp(prefix=DATA_DIR_PREFIX))
         self.rpc_user = "regtest"
         self.rpc_pass = secrets.token_hex(16)
         self.btcd_rpc = f"127.0.0.1:{free_port()}"
@@ -149,7 +162,7 @@ class RegtestNetwork:
         node = self.nodes[name]
         self._spawn_lnd(node)
         self._wait_lnd_ready(node, synced=True)
-        node.pid = self._lnd[name].pid
+        node.pid, node.start_ticks = self._lnd[name].pid, self._lnd[name].start_ticks
         self.wait_channels_active()
 
     def wait_channels_active(self, timeout: float = 90) -> None:
@@ -198,8 +211,12 @@ class RegtestNetwork:
             self._spawn_lnd(node)
         for node in self.nodes.values():
             self._wait_lnd_ready(node, synced=True)
-            node.pid = self._lnd[node.name].pid
+            node.pid, node.start_ticks = self._lnd[node.name].pid, self._lnd[node.name].start_ticks
             node.pubkey = self._lncli(node.name, "getinfo")["identity_pubkey"]
+            payer = Path(node.invoice_macaroon).with_name("payer.macaroon")
+            baked = self._lncli_text(node.name, "bakemacaroon", "offchain:read", "offchain:write")
+            payer.write_bytes(bytes.fromhex(baked.strip()))
+            node.payer_macaroon = str(payer)
         wait_until(
             "the buyer's coinbase funds",
             lambda: (
@@ -214,7 +231,8 @@ class RegtestNetwork:
         self.timings["channel"] = time.monotonic() - t
 
     def _open_channel(self) -> None:
-        """A private buyer->seller channel (like production) plus a small public one.
+        """A private buyer->seller channel (like production) plus a small public one,
+        opened with some of it on the seller's side so the seller can pay refunds.
 
         LND adds route hints for a private channel only when the counterparty is an
         advertised node, so the buyer also needs a public channel to be in the graph.
@@ -224,6 +242,8 @@ class RegtestNetwork:
         txids = []
         for amount, private in ((PUBLIC_CHANNEL_SAT, False), (CHANNEL_SAT, True)):
             args = ["openchannel", "--node_key", seller.pubkey, "--local_amt", str(amount)]
+            if not private:  # the seller can pay back (session refunds) above its reserve
+                args += ["--push_amt", str(SELLER_PUSH_SAT)]
             opened = self._lncli("buyer", *args, *(["--private"] if private else []))
             txids.append(opened["funding_txid"])
         self.channel_point = f"{txids[1]}:{opened.get('output_index', 0)}"
@@ -365,6 +385,10 @@ class RegtestNetwork:
         return subprocess.run(argv, capture_output=True, timeout=30).returncode == 0
 
     def _lncli(self, name: str, *args: str) -> Any:
+        out = self._lncli_text(name, *args)
+        return json.loads(out) if out.strip() else {}
+
+    def _lncli_text(self, name: str, *args: str) -> str:
         node = self.nodes[name]
         argv = [
             str(self.bin / "lncli"),
@@ -377,7 +401,7 @@ class RegtestNetwork:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=120)
         if out.returncode != 0:
             raise RuntimeError(f"lncli {name} {args[0]}: {out.stderr.strip() or out.stdout}")
-        return json.loads(out.stdout) if out.stdout.strip() else {}
+        return out.stdout
 
     def _describe(self) -> Descriptor:
         assert self.btcd is not None
@@ -393,15 +417,21 @@ class RegtestNetwork:
             channel_point=self.channel_point,
             channel_sat=CHANNEL_SAT,
             bin_dir=str(self.bin),
+            btcd_start_ticks=self.btcd.start_ticks,
         )
         return self.descriptor
 
 
-def stop_from_descriptor(path: Path, *, keep: bool = False) -> list[int]:
-    """`regtest down`: stop the daemons an earlier `up` recorded; returns the PIDs it stopped."""
+def stop_from_descriptor(path: Path, *, keep: bool = False) -> list[StopResult]:
+    """`regtest down`: stop the daemons an earlier `up` recorded, and only those.
+
+    A recorded PID that now belongs to another process is skipped (and said
+    so); the data directory is removed only if it is one `up` created.
+    """
     desc = Descriptor.read(path)
-    stopped = [pid for pid in desc.pids() if pid and stop_pid(pid)]
-    if not keep:
-        shutil.rmtree(desc.dir, ignore_errors=True)
+    results = [stop_owned(p) for p in desc.processes() if p.pid]
+    data = Path(desc.dir)
+    if not keep and data.name.startswith(DATA_DIR_PREFIX):
+        shutil.rmtree(data, ignore_errors=True)
     path.unlink(missing_ok=True)
-    return stopped
+    return results

@@ -1,8 +1,11 @@
-"""Child processes of the regtest network: own log each, stopped by their own PID."""
+"""Child processes of the regtest network: own log each, stopped by their own PID.
+
+Each records its start time too (gateway.regtest.owned): a later `regtest down`
+signals a recorded PID only while it still belongs to that process.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import socket
@@ -13,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from gateway.lifetime import die_with_parent
+from gateway.regtest.owned import start_ticks
 
 _handed_out: set[int] = set()
 
@@ -58,6 +62,8 @@ class ManagedProcess:
             )
         finally:
             log.close()
+        # Read while the child cannot have been reaped: it is ours and not yet waited for.
+        self.start_ticks = start_ticks(self.popen.pid)
 
     @property
     def pid(self) -> int:
@@ -89,22 +95,6 @@ def pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return True
-
-
-def stop_pid(pid: int, timeout: float = 20.0) -> bool:
-    """Stop a daemon started by an earlier `regtest up` (not our child); True if it was running."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return False
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return True
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
     return True
 
 

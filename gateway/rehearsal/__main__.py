@@ -145,13 +145,29 @@ def _q(value: str) -> str:
     return shlex.quote(value)
 
 
+def admin_lines(stack: SellerStack) -> str:
+    """How to call the admin API of the stack `make run` left up (curl, CLI, MCP)."""
+    if stack.admin_token_file is None:
+        return "Admin API: off (no admin.token_file in the config)\n"
+    token = _q(str(stack.admin_token_file))
+    auth = f'"Authorization: Bearer $(cat {token})"'
+    return f"""Admin API (on; bearer secret in {stack.admin_token_file}, mode 0600):
+  curl -s -H {auth} '{stack.admin_url}/admin/tokens?limit=5'
+  curl -s -H {auth} {stack.admin_url}/admin/routes
+  .venv/bin/l402-gateway tokens list --config "$L402_GATEWAY_CONFIG" --via api
+  .venv/bin/l402-gateway report --config "$L402_GATEWAY_CONFIG" --via api
+  .venv/bin/l402-gateway mcp --config "$L402_GATEWAY_CONFIG"   # MCP server on stdio (docs/mcp.md)
+"""
+
+
 def banner(desc: Descriptor, stack: SellerStack) -> str:
     """What `make run` prints: where everything is, and lines to paste into a shell.
 
     The seller node's host, cert and invoice macaroon are what a gateway (or
     `l402-gateway prune`, or a second gateway) needs; the buyer's are what
-    `l402-buyer` needs. Paths are absolute; the macaroons are files, never
-    printed as hex.
+    `l402-buyer` needs; the admin API's secret file is what curl and the CLI
+    send. Paths are absolute; macaroons and the admin secret are files, never
+    printed.
     """
     seller, buyer = desc.seller, desc.buyer
     lncli = (
@@ -159,7 +175,7 @@ def banner(desc: Descriptor, stack: SellerStack) -> str:
         f"--tlscertpath={buyer.tls_cert} --macaroonpath={buyer.admin_macaroon}"
     )
     return f"""regtest network and gateway are up (stop everything with `make regtest-down`)
-  gateway     {stack.public_url}   admin {stack.admin_url} (/healthz /readyz /metrics)
+  gateway     {stack.public_url}   admin {stack.admin_url} (/healthz /readyz /metrics /admin/)
   config      {stack.config_path}
   descriptor  {DEFAULT_DESCRIPTOR}
 
@@ -191,7 +207,8 @@ Or let the buyer do it (uses the L402_BUYER_LND_* exports above):
 Then look at what was sold:
   .venv/bin/l402-gateway tokens list --config "$L402_GATEWAY_CONFIG"
   .venv/bin/l402-gateway report --config "$L402_GATEWAY_CONFIG"
-"""
+
+{admin_lines(stack)}"""
 
 
 def serve(workdir: Path) -> int:

@@ -14,6 +14,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.commands.admintoken import write_admin_token
 from gateway.regtest.network import Descriptor
 from gateway.regtest.processes import ManagedProcess, free_port, wait_until
 
@@ -28,6 +29,9 @@ ROUTES_TEMPLATE = """\
 listen:
   public: "127.0.0.1:{public}"
   admin: "127.0.0.1:{admin}"
+# The admin API is on: its bearer secret is in this 0600 file (written fresh each run).
+admin:
+  token_file: "{token_file}"
 lnd:
   host: "{lnd_host}"
   tls_cert: "{tls_cert}"
@@ -78,6 +82,7 @@ class SellerStack:
     upstream_url: str
     config_path: Path
     processes: list[ManagedProcess]
+    admin_token_file: Path | None = None  # the admin API's bearer secret (0600)
 
     @classmethod
     def start(cls, desc: Descriptor, workdir: Path, *, detached: bool = False) -> SellerStack:
@@ -85,10 +90,13 @@ class SellerStack:
         up_port, public, admin = free_port(), free_port(), free_port()
         upstream_url = f"http://127.0.0.1:{up_port}"
         config_path = workdir / "routes.yaml"
+        token_file = workdir / "admin.token"
+        write_admin_token(token_file, force=True)
         config_path.write_text(
             ROUTES_TEMPLATE.format(
                 public=public,
                 admin=admin,
+                token_file=token_file,
                 lnd_host=desc.seller.rpc,
                 tls_cert=desc.seller.tls_cert,
                 macaroon=desc.seller.invoice_macaroon,  # least privilege, as in production
@@ -107,6 +115,7 @@ class SellerStack:
             upstream_url,
             config_path,
             [],
+            token_file,
         )
         try:
             stack.processes.append(
@@ -162,12 +171,19 @@ class SellerStack:
         return out
 
     def describe(self) -> dict[str, object]:
+        """services.json: where things are, and which processes `regtest down` may stop."""
+        port = self.upstream_url.rpartition(":")[2]
+        markers = {"gateway": str(self.config_path), "signal-upstream": f"--port {port}"}
         return {
             "public_url": self.public_url,
             "admin_url": self.admin_url,
             "upstream_url": self.upstream_url,
             "config": str(self.config_path),
-            "pids": {p.name: p.pid for p in self.processes},
+            "admin_token_file": str(self.admin_token_file) if self.admin_token_file else None,
+            "processes": {
+                p.name: {"pid": p.pid, "start_ticks": p.start_ticks, "marker": markers.get(p.name)}
+                for p in self.processes
+            },
         }
 
     def write(self, path: Path) -> None:

@@ -29,6 +29,7 @@ from gateway.server.admin_api import (
     config_of,
     routes_of,
 )
+from gateway.server.admin_sessions import CloseHook, seller_closer
 from gateway.server.keys import BACKEND_KEY, METRICS_KEY, PUBLIC_APP_KEY, STORE_KEY
 from gateway.store.types import StoreError
 
@@ -106,6 +107,7 @@ def create_admin_app(
     routes: RoutesHook | None = _FROM_SOURCE,
     reload: ReloadHook | None = None,
     revoked: RevokedHook | None = _FROM_SOURCE,
+    sessions: CloseHook | None = _FROM_SOURCE,
 ) -> web.Application:
     """`source` holds the Lightning backend, store and metrics the probes use (BACKEND_KEY,
     STORE_KEY, METRICS_KEY): the public app in one process; None for the worker
@@ -117,8 +119,9 @@ def create_admin_app(
     secret file from its config (`admin.token_file`), its current routes, and
     dropping its verified-credential cache after a revocation. `reload` has no
     default (GatewayServer passes its own, the supervisor one that signals the
-    workers); without it POST /admin/reload answers 501. With no token file the
-    API is off.
+    workers); without it POST /admin/reload answers 501. `sessions` closes a
+    Payment-scheme session (default: the public app's running seller; the
+    supervisor passes its own StandaloneCloser). With no token file the API is off.
     """
     app = web.Application()
     store_source = source if source is not None else app
@@ -126,7 +129,16 @@ def create_admin_app(
         auth = auth if auth is not None else auth_for(config_of(source))
         routes = routes if routes is not None else routes_of(source)
         revoked = revoked if revoked is not None else cache_dropper(source)
-    add_admin_api(app, store_source, auth=auth, routes=routes, reload=reload, revoked=revoked)
+        sessions = sessions if sessions is not None else seller_closer(source)
+    add_admin_api(
+        app,
+        store_source,
+        auth=auth,
+        routes=routes,
+        reload=reload,
+        revoked=revoked,
+        sessions=sessions,
+    )
     app[PUBLIC_APP_KEY] = store_source
     app.cleanup_ctx.extend(contexts)
     app[EXTRA_CHECKS_KEY] = extra_checks

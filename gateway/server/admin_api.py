@@ -28,6 +28,7 @@ from aiohttp import web
 from gateway.config import ConfigErrors, load_config
 from gateway.config.admin import AdminTokenError, read_admin_token
 from gateway.config.model import GatewayConfig, RouteTable
+from gateway.server.admin_sessions import CloseHook, add_session_routes
 from gateway.server.admin_wire import (
     DEFAULT_PAGE,
     MAX_PAGE,
@@ -235,8 +236,12 @@ def add_admin_api(
     routes: RoutesHook | None,
     reload: ReloadHook | None,
     revoked: RevokedHook | None,
+    sessions: CloseHook | None = None,
 ) -> None:
-    """Mount the API on the admin app; with `auth` None every /admin/ call answers 404."""
+    """Mount the API on the admin app; with `auth` None every /admin/ call answers 404.
+
+    `sessions` closes a Payment-scheme session for POST /admin/sessions/{id}/close
+    (gateway.server.admin_sessions); None: that call answers 501."""
     app.middlewares.append(admin_guard)
     if auth is None:
         return
@@ -247,6 +252,7 @@ def add_admin_api(
     app.router.add_get("/admin/report", report)
     app.router.add_get("/admin/routes", current_routes)
     app.router.add_post("/admin/reload", reload_config)
+    add_session_routes(app, source, sessions)  # /admin/sessions (Payment-scheme sessions)
 
 
 # --- hooks for one gateway process (the source is the public app) -------------------

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
+from gateway.aioweb.cors import add_cors_headers
 from gateway.config.model import GatewayConfig
 from gateway.lightning.backend import Backend
 from gateway.lightning.factory import open_backend
@@ -23,7 +24,6 @@ from gateway.paywall.decision import Paywall
 from gateway.paywall.lifecycle import running_seller
 from gateway.paywall.routes import RouteHolder, RuntimeRoutes
 from gateway.proxy import Proxy
-from gateway.server.cors import add_cors_headers
 from gateway.server.discovery_endpoint import DiscoveryHandler
 from gateway.server.edge import UPSTREAM_POOL_LIMIT
 from gateway.server.errors import error_middleware

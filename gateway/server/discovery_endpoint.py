@@ -25,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.config.model import DISCOVERY_MANIFEST_PATH, DiscoveryConfig, RouteTable
+from gateway.config.model import DISCOVERY_MANIFEST_PATH, GatewayConfig
 from gateway.discovery.documents import manifest, priced_openapi
 from gateway.http.paths import BadPath, normalize
 from gateway.paywall.access import AccessRecord
@@ -114,7 +114,7 @@ class DiscoveryHandler:
         key = (which, tuple(r.matches_host(host) for r in routes.routes if r.host is not None))
         rendered = self._rendered.get(key)
         if rendered is None:
-            rendered = render(self._build(table.config.discovery, routes, which, host))
+            rendered = render(self._build(table.config, which, host))
             self._rendered[key] = rendered
             while len(self._rendered) > MAX_RENDERED:
                 self._rendered.popitem(last=False)
@@ -123,9 +123,7 @@ class DiscoveryHandler:
         return rendered
 
     @staticmethod
-    def _build(
-        discovery: DiscoveryConfig, routes: RouteTable, which: str, host: str
-    ) -> dict[str, Any]:
+    def _build(config: GatewayConfig, which: str, host: str) -> dict[str, Any]:
         if which == DISCOVERY_MANIFEST_PATH:
-            return manifest(discovery, routes, host)
-        return priced_openapi(discovery, routes, host)
+            return manifest(config.discovery, config.routes, host, config.payment)
+        return priced_openapi(config.discovery, config.routes, host, config.payment)

@@ -58,6 +58,9 @@ def default_max_connections(nofile: int) -> int:
     return max(16, spare)
 
 
+HEAD_START_BYTES = 32  # enough for any method and the space after it
+
+
 class ConnectionGate:
     """Counts one listener's open connections against its cap."""
 
@@ -120,6 +123,10 @@ class EdgeProtocol(asyncio.Protocol):
         self._busy = 0
         self._awaiting_head = False
         self._admitted = False
+        # The first bytes of the request head being read: what the parser could not parse
+        # is judged from them (a method nobody implements, or garbage), not from the text
+        # of the parser's error message.
+        self.head_start = b""
 
     # -- asyncio.Protocol ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -137,6 +144,7 @@ class EdgeProtocol(asyncio.Protocol):
         if self._timed and not self._busy and not self._awaiting_head:
             self._awaiting_head = True  # first byte of a new head: the head deadline applies
             self._arm(self._header_timeout)
+            self.head_start = data[:HEAD_START_BYTES]
         inner = self._inner
         if inner is None:
             inner = self._sniff(data)
@@ -212,26 +220,25 @@ class EdgeProtocol(asyncio.Protocol):
             self._transport.abort()
 
 
-def _method_status(exc: BadHttpMethod) -> int:
-    """501 for a well-formed method nobody implements, 400 for garbage (TLS, binary)."""
-    text = str(exc)
-    marker = "b'"
-    start = text.find(marker)
-    if start < 0:
-        return 400
-    method = text[start + len(marker) :].split(" ", 1)[0]
-    return 501 if method and "\\" not in method and set(method) <= TCHARS else 400
+def _method_status(head_start: bytes) -> int:
+    """501 for a well-formed method nobody implements, 400 for garbage (TLS, binary):
+    judged from the first bytes of the request as the edge received them."""
+    method = head_start.split(b" ", 1)[0].decode("latin-1")
+    return 501 if method and " " in head_start.decode("latin-1") and set(method) <= TCHARS else 400
 
 
-def error_status(exc: BaseException | None, status: int) -> tuple[int, str, str]:
-    """(status, reason code, fixed message) for a request aiohttp could not parse."""
+def error_status(
+    exc: BaseException | None, status: int, head_start: bytes = b""
+) -> tuple[int, str, str]:
+    """(status, reason code, fixed message) for a request aiohttp could not parse;
+    `head_start`: the first bytes of that request, as the edge received them."""
     if isinstance(exc, LineTooLong):
         limit = exc.args[1] if len(exc.args) > 1 else None
         if limit == MAX_TARGET_BYTES:
             return 414, "uri_too_long", f"request target longer than {MAX_TARGET_BYTES} bytes"
         return 431, "header_too_large", f"a header is longer than {MAX_HEADER_BYTES} bytes"
     if isinstance(exc, BadHttpMethod):
-        code = _method_status(exc)
+        code = _method_status(head_start)
         if code == 501:
             return 501, "method_not_implemented", "method not implemented"
         return 400, "bad_request", "not an HTTP/1.1 request"
@@ -252,7 +259,8 @@ class EdgeRequestHandler(RequestHandler):
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
-        code, reason, text = error_status(exc, status)
+        edge = edge_of(self.transport)
+        code, reason, text = error_status(exc, status, edge.head_start if edge else b"")
         log.warning(
             "rejected a request that could not be parsed",
             extra={"status": code, "error": type(exc).__name__ if exc else reason},

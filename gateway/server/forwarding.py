@@ -109,16 +109,18 @@ class Forwarder:
             await sale.failed(None)
             raise
         try:
-            await sale.answered(opened.status)
+            await sale.answered(opened.status, content_type=opened.headers.get("Content-Type", ""))
         except BaseException:
             opened.close()
             raise
         try:
-            return await self._proxy.relay(request, opened)
+            return await self._proxy.relay(request, opened, sale.answer_headers, sale.watch)
         except asyncio.CancelledError:
             sale.outcome("client_disconnected")
             raise
         finally:
+            if sale.watch is not None:  # a metered hold debits what went, even if cancelled
+                await asyncio.shield(sale.finished(opened.complete))
             # Past the headers nothing can be answered as HTTP: say what happened in the log.
             if opened.failure is not None:
                 sale.outcome(opened.failure.reason)

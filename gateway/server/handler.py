@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.aioweb.caller import client_of
+from gateway.aioweb.cors import CORS, PREFLIGHT, is_preflight, preflight_response
 from gateway.paywall.decision import Paywall
-from gateway.server.caller import client_of
-from gateway.server.cors import PREFLIGHT, is_preflight, preflight_response
 from gateway.server.discovery_endpoint import DiscoveryHandler
 from gateway.server.forwarding import Forwarder
-from gateway.server.reqkeys import ACCESS, CORS
+from gateway.server.reqkeys import ACCESS
 
 
 class PublicHandler:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.config.model import CorsPolicy
 from gateway.paywall.access import AccessRecord
 
 ACCESS = web.RequestKey("access", AccessRecord)  # the request's access-log record
-CORS = web.RequestKey("cors", CorsPolicy)  # the matched route's CORS policy, if any

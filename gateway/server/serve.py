@@ -26,6 +26,7 @@ from gateway.config.restart import restart_needed
 from gateway.h2engine.proxy import H2Proxy
 from gateway.lightning.backend import Backend
 from gateway.observability.metrics import GatewayMetrics
+from gateway.observability.redaction import register_secrets
 from gateway.paywall.routes import RuntimeRoutes
 from gateway.server.admin import create_admin_app, log_readiness_change, readiness
 from gateway.server.admin_api import server_reloader
@@ -98,6 +99,12 @@ def admin_listening(app: web.Application, address: Listener) -> Listening:
     )
 
 
+def upstream_secrets(config: GatewayConfig) -> list[str]:
+    """The values of every route's `upstream_headers`: the operator's secrets for its
+    upstreams, redacted from every log line (gateway.observability.redaction)."""
+    return [value for route in config.routes.routes for _, value in route.upstream_headers]
+
+
 class GatewayServer:
     """The listeners of one gateway process; `start()` returns once they accept."""
 
@@ -115,6 +122,7 @@ class GatewayServer:
         reuse_port: bool = False,
     ) -> None:
         self.config = config
+        register_secrets(upstream_secrets(config))
         self.metrics = metrics or GatewayMetrics()
         self.app = create_app(
             config,
@@ -193,6 +201,7 @@ class GatewayServer:
         """Swap in a new routes.yaml; an invalid file keeps the running config."""
         try:
             config = load_config(path)
+            register_secrets(upstream_secrets(config))
             routes = RuntimeRoutes.from_config(config)
             self.app[TARGETS_KEY].prepare(routes)
         except (ConfigErrors, ValueError) as exc:

@@ -250,6 +250,7 @@ class _Admin:
         from gateway.observability.metrics import GatewayMetrics
         from gateway.server.admin import create_admin_app
         from gateway.server.admin_api import auth_for
+        from gateway.server.admin_sessions import StandaloneCloser
         from gateway.server.app import backend_context, store_context
         from gateway.server.keys import METRICS_KEY
         from gateway.server.serve import admin_listening
@@ -257,15 +258,21 @@ class _Admin:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=os.environ[METRICS_DIR_ENV])  # type: ignore[no-untyped-call]
         metrics = self.metrics = GatewayMetrics()  # this process's own series (lnd_up, reloads)
+        sessions = StandaloneCloser(config, metrics)  # POST /admin/sessions/{id}/close
         self.app = create_admin_app(
             None,
             registry,
-            contexts=(store_context(config), backend_context(config, metrics)),
+            contexts=(
+                store_context(config),
+                backend_context(config, metrics),
+                sessions.context,
+            ),
             extra_checks=lambda: _workers_check(supervisor),
             auth=auth_for(config),
             routes=lambda: supervisor.config.routes,
             reload=supervisor.reload_hook,
             revoked=supervisor.revoked_hook,
+            sessions=sessions.close,
         )
         self.app[METRICS_KEY] = metrics
         self.listening = admin_listening(self.app, config.listen.admin)

@@ -2,7 +2,7 @@
 
 SQLite is the default (one file beside the gateway); PostgreSQL is for
 operators who already run it. Both are one `SqlStore` (every operation and
-statement written once, in `gateway.store.{tokens,ledger,catalog,prune,
+statement written once, in `gateway.store.{tokens,imports,ledger,catalog,prune,
 buckets,schema}`) over a driver (`sqlite.py`, `postgres.py`). Consumers type
 against the small roles in `gateway.store.roles`.
 """

@@ -72,6 +72,13 @@ def credit(
     balance_id: bytes, payment_id: bytes, units: int, unit: str, scope: str, now: int
 ) -> Steps[Credit]:
     """Add `units` for one payment, opening the balance if need be; once per payment."""
+    return (yield from credit_steps(balance_id, payment_id, units, unit, scope, now))
+
+
+def credit_steps(
+    balance_id: bytes, payment_id: bytes, units: int, unit: str, scope: str, now: int
+) -> Steps[Credit]:
+    """`credit`'s statements, for a transaction that credits along with other writes."""
     added = yield Execute(
         "INSERT INTO l402_balance_credits (payment_id, balance_id, units, created_at)"
         " VALUES (?, ?, ?, ?) ON CONFLICT (payment_id) DO NOTHING",

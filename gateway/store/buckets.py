@@ -25,6 +25,7 @@ from gateway.store.steps import (
     FetchOne,
     Steps,
     placeholders,
+    reads,
     transaction,
     writes,
 )
@@ -73,6 +74,38 @@ def take_token(client: str, now: float, per_minute: int, burst: int) -> Steps[fl
     )
     tokens, granted = float(row[0]), int(row[1])
     return None if granted else (1.0 - tokens) / rate
+
+
+@reads
+def bucket_wait(client: str, now: float, per_minute: int, burst: int) -> Steps[float | None]:
+    """Without writing: seconds until `client`'s bucket has a token, or None when it has
+    one now (or no row: a new client starts full).
+
+    The refusal path of the shared challenge limiter. A client over its limit is
+    told so by this read alone (on SQLite a WAL reader: no write lock, no fsync),
+    so an unpaid flood costs reads; only a request that will take a token runs
+    `take_token`, whose UPSERT decides again atomically (a race between the two
+    can only refuse there, never grant twice).
+    """
+    row = yield FetchOne(
+        "SELECT tokens, updated_at FROM l402_rate_buckets WHERE client = ?", (client,)
+    )
+    if row is None:
+        return None
+    rate = per_minute / 60.0
+    elapsed = max(0.0, float(now) - float(row[1]))
+    tokens = min(float(burst), float(row[0]) + elapsed * rate)
+    if tokens >= 1.0 - EPSILON:
+        return None
+    return (1.0 - tokens) / rate
+
+
+@writes
+def forget_challenge_buckets() -> Steps[int]:
+    """Delete every challenge bucket (not the `rl:` request-limit ones): a limit turned
+    off forgets every client, as the per-process buckets do."""
+    deleted = yield Execute("DELETE FROM l402_rate_buckets WHERE client NOT LIKE 'rl:%'", ())
+    return int(deleted)
 
 
 @writes

@@ -23,17 +23,28 @@ from gateway.store.steps import (
     transaction,
     writes,
 )
-from gateway.store.types import ReportRow, SettledInvoice
+from gateway.store.types import Booking, Minted, ReportRow, SettledInvoice
 
 IN_LIST_MAX = 500
 
 
 @reads
 def route_for_payment_hash(payment_hash: bytes) -> Steps[str | None]:
+    minted = yield from _minted(payment_hash)
+    return None if minted is None else minted.route
+
+
+def _minted(payment_hash: bytes) -> Steps[Minted | None]:
     row = yield FetchOne(
-        "SELECT route FROM l402_tokens WHERE payment_hash = ? LIMIT 1", (payment_hash,)
+        "SELECT route, scheme FROM l402_tokens WHERE payment_hash = ? LIMIT 1", (payment_hash,)
     )
-    return None if row is None else str(row[0])
+    return None if row is None else Minted(str(row[0]), str(row[1]))
+
+
+@reads
+def minted(payment_hash: bytes) -> Steps[Minted | None]:
+    """The route and scheme (l402, charge, session) an invoice was minted for, if ours."""
+    return (yield from _minted(payment_hash))
 
 
 @transaction
@@ -74,17 +85,17 @@ def first_token_created_at() -> Steps[int | None]:
 
 
 @reads
-def booking_status(payment_hashes: Sequence[bytes]) -> Steps[dict[bytes, tuple[str, bool]]]:
-    """Of these payment hashes, those minted here: hash -> (route, settlement already booked)."""
-    found: dict[bytes, tuple[str, bool]] = {}
+def booking_status(payment_hashes: Sequence[bytes]) -> Steps[dict[bytes, Booking]]:
+    """Of these payment hashes, those minted here: hash -> (route, scheme, already booked)."""
+    found: dict[bytes, Booking] = {}
     for part in chunks(list(dict.fromkeys(payment_hashes)), IN_LIST_MAX):
         rows = yield FetchAll(
-            "SELECT t.payment_hash, t.route, EXISTS"  # noqa: S608 (only placeholders added)
+            "SELECT t.payment_hash, t.route, t.scheme, EXISTS"  # noqa: S608 (placeholders only)
             " (SELECT 1 FROM l402_settlements s WHERE s.payment_hash = t.payment_hash)"
             f" FROM l402_tokens t WHERE t.payment_hash IN {placeholders(len(part))}",
             tuple(part),
         )
-        found.update((bytes(h), (str(r), bool(b))) for h, r, b in rows)
+        found.update((bytes(h), Booking(str(r), str(s), bool(b))) for h, r, s, b in rows)
     return found
 
 

@@ -20,9 +20,9 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from gateway.jobs.leadership import LeaderLock
 from gateway.store.dialect import POSTGRES, Dialect
 from gateway.store.locks import PostgresLeaderLock
+from gateway.store.roles import LeaderLock
 from gateway.store.steps import Execute, FetchOne, Kind, Op, Step
 from gateway.store.types import StoreError
 

@@ -19,20 +19,48 @@ from typing import TYPE_CHECKING, Protocol
 from gateway.l402.records import TokenRecord
 from gateway.store.types import (
     Balance,
+    Booking,
+    Consumed,
     Credit,
     Hold,
     ImportedKey,
+    ImportedKeyRef,
+    ImportOutcome,
+    Minted,
     PruneCandidate,
     ReportRow,
     Reservation,
+    SessionAction,
+    SessionCredit,
+    SessionInfo,
+    SessionRow,
     SettledInvoice,
     Settlement,
+    StoredAnswer,
     TokenInfo,
 )
 
-if TYPE_CHECKING:  # annotations only: loading a config must not import asyncio or the meter
-    from gateway.jobs.leadership import LeaderLock
+if TYPE_CHECKING:  # annotations only: loading a config must not import the meter
     from gateway.metering.limits import RateRule
+
+
+class LeaderLock(Protocol):
+    """A named lock at most one process holds; released when its holder dies."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def try_acquire(self) -> bool:
+        """Take the lock if it is free (never waits); True when this process holds it."""
+        ...
+
+    async def still_held(self) -> bool:
+        """False when the lock may have been lost (connection gone, file replaced)."""
+        ...
+
+    async def release(self) -> None:
+        """Give the lock up (idempotent); a later `try_acquire` may take it again."""
+        ...
 
 
 class TokenSink(Protocol):
@@ -63,6 +91,28 @@ class KeyImporter(Protocol):
         """
         ...
 
+    async def import_root_keys(self, keys: Sequence[ImportedKey]) -> list[ImportOutcome]:
+        """Import a batch in one transaction: one outcome per key, in order.
+
+        Conflicts are outcomes here, not errors; StoreError means the database
+        failed and nothing of this batch was written.
+        """
+        ...
+
+
+class ImportedRevocations(Protocol):
+    """Revocations made at the source after an import (`import-aperture --sync-revocations`)."""
+
+    async def live_imported_keys(
+        self, source: str, *, after: bytes | None = None, limit: int = 1000
+    ) -> list[ImportedKeyRef]:
+        """Imported keys of `source` not revoked here, by key id; `after` continues."""
+        ...
+
+    async def revoke_imported_keys(self, key_ids: Sequence[bytes]) -> int:
+        """Delete these imported root keys, in one transaction; the count revoked now."""
+        ...
+
 
 class Leases(Protocol):
     """Single-use (`per-request`) tokens: lease, then commit or release."""
@@ -91,6 +141,8 @@ class SettlementLedger(Protocol):
 
     async def route_for_payment_hash(self, payment_hash: bytes) -> str | None: ...
 
+    async def minted(self, payment_hash: bytes) -> Minted | None: ...
+
     async def record_settlement(self, invoice: SettledInvoice, *, advance: bool = True) -> bool:
         """Book one settled invoice; False when it was booked before (idempotent).
 
@@ -107,9 +159,7 @@ class SettlementLedger(Protocol):
 
     async def first_token_created_at(self) -> int | None: ...
 
-    async def booking_status(
-        self, payment_hashes: Sequence[bytes]
-    ) -> dict[bytes, tuple[str, bool]]:
+    async def booking_status(self, payment_hashes: Sequence[bytes]) -> dict[bytes, Booking]:
         """Of these payment hashes, those minted here -> (route, settlement already booked)."""
         ...
 
@@ -170,8 +220,18 @@ class RateBuckets(Protocol):
         """Take one token from `client`'s bucket: None when taken, else seconds to wait."""
         ...
 
+    async def bucket_wait(
+        self, client: str, now: float, per_minute: int, burst: int
+    ) -> float | None:
+        """Read only: seconds until `client`'s bucket has a token, None when it has one."""
+        ...
+
     async def sweep_buckets(self, now: float) -> int:
         """Delete a bounded batch of buckets that are full again; the count deleted."""
+        ...
+
+    async def forget_challenge_buckets(self) -> int:
+        """Delete every challenge bucket (a limit turned off forgets every client)."""
         ...
 
 
@@ -277,11 +337,79 @@ class HealthProbe(Protocol):
     async def check_writable(self) -> None: ...
 
 
+class PaymentSessions(Protocol):
+    """The Payment scheme's server secret, sessions and kept answers (gateway.store.sessions)."""
+
+    async def server_secret(self, name: str, candidate: bytes) -> bytes:
+        """The named secret, created from `candidate` by whichever process asks first."""
+        ...
+
+    async def open_session(
+        self, action: SessionAction, return_invoice: str, unit_msat: int, answer: StoredAnswer
+    ) -> Consumed: ...
+
+    async def top_up_session(self, action: SessionAction, answer: StoredAnswer) -> Consumed: ...
+
+    async def get_session(self, session_id: bytes) -> SessionRow | None: ...
+
+    async def touch_session(self, session_id: bytes, now: int) -> None: ...
+
+    async def close_session(self, session_id: bytes, reason: str, now: int) -> SessionRow | None:
+        """Closed now with its refund owed; None when it was not open."""
+        ...
+
+    async def claim_refund(self, session_id: bytes, now: int, claim_until: int) -> bool: ...
+
+    async def finish_refund(
+        self, session_id: bytes, succeeded: bool, fee_msat: int | None, note: str | None
+    ) -> bool: ...
+
+    async def replayed_answer(self, challenge_id: str, now: int) -> StoredAnswer | None: ...
+
+    async def keep_answer(
+        self, challenge_id: str, answer: StoredAnswer, expires_at: int
+    ) -> bool: ...
+
+    async def idle_sessions(self, last_activity_before: int, limit: int) -> list[bytes]: ...
+
+    async def unpaid_refunds(self, now: int, limit: int) -> list[bytes]: ...
+
+    async def sweep_answers(self, now: int) -> int: ...
+
+    async def count_open_sessions(self) -> int: ...
+
+
+class SessionCatalog(Protocol):
+    """Read-only views of Payment-scheme sessions for operators (admin API, CLI)."""
+
+    async def list_sessions(
+        self,
+        status: str | None = None,
+        limit: int = 100,
+        *,
+        route: str | None = None,
+        refund_state: str | None = None,
+        before: tuple[int, bytes] | None = None,
+    ) -> list[SessionInfo]:
+        """Newest first by (opened_at, session_id); each filter applies when given.
+
+        `before` = (opened_at, session_id) of the last row seen continues a listing.
+        """
+        ...
+
+    async def find_session(self, session_id: bytes) -> SessionInfo | None: ...
+
+    async def session_credits(self, session_id: bytes) -> list[SessionCredit]:
+        """The deposit and every top-up credited to it, oldest first."""
+        ...
+
+
 class Store(
     TokenSink,
     RootKeys,
     Revocations,
     KeyImporter,
+    ImportedRevocations,
     Leases,
     SettlementLedger,
     UsageLedger,
@@ -291,6 +419,8 @@ class Store(
     Balances,
     RequestLimits,
     Allowances,
+    PaymentSessions,
+    SessionCatalog,
     Leadership,
     HealthProbe,
     Protocol,
@@ -299,7 +429,7 @@ class Store(
 
     @property
     def shares_rate_limits(self) -> bool:
-        """True when gateways on this store should share challenge allowances (PostgreSQL)."""
+        """True when gateways on this store share challenge allowances (SQL stores: both)."""
         ...
 
     async def close(self) -> None: ...

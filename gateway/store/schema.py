@@ -14,6 +14,14 @@ Version 3: metered balances (`l402_balances`), the payments credited to them
 (`l402_balance_credits`, one row per payment: crediting is idempotent), the
 reservations held against them (`l402_balance_holds`, each with a deadline),
 and counted allowances such as freebies (`l402_allowances`).
+
+Version 4: the Payment scheme (MPP). Its invoices are rows of `l402_tokens`
+marked by `scheme` (`charge`, `session`), so revenue booking, pruning,
+revocation and single use work for them as for L402 tokens; server secrets
+(`l402_secrets`: the challenge-id HMAC key, shared by every worker and
+replica); sessions (`l402_sessions`: the balance lives in `l402_balances`
+under the session id, in msat); and the answers of consumed challenges
+(`l402_payment_results`), replayed to a retried credential.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from gateway.store.dialect import Dialect
 from gateway.store.steps import Execute, FetchOne, Steps, reads, transaction
 from gateway.store.types import StoreError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 V1 = [
     """CREATE TABLE l402_tokens (
@@ -147,6 +155,43 @@ MIGRATIONS: dict[int, list[str]] = {
             PRIMARY KEY (allowance_key, period)
         )""",
         "CREATE INDEX l402_allowances_expires ON l402_allowances (expires_at)",
+    ],
+    4: [
+        "ALTER TABLE l402_tokens ADD COLUMN scheme TEXT NOT NULL DEFAULT 'l402'",
+        """CREATE TABLE l402_secrets (
+            name TEXT PRIMARY KEY,
+            value <blob> NOT NULL,
+            created_at <bigint> NOT NULL
+        )""",
+        # session_id = the deposit invoice's payment hash. A closed session is kept:
+        # its preimage must never open anything again. refund_state: skipped, pending
+        # (owed, not attempted), paying (one attempt claimed until refund_claim_until),
+        # succeeded, failed.
+        """CREATE TABLE l402_sessions (
+            session_id <blob> PRIMARY KEY,
+            route TEXT NOT NULL,
+            unit_msat <bigint> NOT NULL,
+            return_invoice TEXT NOT NULL,
+            status TEXT NOT NULL,
+            opened_at <bigint> NOT NULL,
+            last_activity <bigint> NOT NULL,
+            closed_at <bigint>,
+            close_reason TEXT,
+            refund_msat <bigint>,
+            refund_state TEXT,
+            refund_claim_until <bigint>,
+            refund_fee_msat <bigint>,
+            refund_note TEXT
+        )""",
+        "CREATE INDEX l402_sessions_idle ON l402_sessions (status, last_activity)",
+        "CREATE INDEX l402_sessions_refunds ON l402_sessions (refund_state)",
+        """CREATE TABLE l402_payment_results (
+            challenge_id TEXT PRIMARY KEY,
+            status INTEGER NOT NULL,
+            body TEXT NOT NULL,
+            expires_at <bigint> NOT NULL
+        )""",
+        "CREATE INDEX l402_payment_results_expires ON l402_payment_results (expires_at)",
     ],
 }
 

@@ -43,9 +43,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.jobs.leadership import LeaderLock
 from gateway.store.dialect import SQLITE, Dialect
 from gateway.store.locks import FileLeaderLock, ProcessLeaderLock
+from gateway.store.roles import LeaderLock
 from gateway.store.steps import Execute, FetchOne, Kind, Op, Step, drive
 from gateway.store.types import StoreError
 from gateway.store.url import MEMORY

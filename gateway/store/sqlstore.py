@@ -13,22 +13,44 @@ import time
 from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
-from gateway.jobs.leadership import LeaderLock
 from gateway.l402.records import TokenRecord
 from gateway.metering.limits import RateRule
-from gateway.store import allowances, balances, buckets, catalog, ledger, prune, schema, tokens
+from gateway.store import (
+    allowances,
+    balances,
+    buckets,
+    catalog,
+    imports,
+    ledger,
+    prune,
+    schema,
+    session_catalog,
+    sessions,
+    tokens,
+)
 from gateway.store.dialect import Dialect
+from gateway.store.roles import LeaderLock
 from gateway.store.steps import Op
 from gateway.store.types import (
     Balance,
+    Booking,
+    Consumed,
     Credit,
     Hold,
     ImportedKey,
+    ImportedKeyRef,
+    ImportOutcome,
+    Minted,
     PruneCandidate,
     ReportRow,
     Reservation,
+    SessionAction,
+    SessionCredit,
+    SessionInfo,
+    SessionRow,
     SettledInvoice,
     Settlement,
+    StoredAnswer,
     StoreError,
     TokenInfo,
     new_hold_id,
@@ -104,9 +126,10 @@ class SqlStore:
 
     @property
     def shares_rate_limits(self) -> bool:
-        """PostgreSQL only: a shared SQLite bucket would put a write-lock round trip
-        (and an fsync) on every unpaid request of every process on the host."""
-        return self._driver.dialect.name == "postgres"
+        """Both dialects: every worker and replica on the database draws from one allowance
+        per client. On SQLite a refused request costs a read only (`bucket_wait`), so a
+        flood does not turn into a write lock and an fsync per request."""
+        return True
 
     async def _run(self, op: Op[T]) -> T:
         if self._closed:
@@ -126,9 +149,42 @@ class SqlStore:
         return await self._run(tokens.revoke(token_id, int(time.time())))
 
     async def import_root_key(self, key: ImportedKey) -> bool:
-        if len(key.key_id) != 32 or len(key.root_key) != 32:
+        (outcome,) = await self.import_root_keys([key])
+        if outcome.conflict:
+            where = (
+                "a token minted by this gateway"
+                if outcome is ImportOutcome.CONFLICT_MINTED
+                else "an earlier import"
+            )
+            raise StoreError(
+                f"refusing to import key {key.key_id.hex()}: {where} holds a different root key"
+                " for it"
+            )
+        return outcome is ImportOutcome.IMPORTED
+
+    async def import_root_keys(self, keys: Sequence[ImportedKey]) -> list[ImportOutcome]:
+        if not keys:
+            return []
+        if len(keys) > imports.MAX_BATCH:
+            raise ValueError(f"at most {imports.MAX_BATCH} keys per batch")
+        if any(len(k.key_id) != 32 or len(k.root_key) != 32 for k in keys):
             raise ValueError("imported key ids and root keys are 32 bytes")
-        return await self._run(tokens.import_root_key(key, int(time.time())))
+        return await self._run(imports.import_root_keys(keys, int(time.time())))
+
+    # ImportedRevocations
+    async def live_imported_keys(
+        self, source: str, *, after: bytes | None = None, limit: int = 1000
+    ) -> list[ImportedKeyRef]:
+        if not 1 <= limit <= 10_000:
+            raise ValueError("limit must be between 1 and 10000")
+        return await self._run(imports.live_imported_keys(source, after, limit))
+
+    async def revoke_imported_keys(self, key_ids: Sequence[bytes]) -> int:
+        if not key_ids:
+            return 0
+        if len(key_ids) > imports.MAX_BATCH:
+            raise ValueError(f"at most {imports.MAX_BATCH} keys per batch")
+        return await self._run(imports.revoke_imported_keys(key_ids, int(time.time())))
 
     async def reserve(self, key_id: bytes, now: int, lease_seconds: int) -> Reservation:
         return await self._run(tokens.reserve(key_id, now, lease_seconds, new_lease_id()))
@@ -143,6 +199,9 @@ class SqlStore:
     async def route_for_payment_hash(self, payment_hash: bytes) -> str | None:
         return await self._run(ledger.route_for_payment_hash(payment_hash))
 
+    async def minted(self, payment_hash: bytes) -> Minted | None:
+        return await self._run(ledger.minted(payment_hash))
+
     async def record_settlement(self, invoice: SettledInvoice, *, advance: bool = True) -> bool:
         return await self._run(ledger.record_settlement(invoice, advance))
 
@@ -152,9 +211,7 @@ class SqlStore:
     async def first_token_created_at(self) -> int | None:
         return await self._run(ledger.first_token_created_at())
 
-    async def booking_status(
-        self, payment_hashes: Sequence[bytes]
-    ) -> dict[bytes, tuple[str, bool]]:
+    async def booking_status(self, payment_hashes: Sequence[bytes]) -> dict[bytes, Booking]:
         if not payment_hashes:
             return {}
         return await self._run(ledger.booking_status(payment_hashes))
@@ -206,8 +263,18 @@ class SqlStore:
             raise ValueError("per_minute and burst must be >= 1")
         return await self._run(buckets.take_token(client, now, per_minute, burst))
 
+    async def bucket_wait(
+        self, client: str, now: float, per_minute: int, burst: int
+    ) -> float | None:
+        if per_minute < 1 or burst < 1:
+            raise ValueError("per_minute and burst must be >= 1")
+        return await self._run(buckets.bucket_wait(client, now, per_minute, burst))
+
     async def sweep_buckets(self, now: float) -> int:
         return await self._run(buckets.sweep_buckets(now))
+
+    async def forget_challenge_buckets(self) -> int:
+        return await self._run(buckets.forget_challenge_buckets())
 
     # Balances, RequestLimits, Allowances (gateway.metering; schema v3)
     async def credit_units(
@@ -293,6 +360,80 @@ class SqlStore:
 
     async def sweep_allowances(self, now: int) -> int:
         return await self._run(allowances.sweep_allowances(now))
+
+    # PaymentSessions
+    async def server_secret(self, name: str, candidate: bytes) -> bytes:
+        if len(candidate) < 32:
+            raise ValueError("a server secret has at least 32 bytes")
+        return await self._run(sessions.secret(name, candidate, int(time.time())))
+
+    async def open_session(
+        self, action: SessionAction, return_invoice: str, unit_msat: int, answer: StoredAnswer
+    ) -> Consumed:
+        _check_units("amount_msat", action.amount_msat, low=1)
+        return await self._run(sessions.open_session(action, return_invoice, unit_msat, answer))
+
+    async def top_up_session(self, action: SessionAction, answer: StoredAnswer) -> Consumed:
+        _check_units("amount_msat", action.amount_msat, low=1)
+        return await self._run(sessions.top_up_session(action, answer, self.dialect))
+
+    async def get_session(self, session_id: bytes) -> SessionRow | None:
+        return await self._run(sessions.get_session(session_id, int(time.time())))
+
+    async def touch_session(self, session_id: bytes, now: int) -> None:
+        await self._run(sessions.touch_session(session_id, now))
+
+    async def close_session(self, session_id: bytes, reason: str, now: int) -> SessionRow | None:
+        return await self._run(sessions.close_session(session_id, reason, now, self.dialect))
+
+    async def claim_refund(self, session_id: bytes, now: int, claim_until: int) -> bool:
+        return await self._run(sessions.claim_refund(session_id, now, claim_until))
+
+    async def finish_refund(
+        self, session_id: bytes, succeeded: bool, fee_msat: int | None, note: str | None
+    ) -> bool:
+        return await self._run(sessions.finish_refund(session_id, succeeded, fee_msat, note))
+
+    async def replayed_answer(self, challenge_id: str, now: int) -> StoredAnswer | None:
+        return await self._run(sessions.replayed_answer(challenge_id, now))
+
+    async def keep_answer(self, challenge_id: str, answer: StoredAnswer, expires_at: int) -> bool:
+        return await self._run(sessions.keep_answer(challenge_id, answer, expires_at))
+
+    async def idle_sessions(self, last_activity_before: int, limit: int) -> list[bytes]:
+        return await self._run(sessions.idle_sessions(last_activity_before, limit))
+
+    async def unpaid_refunds(self, now: int, limit: int) -> list[bytes]:
+        return await self._run(sessions.unpaid_refunds(now, limit))
+
+    async def sweep_answers(self, now: int) -> int:
+        return await self._run(sessions.sweep_answers(now))
+
+    async def count_open_sessions(self) -> int:
+        return await self._run(sessions.count_open_sessions())
+
+    # SessionCatalog
+    async def list_sessions(
+        self,
+        status: str | None = None,
+        limit: int = 100,
+        *,
+        route: str | None = None,
+        refund_state: str | None = None,
+        before: tuple[int, bytes] | None = None,
+    ) -> list[SessionInfo]:
+        if not 1 <= limit <= 10_000:
+            raise ValueError("limit must be between 1 and 10000")
+        op = session_catalog.list_sessions(
+            status, route, refund_state, limit, before, int(time.time())
+        )
+        return await self._run(op)
+
+    async def find_session(self, session_id: bytes) -> SessionInfo | None:
+        return await self._run(session_catalog.find_session(session_id, int(time.time())))
+
+    async def session_credits(self, session_id: bytes) -> list[SessionCredit]:
+        return await self._run(session_catalog.session_credits(session_id))
 
     def leader_lock(self, name: str) -> LeaderLock:
         return self._driver.leader_lock(name)

@@ -1,4 +1,6 @@
-"""Token operations: mint, root-key lookup, single-use leases, revocation, imported keys.
+"""Token operations: mint, root-key lookup, single-use leases, revocation.
+
+Imported keys are written by `gateway.store.imports`.
 
 Root keys are secrets: none of these ops puts one in an error message; a
 StoreError names the key id at most (sha256 of the public identifier).
@@ -6,18 +8,17 @@ StoreError names the key id at most (sha256 of the public identifier).
 
 from __future__ import annotations
 
-import hmac
-
 from gateway.l402.records import TokenRecord
 from gateway.store.steps import Execute, FetchOne, Steps, reads, transaction, writes
-from gateway.store.types import ImportedKey, Reservation, ReserveResult, StoreError
+from gateway.store.types import Reservation, ReserveResult
 
 
 @writes
 def put_token(record: TokenRecord) -> Steps[None]:
     yield Execute(
         "INSERT INTO l402_tokens (key_id, token_id, payment_hash, route, root_key,"
-        " price_msat, single_use, created_at, valid_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " price_msat, single_use, created_at, valid_until, scheme)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             record.key_id,
             record.token_id,
@@ -28,6 +29,7 @@ def put_token(record: TokenRecord) -> Steps[None]:
             bool(record.single_use),
             record.created_at,
             record.valid_until,
+            record.scheme,
         ),
     )
 
@@ -35,7 +37,7 @@ def put_token(record: TokenRecord) -> Steps[None]:
 @reads
 def get_root_key(key_id: bytes) -> Steps[bytes | None]:
     """Our tokens first, then imported ones, in one round trip (key ids never collide:
-    `import_root_key` refuses a key id minted here)."""
+    `imports.import_root_keys` refuses a key id minted here)."""
     row = yield FetchOne(
         "SELECT root_key FROM l402_tokens WHERE key_id = ?"
         " UNION ALL SELECT root_key FROM l402_imported_keys WHERE key_id = ?",
@@ -100,60 +102,6 @@ def revoke(token_id: bytes, now: int) -> Steps[bool]:
         (now, token_id),
     )
     return bool(ours + imported > 0)
-
-
-def _conflict(key_id: bytes, where: str) -> StoreError:
-    return StoreError(
-        f"refusing to import key {key_id.hex()}: {where} holds a different root key for it"
-    )
-
-
-@transaction
-def import_root_key(key: ImportedKey, now: int) -> Steps[bool]:
-    """Import once; the same key again is a no-op (False), a different one is refused.
-
-    A key that was revoked stays revoked: re-importing it answers False and
-    changes nothing (its root key is gone, so it cannot be compared; it is not
-    brought back). A re-import may fill in what an earlier one did not know
-    (token id, payment hash, service, price).
-    """
-    ours = yield FetchOne("SELECT root_key FROM l402_tokens WHERE key_id = ?", (key.key_id,))
-    if ours is not None:
-        if ours[0] is None:
-            return False  # a token minted here and revoked
-        if hmac.compare_digest(bytes(ours[0]), key.root_key):
-            return False
-        raise _conflict(key.key_id, "a token minted by this gateway")
-    added = yield Execute(
-        "INSERT INTO l402_imported_keys (key_id, root_key, token_id, payment_hash, service,"
-        " price_msat, source, created_at, imported_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (key_id) DO NOTHING",
-        (
-            key.key_id,
-            key.root_key,
-            key.token_id,
-            key.payment_hash,
-            key.service,
-            key.price_msat,
-            key.source,
-            key.created_at,
-            now,
-        ),
-    )
-    if added == 1:
-        return True
-    row = yield FetchOne("SELECT root_key FROM l402_imported_keys WHERE key_id = ?", (key.key_id,))
-    if row is None or row[0] is None:
-        return False  # revoked since (or deleted meanwhile): leave it so
-    if not hmac.compare_digest(bytes(row[0]), key.root_key):
-        raise _conflict(key.key_id, "an earlier import")
-    yield Execute(
-        "UPDATE l402_imported_keys SET token_id = COALESCE(token_id, ?),"
-        " payment_hash = COALESCE(payment_hash, ?), service = COALESCE(service, ?),"
-        " price_msat = COALESCE(price_msat, ?) WHERE key_id = ?",
-        (key.token_id, key.payment_hash, key.service, key.price_msat, key.key_id),
-    )
-    return False
 
 
 @writes

@@ -69,6 +69,7 @@ class SettledInvoice:
     amt_paid_msat: int
     settle_index: int
     settled_at: int  # unix seconds
+    scheme: str = "l402"  # not stored: what the revenue metric is labelled with
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,27 @@ class ImportedKey:
     payment_hash: bytes | None = None
     service: str | None = None
     price_msat: int | None = None
+
+
+class ImportOutcome(StrEnum):
+    """What importing one key did (gateway.store.imports)."""
+
+    IMPORTED = "imported"
+    PRESENT = "present"  # the same root key was already there
+    REVOKED = "revoked"  # revoked here: stays revoked, not compared
+    CONFLICT_MINTED = "conflict_minted"  # a token minted here has a different root key
+    CONFLICT_IMPORTED = "conflict_imported"  # an earlier import stored a different root key
+
+    @property
+    def conflict(self) -> bool:
+        return self in (ImportOutcome.CONFLICT_MINTED, ImportOutcome.CONFLICT_IMPORTED)
+
+
+class ImportedKeyRef(NamedTuple):
+    """An imported key that is not revoked here: its key id, and its token id when known."""
+
+    key_id: bytes
+    token_id: bytes | None
 
 
 @dataclass(frozen=True)
@@ -196,3 +218,104 @@ class Settlement(NamedTuple):
     shortfall: int = 0
     units: int = 0
     available: int = 0
+
+
+class SessionConflict(StoreError):
+    """A session that should not exist yet does (its deposit row was consumed without it)."""
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """The answer to a consumed Payment challenge, replayed to a retried credential."""
+
+    status: int
+    body: str
+
+
+@dataclass(frozen=True)
+class SessionAction:
+    """An open or a top-up: the challenge it consumes and the payment it credits."""
+
+    challenge_id: str
+    session_id: bytes
+    payment_hash: bytes  # of the deposit or top-up invoice (its token row's key id)
+    route: str
+    amount_msat: int
+    now: int
+    keep_until: int  # keep the answer for retries until then
+
+
+@dataclass(frozen=True)
+class Consumed:
+    """What an open or top-up did: `answer` (done now), `replayed` (done before, for this
+    same challenge), or `refused` (a reason; `closed` when the session is closed)."""
+
+    answer: StoredAnswer | None = None
+    replayed: StoredAnswer | None = None
+    refused: str | None = None
+    closed: bool = False
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    """A session as stored; balances in msat (`balance_msat` left, `held_msat` reserved)."""
+
+    session_id: bytes
+    route: str
+    unit_msat: int
+    return_invoice: str = field(repr=False)
+    status: str
+    opened_at: int
+    last_activity: int
+    closed_at: int | None
+    close_reason: str | None
+    refund_msat: int | None
+    refund_state: str | None
+    refund_claim_until: int | None
+    refund_fee_msat: int | None
+    refund_note: str | None
+    balance_msat: int
+    held_msat: int
+
+    @property
+    def available_msat(self) -> int:
+        return max(0, self.balance_msat - self.held_msat)
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """A session for an operator (admin API, CLI): the row plus what its balance saw.
+
+    `credited_msat` is every deposit and top-up; `debited_msat` what requests
+    spent plus the refund taken at the close (`spent_msat` leaves it out).
+    """
+
+    session: SessionRow
+    credited_msat: int
+    debited_msat: int
+
+    @property
+    def spent_msat(self) -> int:
+        return max(0, self.debited_msat - (self.session.refund_msat or 0))
+
+
+@dataclass(frozen=True)
+class SessionCredit:
+    """One payment credited to a session: its deposit, or a top-up."""
+
+    payment_hash: bytes
+    amount_msat: int
+    credited_at: int
+
+
+class Minted(NamedTuple):
+    """Which route, and which scheme (l402, charge, session), an invoice was minted for."""
+
+    route: str
+    scheme: str
+
+
+class Booking(NamedTuple):
+    route: str
+    scheme: str
+    booked: bool  # its settlement is in the ledger already

@@ -6,12 +6,18 @@ without loading sqlite3 or asyncpg.
 
 from __future__ import annotations
 
+import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
 MEMORY = ":memory:"
+SCHEMES = ("sqlite", "postgresql", "postgres")
+# `word:` at the start of a plain path reads as a URL scheme (RFC 3986); a typo such as
+# `sqlit:tokens.db` must not become a file `sqlit:tokens.db` in the config's directory.
+_SCHEME_LIKE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 
 
 @dataclass(frozen=True)
@@ -33,7 +39,9 @@ def parse_store_url(url: str, base_dir: Path | None = None) -> StoreLocation:
     """`sqlite:///abs`, `sqlite:rel`, a plain path, or `postgresql://...`.
 
     Relative SQLite paths resolve against `base_dir` (the config file's
-    directory), not the process's working directory. Raises ValueError.
+    directory), not the process's working directory. Anything else that
+    starts like a URL (`word:`) is refused, not taken for a file name.
+    Raises ValueError.
     """
     url = url.strip()
     if not url:
@@ -56,8 +64,8 @@ def parse_store_url(url: str, base_dir: Path | None = None) -> StoreLocation:
             if not rest.startswith("/"):
                 raise ValueError("use sqlite:///absolute/path or sqlite:relative/path")
         path_text = rest
-    elif "://" in url:
-        raise ValueError(f"unsupported store URL scheme {url.split('://', 1)[0]!r}")
+    elif (scheme := _SCHEME_LIKE.match(url)) is not None:
+        raise ValueError(unknown_scheme(scheme.group(1)))
     else:
         path_text = url
     if not path_text:
@@ -68,3 +76,12 @@ def parse_store_url(url: str, base_dir: Path | None = None) -> StoreLocation:
     if not path.is_absolute():
         path = (base_dir or Path.cwd()) / path
     return StoreLocation("sqlite", str(path))
+
+
+def unknown_scheme(scheme: str) -> str:
+    close = difflib.get_close_matches(scheme.lower(), SCHEMES, n=1, cutoff=0.6)
+    hint = f"did you mean `{close[0]}:`? " if close else ""
+    return (
+        f"unsupported store URL scheme `{scheme}:`; {hint}use sqlite:PATH, sqlite:///ABSOLUTE/PATH,"
+        " postgresql://... or a plain path (a file name holding ':' is sqlite:./NAME)"
+    )

@@ -79,6 +79,34 @@ def test_ep212_converts_completely(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "import-aperture --from postgresql://aperture@db.internal:5432/aperture" in note
 
 
+def test_grpc_services_convert_completely(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """gRPC needs only a route here: converted, not dropped, exit 0 (docs/grpc.md)."""
+    code, config, err = convert(tmp_path, capsys, FIXTURES / "grpc-loop.yaml")
+    assert code == 0, err
+    assert config is not None
+    assert not lines(err, "dropped:")
+    check_config_passes(tmp_path / "routes.yaml", capsys)
+    text = (tmp_path / "routes.yaml").read_text()
+    assert "TODO" not in text
+    assert price_for(config, "any", "/looprpc.SwapServer/LoopOutQuote") == ("loop", 1000)
+    assert price_for(config, "any", "/poolrpc.ChannelAuctioneer/OrderState") == ("pool", 5)
+    assert price_for(config, "any", "/other.Service/Call") is None
+    loop, pool = config.routes.by_name("loop"), config.routes.by_name("pool")
+    assert loop is not None
+    assert pool is not None
+    # TLS with ALPN h2 to an https upstream, h2c to an http one (gateway/h2engine).
+    assert loop.upstream == "https://127.0.0.1:11009"
+    assert loop.upstream_ca_file == Path("/etc/loop/tls.cert")
+    assert loop.token_validity_seconds == 86_400
+    assert pool.upstream == "http://127.0.0.1:12009"
+    (loop_note,) = lines(err, "note: services[0].pathregexp:")
+    assert "proxied over HTTP/2 to the upstream over TLS with ALPN h2" in loop_note
+    (pool_note,) = lines(err, "note: services[1].pathregexp:")
+    assert "over h2c" in pool_note
+
+
 def test_grpc_swap_server_lists_every_loss(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -87,16 +115,14 @@ def test_grpc_swap_server_lists_every_loss(
     assert config is not None
     check_config_passes(tmp_path / "routes.yaml", capsys)
     dropped = "\n".join(lines(err, "dropped:"))
-    for what in (
-        "insecure",
-        "services[0].auth",
-        "services[0].pathregexp",
-        "services[0].ratelimits",
-    ):
+    for what in ("insecure", "services[0].auth", "services[0].ratelimits"):
         assert f"dropped: {what}:" in dropped, what
-    assert "gRPC" in dropped
+    # gRPC itself is not a loss: only the features this gateway lacks are.
+    assert "gRPC" not in dropped
+    assert "pathregexp" not in dropped
+    assert lines(err, "note: services[0].pathregexp: a gRPC service")
     text = (tmp_path / "routes.yaml").read_text()
-    assert text.count("TODO(grpc)") == 2  # the priced route and its free path
+    assert "TODO(grpc)" not in text
     host = "swap.example.com"
     # Whitelisted method: free; every other method of the service: Aperture's 1 sat.
     assert price_for(config, host, "/looprpc.SwapServer/LoopOutTerms") == ("swap-free", 0)
@@ -140,13 +166,17 @@ def test_messy_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert "X-Secret" not in headers
     assert "Connection" not in headers
     assert weather.upstream == "http://10.0.0.5:8000/v2"  # rewrite.prefix
+    # enablempp: authscheme l402+mpp, and no authscheme at all, took both schemes in Aperture
+    assert weather.schemes == ("l402", "payment")
+    assert config.routes.routes[1].schemes == ("l402", "payment")
+    assert config.payment.realm == ":8081"  # Aperture's default realm: its listenaddr
+    assert not config.payment.sessions.enabled
     for expected in (
         "dropped: services[0].constraints",
-        "dropped: services[0].authscheme",
         "dropped: services[1].dynamicprice.enabled",
         "dropped: services[0].headers.X-Secret",
         "dropped: blocklist",
-        "dropped: authenticator.enablempp",
+        "note: authenticator.enablempp: the Payment scheme is sold",
         "dropped: dbbackend: etcd",
         "dropped: listenaddr",
         "note: colour: not an Aperture v0.5.0 setting",

@@ -11,47 +11,17 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
-import yaml
 
-from gateway.buyer import decode_invoice, parse_challenge
 from gateway.cli import main
 from gateway.config import load_config
-from gateway.regtest.processes import free_port
 from gateway.server.serve import GatewayServer
-from tests.aperture.conftest import EXPENSIVE_PATH, PREMIUM_PATH, Buy
+from tests.aperture.conftest import EXPENSIVE_PATH, PREMIUM_PATH, Buy, convert_for_test, quote
 from tests.support.aperture import ApertureProcess
 
 pytestmark = pytest.mark.regtest
-
-
-def convert_for_test(aperture: ApertureProcess, tmp_path: Path) -> Path:
-    """convert-aperture on Aperture's real config, then what an operator edits by hand:
-    a free admin port and a store path (tests must not use the defaults)."""
-    out = tmp_path / "routes.yaml"
-    code = main(["convert-aperture", str(aperture.config_path), "-o", str(out)])
-    assert code == 0, "the harness' Aperture config converts completely"
-    document: dict[str, Any] = yaml.safe_load(out.read_text())
-    assert document["listen"]["public"] == f"127.0.0.1:{aperture.port}"
-    document["listen"]["public"] = f"127.0.0.1:{free_port()}"  # Aperture may still run
-    document["listen"]["admin"] = f"127.0.0.1:{free_port()}"
-    document["store"]["url"] = f"sqlite:///{tmp_path / 'tokens.db'}"
-    document["challenge_rate_limit"] = {"per_minute": 0}  # every request comes from 127.0.0.1
-    out.write_text(yaml.safe_dump(document, sort_keys=False))
-    return out
-
-
-async def quote(session: aiohttp.ClientSession, url: str) -> tuple[int, int | None]:
-    """(status, invoice amount in msat) of an unpaid GET, for either gateway."""
-    async with session.get(url) as response:
-        await response.read()
-        if response.status != 402:
-            return response.status, None
-        challenge = parse_challenge(response.headers.getall("WWW-Authenticate"))
-    return 402, decode_invoice(challenge.invoice).amount_msats
 
 
 async def test_converted_config_quotes_like_aperture(
@@ -91,9 +61,9 @@ async def test_cut_over_keeps_paid_credentials(
     argv = ["import-aperture", "--from", f"sqlite:{aperture.sqlite_path}", "--config", str(routes)]
     code = await asyncio.to_thread(main, argv)  # the command runs its own event loop
     out, err = capsys.readouterr()
-    assert "read " in out
+    assert "root key(s) in secrets, with l402_transactions" in out
     assert code == 0, err
-    assert "conflicts 0, skipped 0" in out
+    assert "conflicts 0, bad rows 0" in out
 
     ours = GatewayServer(load_config(routes))
     await ours.start()

@@ -221,6 +221,7 @@ def test_unreadable_lnd_files_are_named(
     cert.write_text("not really a certificate")
     env = {
         "XDG_CACHE_HOME": str(tmp_path),
+        "L402_BUYER_LND_HOST": f"127.0.0.1:{closed_port}",
         "L402_BUYER_LND_TLS_CERT": str(cert),
         "L402_BUYER_LND_MACAROON": str(tmp_path / "missing.macaroon"),
     }

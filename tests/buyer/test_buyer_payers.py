@@ -14,7 +14,7 @@ from coincurve import PrivateKey
 from gateway.buyer.errors import PaymentError
 from gateway.buyer.payers import LndPayer, WalletExecutorPayer, validate_preimage
 from gateway.lightning.errors import BackendUnavailable, InvalidRequest, PaymentFailed
-from gateway.lightning.types import Payment
+from gateway.lightning.types import Payment, WalletState
 
 from .fakes import Executor, Seller, make_invoice
 
@@ -157,11 +157,19 @@ SEND = "SendPaymentV2"
 
 
 class FakeLnd:
-    """Stands in for LndClient.pay_invoice."""
+    """Stands in for LndClient.get_state and LndClient.pay_invoice."""
 
-    def __init__(self, outcome: Payment | Exception) -> None:
+    def __init__(
+        self, outcome: Payment | Exception, state: WalletState | Exception = WalletState.RPC_ACTIVE
+    ) -> None:
         self.outcome = outcome
+        self.state = state
         self.calls: list[tuple[str, int, int]] = []
+
+    async def get_state(self, *, timeout: float | None = None) -> WalletState:
+        if isinstance(self.state, Exception):
+            raise self.state
+        return self.state
 
     async def pay_invoice(
         self, bolt11: str, *, fee_limit_msat: int, timeout_seconds: int = 60

@@ -43,6 +43,12 @@ DASHBOARD_REQUIRED = {
     "l402_lnd_rpc_latency_seconds",
     "l402_lnd_rpc_errors",
     "l402_settle_index",
+    # the Payment scheme (MPP): revenue per scheme, sessions open, deposits, refunds
+    "l402_scheme_revenue_msats",
+    "l402_sessions_open",
+    "l402_session_deposits_msats",
+    "l402_session_refunded_msats",
+    "l402_session_refunds",
 }
 
 # Families labelled by route (docs/architecture.md metrics table).
@@ -58,6 +64,13 @@ ROUTE_LABELLED = {
     "l402_gateway_added_latency_seconds",
     "l402_settled_invoices",
     "l402_revenue_msats",
+    "l402_scheme_paid_requests",
+    "l402_scheme_revenue_msats",
+    "l402_sessions_opened",
+    "l402_sessions_closed",
+    "l402_session_deposits_msats",
+    "l402_session_refunds",
+    "l402_session_refunded_msats",
 }
 
 

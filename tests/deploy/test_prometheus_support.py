@@ -132,6 +132,16 @@ def _populate(metrics: GatewayMetrics) -> None:
     metrics.settle_index.set(17)
     metrics.config_reloads.labels(result="ok").inc()
     metrics.config_reloads.labels(result="error")
+    # the Payment scheme (MPP)
+    for scheme in ("l402", "charge", "session"):
+        metrics.scheme_paid_requests.labels(route="premium", scheme=scheme).inc()
+        metrics.scheme_revenue_msats.labels(route="premium", scheme=scheme).inc(10_000)
+    metrics.sessions_opened.labels(route="premium").inc(2)
+    metrics.sessions_closed.labels(route="premium", reason="client").inc()
+    metrics.sessions_open.set(1)
+    metrics.session_deposits_msats.labels(route="premium").inc(200_000)
+    metrics.session_refunds.labels(route="premium", result="succeeded").inc()
+    metrics.session_refunded_msats.labels(route="premium").inc(170_000)
 
 
 @pytest.fixture(scope="module")

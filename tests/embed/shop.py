@@ -145,11 +145,14 @@ def _listening_socket() -> socket.socket:
 
 @asynccontextmanager
 async def serve_uvicorn(
-    app: Any, *, lifespan: Literal["auto", "on", "off"] = "on"
+    app: Any, *, lifespan: Literal["auto", "on", "off"] = "on", root_path: str = ""
 ) -> AsyncIterator[Served]:
+    """`root_path`: uvicorn's `--root-path`."""
     sock = _listening_socket()
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, lifespan=lifespan, log_level="warning", ws="websockets-sansio")
+    config = uvicorn.Config(
+        app, lifespan=lifespan, log_level="warning", ws="websockets-sansio", root_path=root_path
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

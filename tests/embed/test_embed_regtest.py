@@ -9,7 +9,10 @@ metrics.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -22,6 +25,7 @@ import pytest
 from gateway.embed import L402, LndSettings
 from gateway.lightning.lnd import LndClient
 from gateway.regtest.network import Descriptor
+from gateway.regtest.processes import free_port
 from tests.embed.shop import (
     METRICS_PATH,
     ROUTES,
@@ -140,3 +144,55 @@ async def test_paid_on_regtest_served_by_the_apps_own_handlers(live_shop: LiveSh
         return (premium, sold_once) == (10_000, 42_000)
 
     await poll("the settlement follower to book both payments", revenue_booked, timeout=30)
+
+
+async def test_uvicorn_root_path_on_regtest(
+    regtest: Descriptor, buyer_admin: LndClient, tmp_path: Path
+) -> None:
+    """`uvicorn ... --root-path /api` (the real command line, its own process): the
+    routes are priced as the app's router matches them. Before, uvicorn's prefixed
+    path (`/api/premium`) matched no route and the paid handler answered for free."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "L402_TEST_LND_HOST": regtest.seller.rpc,
+        "L402_TEST_LND_TLS_CERT": str(regtest.seller.tls_cert),
+        "L402_TEST_LND_MACAROON": str(regtest.seller.invoice_macaroon),
+        "L402_TEST_STORE_URL": f"sqlite://{tmp_path / 'tokens.db'}",
+    }
+    command = [
+        sys.executable, "-m", "uvicorn", "tests.embed.rootpath_app:app", "--root-path", "/api",
+        "--host", "127.0.0.1", "--port", str(port), "--lifespan", "on", "--log-level", "warning",
+    ]  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(*command, env=env, cwd=Path(__file__).parents[2])
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+
+            async def serving() -> bool:
+                assert proc.returncode is None, "uvicorn exited"
+                try:
+                    async with session.get(base + "/open") as r:
+                        return r.status == 200
+                except aiohttp.ClientConnectionError:
+                    return False
+
+            await poll("uvicorn to serve", serving, timeout=60)
+            served = Served(base)
+            shop = LiveShop("fastapi", served, Seen(), buyer_admin, session)
+            async with session.head(base + "/premium") as r:
+                assert r.status == 402  # HEAD is priced with GET
+            async with session.options(base + "/premium") as r:
+                assert (r.status, "GET" in r.headers["Allow"]) == (204, True)
+            auth, challenge = await shop.buy("/premium")
+            assert challenge["route"] == "premium"
+            async with session.get(base + "/premium", headers=auth) as r:
+                assert r.status == 200
+                body = await r.json()
+            assert (body["signal"], body["paid"]["route"]) == ("buy", "premium")
+            issued = await shop.metric("l402_challenges_issued_total", route="premium")
+            assert issued == 2  # the HEAD's and the GET's; the OPTIONS minted nothing
+    finally:
+        proc.terminate()
+        async with asyncio.timeout(30):
+            await proc.wait()

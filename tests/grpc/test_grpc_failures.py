@@ -258,3 +258,49 @@ async def test_admission_error_is_internal_and_its_text_is_never_logged(
     assert (record.getMessage(), record.error) == ("Admission.decide failed", "RuntimeError")  # type: ignore[attr-defined]
     assert record.exc_info is None
     assert "paid-credential" not in repr(vars(record))
+
+
+async def test_a_decide_past_the_callback_timeout_is_cancelled(
+    make_gateway: GatewayFactory, upstream: Upstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A hung server callback is cancelled at callback_timeout; the client gets UNAVAILABLE."""
+    gateway = await make_gateway(admission=GatedAdmission, limits=H2Limits(callback_timeout=0.3))
+    admission = gateway.admission
+    assert isinstance(admission, GatedAdmission)
+    call = gateway.channel.unary_unary(method("Unary"))(b"x", metadata=PAID, timeout=WAIT)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    assert admission.entered.is_set()
+    assert not admission.decided.is_set()  # cancelled inside decide, never finished
+    assert (caught.value.code(), caught.value.details()) == (
+        grpc.StatusCode.UNAVAILABLE,
+        "gateway busy",
+    )
+    assert "Admission.decide outlived callback_timeout" in caplog.text
+    assert upstream.state.metadata == []
+    # The connection and the engine go on: the next call is decided and served.
+    admission.gate.set()
+    assert await gateway.channel.unary_unary(method("Unary"))(b"y", metadata=PAID) == b"echo:y"
+
+
+class HangingTicketAdmission(TestAdmission):
+    async def decide(self, head: StreamHead) -> Refuse | Forward:
+        decision = await super().decide(head)
+        if isinstance(decision, Forward):
+
+            async def hang(status: int, grpc_status: int | None) -> None:
+                await asyncio.Event().wait()
+
+            decision.ticket.answered = hang  # type: ignore[method-assign]
+        return decision
+
+
+async def test_a_hung_ticket_callback_is_cut_and_the_stream_goes_on(
+    make_gateway: GatewayFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    gateway = await make_gateway(
+        admission=HangingTicketAdmission, limits=H2Limits(callback_timeout=0.3)
+    )
+    reply = await gateway.channel.unary_unary(method("Unary"))(b"z", metadata=PAID, timeout=WAIT)
+    assert reply == b"echo:z"
+    assert "Ticket.answered outlived callback_timeout" in caplog.text

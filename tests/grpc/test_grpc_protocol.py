@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
-from hyperframe.frame import Frame, GoAwayFrame
+import hpack
+from hyperframe.frame import Frame, GoAwayFrame, RstStreamFrame
 
 from gateway.h2engine import H2Limits
 from gateway.h2engine.site import PREFACE
 from tests.grpc.conftest import GatewayFactory
 from tests.grpc.h2client import RawH2Client, grpc_frame, grpc_request
-from tests.grpc.rig import WAIT, method
+from tests.grpc.rig import TOKEN, WAIT, method
 
-SETTINGS_TIMEOUT, ENHANCE_YOUR_CALM = 4, 11
+SETTINGS_TIMEOUT, REFUSED_STREAM, ENHANCE_YOUR_CALM = 4, 7, 11
 
 
 async def read_all(reader: asyncio.StreamReader) -> bytes:
@@ -105,3 +106,26 @@ async def test_rapid_reset_closes_the_connection(make_gateway: GatewayFactory) -
     await client.wait_closed()
     assert client.goaway is not None
     assert client.goaway.error_code == ENHANCE_YOUR_CALM
+
+
+async def test_streams_refused_over_the_limit_count_as_resets(make_gateway: GatewayFactory) -> None:
+    """Opening streams past MAX_CONCURRENT_STREAMS gets each refused, and a client that keeps
+    doing it is closed like a rapid-reset one."""
+    gateway = await make_gateway(limits=H2Limits(max_concurrent_streams=1, reset_budget=5))
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    encoder = hpack.Encoder()
+    request = grpc_request(gateway.port, method("Hang"), ("authorization", TOKEN))
+    frames_out = [PREFACE, b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"]  # SETTINGS
+    for stream_id in range(1, 22, 2):  # 11 streams: 1 admitted, 10 over the limit
+        block = encoder.encode(request)
+        frames_out.append(
+            len(block).to_bytes(3, "big") + b"\x01\x04" + stream_id.to_bytes(4, "big")
+        )
+        frames_out.append(block)
+    writer.write(b"".join(frames_out))
+    received = frames(await read_all(reader))
+    writer.close()
+    resets = [f for f in received if isinstance(f, RstStreamFrame)]
+    assert {r.error_code for r in resets} >= {REFUSED_STREAM}
+    goaways = [f for f in received if isinstance(f, GoAwayFrame)]
+    assert [g.error_code for g in goaways] == [ENHANCE_YOUR_CALM]

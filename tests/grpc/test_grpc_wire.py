@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import binascii
 import ssl
 
-import hyperframe.frame
 import pytest
 
 from gateway.h2engine import Forward, H2Limits, H2Target, StreamHead
 from gateway.h2engine.errors import BadHeaders
-from gateway.h2engine.framerepr import raw_data_repr
 from gateway.h2engine.grpcwire import (
     encode_message,
     format_timeout,
@@ -127,20 +124,6 @@ def test_limits_are_validated() -> None:
         H2Limits(stream_window=1000, idle_stream_timeout=0)
     assert "idle_stream_timeout" in str(caught.value)
     assert H2Limits().upstream_connection_window == 256 * 1024 * 100
-
-
-@pytest.mark.parametrize(
-    "data", [b"", b"\x00", b"0123456789", b"0123456789a", bytes(range(256)) * 64]
-)
-def test_cheap_frame_repr_is_hyperframes_own_output(data: bytes) -> None:
-    def original(raw: bytes) -> str:  # hyperframe 6.1.0's definition, for comparison
-        if not raw:
-            return "None"
-        text = binascii.hexlify(raw).decode("ascii")
-        return "<hex:" + (text[:20] + "..." if len(text) > 20 else text) + ">"
-
-    assert raw_data_repr(data) == original(data)
-    assert hyperframe.frame._raw_data_repr is raw_data_repr  # installed by the engine
 
 
 def test_credentials_are_never_indexed_upstream() -> None:

@@ -168,7 +168,7 @@ async def test_a_node_that_is_down_fails_fast_and_then_at_once(regtest: Descript
             await client.add_invoice(1_000, "x", 60, False)
         health = await client.health(1.0)
         assert not health.ready
-        assert health.detail == "unreachable: UNAVAILABLE"
+        assert health.detail.startswith("not ready: connection: nothing answers")
     finally:
         await client.close()
 
@@ -205,7 +205,31 @@ async def test_a_certificate_lnd_does_not_hold_is_refused(
         timeout=5.0,
     )
     try:
-        with pytest.raises(BackendUnavailable, match="TLS"):
+        with pytest.raises(BackendUnavailable, match=r"TLS.*certificate verify failed"):
+            await client.add_invoice(1_000, "x", 60, False)
+    finally:
+        await client.close()
+    fresh = LndSeller.connect(regtest.seller.rpc, tls_cert=other, macaroon=None, timeout=5.0)
+    try:  # readiness names the cause in the operator's terms (gateway.lightning.lnd.diagnose)
+        health = await fresh.health(5.0)
+        assert "lightning.tls_cert is not this node's certificate" in health.detail
+    finally:
+        await fresh.close()
+
+
+async def test_a_file_that_is_no_certificate_fails_calls_not_the_start(
+    regtest: Descriptor, tmp_path: Path
+) -> None:
+    garbage = tmp_path / "tls.cert"
+    garbage.write_text("not a certificate\n")
+    client = LndSeller.connect(  # as a gRPC channel: nothing is checked before a call
+        regtest.seller.rpc,
+        tls_cert=garbage,
+        macaroon=Path(regtest.seller.invoice_macaroon),
+        timeout=5.0,
+    )
+    try:
+        with pytest.raises(BackendUnavailable, match="not a PEM certificate"):
             await client.add_invoice(1_000, "x", 60, False)
     finally:
         await client.close()

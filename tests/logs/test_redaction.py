@@ -191,3 +191,39 @@ def test_an_exception_whose_str_raises_is_still_logged(secret: Secrets) -> None:
     name, text = exception_text((Odd, Odd(), None))
     assert name == "Odd"
     assert not leaks(text, secret.named())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Authorization: Payment sEcReTeyJjaGFsbGVuZ2UiOiJ9",
+        "authorization=Bearer sEcReT-bearer",
+        "Proxy-Authorization: Basic sEcReTdXNlcjp=",
+        "Decoded (b'authorization', b'Payment sEcReT-payment'), consumed 40",
+        "Decoded (b'cookie', b'session=sEcReT-cookie'), consumed 20",
+        "('x-api-key', 'sEcReT-api-key')",
+        "(b'grpc-metadata-macaroon', b'0201036c7361sEcReT')",
+        "token: sEcReT-token",
+        "Set-Cookie: sid=sEcReT-set-cookie; HttpOnly",
+    ],
+)
+def test_credential_headers_of_any_scheme_and_shape_are_redacted(text: str) -> None:
+    assert "sEcReT" not in redact(text)
+    assert REDACTED in redact(text)
+
+
+def test_operator_messages_naming_credential_files_survive() -> None:
+    text = "lnd.macaroon: file not found; tokens list: 3 rows"
+    assert redact(text) == text
+
+
+def test_registered_upstream_secrets_are_redacted_wherever_they_appear() -> None:
+    from gateway.observability.redaction import forget_secrets, register_secrets
+
+    try:
+        register_secrets(["Op3rator-Secret-Value", "short"])
+        assert redact("upstream said Op3rator-Secret-Value!") == f"upstream said {REDACTED}!"
+        assert redact("a short word") == "a short word"  # under 6 characters: not registered
+    finally:
+        forget_secrets()
+    assert redact("Op3rator-Secret-Value") == "Op3rator-Secret-Value"

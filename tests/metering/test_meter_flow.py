@@ -33,8 +33,12 @@ async def forward(
     meter: Meter, upstream: Client, admission: Admission, body: dict[str, Any],
     *, abandon: bool = False,
 ) -> Any:  # fmt: skip
-    """What the proxy will do: relay the answer through the observer, then settle."""
-    resp = await upstream.post("/v1/chat/completions", json=body)
+    """What the proxy will do: relay the answer through the observer, then settle.
+
+    An abandoning client asks the upstream to pace its chunks, so the read it
+    walks away after holds the first chunk only, never the final usage chunk."""
+    paced = {"X-Demo-Chunk-Delay-Ms": "20"} if abandon else {}
+    resp = await upstream.post("/v1/chat/completions", json=body, headers=paced)
     complete = False
     try:
         async for chunk in resp.content.iter_any():

@@ -29,7 +29,7 @@ def _site_packages() -> str:
     return str(Path(aiohttp.__file__).resolve().parents[1])
 
 
-SOURCES = ("pyproject.toml", "README.md", "LICENSE", "constraints.txt", "gateway")
+SOURCES = ("pyproject.toml", "README.md", "LICENSE", "constraints", "gateway")
 
 
 def copy_sources(dest: Path, names: tuple[str, ...] | list[str] = SOURCES) -> Path:
@@ -41,6 +41,7 @@ def copy_sources(dest: Path, names: tuple[str, ...] | list[str] = SOURCES) -> Pa
         if source.is_dir():
             shutil.copytree(source, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, dest / name)
     return dest
 
@@ -104,9 +105,14 @@ def test_wheel_contents(wheel: Path) -> None:
     runtime = [line for line in requires if "extra ==" not in line]
     for test_only in ("pymacaroons", "coincurve", "bech32", "pytest"):
         assert not [line for line in runtime if test_only in line], test_only
+    # the buyer's decoder and the MCP SDK are extras: the seller's install never pulls them
+    for extra_only in ("bolt11", "bitstring", "mcp"):
+        assert not [line for line in runtime if line.split()[1] == extra_only], extra_only
+    assert 'Requires-Dist: bolt11==2.2.0; extra == "buyer"' in requires
+    assert 'Requires-Dist: mcp==2.3.0; extra == "mcp"' in requires
     entry_points = zipfile.ZipFile(wheel).read(f"{dist_info}/entry_points.txt").decode()
     assert "l402-gateway = gateway.cli:main" in entry_points
-    assert "l402-buyer = gateway.buyer.cli:main" in entry_points
+    assert "l402-buyer = gateway.commands.extras:buyer_main" in entry_points
 
 
 def test_installed_wheel_runs_outside_the_checkout(installed: Path, tmp_path: Path) -> None:
@@ -146,7 +152,17 @@ def test_console_scripts_are_installed(installed: Path, tmp_path: Path) -> None:
     assert script.is_file()
     ran = run_installed(installed, tmp_path, str(script), "--help")
     assert ran.returncode == 0, ran.stderr
-    for command in ("serve", "check-config", "tokens", "revoke", "report", "prune", "admin-token"):
+    commands = (
+        "serve",
+        "check-config",
+        "tokens",
+        "revoke",
+        "report",
+        "prune",
+        "admin-token",
+        "mcp",
+    )
+    for command in commands:
         assert command in ran.stdout
 
 
@@ -154,7 +170,7 @@ def test_the_docker_build_context_is_enough(tmp_path: Path) -> None:
     """deploy/docker builds the wheel from only what its .dockerignore lets in."""
     ignore = (REPO / "deploy" / "docker" / "Dockerfile.dockerignore").read_text().splitlines()
     allowed = [line[1:].rstrip("/") for line in ignore if line.startswith("!")]
-    assert {"pyproject.toml", "LICENSE", "gateway"} <= set(allowed)
+    assert {"pyproject.toml", "LICENSE", "gateway", "constraints/runtime.txt"} <= set(allowed)
     context = copy_sources(tmp_path / "context", allowed)
     out = tmp_path / "wheels"
     built = build_wheel(context, out)

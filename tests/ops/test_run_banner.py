@@ -52,3 +52,22 @@ def test_banner_names_the_seller_node_and_exports_paste(tmp_path: Path) -> None:
         str(stack.config_path),
     ]
     assert 'tokens list --config "$L402_GATEWAY_CONFIG"' in text
+
+
+def test_banner_prints_the_admin_api_calls_with_the_quoted_token_file(tmp_path: Path) -> None:
+    seller, buyer = node("seller", tmp_path), node("buyer", tmp_path)
+    desc = Descriptor(str(tmp_path), 1, "127.0.0.1:18334", "c", "u", "p", seller, buyer)
+    token_file = tmp_path / "run dir" / "admin.token"  # a space: the curl line must quote
+    stack = SellerStack(
+        tmp_path, "http://127.0.0.1:8080", "http://127.0.0.1:8402", "http://127.0.0.1:8090",
+        tmp_path / "seller" / "routes.yaml", [], token_file,
+    )  # fmt: skip
+    text = banner(desc, stack)
+    assert f"bearer secret in {token_file}, mode 0600" in text
+    auth = f"\"Authorization: Bearer $(cat '{token_file}')\""
+    assert f"  curl -s -H {auth} 'http://127.0.0.1:8402/admin/tokens?limit=5'" in text
+    assert '.venv/bin/l402-gateway tokens list --config "$L402_GATEWAY_CONFIG" --via api' in text
+    assert '.venv/bin/l402-gateway mcp --config "$L402_GATEWAY_CONFIG"' in text
+
+    stack.admin_token_file = None
+    assert "Admin API: off" in banner(desc, stack)

@@ -8,9 +8,9 @@ import pytest
 
 from gateway.config import ConfigErrors, load_config
 from gateway.config.model import PricingHook
-from gateway.paywall.pricing import hook_headers
 from gateway.paywall.routes import RuntimeRoutes
 from gateway.pricer.hook import MAX_ANSWER_BYTES, InvalidPrice, parse_answer
+from gateway.pricer.prices import hook_headers
 
 HEAD = """\
 lnd: {tls_cert: c, macaroon: m}

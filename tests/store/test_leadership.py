@@ -19,9 +19,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from gateway.jobs.leadership import LeaderLock, run_while_leader
+from gateway.jobs.leadership import run_while_leader
 from gateway.store import Store, open_store
 from gateway.store.locks import FileLeaderLock, advisory_key
+from gateway.store.roles import LeaderLock
 from tests.support.postgres import PostgresServer
 
 REPO = Path(__file__).resolve().parents[2]

@@ -113,8 +113,10 @@ async def test_two_replicas_on_one_postgres_share_one_allowance(
 
 async def _share_one_allowance(first: Store, second: Store) -> None:
     assert first.shares_rate_limits
-    a = SharedChallengeLimiter(first, per_minute=60, burst=10)
-    b = SharedChallengeLimiter(second, per_minute=60, burst=10)
+    # A generous store deadline: this test is about sharing, and a busy machine must not
+    # turn a slow answer into the (tested elsewhere) per-process fallback.
+    a = SharedChallengeLimiter(first, per_minute=60, burst=10, timeout=30.0)
+    b = SharedChallengeLimiter(second, per_minute=60, burst=10, timeout=30.0)
     calls = [(a if i % 2 else b).allow("203.0.113.9", T0) for i in range(30)]
     results = await asyncio.gather(*calls)
     assert results.count(None) == 10  # not 10 per replica
@@ -124,9 +126,24 @@ async def _share_one_allowance(first: Store, second: Store) -> None:
     assert await b.allow("203.0.113.10", T0) is None
 
 
-async def test_sqlite_stores_do_not_share(open_stores: OpenStore, store_url: str) -> None:
-    store = await open_stores()
-    assert store.shares_rate_limits is store_url.startswith("postgres")
+async def test_every_sql_store_shares_one_allowance(open_stores: OpenStore) -> None:
+    """Two processes' stores on one database, SQLite file or PostgreSQL: one allowance
+    (before, SQLite stores did not share and `serve --workers N` gave N allowances)."""
+    await _share_one_allowance(await open_stores(), await open_stores())
+
+
+async def test_a_refused_client_costs_a_read_not_a_write(store: Store, store_url: str) -> None:
+    limiter = SharedChallengeLimiter(store, per_minute=60, burst=2)
+    assert [await limiter.allow("a", T0) for _ in range(2)] == [None, None]
+    row = "SELECT tokens, updated_at FROM l402_rate_buckets WHERE client = 'a'"
+    before = await fetch(store_url, row)
+    for step in range(1, 6):  # refused: no refill yet (0.1 s = a tenth of a token)
+        assert await limiter.allow("a", T0 + step * 0.1) is not None
+    assert await fetch(store_url, row) == before  # nothing was written
+    assert await store.bucket_wait("a", T0 + 0.5, 60, 2) == pytest.approx(0.5)
+    assert await store.bucket_wait("new", T0, 60, 2) is None  # no row: a full bucket
+    assert await limiter.allow("a", T0 + 1.0) is None  # a token again: taken, written
+    assert await fetch(store_url, row) != before
 
 
 async def test_a_failing_store_falls_back_to_a_local_bucket() -> None:
@@ -152,3 +169,18 @@ async def test_disabled_and_local_limiters() -> None:
         assert isinstance(local.buckets, TokenBucketLimiter)
     finally:
         await store.close()
+
+
+async def test_a_limit_turned_off_and_on_again_forgets_every_client(store: Store) -> None:
+    """As the per-process buckets do: `per_minute: 0` then a limit again starts clients full,
+    without touching the per-credential request limits sharing the table (`rl:` keys)."""
+    limiter = SharedChallengeLimiter(store, per_minute=60, burst=1)
+    assert await limiter.allow("a", T0) is None
+    assert await limiter.allow("a", T0) is not None
+    await store.take_token("rl:kept", T0, 60, 1)
+    limiter.configure(0, 1)
+    assert await limiter.allow("a", T0) is None  # off
+    limiter.configure(60, 1)
+    assert await limiter.allow("a", T0) is None  # forgotten: a full bucket again
+    assert await limiter.allow("a", T0) is not None
+    assert await store.bucket_wait("rl:kept", T0, 60, 1) is not None  # not forgotten

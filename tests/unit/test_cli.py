@@ -99,7 +99,9 @@ async def test_report_and_revoke_against_the_store(tmp_path: Path) -> None:
 
     out = run("report", "--config", str(path), "--json")
     assert out.returncode == 0, out.stderr
-    rows = json.loads(out.stdout)
+    body = json.loads(out.stdout)
+    assert body["days"] is None  # GET /admin/report's shape: {"days", "rows"}
+    rows = body["rows"]
     assert {
         "day": "2026-09-21",
         "route": "premium",

@@ -80,6 +80,7 @@ class LndClient:
         )
         self.timeout = timeout
         self._observer = observer
+        self._may_mint = False  # the invoice permission probe has passed (health)
         self._lightning = lightning_pb2_grpc.LightningStub(channel)
         self._router = router_pb2_grpc.RouterStub(channel)
         self._state = state_pb2_grpc.StateStub(channel)
@@ -246,15 +247,14 @@ class LndClient:
         return await self.get_info()
 
     async def health(self, timeout: float) -> Health:
-        """Ready once the wallet is unlocked and the RPC server is up (GetState: the one
-        call any macaroon, even none, may make)."""
-        try:
-            state = await self.get_state(timeout=timeout)
-        except BackendError as exc:
-            return Health(False, f"unreachable: {exc.code}")
-        if state in (WalletState.RPC_ACTIVE, WalletState.SERVER_ACTIVE):
-            return Health(True, "ok")
-        return Health(False, f"not ready: {state.name}")
+        """Ready once the wallet is unlocked and the macaroon may mint invoices; otherwise
+        why not, in LND's words with the likely cause (gateway.lightning.lnd.diagnose).
+        The permission probe runs until it passes once; then only GetState is asked."""
+        from gateway.lightning.lnd.diagnose import node_health
+
+        health = await node_health(self, timeout, may_mint=self._may_mint)
+        self._may_mint = self._may_mint or health.ready
+        return health
 
     # Buyer calls ------------------------------------------------------------------
 
@@ -272,14 +272,24 @@ class LndClient:
         )
 
     async def pay_invoice(
-        self, bolt11: str, *, fee_limit_msat: int, timeout_seconds: int = 60
+        self,
+        bolt11: str,
+        *,
+        fee_limit_msat: int,
+        timeout_seconds: int = 60,
+        amount_msat: int | None = None,
     ) -> Payment:
-        """Pay with SendPaymentV2 and wait for the final state; FAILED raises PaymentFailed."""
+        """Pay with SendPaymentV2 and wait for the final state; FAILED raises PaymentFailed.
+
+        `amount_msat` pays an invoice that names no amount (a session's return invoice).
+        LND pays one payment hash at most once: a second call for a paid invoice fails.
+        """
         request = router_pb2.SendPaymentRequest(
             payment_request=bolt11,
             fee_limit_msat=fee_limit_msat,
             timeout_seconds=timeout_seconds,
             no_inflight_updates=True,
+            amt_msat=amount_msat or 0,
         )
         start = time.perf_counter()
         code: str | None = None

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import ssl
 import time
 from collections.abc import AsyncGenerator, Callable
@@ -71,11 +72,32 @@ def split_host(host: str, default_port: int = 10009) -> tuple[str, int]:
     return name, int(port)
 
 
-def tls_context(cert: bytes) -> ssl.SSLContext:
-    """Trust LND's own certificate only, and speak HTTP/2 (ALPN h2, which gRPC requires)."""
-    context = ssl.create_default_context(cadata=cert.decode("ascii"))
-    context.set_alpn_protocols(["h2"])
-    return context
+class TlsSettings:
+    """Trust LND's own certificate only, and speak HTTP/2 (ALPN h2, which gRPC requires).
+
+    The context is built on the first connect, so that a certificate file that does not
+    parse fails calls (UNAVAILABLE, saying so) rather than the process's start, as a
+    gRPC channel does."""
+
+    def __init__(self, cert: bytes) -> None:
+        self._cert = cert
+        self._context: ssl.SSLContext | None = None
+
+    def context(self) -> ssl.SSLContext:
+        if self._context is None:
+            try:
+                context = ssl.create_default_context(
+                    cadata=self._cert.decode("ascii", errors="replace")
+                )
+            except (ssl.SSLError, ValueError) as exc:
+                raise CallFailed(
+                    "UNAVAILABLE",
+                    f"certificate verify failed: lightning.tls_cert is not a PEM certificate "
+                    f"({type(exc).__name__})",
+                ) from None
+            context.set_alpn_protocols(["h2"])
+            self._context = context
+        return self._context
 
 
 class LndSeller:
@@ -87,7 +109,7 @@ class LndSeller:
         self,
         host: str,
         *,
-        tls: ssl.SSLContext | None,
+        tls: TlsSettings | None,
         macaroon_hex: str | None,
         timeout: float = 10.0,
         observer: CallObserver | None = None,
@@ -112,6 +134,7 @@ class LndSeller:
         self._head = frames.indexed(frames.METHOD_POST) + frames.indexed(scheme)
         self._fixed = fixed
         self._paths: dict[str, bytes] = {}
+        self._may_mint = False  # the invoice permission probe has passed (health)
 
     @classmethod
     def connect(
@@ -127,7 +150,7 @@ class LndSeller:
         cert = tls_cert if isinstance(tls_cert, bytes) else Path(tls_cert).read_bytes()
         return cls(
             host,
-            tls=tls_context(cert),
+            tls=TlsSettings(cert),
             macaroon_hex=read_macaroon(macaroon),
             timeout=timeout,
             observer=observer,
@@ -155,12 +178,13 @@ class LndSeller:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.timeout):
+                tls = self._tls.context() if self._tls is not None else None
                 _, connection = await loop.create_connection(
                     H2Connection,
                     self.host,
                     self.port,
-                    ssl=self._tls,
-                    server_hostname=self.host if self._tls is not None else None,
+                    ssl=tls,
+                    server_hostname=self.host if tls is not None else None,
                 )
                 await connection.ready
         except (OSError, TimeoutError, CallFailed) as exc:
@@ -242,11 +266,17 @@ class LndSeller:
                 self._observer(method, time.perf_counter() - start, code)
 
     async def add_invoice(
-        self, value_msat: int, memo: str = "", expiry: int = 3600, private: bool = True
+        self,
+        value_msat: int,
+        memo: str = "",
+        expiry: int = 3600,
+        private: bool = True,
+        *,
+        timeout: float | None = None,
     ) -> AddedInvoice:
         request = messages.add_invoice_request(value_msat, memo, expiry, private)
         return await self._unary(
-            "AddInvoice", messages.ADD_INVOICE, request, messages.added_invoice
+            "AddInvoice", messages.ADD_INVOICE, request, messages.added_invoice, timeout
         )
 
     async def lookup_invoice(self, payment_hash: bytes) -> Invoice:
@@ -300,7 +330,10 @@ class LndSeller:
                 self._observer(method, time.perf_counter() - start, code)
 
     async def node_info(self) -> NodeInfo:
-        return await self._unary("GetInfo", messages.GET_INFO, b"", messages.node_info)
+        return await self.get_info()
+
+    async def get_info(self, *, timeout: float | None = None) -> NodeInfo:
+        return await self._unary("GetInfo", messages.GET_INFO, b"", messages.node_info, timeout)
 
     async def get_state(self, *, timeout: float | None = None) -> WalletState:
         return await self._unary(
@@ -308,15 +341,14 @@ class LndSeller:
         )
 
     async def health(self, timeout: float) -> Health:
-        """Ready once the wallet is unlocked and the RPC server is up (GetState: the one
-        call any macaroon, even none, may make)."""
-        try:
-            state = await self.get_state(timeout=timeout)
-        except BackendError as exc:
-            return Health(False, f"unreachable: {exc.code}")
-        if state in (WalletState.RPC_ACTIVE, WalletState.SERVER_ACTIVE):
-            return Health(True, "ok")
-        return Health(False, f"not ready: {state.name}")
+        """Ready once the wallet is unlocked and the macaroon may mint invoices; otherwise
+        why not, in LND's words with the likely cause (gateway.lightning.lnd.diagnose).
+        The permission probe runs until it passes once; then only GetState is asked."""
+        from gateway.lightning.lnd.diagnose import node_health
+
+        health = await node_health(self, timeout, may_mint=self._may_mint)
+        self._may_mint = self._may_mint or health.ready
+        return health
 
 
 def _retrieve(task: asyncio.Task[H2Connection]) -> None:
@@ -328,8 +360,12 @@ def _retrieve(task: asyncio.Task[H2Connection]) -> None:
 def _connect_failure(host: str, port: int, exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return f"no connection to {host}:{port} in time"
+    if isinstance(exc, ssl.SSLCertVerificationError):  # the words diagnose.py recognises
+        return f"TLS with {host}:{port} failed: certificate verify failed: {exc.verify_message}"
     if isinstance(exc, ssl.SSLError):
         return f"TLS with {host}:{port} failed: {exc.reason or exc}"
     if isinstance(exc, CallFailed):
         return exc.message
-    return f"cannot connect to {host}:{port}: {getattr(exc, 'strerror', None) or exc}"
+    number = getattr(exc, "errno", None)  # asyncio words a refusal "Connect call failed"
+    reason = os.strerror(number) if isinstance(number, int) else str(exc)
+    return f"cannot connect to {host}:{port}: {reason}"

@@ -6,7 +6,7 @@ import warnings
 from . import lightning_pb2 as lightning__pb2
 from . import router_pb2 as router__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 

@@ -12,11 +12,12 @@ headers in `on_response_prepare`, just before it is sent.
 from __future__ import annotations
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from gateway.config.model import CorsPolicy
-from gateway.l402.grammar import is_token
-from gateway.server.reqkeys import CORS
+from gateway.paywall.preflight import allow_origin, preflight_answer
 
+CORS = web.RequestKey("cors", CorsPolicy)  # the matched route's CORS policy, if any
 PREFLIGHT = "Access-Control-Request-Method"
 _ORIGIN = "Origin"
 
@@ -27,32 +28,9 @@ def is_preflight(request: web.Request) -> bool:
     )
 
 
-def _allow_origin(policy: CorsPolicy, origin: str) -> str | None:
-    """The Access-Control-Allow-Origin value for `origin`, or None when not allowed."""
-    if not policy.allows(origin.lower()):
-        return None
-    if policy.any_origin and not policy.allow_credentials:
-        return "*"
-    return origin
-
-
 def preflight_response(request: web.Request, policy: CorsPolicy | None) -> web.Response:
-    response = web.Response(status=204)
-    origin = request.headers[_ORIGIN]
-    allowed = _allow_origin(policy, origin) if policy is not None else None
-    if policy is None or allowed is None:
-        return response
-    response.headers["Access-Control-Allow-Origin"] = allowed
-    if allowed != "*":
-        response.headers["Vary"] = "Origin"
-    method = request.headers[PREFLIGHT]
-    if is_token(method):  # it is echoed: never reflect anything else
-        response.headers["Access-Control-Allow-Methods"] = method
-    response.headers["Access-Control-Allow-Headers"] = ", ".join(policy.allow_headers)
-    response.headers["Access-Control-Max-Age"] = str(policy.max_age_seconds)
-    if policy.allow_credentials:
-        response.headers["Access-Control-Allow-Credentials"] = "true"
-    return response
+    answer = preflight_answer(policy, request.headers[_ORIGIN], request.headers[PREFLIGHT])
+    return web.Response(status=answer.status, headers=CIMultiDict(answer.headers))
 
 
 async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -61,7 +39,7 @@ async def add_cors_headers(request: web.Request, response: web.StreamResponse) -
     origin = request.headers.get(_ORIGIN)
     if policy is None or origin is None or "Access-Control-Allow-Origin" in response.headers:
         return
-    allowed = _allow_origin(policy, origin)
+    allowed = allow_origin(policy, origin)
     if allowed is None:
         return
     response.headers["Access-Control-Allow-Origin"] = allowed
