@@ -36,13 +36,11 @@ def listen_failure(exc: OSError) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import asyncio
-
     from gateway.commands.loading import load_strict
     from gateway.observability import logsetup as logs
     from gateway.store.types import StoreError
 
-    load_strict(args.config)
+    config = load_strict(args.config)
     if args.workers < 1:
         raise CommandError("--workers must be >= 1")
     try:
@@ -53,9 +51,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.workers > 1:
             from gateway.server.workers import supervise
 
-            return supervise(args.config, args.workers, args.log_level, args.log_file)
-        # Imported only here: prometheus-client must not be loaded before the supervisor
-        # has set up multiprocess metrics (gateway.server.workers).
+            listeners = (config.listen.public, config.listen.admin)
+            return supervise(args.config, args.workers, args.log_level, args.log_file, listeners)
+        # Imported only here: the supervisor loads nothing of the request path, and
+        # prometheus-client must not be loaded before it has set up multiprocess metrics.
+        import asyncio
+
         from gateway.server.serve import serve
 
         asyncio.run(serve(args.config))

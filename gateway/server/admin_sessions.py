@@ -8,9 +8,9 @@ Behind the same bearer guard as the rest of /admin/ (gateway.server.admin_api).
 Reads go to the store (SessionCatalog). A close goes through the close path
 every other close takes (gateway.paywall.mpp.closing.SessionCloser: the
 compare-and-set close, then one refund attempt through the refund payer),
-reached through a hook: in one process, the running seller's own closer; under
-the worker supervisor, a closer of the supervisor's own over its store and a
-refund payer it opens (`StandaloneCloser`). The answer waits for the refund
+reached through a hook: the running seller's own closer (under `serve --workers
+N`, that of the worker that answers), or without a running seller a closer over
+its own store and a refund payer it opens (`StandaloneCloser`). The answer waits for the refund
 attempt (bounded by payment.sessions.refund_timeout_seconds), as a client's
 close does.
 """
