@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from gateway.commands.errors import EXIT_FAILED, CommandError
 
 if TYPE_CHECKING:  # what the commands load when they run, not the parser
-    from gateway.config.model import GatewayConfig
+    from gateway.config.model import GatewayConfig, Listener
 
 _BIND_ADDRESS = re.compile(r"\('([^']*)', (\d+)")
 
@@ -36,35 +36,57 @@ def listen_failure(exc: OSError) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gateway.commands.loading import load_strict
     from gateway.observability import logsetup as logs
-    from gateway.store.types import StoreError
 
-    config = load_strict(args.config)
     if args.workers < 1:
         raise CommandError("--workers must be >= 1")
+    if args.workers > 1:
+        return _supervise(args)
+    from gateway.commands.loading import load_strict
+    from gateway.store.types import StoreError
+
+    load_strict(args.config)
     try:
         logs.configure(args.log_level, log_file=args.log_file)
     except logs.LogSetupError as exc:
         raise CommandError(f"{exc}; not starting") from None
+    # Imported only here: the supervisor loads nothing of the request path, and
+    # prometheus-client must not be loaded before it has set up multiprocess metrics.
+    import asyncio
+
+    from gateway.server.serve import serve
+
     try:
-        if args.workers > 1:
-            from gateway.server.workers import supervise
-
-            listeners = (config.listen.public, config.listen.admin)
-            return supervise(args.config, args.workers, args.log_level, args.log_file, listeners)
-        # Imported only here: the supervisor loads nothing of the request path, and
-        # prometheus-client must not be loaded before it has set up multiprocess metrics.
-        import asyncio
-
-        from gateway.server.serve import serve
-
         asyncio.run(serve(args.config))
     except OSError as exc:
         raise CommandError(listen_failure(exc), EXIT_FAILED) from None
     except StoreError as exc:
         raise CommandError(f"store: {exc}; not starting", EXIT_FAILED) from None
     return 0
+
+
+def _supervise(args: argparse.Namespace) -> int:
+    """`serve --workers N`: the workers start first; logging is set up and the file and the
+    ports are checked while they load (a worker takes ten times longer to start than the
+    check), and a refused file or a busy port stops them and is one line here, as with
+    one process."""
+    from gateway.server.workers import supervise
+
+    def prepare() -> tuple[Listener, Listener]:
+        from gateway.commands.loading import load_strict
+        from gateway.observability import logsetup as logs
+
+        try:
+            logs.configure(args.log_level, log_file=args.log_file)
+        except logs.LogSetupError as exc:
+            raise CommandError(f"{exc}; not starting") from None
+        config = load_strict(args.config)
+        return config.listen.public, config.listen.admin
+
+    try:
+        return supervise(args.config, args.workers, args.log_level, args.log_file, prepare)
+    except OSError as exc:
+        raise CommandError(listen_failure(exc), EXIT_FAILED) from None
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

@@ -23,7 +23,6 @@ from gateway.config import load_config
 from gateway.config.errors import ConfigErrors
 from gateway.config.model import GatewayConfig, Listener
 from gateway.config.restart import restart_needed
-from gateway.h2engine.proxy import H2Proxy
 from gateway.lightning.backend import Backend
 from gateway.observability.metrics import GatewayMetrics
 from gateway.observability.redaction import register_secrets
@@ -38,11 +37,11 @@ from gateway.server.edge import (
     raise_descriptor_limit,
     start_listener,
 )
-from gateway.server.h2_admission import H2Admission
 from gateway.server.keys import HANDLER_KEY, ROUTES_KEY, TARGETS_KEY
 from gateway.store.roles import Store
 
 if TYPE_CHECKING:
+    from gateway.h2engine.proxy import H2Proxy
     from gateway.server.worker_admin import SupervisorLink
 
 log = logging.getLogger("gateway.serve")
@@ -192,8 +191,7 @@ class GatewayServer:
         nofile = raise_descriptor_limit()
         self.public.gate.limit = listen.max_connections or default_max_connections(nofile)
         # gRPC over HTTP/2 on the public port, decided by the same paywall.
-        self.h2 = H2Proxy(H2Admission(self.app[HANDLER_KEY].paywall, self.app[TARGETS_KEY]))
-        self.public.http2 = self.h2.connection
+        self.public.http2 = self._http2_connection  # the engine loads on first use
         ports = [await listening.start() for listening in self._listening]
         self.public_port = ports[0]
         self.admin_port = ports[1] if len(ports) > 1 else 0
@@ -211,6 +209,18 @@ class GatewayServer:
 
     async def _first_readiness(self) -> None:
         log_readiness_change(self.admin, await readiness(self.app))
+
+    def _http2_connection(self) -> asyncio.Protocol:
+        """gRPC over HTTP/2 on the public port, decided by the same paywall. The engine is
+        loaded with the first connection that opens with the HTTP/2 preface: most gateways
+        never see one, and the first 402 need not wait for it."""
+        if self.h2 is None:
+            from gateway.h2engine.proxy import H2Proxy
+            from gateway.server.h2_admission import H2Admission
+
+            admission = H2Admission(self.app[HANDLER_KEY].paywall, self.app[TARGETS_KEY])
+            self.h2 = H2Proxy(admission)
+        return self.h2.connection()
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish (up to the timeout), then clean up."""

@@ -12,7 +12,9 @@ The supervisor only keeps the workers running, and loads nothing of the
 request path: no aiohttp, no asyncio, no prometheus-client, no store or LND
 client (measured before: the supervisor held 61-65 MiB, as much as a worker,
 and every worker started only after it had imported all of that). It starts
-every worker at once, watches them (a pipe tells it when each listens),
+the first worker before anything else and the others once that one listens
+(the first answer does not share the cores with their start), checks the
+file and the ports meanwhile, watches them (a pipe tells it when each listens),
 restarts one that dies, with a growing pause if it keeps dying at start-up,
 and gives up (exit 1) when one cannot start at all. It writes how many
 workers listen to a status file each worker's /readyz reads. SIGHUP and
@@ -41,7 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -56,6 +58,7 @@ RESTART_PAUSE_MAX = 30.0
 FAST_EXIT_SECONDS = 5.0  # a worker that dies this soon after starting "could not start"
 GIVE_UP_AFTER = 5  # consecutive fast exits of one worker
 STOP_GRACE = 35.0  # workers finish in-flight requests (30 s) before being killed
+LATER_WORKERS_AFTER = 5.0  # the others start anyway if the first is not listening by then
 READY_LINE = b"listening\n"  # a worker writes it on stdout once its listeners accept
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
 
@@ -78,7 +81,7 @@ class Worker:
         self.restart_at: float | None = None  # when a dead worker is started again
         self._said = b""
 
-    def start(self) -> None:
+    def start(self, *, quiet: bool = False) -> None:
         self.started = time.monotonic()
         self.listening = False
         self.restart_at = None
@@ -90,6 +93,11 @@ class Worker:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,  # READY_LINE, then nothing
         )
+        if not quiet:
+            self.announce()
+
+    def announce(self) -> None:
+        assert self.proc is not None
         log.info("worker started", extra={"config": f"worker={self.index} pid={self.proc.pid}"})
 
     def hear(self) -> bytes:
@@ -123,27 +131,37 @@ class Supervisor:
         count: int,
         log_level: str,
         log_file: Path | None,
-        listeners: tuple[Listener, Listener],
+        check: Callable[[], tuple[Listener, Listener]],
         status_file: Path,
     ) -> None:
         self.config_path = config_path
         argv = _worker_argv(config_path, log_level, log_file)
         self.workers = [Worker(index, argv) for index in range(count)]
-        self.listeners = listeners
+        self.check = check
         self.status_file = status_file
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe()
         self._signals: list[int] = []
         self._stopping = False
         self._failed = False
+        self._later: list[Worker] = []  # not started yet (see run)
+        self._later_at = 0.0
 
     def run(self) -> int:
-        for listener in self.listeners:
-            check_port(listener.host, listener.port)
+        """Start every worker, then set up logging and check the file and the ports while they
+        load (`check`): a refusal raises here (CommandError from the check, OSError for a
+        busy port) once the workers are stopped."""
         self._install_signals()
         try:
-            for worker in self.workers:
-                self._start(worker)
+            # The first worker before anything else (it takes longest), the others once it
+            # listens: the first answer then need not share the cores with their start.
+            first, *self._later = self.workers
+            self._start(first, quiet=True)
+            self._later_at = time.monotonic() + LATER_WORKERS_AFTER
+            listeners = self.check()  # sets up logging too
+            first.announce()
+            for listener in listeners:
+                check_port(listener.host, listener.port)
             log.info("supervising workers", extra={"config": f"workers={len(self.workers)}"})
             while not self._stopping:
                 self._step(self._next_timeout())
@@ -186,7 +204,15 @@ class Supervisor:
     # -- the loop -----------------------------------------------------------------------
     def _next_timeout(self) -> float | None:
         due = [w.restart_at for w in self.workers if w.restart_at is not None]
+        if self._later:
+            due.append(self._later_at)
         return max(0.0, min(due) - time.monotonic()) if due else None
+
+    def _start_later_workers(self) -> None:
+        """Once a worker listens (or after LATER_WORKERS_AFTER, or when the first died)."""
+        later, self._later = self._later, []
+        for worker in later:
+            self._start(worker)
 
     def _step(self, timeout: float | None) -> None:
         for key, _ in self._selector.select(timeout):
@@ -203,12 +229,18 @@ class Supervisor:
         self._handle_signals()
         self._reap()
         now = time.monotonic()
+        if (
+            self._later
+            and not self._stopping
+            and (now >= self._later_at or any(w.listening or w.restart_at for w in self.workers))
+        ):
+            self._start_later_workers()
         for worker in self.workers:
             if worker.restart_at is not None and now >= worker.restart_at and not self._stopping:
                 self._start(worker)
 
-    def _start(self, worker: Worker) -> None:
-        worker.start()
+    def _start(self, worker: Worker, *, quiet: bool = False) -> None:
+        worker.start(quiet=quiet)
         assert worker.proc is not None
         assert worker.proc.stdout is not None
         os.set_blocking(worker.proc.stdout.fileno(), False)
@@ -257,6 +289,7 @@ class Supervisor:
         os.replace(temporary, self.status_file)
 
     def _stop_workers(self) -> None:
+        self._later = []
         for worker in self.workers:
             worker.signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE
@@ -320,14 +353,15 @@ def supervise(
     count: int,
     log_level: str,
     log_file: Path | None,
-    listeners: tuple[Listener, Listener],
+    check: Callable[[], tuple[Listener, Listener]],
 ) -> int:
-    """Run the supervisor until SIGTERM/SIGINT; the process's exit code."""
+    """Run the supervisor until SIGTERM/SIGINT; the process's exit code. `check` validates
+    the file and names the public and admin listeners (run once the workers started)."""
     with metrics_directory() as directory:
         status = directory / "workers.status"
         os.environ[STATUS_ENV] = str(status)
         try:
-            return Supervisor(config_path, count, log_level, log_file, listeners, status).run()
+            return Supervisor(config_path, count, log_level, log_file, check, status).run()
         finally:
             os.environ.pop(STATUS_ENV, None)
 
@@ -336,10 +370,12 @@ def _worker_main(argv: list[str] | None = None) -> int:
     """One worker: the public and admin listeners, on SO_REUSEPORT sockets."""
     import asyncio
 
+    from gateway.config.errors import ConfigErrors
     from gateway.lifetime import die_with_parent
     from gateway.observability import logsetup as logs
     from gateway.server.serve import serve
     from gateway.server.worker_admin import SupervisorLink
+    from gateway.store.types import StoreError
 
     parser = argparse.ArgumentParser(prog="gateway.server.workers")
     parser.add_argument("config", type=Path)
@@ -358,7 +394,14 @@ def _worker_main(argv: list[str] | None = None) -> int:
         sys.stdout.buffer.write(READY_LINE)
         sys.stdout.buffer.flush()
 
-    asyncio.run(serve(args.config, reuse_port=True, on_listening=listening, supervisor=link))
+    try:
+        asyncio.run(serve(args.config, reuse_port=True, on_listening=listening, supervisor=link))
+    except ConfigErrors as exc:  # the file changed since the supervisor checked it
+        log.error("configuration refused; worker not starting", extra={"error": str(exc)})
+        return 2
+    except (OSError, StoreError) as exc:
+        log.error("worker not starting", extra={"error": str(exc)})
+        return 1
     return 0
 
 
