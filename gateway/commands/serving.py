@@ -3,36 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gateway.commands.errors import EXIT_FAILED, CommandError
+from gateway.server.listen_failure import listen_failure
 
 if TYPE_CHECKING:  # what the commands load when they run, not the parser
-    from gateway.config.model import GatewayConfig, Listener
-
-_BIND_ADDRESS = re.compile(r"\('([^']*)', (\d+)")
-
-
-def listen_failure(exc: OSError) -> str:
-    """`cannot listen on 127.0.0.1:8080: address already in use`, from asyncio's bind error."""
-    text = exc.strerror or str(exc)
-    match = _BIND_ADDRESS.search(text)
-    where = ""
-    if match is not None:
-        host = match.group(1)
-        where = f" on {f'[{host}]' if ':' in host else host}:{match.group(2)}"
-    reason = text.rsplit(": ", 1)[-1] if ": " in text else text
-    hint = ""
-    if exc.errno == errno.EADDRINUSE:
-        hint = " (another gateway or service holds it: see listen.public / listen.admin)"
-    elif exc.errno == errno.EACCES:
-        hint = " (ports below 1024 need privileges)"
-    return f"cannot listen{where}: {reason}{hint}; not starting"
+    from gateway.config.model import GatewayConfig
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -66,27 +46,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _supervise(args: argparse.Namespace) -> int:
-    """`serve --workers N`: the workers start first; logging is set up and the file and the
-    ports are checked while they load (a worker takes ten times longer to start than the
-    check), and a refused file or a busy port stops them and is one line here, as with
-    one process."""
-    from gateway.server.workers import supervise
+    """`serve --workers N`: the supervisor loads neither the file nor the request path;
+    the first worker starts at once and checks the file, the ports and the store, and a
+    refusal is one line here (with the exit code), as with one process."""
+    from gateway.server.workers import StartRefused, supervise
 
-    def prepare() -> tuple[Listener, Listener]:
-        from gateway.commands.loading import load_strict
+    def prepare() -> None:
         from gateway.observability import logsetup as logs
 
         try:
             logs.configure(args.log_level, log_file=args.log_file)
         except logs.LogSetupError as exc:
             raise CommandError(f"{exc}; not starting") from None
-        config = load_strict(args.config)
-        return config.listen.public, config.listen.admin
 
     try:
         return supervise(args.config, args.workers, args.log_level, args.log_file, prepare)
-    except OSError as exc:
-        raise CommandError(listen_failure(exc), EXIT_FAILED) from None
+    except StartRefused as exc:
+        raise CommandError(str(exc), exc.code) from None
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

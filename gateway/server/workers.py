@@ -38,17 +38,12 @@ import os
 import selectors
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from gateway.config.model import Listener
 
 log = logging.getLogger("gateway.workers")
 
@@ -60,6 +55,19 @@ GIVE_UP_AFTER = 5  # consecutive fast exits of one worker
 STOP_GRACE = 35.0  # workers finish in-flight requests (30 s) before being killed
 LATER_WORKERS_AFTER = 5.0  # the others start anyway if the first is not listening by then
 READY_LINE = b"listening\n"  # a worker writes it on stdout once its listeners accept
+REFUSED = b"refused "  # or this, its exit code, a newline and why (then it exits)
+_SAID_LIMIT = 64 * 1024
+
+
+class StartRefused(Exception):
+    """The first worker could not start (a refused file, a busy port, a store that does not
+    open): `code` is the exit status a single process would have had."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
 
 
@@ -105,13 +113,22 @@ class Worker:
         assert self.proc is not None
         assert self.proc.stdout is not None
         try:
-            data = os.read(self.proc.stdout.fileno(), 64)
-        except BlockingIOError:
+            data = os.read(self.proc.stdout.fileno(), 4096)
+        except (BlockingIOError, ValueError):  # nothing now, or already closed
             return b"?"
-        self._said = (self._said + data)[-64:]
-        if not self.listening and READY_LINE in self._said:
+        self._said = (self._said + data)[:_SAID_LIMIT]
+        if not self.listening and self._said.startswith(READY_LINE):
             self.listening = True
         return data
+
+    @property
+    def refusal(self) -> tuple[int, str] | None:
+        """(exit code, why) when the worker said it could not start."""
+        if not self._said.startswith(REFUSED):
+            return None
+        head, _, message = self._said.partition(b"\n")
+        code = head[len(REFUSED) :]
+        return (int(code) if code.isdigit() else 1), message.decode("utf-8", "replace").strip()
 
     @property
     def alive(self) -> bool:
@@ -131,13 +148,13 @@ class Supervisor:
         count: int,
         log_level: str,
         log_file: Path | None,
-        check: Callable[[], tuple[Listener, Listener]],
+        prepare: Callable[[], None],
         status_file: Path,
     ) -> None:
         self.config_path = config_path
         argv = _worker_argv(config_path, log_level, log_file)
         self.workers = [Worker(index, argv) for index in range(count)]
-        self.check = check
+        self.prepare = prepare
         self.status_file = status_file
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe()
@@ -146,28 +163,29 @@ class Supervisor:
         self._failed = False
         self._later: list[Worker] = []  # not started yet (see run)
         self._later_at = 0.0
+        self._up = False  # a worker has listened: later start failures are restarts
+        self._refused: StartRefused | None = None
 
     def run(self) -> int:
-        """Start every worker, then set up logging and check the file and the ports while they
-        load (`check`): a refusal raises here (CommandError from the check, OSError for a
-        busy port) once the workers are stopped."""
+        """Start the first worker before anything else (it takes longest) and the others once
+        it listens, so the first answer does not share the cores with their start. A first
+        worker that cannot start (it says why on its pipe) stops the supervisor with its
+        reason (StartRefused), as one process would have stopped."""
         self._install_signals()
         try:
-            # The first worker before anything else (it takes longest), the others once it
-            # listens: the first answer then need not share the cores with their start.
             first, *self._later = self.workers
             self._start(first, quiet=True)
             self._later_at = time.monotonic() + LATER_WORKERS_AFTER
-            listeners = self.check()  # sets up logging too
+            self.prepare()  # logging
             first.announce()
-            for listener in listeners:
-                check_port(listener.host, listener.port)
             log.info("supervising workers", extra={"config": f"workers={len(self.workers)}"})
             while not self._stopping:
                 self._step(self._next_timeout())
         finally:
             self._stop_workers()
             self._restore_signals()
+        if self._refused is not None:
+            raise self._refused
         return 1 if self._failed else 0
 
     # -- signals ------------------------------------------------------------------------
@@ -225,6 +243,7 @@ class Supervisor:
             if not worker.hear():  # the worker is exiting: reaped below or on SIGCHLD
                 self._selector.unregister(key.fileobj)
             if worker.listening != listening:
+                self._up = True
                 self._write_status()
         self._handle_signals()
         self._reap()
@@ -255,6 +274,13 @@ class Supervisor:
             if self._stopping:
                 continue
             mark_dead(proc.pid)
+            refusal = worker.refusal
+            if refusal is not None and not self._up:  # the gateway never started
+                self._refused = StartRefused(*refusal)
+                self._stopping = True
+                return
+            if refusal is not None:
+                log.error("worker not starting", extra={"error": refusal[1]})
             lived = time.monotonic() - worker.started
             worker.fast_exits = worker.fast_exits + 1 if lived < FAST_EXIT_SECONDS else 0
             log.error(
@@ -278,6 +304,8 @@ class Supervisor:
         assert worker.proc.stdout is not None
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(worker.proc.stdout)
+        while worker.hear() not in (b"", b"?"):  # what it said before exiting
+            pass
         worker.proc.stdout.close()
         worker.listening = False
         self._write_status()
@@ -308,24 +336,6 @@ class Supervisor:
                 worker.proc.stdout.close()
 
 
-def check_port(host: str, port: int) -> None:
-    """Bind `host:port` once, as a worker will (SO_REUSEPORT), and let go: a busy port is one
-    clear error here (an OSError worded as asyncio's, as `serve` reports it), not workers
-    dying in a loop."""
-    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    for family, kind, proto, _, address in infos:
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            try:
-                probe.bind(address)
-            except OSError as exc:
-                reason = (exc.strerror or str(exc)).lower()
-                raise OSError(
-                    exc.errno, f"error while attempting to bind on address {address!r}: {reason}"
-                ) from None
-
-
 def mark_dead(pid: int) -> None:
     """Drop a dead worker's "live" gauge files (prometheus-client's multiprocess convention:
     `gauge_live*_<pid>.db`), so /metrics stops counting it; its counters stay summed."""
@@ -353,15 +363,16 @@ def supervise(
     count: int,
     log_level: str,
     log_file: Path | None,
-    check: Callable[[], tuple[Listener, Listener]],
+    prepare: Callable[[], None],
 ) -> int:
-    """Run the supervisor until SIGTERM/SIGINT; the process's exit code. `check` validates
-    the file and names the public and admin listeners (run once the workers started)."""
+    """Run the supervisor until SIGTERM/SIGINT; the process's exit code. `prepare` sets up
+    logging once the first worker is starting. Raises StartRefused when the first worker
+    cannot start (the file, the ports and the store are checked there, not here)."""
     with metrics_directory() as directory:
         status = directory / "workers.status"
         os.environ[STATUS_ENV] = str(status)
         try:
-            return Supervisor(config_path, count, log_level, log_file, check, status).run()
+            return Supervisor(config_path, count, log_level, log_file, prepare, status).run()
         finally:
             os.environ.pop(STATUS_ENV, None)
 
@@ -373,6 +384,7 @@ def _worker_main(argv: list[str] | None = None) -> int:
     from gateway.config.errors import ConfigErrors
     from gateway.lifetime import die_with_parent
     from gateway.observability import logsetup as logs
+    from gateway.server.listen_failure import listen_failure
     from gateway.server.serve import serve
     from gateway.server.worker_admin import SupervisorLink
     from gateway.store.types import StoreError
@@ -390,18 +402,30 @@ def _worker_main(argv: list[str] | None = None) -> int:
     logs.configure(args.log_level, log_file=args.log_file)
     link = SupervisorLink.from_environment(args.supervisor)
 
-    def listening() -> None:
-        sys.stdout.buffer.write(READY_LINE)
+    def say(data: bytes) -> None:
+        sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
 
+    def refuse(code: int, why: str) -> int:
+        """Told to the supervisor, which reports it (or logs it, at a restart) once."""
+        say(REFUSED + str(code).encode() + b"\n" + why.encode("utf-8", "replace"))
+        return code
+
     try:
-        asyncio.run(serve(args.config, reuse_port=True, on_listening=listening, supervisor=link))
-    except ConfigErrors as exc:  # the file changed since the supervisor checked it
-        log.error("configuration refused; worker not starting", extra={"error": str(exc)})
-        return 2
-    except (OSError, StoreError) as exc:
-        log.error("worker not starting", extra={"error": str(exc)})
-        return 1
+        asyncio.run(
+            serve(
+                args.config,
+                reuse_port=True,
+                on_listening=lambda: say(READY_LINE),
+                supervisor=link,
+            )
+        )
+    except ConfigErrors as exc:
+        return refuse(2, f"{exc}\n{args.config}: {len(exc.errors)} error(s); not starting")
+    except OSError as exc:
+        return refuse(1, listen_failure(exc))
+    except StoreError as exc:
+        return refuse(1, f"store: {exc}; not starting")
     return 0
 
 
