@@ -7,6 +7,7 @@ both generators report the same columns.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -62,6 +63,7 @@ class PhaseResult:
     cpu_us_per_request: dict[str, float] = field(default_factory=dict)
     machine_busy_percent: float = 0.0  # all cores together: 200 = both cores busy
     others_cpu_percent: float = 0.0  # machine busy minus the processes listed in cpu_percent
+    loadavg: float = 0.0  # 1-minute load average at the end of the phase
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -116,4 +118,5 @@ async def measure_phase(
         cpu_us_per_request={who: round(1e6 * s / n, 1) for who, s in cpu.items()},
         machine_busy_percent=round(100 * busy / wall, 1),
         others_cpu_percent=round(100 * max(busy - sum(cpu.values()), 0.0) / wall, 1),
+        loadavg=round(os.getloadavg()[0], 2),
     )

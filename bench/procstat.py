@@ -46,17 +46,44 @@ def cpu_seconds(pid: int) -> float:
     return sum(_own_cpu_seconds(p) for p in tree(pid))
 
 
+def _status_kib(pid: int, field: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _pss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def rss_mib(pid: int) -> float:
     """Resident set size of a process and its live children in MiB (VmRSS); 0 when gone."""
-    total = 0
-    for member in tree(pid) if pid > 0 else []:
-        try:
-            for line in Path(f"/proc/{member}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return round(total / 1024, 1)
+    return round(sum(rss_parts(pid)), 1)
+
+
+def rss_parts(pid: int) -> list[float]:
+    """VmRSS in MiB of `pid` and each live descendant, the process itself first."""
+    if pid <= 0:
+        return []
+    return [round(_status_kib(member, "VmRSS:") / 1024, 1) for member in tree(pid)]
+
+
+def pss_mib(pid: int) -> float:
+    """Proportional set size of the tree in MiB: pages shared between its processes
+    (or with others) are divided among them, so the sum is what the tree really holds."""
+    if pid <= 0:
+        return 0.0
+    return round(sum(_pss_kib(member) for member in tree(pid)) / 1024, 1)
 
 
 def machine_cpu() -> tuple[float, float]:

@@ -37,6 +37,7 @@ HOST = "127.0.0.1"
 PATH = "/ep212/premium-signal"
 PRICE_SATS = 10
 STARTUP_TIMEOUT = 30.0
+MINIMAL_PROXY = Path(__file__).resolve().parent / "minimal_proxy.py"
 
 
 @dataclass
@@ -105,18 +106,20 @@ async def start_upstream(stack: Stack) -> tuple[ManagedProcess, int]:
     return proc, port
 
 
-async def start_gateway(
-    stack: Stack, name: str, upstream_port: int, *, cache_size: int
-) -> tuple[ManagedProcess, int]:
+def gateway_config(
+    stack: Stack, name: str, upstream_port: int, *, cache_size: int, store: Path | None = None
+) -> tuple[Path, int, int]:
+    """Write one gateway's routes.yaml; (path, public port, admin port)."""
     assert stack.descriptor is not None
     seller = stack.descriptor.seller
     public, admin = free_port(), free_port()
     config = stack.workdir / f"{name}.yaml"
+    store = store or stack.workdir / "tokens.db"
     config.write_text(
         f"""\
 listen: {{public: "{HOST}:{public}", admin: "{HOST}:{admin}"}}
 lnd: {{host: "{seller.rpc}", tls_cert: "{seller.tls_cert}", macaroon: "{seller.invoice_macaroon}"}}
-store: {{url: "sqlite:///{stack.workdir}/tokens.db"}}
+store: {{url: "sqlite:///{store}"}}
 verified_cache_size: {cache_size}
 # The challenge phases mint thousands of invoices from one client (127.0.0.1):
 # the per-client challenge rate limit is off so they measure minting, not 429s.
@@ -130,15 +133,50 @@ routes:
     private_invoices: false
 """
     )
+    return config, public, admin
+
+
+def serve_argv(config: Path, log_level: str, workers: int | None) -> list[str]:
+    argv = cli_argv("serve", "--config", str(config), "--log-level", log_level)
+    return argv + (["--workers", str(workers)] if workers is not None else [])
+
+
+async def start_gateway(
+    stack: Stack,
+    name: str,
+    upstream_port: int,
+    *,
+    cache_size: int,
+    workers: int | None = None,
+    log_level: str | None = None,
+) -> tuple[ManagedProcess, int]:
+    """`l402-gateway serve` (`workers` None: serve's default, one per core)."""
+    config, public, admin = gateway_config(stack, name, upstream_port, cache_size=cache_size)
     proc = ManagedProcess(
         name,
-        cli_argv("serve", "--config", str(config), "--log-level", stack.gateway_log_level),
+        serve_argv(config, log_level or stack.gateway_log_level, workers),
         stack.workdir / f"{name}.log",
         detached=False,
     )
     stack.processes.append(proc)
     await wait_http_ok(proc, f"http://{HOST}:{admin}/readyz")
     return proc, public
+
+
+async def start_minimal_proxy(stack: Stack, upstream_port: int) -> tuple[ManagedProcess, int]:
+    """bench/minimal_proxy.py: aiohttp with a catch-all route and a ClientSession, no L402."""
+    port = free_port()
+    script = MINIMAL_PROXY
+    argv = [sys.executable, str(script), "--port", str(port)]
+    proc = ManagedProcess(
+        "minimal-proxy",
+        [*argv, "--upstream", f"http://{HOST}:{upstream_port}"],
+        stack.workdir / "minimal-proxy.log",
+        detached=False,
+    )
+    stack.processes.append(proc)
+    await wait_http_ok(proc, f"http://{HOST}:{port}/healthz")
+    return proc, port
 
 
 def aperture_binary() -> tuple[Path | None, str]:
@@ -149,14 +187,22 @@ def aperture_binary() -> tuple[Path | None, str]:
         return None, str(exc)
 
 
-async def start_aperture(stack: Stack, binary: Path, upstream_port: int) -> ApertureProcess:
+def aperture_level(level: str) -> str:
+    """Aperture's name for one of our log levels."""
+    return {"warning": "warn", "critical": "critical"}.get(level, level)
+
+
+async def start_aperture(
+    stack: Stack, binary: Path, upstream_port: int, *, log_level: str | None = None,
+    name: str = "aperture",
+) -> ApertureProcess:  # fmt: skip
     """The real Aperture selling the same route (10 sat, same upstream, same LND)."""
     assert stack.descriptor is not None
-    level = {"warning": "warn", "critical": "critical"}.get(
-        stack.gateway_log_level, stack.gateway_log_level
-    )
+    level = aperture_level(log_level or stack.gateway_log_level)
     service = ApertureService("premium", f"{HOST}:{upstream_port}", f"^{PATH}$", PRICE_SATS)
-    aperture = ApertureProcess(binary, stack.descriptor.seller, [service], log_level=level)
+    aperture = ApertureProcess(
+        binary, stack.descriptor.seller, [service], log_level=level, name=name
+    )
     stack.apertures.append(aperture)
     aperture.spawn()  # from the main thread: it dies with us (PR_SET_PDEATHSIG)
     try:

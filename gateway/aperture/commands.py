@@ -17,21 +17,18 @@ source or store that cannot be opened.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-
 from gateway import __version__
 from gateway.aperture.options import SOURCE, SOURCE_NAME, ImportOptions, OnError
 from gateway.aperture.shown import shown
-from gateway.config import GatewayConfig
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # loaded by the commands that run, not by the parser
     from gateway.aperture.importer import ImportReport
+    from gateway.config import GatewayConfig
 
 
 def add_convert_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -86,6 +83,8 @@ def _source_name(text: str) -> str:
 
 
 def cmd_convert_aperture(args: argparse.Namespace) -> int:
+    import yaml
+
     from gateway.aperture.convert import convert
     from gateway.aperture.emit import render
     from gateway.aperture.source import ApertureConfigError
@@ -150,6 +149,8 @@ IMPORT_STORE_TIMEOUT = 30.0  # seconds per store call: a batch is one transactio
 
 
 def cmd_import_aperture(args: argparse.Namespace) -> int:
+    import asyncio
+
     from gateway.config import ConfigErrors, load_config
 
     try:

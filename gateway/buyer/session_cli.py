@@ -36,20 +36,6 @@ if TYPE_CHECKING:  # grpc loads only when a payer connects
 REQUEST_ID = "session"
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("session", help="run a Payment-scheme session (open, requests, close)")
-    p.add_argument("url", help="the http(s) URL the session is for")
-    p.add_argument("--max-msats", type=int, required=True, help="most one unit may cost")
-    p.add_argument("--max-deposit-msats", type=int, required=True, help="most one deposit may be")
-    p.add_argument("--method", default="GET", help="HTTP method of every request (default GET)")
-    p.add_argument("--data", help="body of every bearer request (JSON is sent as JSON)")
-    p.add_argument("--requests", type=int, default=1, help="bearer requests to send (default 1)")
-    p.add_argument("--stream", action="store_true", help="read each answer as an event stream")
-    p.add_argument("--network", help="required invoice network (bc, tb, tbs, bcrt)")
-    p.add_argument("--artifact-dir", help="where summary.json and events.jsonl go")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
-
-
 async def run_session(
     args: argparse.Namespace, env: Mapping[str, str], http: aiohttp.ClientSession, payer: Any
 ) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import os
 import secrets
 from pathlib import Path
 
-from gateway.commands.loading import CommandError
+from gateway.commands.errors import CommandError
 
 TOKEN_BYTES = 32
 

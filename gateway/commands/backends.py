@@ -34,7 +34,6 @@ from gateway.store.types import ReportRow, StoreError, TokenInfo
 CLI_STORE_TIMEOUT = 30.0  # operator commands may scan a large store; serving uses store.timeout
 API_TIMEOUT = 30.0
 PROBE_TIMEOUT = 2.0
-VIA_CHOICES = ("auto", "api", "store")
 
 
 @dataclass(frozen=True)
@@ -323,7 +322,6 @@ async def close_quietly(backend: OperatorBackend) -> None:
 
 
 __all__ = [
-    "VIA_CHOICES",
     "ApiBackend",
     "ApiError",
     "Health",

@@ -10,22 +10,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gateway.commands.errors import EXIT_FAILED, EXIT_USAGE, CommandError
 from gateway.config import ConfigErrors, GatewayConfig, load_config
 
-EXIT_FAILED = 1  # the command ran and failed (store, LND, not found)
-EXIT_USAGE = 2  # bad arguments or configuration: nothing was done
-
-
-class CommandError(Exception):
-    """What went wrong, for a person: one line per problem, no traceback."""
-
-    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
-        super().__init__(message)
-        self.code = code
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_USAGE",
+    "CommandError",
+    "load_for_operator",
+    "load_strict",
+    "store_unresolved",
+]
 
 
 def load_strict(path: Path, *, check_files: bool = True) -> GatewayConfig:
     """The whole file, as `serve` needs it (targets built, CA files loaded when checked)."""
+    from gateway.server.targets import build_targets  # TLS contexts: only when checked
+
     try:
         config = load_config(path, check_files=check_files)
         if check_files:

@@ -10,17 +10,20 @@ the SDK is the `mcp` extra, and the rest of the CLI never loads it.
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
 from gateway.commands import extras
-from gateway.commands.loading import CommandError, load_for_operator
+from gateway.commands.errors import CommandError
 
 NEEDS = ("admin", "listen")
 
 
 def cmd_mcp(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway.commands.loading import load_for_operator
+
     try:
         tools: Any = extras.load(extras.MCP, "gateway.commands.mcp_tools")
     except extras.ExtraMissing as exc:

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from gateway.commands.backends import StoreBackend
-from gateway.commands.lnd import connect_backend
-from gateway.commands.loading import EXIT_FAILED, CommandError, load_for_operator
-from gateway.config import GatewayConfig
-from gateway.store.types import StoreError
+from gateway.commands.errors import EXIT_FAILED, CommandError
+
+if TYPE_CHECKING:
+    from gateway.config import GatewayConfig
 
 # One wording for `prune --help` and the README (tests/ops/test_readme_commands.py).
 PRUNE_HELP = "delete token rows whose invoice LND canceled unpaid (never paid or used ones)"
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway.commands.loading import load_for_operator
+
     if args.older_than_days is not None and args.older_than_days < 1:
         raise CommandError("--older-than-days must be >= 1")
     config = load_for_operator(args.config, needs=("store", "lnd"))
@@ -25,12 +28,15 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 async def _prune(config: GatewayConfig, older_than_days: int | None, dry_run: bool) -> int:
-    # Imported here: the CLI must not load prometheus-client before `serve` sets up
-    # multiprocess metrics (gateway.server.workers).
+    """Rounds until no candidates remain; exit 1 when LND or the store failed."""
+    # Imported here: the parser loads none of this, and prometheus-client must not be
+    # loaded before `serve` sets up multiprocess metrics (gateway.server.workers).
+    from gateway.commands.backends import StoreBackend
+    from gateway.commands.lnd import connect_backend
     from gateway.jobs.pruning import DAY_SECONDS, DEFAULT_OLDER_THAN_DAYS, PruneResult, TokenPruner
     from gateway.observability.metrics import GatewayMetrics
+    from gateway.store.types import StoreError
 
-    """Rounds until no candidates remain; exit 1 when LND or the store failed."""
     days = older_than_days or config.store.prune_after_days or DEFAULT_OLDER_THAN_DAYS
     verb = "would delete" if dry_run else "deleted"
     lnd = connect_backend(config)

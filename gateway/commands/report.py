@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from collections.abc import Callable
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from gateway.commands.backends import OperatorBackend, StoreBackend
-from gateway.commands.lnd import connect_backend
-from gateway.commands.loading import EXIT_FAILED, CommandError, load_for_operator
+from gateway.commands.errors import EXIT_FAILED, CommandError
 from gateway.commands.tokens import NEEDS, add_via, run_with_backend
-from gateway.config import GatewayConfig
-from gateway.jobs.reconcile import reconcile
-from gateway.lightning import BackendError
-from gateway.server.admin_wire import report_to_json
-from gateway.store.types import ReportRow, StoreError
+
+if TYPE_CHECKING:
+    from gateway.commands.backends import OperatorBackend
+    from gateway.config import GatewayConfig
+    from gateway.store.types import ReportRow
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway.commands.loading import load_for_operator
+    from gateway.server.admin_wire import report_to_json
+
     if args.days is not None and args.days < 1:
         raise CommandError("--days must be >= 1")
     if args.reconcile:
@@ -48,6 +50,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 async def _reconcile(config: GatewayConfig, out: TextIO) -> None:
     """Book settled invoices of ours the ledger lacks (gateway.jobs.reconcile)."""
+    from gateway.commands.backends import StoreBackend
+    from gateway.commands.lnd import connect_backend
+    from gateway.jobs.reconcile import reconcile
+    from gateway.lightning import BackendError
+    from gateway.store.types import StoreError
+
     backend = await StoreBackend.open(config)
     lnd = connect_backend(config)
     try:

@@ -3,57 +3,40 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import errno
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gateway.commands.loading import EXIT_FAILED, CommandError, load_strict
-from gateway.config.model import GatewayConfig
-from gateway.store.types import StoreError
+from gateway.commands.errors import EXIT_FAILED, CommandError
+from gateway.server.listen_failure import listen_failure
 
-_BIND_ADDRESS = re.compile(r"\('([^']*)', (\d+)")
-
-
-def listen_failure(exc: OSError) -> str:
-    """`cannot listen on 127.0.0.1:8080: address already in use`, from asyncio's bind error."""
-    text = exc.strerror or str(exc)
-    match = _BIND_ADDRESS.search(text)
-    where = ""
-    if match is not None:
-        host = match.group(1)
-        where = f" on {f'[{host}]' if ':' in host else host}:{match.group(2)}"
-    reason = text.rsplit(": ", 1)[-1] if ": " in text else text
-    hint = ""
-    if exc.errno == errno.EADDRINUSE:
-        hint = " (another gateway or service holds it: see listen.public / listen.admin)"
-    elif exc.errno == errno.EACCES:
-        hint = " (ports below 1024 need privileges)"
-    return f"cannot listen{where}: {reason}{hint}; not starting"
+if TYPE_CHECKING:  # what the commands load when they run, not the parser
+    from gateway.config.model import GatewayConfig
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.observability import logsetup as logs
 
-    load_strict(args.config)
     if args.workers < 1:
         raise CommandError("--workers must be >= 1")
+    if args.workers > 1:
+        return _supervise(args)
+    from gateway.commands.loading import load_strict
+    from gateway.store.types import StoreError
+
+    load_strict(args.config)
     try:
         logs.configure(args.log_level, log_file=args.log_file)
     except logs.LogSetupError as exc:
         raise CommandError(f"{exc}; not starting") from None
+    # Imported only here: the supervisor loads nothing of the request path, and
+    # prometheus-client must not be loaded before it has set up multiprocess metrics.
+    import asyncio
+
+    from gateway.server.serve import serve
+
     try:
-        if args.workers > 1:
-            from gateway.server.workers import supervise
-
-            return supervise(args.config, args.workers, args.log_level, args.log_file)
-        # Imported only here: prometheus-client must not be loaded before the supervisor
-        # has set up multiprocess metrics (gateway.server.workers).
-        from gateway.server.serve import serve
-
         asyncio.run(serve(args.config))
     except OSError as exc:
         raise CommandError(listen_failure(exc), EXIT_FAILED) from None
@@ -62,7 +45,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _supervise(args: argparse.Namespace) -> int:
+    """`serve --workers N`: the supervisor loads neither the file nor the request path;
+    the first worker starts at once and checks the file, the ports and the store, and a
+    refusal is one line here (with the exit code), as with one process."""
+    from gateway.server.workers import StartRefused, supervise
+
+    def prepare() -> None:
+        from gateway.observability import logsetup as logs
+
+        try:
+            logs.configure(args.log_level, log_file=args.log_file)
+        except logs.LogSetupError as exc:
+            raise CommandError(f"{exc}; not starting") from None
+
+    try:
+        return supervise(args.config, args.workers, args.log_level, args.log_file, prepare)
+    except StartRefused as exc:
+        raise CommandError(str(exc), exc.code) from None
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from gateway.commands.loading import load_strict
+
     path: Path = args.config_file or args.config  # FILE, else --config and its default
     config = load_strict(path, check_files=not args.skip_file_checks)
     print(f"{path}: OK, {len(config.routes)} route(s)")
@@ -75,6 +80,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     api = "on" if config.admin.token_file is not None else "off (no admin.token_file)"
     print(f"  admin listener {config.listen.admin}, admin API {api}")
     if args.online:
+        import asyncio
+
         return asyncio.run(_check_online(config))
     return 0
 
@@ -103,6 +110,9 @@ async def _check_online(config: GatewayConfig) -> int:
 
 
 def cmd_signal_upstream(args: argparse.Namespace) -> int:
+    import asyncio
+    import contextlib
+
     from gateway.demo_upstream import run_signal_upstream
 
     def started(port: int) -> None:

@@ -11,16 +11,14 @@ closed: a refund is never retried; docs/runbook.md, L402SessionRefundFailed).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from gateway.commands.backends import VIA_CHOICES, ApiError, close_quietly, open_backend
-from gateway.commands.loading import EXIT_FAILED, CommandError, load_for_operator
-from gateway.commands.session_backends import Closed, Page, SessionOps, session_ops
+from gateway.commands.errors import EXIT_FAILED, CommandError
+from gateway.commands.tokens import VIA_CHOICES
 from gateway.server.admin_wire import MAX_PAGE, WireError
 from gateway.server.session_wire import (
     SessionCursor,
@@ -29,7 +27,9 @@ from gateway.server.session_wire import (
     parse_status,
 )
 from gateway.store.session_catalog import REFUND_STATES, SESSION_STATUSES
-from gateway.store.types import StoreError
+
+if TYPE_CHECKING:  # the parser loads none of these (aiohttp, the store, the LND client)
+    from gateway.commands.session_backends import Closed, Page, SessionOps
 
 T = TypeVar("T")
 # Sections these commands read: the store or the admin API, and to close through the
@@ -39,6 +39,13 @@ NEEDS = ("store", "admin", "listen", "lnd", "lightning", "payment")
 
 def run_sessions(config_path: Path, via: str, action: Callable[[SessionOps], Awaitable[T]]) -> T:
     """Open the backend, run `action`, close; store and API failures become one line."""
+    import asyncio
+
+    from gateway.commands.backends import ApiError, close_quietly, open_backend
+    from gateway.commands.loading import load_for_operator
+    from gateway.commands.session_backends import session_ops
+    from gateway.store.types import StoreError
+
     config = load_for_operator(config_path, needs=NEEDS)
 
     async def main() -> T:

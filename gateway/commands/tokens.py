@@ -3,27 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from gateway.commands.backends import (
-    VIA_CHOICES,
-    ApiError,
-    OperatorBackend,
-    close_quietly,
-    open_backend,
-)
-from gateway.commands.loading import EXIT_FAILED, CommandError, load_for_operator
-from gateway.commands.tokenref import TokenRefError, read_ref, token_key
+from gateway.commands.errors import EXIT_FAILED, CommandError
 from gateway.server.admin_wire import MAX_PAGE, Cursor, WireError, token_state, token_to_json
-from gateway.store.types import StoreError, TokenInfo
+
+if TYPE_CHECKING:  # the parser loads none of these (aiohttp, the store, the l402 core)
+    from gateway.commands.backends import OperatorBackend
+    from gateway.store.types import TokenInfo
 
 T = TypeVar("T")
 NEEDS = ("store", "admin", "listen")
+VIA_CHOICES = ("auto", "api", "store")  # --via: the running gateway's API, or the store
 REF_HELP = "token id, payment hash, macaroon or `L402 <macaroon>:<preimage>`; - reads it from stdin"
 
 
@@ -40,6 +35,12 @@ def run_with_backend(
     config_path: Path, via: str, action: Callable[[OperatorBackend], Awaitable[T]]
 ) -> T:
     """Open the backend, run `action`, close; store and API failures become one line."""
+    import asyncio
+
+    from gateway.commands.backends import ApiError, close_quietly, open_backend
+    from gateway.commands.loading import load_for_operator
+    from gateway.store.types import StoreError
+
     config = load_for_operator(config_path, needs=NEEDS)
 
     async def main() -> T:
@@ -65,6 +66,8 @@ def _when(timestamp: int | None) -> str:
 
 
 def _key(text: str) -> bytes:
+    from gateway.commands.tokenref import TokenRefError, read_ref, token_key
+
     try:
         return token_key(read_ref(text))
     except TokenRefError as exc:

@@ -14,9 +14,9 @@ CallObserver = Callable[[str, float, str | None], None]
 def open_backend(config: LightningConfig, observer: CallObserver | None = None) -> Backend:
     """A connected backend (channels open lazily: nothing is dialled here)."""
     if isinstance(config, LndConfig):
-        from gateway.lightning.lnd.node import LndClient  # grpc loads only when needed
+        from gateway.lightning.lnd.seller import LndSeller
 
-        return LndClient.connect(
+        return LndSeller.connect(
             config.host,
             tls_cert=config.tls_cert,
             macaroon=config.macaroon,
@@ -33,7 +33,7 @@ def open_refund_payer(
     if isinstance(config, LndConfig):
         if config.refund_macaroon is None:
             return None
-        from gateway.lightning.lnd.node import LndClient
+        from gateway.lightning.lnd.node import LndClient  # grpc loads only when needed
 
         return LndClient.connect(
             config.host,

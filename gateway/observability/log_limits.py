@@ -26,7 +26,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from gateway.observability.log_budget import OVERFLOW, Key, LineBudget, Suppressed
 
@@ -163,6 +163,17 @@ class StormGuard(SummarizingFilter):
         )
 
 
+def always_kept(fields: Mapping[str, object]) -> bool:
+    """An access line the sampler never drops: a paid credential was used, or the request
+    was served (free, or a status below 400)."""
+    if fields.get("token_id") is not None:
+        return True
+    if fields.get("outcome") in SERVED_OUTCOMES:
+        return True
+    status = fields.get("status")
+    return isinstance(status, int) and status < 400
+
+
 class AccessSampler(SummarizingFilter):
     """Every paid or served access line; at most `burst` a second per other outcome."""
 
@@ -186,15 +197,10 @@ class AccessSampler(SummarizingFilter):
         if record.name != self.logger:
             return None
         fields = record.__dict__
-        if fields.get("token_id") is not None:  # a paid credential was used: always
+        if always_kept(fields):
             return None
         outcome = fields.get("outcome")
-        if outcome in SERVED_OUTCOMES:
-            return None
-        status = fields.get("status")
-        if isinstance(status, int) and status < 400:
-            return None
-        return (str(outcome) if outcome is not None else f"status_{status}",)
+        return (str(outcome) if outcome is not None else f"status_{fields.get('status')}",)
 
     def summary(self, report: Suppressed) -> logging.LogRecord:
         outcome = "(many different)" if report.key == OVERFLOW else report.key[0]

@@ -24,12 +24,24 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TextIO
 
-from gateway.observability.log_files import LogSetupError, SafeStreamHandler, SecureFileHandler
-from gateway.observability.log_limits import AccessSampler, StormGuard, SummarizingFilter
+from gateway.observability import access_sink
+from gateway.observability.log_files import (
+    LogSetupError,
+    QuietErrors,
+    SafeStreamHandler,
+    SecureFileHandler,
+)
+from gateway.observability.log_limits import (
+    ACCESS_LOGGER,
+    AccessSampler,
+    StormGuard,
+    SummarizingFilter,
+    always_kept,
+)
 from gateway.observability.redaction import exception_text, redact
 
 __all__ = ["SAFE_FIELDS", "JsonFormatter", "LogSetupError", "LogTicker", "configure", "unconfigure"]
@@ -105,7 +117,14 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": redact(record.getMessage()),
         }
-        fields = record.__dict__
+        self._add_fields(out, record.__dict__)
+        if record.exc_info and record.exc_info[0] is not None:
+            out["exc_type"], out["exc"] = exception_text(record.exc_info)
+        if record.stack_info:
+            out["stack"] = redact(record.stack_info)
+        return self._encode(out)
+
+    def _add_fields(self, out: dict[str, object], fields: Mapping[str, object]) -> None:
         trusted = self._trusted
         for name in self._fields:
             value = fields.get(name)
@@ -113,15 +132,23 @@ class JsonFormatter(logging.Formatter):
                 continue
             kind = type(value)
             if kind is str:
-                out[name] = value if name in trusted else redact(value)
+                out[name] = value if name in trusted else redact(value)  # type: ignore[arg-type]
             elif kind is int or kind is float or kind is bool:
                 out[name] = value
             else:  # lists, paths, exceptions: rendered, then redacted
                 out[name] = redact(str(value))
-        if record.exc_info and record.exc_info[0] is not None:
-            out["exc_type"], out["exc"] = exception_text(record.exc_info)
-        if record.stack_info:
-            out["stack"] = redact(record.stack_info)
+
+    def format_fields(self, logger: str, msg: str, fields: Mapping[str, object]) -> str:
+        """The line an INFO record of `logger` with `msg` and these extra fields would be,
+        stamped now: the same fields, order, redaction and encoding, without the record."""
+        created = time.time()
+        out: dict[str, object] = {
+            "ts": self._timestamp(created, (created - int(created)) * 1000),
+            "level": "info",
+            "logger": logger,
+            "msg": redact(msg),
+        }
+        self._add_fields(out, fields)
         return self._encode(out)
 
 
@@ -171,6 +198,35 @@ class LogTicker:
                     continue
 
 
+class AccessLines:
+    """Access lines every request keeps, written without a log record (see
+    gateway.observability.access_sink): measured on the bench, the record, the filters
+    and a write per line were ~30 us of a ~155 us paid request, one process."""
+
+    def __init__(self, handler: QuietErrors, formatter: JsonFormatter) -> None:
+        self._handler = handler
+        self._formatter = formatter
+        self._root = logging.getLogger()
+        self._logger = logging.getLogger(ACCESS_LOGGER)
+
+    def __call__(self, fields: Mapping[str, object]) -> bool:
+        logger = self._logger
+        handlers = self._root.handlers
+        if (
+            len(handlers) != 1
+            or handlers[0] is not self._handler
+            or logger.handlers
+            or logger.filters
+            or not logger.propagate
+            or logger.disabled
+            or not logger.isEnabledFor(logging.INFO)
+            or not always_kept(fields)
+        ):
+            return False
+        self._handler.write_soon(self._formatter.format_fields(ACCESS_LOGGER, "request", fields))
+        return True
+
+
 _installed: tuple[logging.Handler, LogTicker | None] | None = None
 
 
@@ -199,10 +255,11 @@ def configure(
     name = level.strip().lower()
     if name not in LEVELS:
         raise LogSetupError(f"unknown log level {level!r}; use one of {', '.join(LEVELS)}")
-    handler: logging.Handler = (
+    handler: QuietErrors = (
         SecureFileHandler(Path(log_file)) if log_file is not None else SafeStreamHandler(stream)
     )
-    handler.setFormatter(JsonFormatter())
+    formatter = JsonFormatter()
+    handler.setFormatter(formatter)
     limits: list[SummarizingFilter] = [
         storm_guard or StormGuard(),
         access_sampler or AccessSampler(),
@@ -221,6 +278,7 @@ def configure(
     if ticker is not None:
         ticker.start()
     _installed = (handler, ticker)
+    access_sink.install(AccessLines(handler, formatter))
     return handler
 
 
@@ -248,6 +306,7 @@ def unconfigure() -> None:
         return
     handler, ticker = _installed
     _installed = None
+    access_sink.install(None)
     if ticker is not None:
         ticker.stop()
     root = logging.getLogger()

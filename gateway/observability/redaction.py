@@ -22,11 +22,14 @@ is a nuisance, a log line that kept a preimage is a stolen purchase.
 from __future__ import annotations
 
 import re
+import sys
 import traceback
 from collections.abc import Iterable
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from aiohttp.http_exceptions import HttpProcessingError
+if TYPE_CHECKING:  # looked up in sys.modules: the worker supervisor never loads aiohttp
+    from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.l402.grammar import CREDENTIAL_HEADERS, MACAROON_HEADER, TOKEN_HEADER
 
@@ -200,10 +203,14 @@ ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
 def parser_error(exc: BaseException) -> HttpProcessingError | None:
     """The aiohttp parser error in `exc`'s cause/context chain, if there is one."""
+    module = sys.modules.get("aiohttp.http_exceptions")
+    if module is None:  # aiohttp is not loaded: nothing can be one of its errors
+        return None
+    parser_errors: type[HttpProcessingError] = module.HttpProcessingError
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
-        if isinstance(current, HttpProcessingError):
+        if isinstance(current, parser_errors):
             return current
         seen.add(id(current))
         current = current.__cause__ or current.__context__

@@ -17,6 +17,7 @@ import os
 import time
 
 from gateway.l402.errors import L402Error
+from gateway.observability import access_sink
 from gateway.paywall.refusals import PaymentRequired, Refusal
 
 access_log = logging.getLogger("gateway.access")
@@ -75,18 +76,17 @@ class AccessRecord:
         if self.written:
             return
         self.written = True
-        access_log.info(
-            "request",
-            extra={
-                "request_id": self.request_id,
-                "route": self.route,
-                "outcome": self.outcome,
-                "status": status,
-                "method": self.method,
-                "path": self.path[:PATH_LIMIT],
-                "duration_ms": round((time.perf_counter() - self.started) * 1000, 3),
-                "upstream_status": self.upstream_status,
-                "token_id": self.token_id,
-                "error": self.error,
-            },
-        )
+        fields = {
+            "request_id": self.request_id,
+            "route": self.route,
+            "outcome": self.outcome,
+            "status": status,
+            "method": self.method,
+            "path": self.path[:PATH_LIMIT],
+            "duration_ms": round((time.perf_counter() - self.started) * 1000, 3),
+            "upstream_status": self.upstream_status,
+            "token_id": self.token_id,
+            "error": self.error,
+        }
+        if not access_sink.write(fields):  # the gateway's own log set-up takes it directly
+            access_log.info("request", extra=fields)

@@ -4,9 +4,9 @@ and the authenticated admin API under /admin/ (gateway.server.admin_api).
 Kept off the public listener so probes, metrics and the API are never exposed to buyers.
 The probes and /metrics need no credential: load balancers and Prometheus poll them,
 and they reveal nothing a token could buy.
-In one process it reads the public app's LND client, store and registry; the
-worker supervisor (gateway.server.workers) runs it with its own LND client
-and store and a registry that sums every worker's metrics.
+It reads the public app's LND client and store; its registry is the process's
+own, or under `serve --workers N` one that sums every worker's metric files
+(gateway.server.worker_admin).
 """
 
 from __future__ import annotations
@@ -110,18 +110,17 @@ def create_admin_app(
     sessions: CloseHook | None = _FROM_SOURCE,
 ) -> web.Application:
     """`source` holds the Lightning backend, store and metrics the probes use (BACKEND_KEY,
-    STORE_KEY, METRICS_KEY): the public app in one process; None for the worker
-    supervisor, whose admin app opens its own with `contexts` (cleanup contexts)
-    and passes every admin API hook itself. `extra_checks` adds readiness checks
-    (the supervisor's: every worker listening).
+    STORE_KEY, METRICS_KEY): the public app; None for an admin app that opens its own
+    with `contexts` (cleanup contexts) and passes every admin API hook itself.
+    `extra_checks` adds readiness checks (a worker's: every worker listening).
 
     The admin API's hooks default to what a public `source` offers: the bearer
     secret file from its config (`admin.token_file`), its current routes, and
     dropping its verified-credential cache after a revocation. `reload` has no
-    default (GatewayServer passes its own, the supervisor one that signals the
-    workers); without it POST /admin/reload answers 501. `sessions` closes a
-    Payment-scheme session (default: the public app's running seller; the
-    supervisor passes its own StandaloneCloser). With no token file the API is off.
+    default (GatewayServer passes its own, or under `serve --workers N` one that asks
+    the supervisor to reload every worker); without it POST /admin/reload answers 501.
+    `sessions` closes a Payment-scheme session (default: the public app's running
+    seller). With no token file the API is off.
     """
     app = web.Application()
     store_source = source if source is not None else app

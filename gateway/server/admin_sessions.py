@@ -8,9 +8,9 @@ Behind the same bearer guard as the rest of /admin/ (gateway.server.admin_api).
 Reads go to the store (SessionCatalog). A close goes through the close path
 every other close takes (gateway.paywall.mpp.closing.SessionCloser: the
 compare-and-set close, then one refund attempt through the refund payer),
-reached through a hook: in one process, the running seller's own closer; under
-the worker supervisor, a closer of the supervisor's own over its store and a
-refund payer it opens (`StandaloneCloser`). The answer waits for the refund
+reached through a hook: the running seller's own closer (under `serve --workers
+N`, that of the worker that answers: every worker serves the admin listener).
+The answer waits for the refund
 attempt (bounded by payment.sessions.refund_timeout_seconds), as a client's
 close does.
 """
@@ -19,17 +19,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from gateway.config.model import GatewayConfig
-from gateway.lightning.factory import open_refund_payer
-from gateway.observability.metrics import GatewayMetrics, backend_observer
-from gateway.paywall.mpp.closing import ClosedSession, SessionCloser
-from gateway.paywall.mpp.refunds import Refunder
+from gateway.paywall.mpp.closing import ClosedSession
 from gateway.server.admin_wire import DEFAULT_PAGE, MAX_PAGE, WireError
 from gateway.server.keys import HANDLER_KEY, STORE_KEY
 from gateway.server.session_wire import (
@@ -154,32 +150,3 @@ def seller_closer(source: web.Application) -> CloseHook | None:
         return await seller.closer.close(session_id, "admin", int(time.time()))
 
     return close
-
-
-class StandaloneCloser:
-    """The worker supervisor's closer: the supervisor serves the admin API itself, so it
-    closes with its own store and a refund payer of its own (`lightning.refund_macaroon`),
-    counting in its own metrics (summed with the workers'). Its `context` goes into the
-    admin app's cleanup contexts after the store's."""
-
-    def __init__(self, config: GatewayConfig, metrics: GatewayMetrics) -> None:
-        self._config = config
-        self._metrics = metrics
-        self._closer: SessionCloser | None = None
-
-    async def context(self, app: web.Application) -> AsyncIterator[None]:
-        store = app[STORE_KEY]
-        payer = open_refund_payer(self._config.lightning, backend_observer(self._metrics))
-        refunds = Refunder(store, payer, self._config.payment.sessions, self._metrics)
-        self._closer = SessionCloser(store, refunds, self._metrics)
-        try:
-            yield
-        finally:
-            self._closer = None
-            if payer is not None:
-                await payer.close()
-
-    async def close(self, session_id: bytes) -> ClosedSession | None:
-        if self._closer is None:
-            raise CloserUnavailable("the admin listener has not opened its store yet")
-        return await self._closer.close(session_id, "admin", int(time.time()))

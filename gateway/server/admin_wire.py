@@ -8,10 +8,12 @@ hash, route and timestamps, never by its root key or a preimage.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway.config.model import Route
 from gateway.store.types import Balance, ReportRow, TokenInfo
+
+if TYPE_CHECKING:  # annotations only: the CLI's parser imports this module
+    from gateway.config.model import Route
 
 MAX_PAGE = 1000  # tokens per listing page (the API's bound per call)
 DEFAULT_PAGE = 100

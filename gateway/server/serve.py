@@ -2,8 +2,8 @@
 
 One process serves the public and the admin listener (`--workers 1`, and
 every test). With more workers (gateway.server.workers) each worker serves
-the public listener on a SO_REUSEPORT socket and the supervisor alone serves
-the admin listener.
+both on SO_REUSEPORT sockets, its admin listener speaking for every worker
+(gateway.server.worker_admin).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -23,13 +23,12 @@ from gateway.config import load_config
 from gateway.config.errors import ConfigErrors
 from gateway.config.model import GatewayConfig, Listener
 from gateway.config.restart import restart_needed
-from gateway.h2engine.proxy import H2Proxy
 from gateway.lightning.backend import Backend
 from gateway.observability.metrics import GatewayMetrics
 from gateway.observability.redaction import register_secrets
 from gateway.paywall.routes import RuntimeRoutes
 from gateway.server.admin import create_admin_app, log_readiness_change, readiness
-from gateway.server.admin_api import server_reloader
+from gateway.server.admin_api import cache_dropper, server_reloader
 from gateway.server.app import create_app
 from gateway.server.edge import (
     ADMIN_MAX_CONNECTIONS,
@@ -38,9 +37,12 @@ from gateway.server.edge import (
     raise_descriptor_limit,
     start_listener,
 )
-from gateway.server.h2_admission import H2Admission
 from gateway.server.keys import HANDLER_KEY, ROUTES_KEY, TARGETS_KEY
 from gateway.store.roles import Store
+
+if TYPE_CHECKING:
+    from gateway.h2engine.proxy import H2Proxy
+    from gateway.server.worker_admin import SupervisorLink
 
 log = logging.getLogger("gateway.serve")
 SHUTDOWN_TIMEOUT = 30.0
@@ -88,7 +90,9 @@ class Listening:
             await self.server.wait_closed()
 
 
-def admin_listening(app: web.Application, address: Listener) -> Listening:
+def admin_listening(
+    app: web.Application, address: Listener, *, reuse_port: bool = False
+) -> Listening:
     return Listening(
         web.AppRunner(app, access_log=None, shutdown_timeout=ADMIN_TIMEOUT),
         address,
@@ -96,6 +100,7 @@ def admin_listening(app: web.Application, address: Listener) -> Listening:
         ADMIN_TIMEOUT,
         ADMIN_TIMEOUT,
         {"keepalive_timeout": ADMIN_TIMEOUT},
+        reuse_port=reuse_port,
     )
 
 
@@ -120,7 +125,10 @@ class GatewayServer:
         follow_settlements: bool = True,
         serve_admin: bool = True,
         reuse_port: bool = False,
+        supervisor: SupervisorLink | None = None,
     ) -> None:
+        """`supervisor`: this process is one of `serve --workers N`'s workers (its admin
+        listener speaks for every worker: gateway.server.worker_admin)."""
         self.config = config
         register_secrets(upstream_secrets(config))
         self.metrics = metrics or GatewayMetrics()
@@ -132,7 +140,18 @@ class GatewayServer:
             clock=clock,
             follow_settlements=follow_settlements,
         )
-        self.admin = create_admin_app(self.app, self.metrics.registry, reload=server_reloader(self))
+        if supervisor is None:
+            self.admin = create_admin_app(
+                self.app, self.metrics.registry, reload=server_reloader(self)
+            )
+        else:
+            self.admin = create_admin_app(
+                self.app,
+                supervisor.registry(),
+                extra_checks=supervisor.workers_check,
+                reload=supervisor.reload_hook(config),
+                revoked=supervisor.revoked_hook(cache_dropper(self.app)),
+            )
         listen = config.listen
         # The public runner cancels a handler whose client went away (leases are given
         # back, gateway.paywall.leases) and never drains an unread body (lingering 0):
@@ -156,7 +175,10 @@ class GatewayServer:
         self.h2: H2Proxy | None = None
         self._shutdown_timeout = shutdown_timeout
         if serve_admin:
-            self._listening.append(admin_listening(self.admin, listen.admin))
+            self._listening.append(
+                admin_listening(self.admin, listen.admin, reuse_port=supervisor is not None)
+            )
+        self._readiness: asyncio.Task[None] | None = None
         self.public_port = 0
         self.admin_port = 0
 
@@ -169,8 +191,7 @@ class GatewayServer:
         nofile = raise_descriptor_limit()
         self.public.gate.limit = listen.max_connections or default_max_connections(nofile)
         # gRPC over HTTP/2 on the public port, decided by the same paywall.
-        self.h2 = H2Proxy(H2Admission(self.app[HANDLER_KEY].paywall, self.app[TARGETS_KEY]))
-        self.public.http2 = self.h2.connection
+        self.public.http2 = self._http2_connection  # the engine loads on first use
         ports = [await listening.start() for listening in self._listening]
         self.public_port = ports[0]
         self.admin_port = ports[1] if len(ports) > 1 else 0
@@ -181,12 +202,30 @@ class GatewayServer:
                 f" max_connections={self.public.gate.limit} nofile={nofile}"
             },
         )
-        # A gateway that starts unable to write its store or reach LND says so now,
-        # not only when a probe asks /readyz.
+        # A gateway that starts unable to write its store or reach LND says so now, not only
+        # when a probe asks /readyz; the check runs beside serving (it also opens the LND
+        # connection the first challenge will use) rather than delaying it.
+        self._readiness = asyncio.create_task(self._first_readiness())
+
+    async def _first_readiness(self) -> None:
         log_readiness_change(self.admin, await readiness(self.app))
+
+    def _http2_connection(self) -> asyncio.Protocol:
+        """gRPC over HTTP/2 on the public port, decided by the same paywall. The engine is
+        loaded with the first connection that opens with the HTTP/2 preface: most gateways
+        never see one, and the first 402 need not wait for it."""
+        if self.h2 is None:
+            from gateway.h2engine.proxy import H2Proxy
+            from gateway.server.h2_admission import H2Admission
+
+            admission = H2Admission(self.app[HANDLER_KEY].paywall, self.app[TARGETS_KEY])
+            self.h2 = H2Proxy(admission)
+        return self.h2.connection()
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish (up to the timeout), then clean up."""
+        if self._readiness is not None:
+            self._readiness.cancel()
         for listening in self._listening:
             listening.stop_accepting()
         draining = []
@@ -234,6 +273,7 @@ async def serve(
     serve_admin: bool = True,
     reuse_port: bool = False,
     on_listening: Callable[[], None] | None = None,
+    supervisor: SupervisorLink | None = None,
 ) -> None:
     """Run until SIGTERM/SIGINT; SIGHUP reloads `path`.
 
@@ -241,7 +281,9 @@ async def serve(
     while the gateway is still starting is a clean stop, not a kill.
     """
     config = load_config(path)
-    server = GatewayServer(config, serve_admin=serve_admin, reuse_port=reuse_port)
+    server = GatewayServer(
+        config, serve_admin=serve_admin, reuse_port=reuse_port, supervisor=supervisor
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)

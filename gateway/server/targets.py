@@ -12,12 +12,15 @@ routes never see an HTTP/2 request.
 from __future__ import annotations
 
 import weakref
+from typing import TYPE_CHECKING
 
 from gateway.config.errors import ConfigError, ConfigErrors
 from gateway.config.model import GatewayConfig, Route
-from gateway.h2engine.api import H2Target
-from gateway.paywall.routes import RouteRuntime, RuntimeRoutes
 from gateway.proxy.target import ProxyTarget, tls_context
+
+if TYPE_CHECKING:  # the HTTP/2 engine loads with its first connection (server.edge)
+    from gateway.h2engine.api import H2Target
+    from gateway.paywall.routes import RouteRuntime, RuntimeRoutes
 
 
 def build_targets(config: GatewayConfig) -> dict[str, ProxyTarget]:
@@ -36,6 +39,8 @@ def build_targets(config: GatewayConfig) -> dict[str, ProxyTarget]:
 
 def h2_target(route: Route, target: ProxyTarget) -> H2Target:
     """The route's upstream as an HTTP/2 server: h2c for http://, TLS with ALPN h2 for https://."""
+    from gateway.h2engine.api import H2Target
+
     url = target.upstream
     tls = None
     if url.scheme == "https":

@@ -14,10 +14,9 @@ within the store's deadline; none of them logs a secret.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from gateway.l402.records import TokenRecord
-from gateway.metering.limits import RateRule
 from gateway.store.types import (
     Balance,
     Booking,
@@ -41,6 +40,9 @@ from gateway.store.types import (
     StoredAnswer,
     TokenInfo,
 )
+
+if TYPE_CHECKING:  # annotations only: loading a config must not import the meter
+    from gateway.metering.limits import RateRule
 
 
 class LeaderLock(Protocol):

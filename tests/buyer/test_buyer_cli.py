@@ -194,7 +194,7 @@ def test_cache_and_no_cache_are_exclusive(capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_header_parsing() -> None:
-    from gateway.buyer.cli import _parse_headers
+    from gateway.buyer.commands import _parse_headers
 
     assert _parse_headers(["X-A: b:c", " Accept :text/plain "]) == {
         "X-A": "b:c",

@@ -15,6 +15,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from gateway.l402 import macaroons
+from gateway.l402.identifier import Identifier
 from gateway.lightning.lnd import LndClient
 from gateway.regtest.network import Descriptor
 from gateway.rehearsal.stack import (
@@ -131,3 +133,52 @@ async def test_reload_reaches_every_worker_and_a_dead_worker_is_replaced(
     for _ in range(8):
         async with fresh.get(url) as r:
             assert r.status == 402
+
+
+async def test_any_worker_answers_for_all_and_a_revocation_reaches_every_worker(
+    stack: SellerStack, fresh: aiohttp.ClientSession, buyer_admin: LndClient
+) -> None:
+    """The admin listener is served by every worker (SO_REUSEPORT): each /readyz knows
+    whether every worker listens, and a revocation through whichever worker answers
+    makes every worker refuse the token at once (each had it cached)."""
+    url = stack.public_url + ROUTE_A_PATH
+    bought = await buy_with(buyer_admin, fresh, url)
+    for _ in range(20):  # a new connection each: both workers verify and cache it
+        async with fresh.get(url, headers=bought.auth) as r:
+            assert r.status == 200
+    for _ in range(10):
+        async with fresh.get(stack.admin_url + "/readyz") as r:
+            body = await r.json()
+        assert r.status == 200, body
+        assert body["checks"]["workers"] == "ok"
+    assert stack.admin_token_file is not None
+    secret = stack.admin_token_file.read_text().strip()
+    token_id = _token_id(bought.macaroon)
+    async with fresh.post(
+        f"{stack.admin_url}/admin/tokens/{token_id}/revoke",
+        headers={"Authorization": f"Bearer {secret}"},
+    ) as r:
+        assert r.status == 200, await r.text()
+
+    async def refused_everywhere() -> bool:
+        statuses = []
+        for _ in range(10):
+            async with fresh.get(url, headers=bought.auth) as r:
+                statuses.append(r.status)
+        assert 200 in statuses or set(statuses) <= {401, 402, 403}, statuses
+        return 200 not in statuses
+
+    await poll("every worker to refuse the revoked token", refused_everywhere, timeout=10)
+
+
+def _token_id(macaroon: str) -> str:
+    return Identifier.decode(macaroons.decode(macaroon).identifier).token_id.hex()
+
+
+def test_the_supervisor_loads_nothing_of_the_request_path(stack: SellerStack) -> None:
+    supervisor = next(p for p in stack.processes if p.name == "gateway").pid
+    mapped = Path(f"/proc/{supervisor}/maps").read_text()
+    assert "aiohttp" not in mapped  # aiohttp's C parser and writer, loaded with aiohttp
+    assert "_asyncio" not in mapped
+    worker = _workers(stack)[0]
+    assert "aiohttp" in Path(f"/proc/{worker}/maps").read_text()  # the check can fail

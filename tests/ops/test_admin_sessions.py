@@ -18,11 +18,6 @@ from typing import Any
 import pytest
 from multidict import CIMultiDictProxy
 
-from gateway.config import load_config
-from gateway.server.admin import create_admin_app
-from gateway.server.admin_api import auth_for
-from gateway.server.admin_sessions import StandaloneCloser
-from gateway.server.app import backend_context, store_context
 from gateway.server.session_wire import SESSION_KEYS
 from tests.ops.support import bearer, write_secret
 from tests.server.harness import InProcess, in_process
@@ -183,39 +178,6 @@ async def test_close_refunds_once_through_the_sellers_close(gw: InProcess) -> No
     assert status == 404
     status, _, _ = await call(gw, "POST", "/admin/sessions/nope/close")
     assert status == 400
-
-
-async def test_the_supervisors_closer_uses_its_own_refund_payer(
-    tmp_path: Path, aiohttp_server: Any
-) -> None:
-    """`serve --workers N`: the supervisor's admin app closes with a StandaloneCloser over its
-    own store (the same SQLite file as the workers') and its own refund payer."""
-    top = payment_top(tmp_path, store={"url": f"sqlite:///{tmp_path / 'tokens.db'}"})
-    async with in_process(tmp_path, **top) as gw:
-        config = load_config(tmp_path / "routes.yaml", check_files=False)
-        closer = StandaloneCloser(config, gw.server.metrics)
-        admin = create_admin_app(
-            None,
-            gw.server.metrics.registry,
-            contexts=(store_context(config), backend_context(config, gw.server.metrics),
-                      closer.context),
-            auth=auth_for(config),
-            routes=lambda: config.routes,
-            sessions=closer.close,
-        )  # fmt: skip
-        site = await aiohttp_server(admin, host="127.0.0.1")
-        base = f"http://127.0.0.1:{site.port}"
-        seeded = await open_session(gw.store, "paid", deposit_msat=50_000, unit_msat=10_000,
-                                    now=NOW)  # fmt: skip
-        status, body, _ = await call(gw, "POST", f"/admin/sessions/{seeded.session_id.hex()}/close",
-                                     base=base)  # fmt: skip
-        assert (status, body["refund_status"]) == (200, "failed"), body
-        assert body["session"]["refund_msat"] == 50_000
-        stored = await gw.store.get_session(seeded.session_id)  # the gateway's own store sees it
-        assert stored is not None
-        assert (stored.status, stored.close_reason) == ("closed", "admin")
-        status, listed, _ = await call(gw, "GET", "/admin/sessions", base=base)
-        assert [s["status"] for s in listed["sessions"]] == ["closed"]
 
 
 async def test_a_refund_note_never_quotes_an_invoice(gw: InProcess) -> None:

@@ -45,6 +45,7 @@ class GatedFeed:
         self.at_gate = asyncio.Event()
         self.open = asyncio.Event()
         self.subscriptions: list[tuple[int, int]] = []
+        self.closed = 0  # streams the follower has closed (or that ended)
 
     async def invoices(self, *args: Any, **kwargs: Any) -> list[Invoice]:
         return await self._lnd.invoices(*args, **kwargs)
@@ -53,8 +54,11 @@ class GatedFeed:
         self.subscriptions.append((0, after))
         self.at_gate.set()
         await self.open.wait()
-        async for invoice in self._lnd.settlements(after):
-            yield invoice
+        try:
+            async for invoice in self._lnd.settlements(after):
+                yield invoice
+        finally:
+            self.closed += 1
 
 
 @pytest.fixture
@@ -83,9 +87,11 @@ async def booked(store: Store, challenge: Challenge) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def following(feed: GatedFeed, store: Store) -> AsyncIterator[GatewayMetrics]:
+async def following(
+    feed: GatedFeed, store: Store, pause: float = 1.0
+) -> AsyncIterator[GatewayMetrics]:
     metrics = GatewayMetrics()
-    task = asyncio.create_task(SettlementFollower(feed, store, metrics).run())
+    task = asyncio.create_task(SettlementFollower(feed, store, metrics, pause=pause).run())
     try:
         yield metrics
     finally:
@@ -119,8 +125,43 @@ async def test_a_payment_settling_while_the_follower_subscribes_is_booked(
         )
         assert revenue == 2 * PRICE
     # The resume index moved only with the in-order stream: up to the later settlement.
-    assert await store.last_settle_index() == (await settled(seller_invoices, later)).settle_index
-    assert len(feed.subscriptions) == 1
+    final = (await settled(seller_invoices, later)).settle_index
+    assert await store.last_settle_index() == final
+    # One first-start subscription; any later one (the stream closes once invoices are
+    # being added, see the next test) resumed after a settlement already processed.
+    resumed = [after for _, after in feed.subscriptions[1:]]
+    assert resumed == sorted(resumed)
+    assert all(0 < after <= final for after in resumed)
+
+
+async def test_a_settlement_while_unsubscribed_is_replayed(
+    store: Store, seller_invoices: LndClient, buyer_admin: LndClient
+) -> None:
+    """Once invoices are being added the follower closes its stream (LND then stops sending
+    it every new invoice) and resubscribes after its pause: what settled meanwhile is
+    replayed and booked, and the resume index follows."""
+    first = await mint(seller_invoices, store, "pause: first")
+    await pay(buyer_admin, first.invoice)
+    feed = GatedFeed(seller_invoices)
+    feed.open.set()
+    async with following(feed, store, pause=8.0):
+        await poll("the first settlement booked", lambda: booked(store, first), timeout=60)
+        streams = len(feed.subscriptions)
+        assert feed.closed == streams - 1  # the current stream is open
+
+        during = await mint(seller_invoices, store, "pause: paid while unsubscribed")
+
+        async def stream_closed() -> bool:
+            return feed.closed == streams
+
+        await poll("the stream closed on the added invoice", stream_closed, timeout=30)
+        await pay(buyer_admin, during.invoice)
+        assert len(feed.subscriptions) == streams  # paid while no stream was open
+        assert not await booked(store, during)
+        await poll("the replayed settlement booked", lambda: booked(store, during), timeout=60)
+    assert len(feed.subscriptions) > streams
+    assert feed.subscriptions[streams][1] >= (await settled(seller_invoices, first)).settle_index
+    assert await store.last_settle_index() == (await settled(seller_invoices, during)).settle_index
 
 
 async def test_a_restarted_follower_resumes_without_a_gap(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+from gateway.regtest.processes import free_port
 from gateway.store import open_store
 from gateway.store.types import SettledInvoice
 from tests.store.factories import make_record
@@ -134,3 +136,29 @@ def test_unloadable_ca_file_is_reported_with_its_route_line(tmp_path: Path) -> N
     out = run("check-config", str(path))
     assert out.returncode == 2
     assert f"{path}:8: routes[0]: cannot load CA file" in out.stderr  # the route's line
+
+
+def test_serve_with_workers_names_a_busy_port_in_one_line(tmp_path: Path) -> None:
+    """The supervisor loads no configuration: its first worker finds the busy port and the
+    supervisor reports it as one process would (one line, exit 1, nothing left running)."""
+    (tmp_path / "tls.cert").write_text("unused\n")
+    (tmp_path / "invoice.macaroon").write_text("unused\n")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        path = tmp_path / "routes.yaml"
+        path.write_text(
+            f'listen: {{public: "127.0.0.1:{port}", admin: "127.0.0.1:{free_port()}"}}\n'
+            "lnd: {host: 127.0.0.1:1, tls_cert: tls.cert, macaroon: invoice.macaroon}\n"
+            f"store:\n  url: sqlite:///{tmp_path}/tokens.db\n"
+            "routes:\n" + GOOD_ROUTE
+        )
+        out = run("serve", "--config", str(path), "--workers", "2", timeout=30)
+    assert out.returncode == 1, out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last == (
+        f"l402-gateway: cannot listen on 127.0.0.1:{port}: address already in use (another "
+        "gateway or service holds it: see listen.public / listen.admin); not starting"
+    )
+    assert "Traceback" not in out.stderr

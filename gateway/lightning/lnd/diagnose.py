@@ -17,12 +17,28 @@ Each check keeps LND's (or gRPC's) own message and names the likely cause:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
+from gateway.lightning.backend import Health
 from gateway.lightning.errors import BackendError, BackendUnavailable, PermissionDenied
-from gateway.lightning.lnd.node import LndClient
-from gateway.lightning.types import WalletState
+from gateway.lightning.types import NodeInfo, WalletState
+
+if TYPE_CHECKING:  # grpcio: only the refund check names it (the seller's client has none)
+    from gateway.lightning.lnd.node import LndClient
 
 _READY_STATES = (WalletState.RPC_ACTIVE, WalletState.SERVER_ACTIVE)
+
+
+class DiagnosedNode(Protocol):
+    """The calls the checks make (both LND clients have them)."""
+
+    async def get_state(self, *, timeout: float | None = None) -> WalletState: ...
+
+    async def get_info(self, *, timeout: float | None = None) -> NodeInfo: ...
+
+    async def probe_invoice_permission(self, *, timeout: float | None = None) -> None:
+        """An AddInvoice that must be refused: PermissionDenied if the macaroon may not mint."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -52,7 +68,7 @@ def connection_cause(error: BackendError) -> str:
     return f"{cause} ({error.code}: {text[:300]})"
 
 
-async def diagnose(client: LndClient, timeout: float) -> list[Finding]:
+async def diagnose(client: DiagnosedNode, timeout: float) -> list[Finding]:
     """Every check, in order; stops at the first that makes the rest meaningless."""
     findings: list[Finding] = []
     try:
@@ -70,7 +86,7 @@ async def diagnose(client: LndClient, timeout: float) -> list[Finding]:
     return findings
 
 
-async def _mint_permission(client: LndClient, timeout: float) -> Finding:
+async def _mint_permission(client: DiagnosedNode, timeout: float) -> Finding:
     try:
         await client.probe_invoice_permission(timeout=timeout)
     except PermissionDenied as exc:
@@ -89,7 +105,7 @@ async def _mint_permission(client: LndClient, timeout: float) -> Finding:
     return Finding("macaroon", False, "LND created an invoice of a negative amount?")
 
 
-async def _sync(client: LndClient, timeout: float) -> list[Finding]:
+async def _sync(client: DiagnosedNode, timeout: float) -> list[Finding]:
     try:
         info = await client.get_info(timeout=timeout)
     except PermissionDenied:
@@ -119,3 +135,23 @@ async def refund_permission(client: LndClient, timeout: float) -> Finding:
     except BackendError:
         return Finding("refund macaroon", True, "may pay refunds")
     return Finding("refund macaroon", False, "LND paid an invalid invoice?")
+
+
+async def node_health(client: DiagnosedNode, timeout: float, *, may_mint: bool) -> Health:
+    """Ready once the wallet is unlocked and the macaroon may mint invoices; otherwise why
+    not, in LND's words with the likely cause. Until the permission probe has passed once
+    (`may_mint`: the caller remembers a Health that is ready) every check runs; then only
+    GetState is asked."""
+    if may_mint:
+        try:
+            state = await client.get_state(timeout=timeout)
+        except BackendError as exc:
+            return Health(False, f"unreachable: {connection_cause(exc)}")
+        if state in _READY_STATES:
+            return Health(True, "ok")
+        return Health(False, f"not ready: the wallet is {state.name}")
+    findings = await diagnose(client, timeout)
+    failed = [f for f in findings if not f.ok and f.check != "sync"]
+    if failed:
+        return Health(False, f"not ready: {failed[0].check}: {failed[0].detail}")
+    return Health(True, "ok")

@@ -257,22 +257,11 @@ class LndClient:
         """Ready once the wallet is unlocked and the macaroon may mint invoices; otherwise
         why not, in LND's words with the likely cause (gateway.lightning.lnd.diagnose).
         The permission probe runs until it passes once; then only GetState is asked."""
-        from gateway.lightning.lnd.diagnose import connection_cause, diagnose
+        from gateway.lightning.lnd.diagnose import node_health
 
-        if self._may_mint:
-            try:
-                state = await self.get_state(timeout=timeout)
-            except BackendError as exc:
-                return Health(False, f"unreachable: {connection_cause(exc)}")
-            if state in (WalletState.RPC_ACTIVE, WalletState.SERVER_ACTIVE):
-                return Health(True, "ok")
-            return Health(False, f"not ready: the wallet is {state.name}")
-        findings = await diagnose(self, timeout)
-        failed = [f for f in findings if not f.ok and f.check != "sync"]
-        if failed:
-            return Health(False, f"not ready: {failed[0].check}: {failed[0].detail}")
-        self._may_mint = True
-        return Health(True, "ok")
+        health = await node_health(self, timeout, may_mint=self._may_mint)
+        self._may_mint = self._may_mint or health.ready
+        return health
 
     # Buyer calls ------------------------------------------------------------------
 

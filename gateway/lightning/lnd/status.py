@@ -7,7 +7,7 @@ with status UNKNOWN and only the message says which.
 
 from __future__ import annotations
 
-import grpc
+from typing import Protocol
 
 from gateway.lightning.errors import (
     BackendError,
@@ -17,11 +17,7 @@ from gateway.lightning.errors import (
     PermissionDenied,
 )
 
-_UNAVAILABLE = {
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.CANCELLED,
-}
+_UNAVAILABLE = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED"}
 
 
 def _lnd_wording(details: str) -> type[BackendError] | None:
@@ -38,19 +34,35 @@ def _lnd_wording(details: str) -> type[BackendError] | None:
     return None
 
 
-def from_rpc_error(method: str, error: grpc.aio.AioRpcError) -> BackendError:
-    """Map a gRPC error from LND to the narrowest typed error."""
-    code = error.code()
-    details = error.details() or ""
+def from_status(method: str, code: str, details: str) -> BackendError:
+    """Map a gRPC status from LND (its canonical name and message) to the narrowest error."""
     kind: type[BackendError]
     if code in _UNAVAILABLE:
         kind = BackendUnavailable
-    elif code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
+    elif code in ("PERMISSION_DENIED", "UNAUTHENTICATED"):
         kind = PermissionDenied
-    elif code == grpc.StatusCode.NOT_FOUND:
+    elif code == "NOT_FOUND":
         kind = NotFound
-    elif code == grpc.StatusCode.INVALID_ARGUMENT:
+    elif code == "INVALID_ARGUMENT":
         kind = InvalidRequest
     else:
         kind = _lnd_wording(details) or BackendError
-    return kind(method, code.name, details)
+    return kind(method, code, details)
+
+
+class _StatusCode(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+class RpcError(Protocol):
+    """What grpcio's AioRpcError offers (this module does not import grpc)."""
+
+    def code(self) -> _StatusCode: ...
+
+    def details(self) -> str | None: ...
+
+
+def from_rpc_error(method: str, error: RpcError) -> BackendError:
+    """Map a grpcio error from LND to the narrowest typed error."""
+    return from_status(method, error.code().name, error.details() or "")
