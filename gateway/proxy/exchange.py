@@ -190,7 +190,7 @@ class Proxy:
 
     async def open(
         self,
-        request: web.Request,
+        request: web.BaseRequest,
         target: ProxyTarget,
         path: str,
         client: ClientInfo,
@@ -265,7 +265,7 @@ class Proxy:
 
     async def relay(
         self,
-        request: web.Request,
+        request: web.BaseRequest,
         opened: UpstreamResponse,
         extra_headers: Sequence[tuple[str, str]] = (),
         watch: BodyWatch | None = None,

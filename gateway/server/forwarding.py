@@ -30,7 +30,7 @@ log = logging.getLogger("gateway.forwarding")
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-async def send_continue(request: web.Request) -> None:
+async def send_continue(request: web.BaseRequest) -> None:
     """Answer `Expect: 100-continue` only once the request is admitted.
 
     The route's expect handler does nothing (gateway.server.app), so an unpaid
@@ -51,7 +51,7 @@ async def send_continue(request: web.Request) -> None:
 DRAIN_LIMIT_BYTES = 16 * 1024 * 1024
 
 
-async def drain_for_answer(request: web.Request, limit: int, seconds: float) -> None:
+async def drain_for_answer(request: web.BaseRequest, limit: int, seconds: float) -> None:
     """Read and drop the rest of a paid request's body, within a byte and time bound.
 
     Unpaid bodies are never read (the connection is closed after the answer:
@@ -87,7 +87,7 @@ class Forwarder:
         self.websockets = WebSocketForwarder(targets)
 
     async def forward(
-        self, request: web.Request, located: Located, client: ClientInfo, sale: Sale
+        self, request: web.BaseRequest, located: Located, client: ClientInfo, sale: Sale
     ) -> web.StreamResponse:
         if is_websocket_upgrade(request):
             return await self.websockets.forward(request, located, client, sale)
