@@ -256,6 +256,7 @@ class GatewayServer:
         await asyncio.gather(*draining)
         if self.h2 is not None:
             await self.h2.close()
+        self.metrics.flush()  # counts of the last requests (multiprocess: into their files)
 
     def reload(self, path: Path) -> bool:
         """Swap in a new routes.yaml; an invalid file keeps the running config."""
