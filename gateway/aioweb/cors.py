@@ -22,18 +22,18 @@ PREFLIGHT = "Access-Control-Request-Method"
 _ORIGIN = "Origin"
 
 
-def is_preflight(request: web.Request) -> bool:
+def is_preflight(request: web.BaseRequest) -> bool:
     return (
         request.method == "OPTIONS" and _ORIGIN in request.headers and PREFLIGHT in request.headers
     )
 
 
-def preflight_response(request: web.Request, policy: CorsPolicy | None) -> web.Response:
+def preflight_response(request: web.BaseRequest, policy: CorsPolicy | None) -> web.Response:
     answer = preflight_answer(policy, request.headers[_ORIGIN], request.headers[PREFLIGHT])
     return web.Response(status=answer.status, headers=CIMultiDict(answer.headers))
 
 
-async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+async def add_cors_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
     """`on_response_prepare` signal: CORS headers for an allowed origin, on any answer."""
     policy = request.get(CORS)
     origin = request.headers.get(_ORIGIN)

@@ -72,8 +72,11 @@ def load(extra: Extra, module: str) -> object:
 
 
 def buyer_main(argv: Sequence[str] | None = None) -> int:
-    """`l402-buyer`: the buyer's CLI once its extra is known to import."""
+    """`l402-buyer`: the buyer's CLI once its extra is known to import. The invoice decoder
+    is what needs the extra (bolt11 and its bitstring); the rest of the buyer's commands
+    load when one runs (gateway.buyer.cli), so `--version` stays quick."""
     try:
+        load(BUYER, "gateway.buyer.invoice")
         cli = load(BUYER, "gateway.buyer.cli")
     except ExtraMissing as exc:
         print(f"l402-buyer: {exc}", file=sys.stderr)

@@ -197,7 +197,7 @@ class Proxy:
 
     async def open(
         self,
-        request: web.Request,
+        request: web.BaseRequest,
         target: ProxyTarget,
         path: str,
         client: ClientInfo,
@@ -279,7 +279,7 @@ class Proxy:
 
     async def relay(
         self,
-        request: web.Request,
+        request: web.BaseRequest,
         opened: UpstreamResponse,
         extra_headers: Sequence[tuple[str, str]] = (),
         watch: BodyWatch | None = None,
@@ -358,7 +358,7 @@ STALLED_BYTES = 64 * 1024
 
 
 async def _write_within(
-    request: web.Request, response: web.StreamResponse, chunk: bytes, seconds: float
+    request: web.BaseRequest, response: web.StreamResponse, chunk: bytes, seconds: float
 ) -> None:
     """Write one chunk of a watched answer; a write that cannot finish within `seconds`
     raises TimeoutError (the client stopped reading). The deadline is per write, so it

@@ -84,6 +84,9 @@ def log_readiness_change(app: web.Application, checks: dict[str, str]) -> None:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    source = request.app[PUBLIC_APP_KEY].get(METRICS_KEY)
+    if source is not None:
+        source.flush()  # this process's counts of this very loop iteration, if any
     registry = request.app[REGISTRY_KEY]
     return web.Response(
         body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from gateway.aioweb.cors import add_cors_headers
 from gateway.config.model import GatewayConfig
 from gateway.lightning.backend import Backend
 from gateway.lightning.factory import open_backend
@@ -26,19 +25,19 @@ from gateway.paywall.routes import RouteHolder, RuntimeRoutes
 from gateway.proxy import Proxy
 from gateway.server.discovery_endpoint import DiscoveryHandler
 from gateway.server.edge import UPSTREAM_POOL_LIMIT
-from gateway.server.errors import error_middleware
+from gateway.server.entry import PublicEntry
 from gateway.server.forwarding import Forwarder
 from gateway.server.handler import PublicHandler
 from gateway.server.keys import (
     BACKEND_KEY,
     BACKGROUND_KEY,
+    ENTRY_KEY,
     HANDLER_KEY,
     METRICS_KEY,
     ROUTES_KEY,
     STORE_KEY,
     TARGETS_KEY,
 )
-from gateway.server.middleware import request_context
 from gateway.server.targets import RouteTargets
 from gateway.store import open_store
 from gateway.store.roles import Store
@@ -116,10 +115,6 @@ async def _close_websockets(app: web.Application) -> None:
         await forwarder.websockets.shutdown()
 
 
-async def _no_expect(_request: web.Request) -> None:
-    """Never send `100 Continue` before the request is admitted (gateway.server.forwarding)."""
-
-
 def create_app(
     config: GatewayConfig,
     metrics: GatewayMetrics | None = None,
@@ -129,7 +124,10 @@ def create_app(
     follow_settlements: bool = True,
     clock: Callable[[], float] = time.time,
 ) -> web.Application:
-    """`clock` (wall time) is injectable so tests can move past token expiry without waiting.
+    """The public listener's state and lifecycle; its requests go to `app[ENTRY_KEY]` on
+    aiohttp's low-level server (gateway.server.entry), which never sends `100 Continue`
+    before a request is admitted (gateway.server.forwarding). `clock` (wall time) is
+    injectable so tests can move past token expiry without waiting.
 
     Raises ConfigErrors when a route's upstream TLS settings cannot be loaded."""
     metrics = metrics or GatewayMetrics()
@@ -138,16 +136,14 @@ def create_app(
     targets = RouteTargets()
     targets.prepare(routes.current)
     handler = PublicHandler(Paywall(routes, metrics), discovery=DiscoveryHandler(routes))
-    app = web.Application(
-        middlewares=[request_context, error_middleware],
-        client_max_size=max((r.max_body_bytes for r in config.routes.routes), default=0),
-    )
+    app = web.Application()
     app[METRICS_KEY] = metrics
     app[ROUTES_KEY] = routes
     app[TARGETS_KEY] = targets
     app[HANDLER_KEY] = handler
-    app.on_response_prepare.append(add_cors_headers)
+    app[ENTRY_KEY] = PublicEntry(
+        handler, client_max_size=max((r.max_body_bytes for r in config.routes.routes), default=0)
+    )
     app.on_shutdown.append(_close_websockets)
     app.cleanup_ctx.append(_seller_ctx(config, store, backend, clock, follow_settlements))
-    app.router.add_route("*", "/{tail:.*}", handler.handle, expect_handler=_no_expect)
     return app

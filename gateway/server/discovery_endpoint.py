@@ -65,7 +65,7 @@ class DiscoveryHandler:
         self._table: RuntimeRoutes | None = None
         self._rendered: OrderedDict[tuple[str, tuple[bool, ...]], Rendered] = OrderedDict()
 
-    def answer(self, request: web.Request, record: AccessRecord) -> web.Response | None:
+    def answer(self, request: web.BaseRequest, record: AccessRecord) -> web.Response | None:
         table = self._routes.current
         discovery = table.config.discovery
         if not discovery.enabled:
@@ -83,7 +83,7 @@ class DiscoveryHandler:
         record.outcome = "discovery"
         return self._respond(request, table, path.decoded)
 
-    def _respond(self, request: web.Request, table: RuntimeRoutes, which: str) -> web.Response:
+    def _respond(self, request: web.BaseRequest, table: RuntimeRoutes, which: str) -> web.Response:
         discovery = table.config.discovery
         headers = {"Access-Control-Allow-Origin": "*"}
         if request.method == "OPTIONS":

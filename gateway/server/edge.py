@@ -273,7 +273,7 @@ class EdgeRequestHandler(RequestHandler):
 
 
 async def start_listener(
-    runner: web.AppRunner,
+    runner: web.BaseRunner,
     host: str,
     port: int,
     *,

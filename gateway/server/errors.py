@@ -19,11 +19,10 @@ from gateway.server.reqkeys import ACCESS
 
 log = logging.getLogger("gateway.errors")
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def error_middleware(request: web.BaseRequest, handler: Handler) -> web.StreamResponse:
     """Map typed refusals to their answers; anything unexpected is a 500 without details."""
     try:
         return await handler(request)

@@ -39,7 +39,7 @@ _PLAINTEXT = ("Accept-Encoding",)
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-async def send_continue(request: web.Request) -> None:
+async def send_continue(request: web.BaseRequest) -> None:
     """Answer `Expect: 100-continue` only once the request is admitted.
 
     The route's expect handler does nothing (gateway.server.app), so an unpaid
@@ -61,7 +61,7 @@ async def send_continue(request: web.Request) -> None:
 DRAIN_LIMIT_BYTES = 16 * 1024 * 1024
 
 
-async def drain_for_answer(request: web.Request, limit: int, seconds: float) -> None:
+async def drain_for_answer(request: web.BaseRequest, limit: int, seconds: float) -> None:
     """Read and drop the rest of a paid request's body, within a byte and time bound.
 
     Unpaid bodies are never read (the connection is closed after the answer:
@@ -111,7 +111,7 @@ class Forwarder:
 
     async def forward(
         self,
-        request: web.Request,
+        request: web.BaseRequest,
         located: Located,
         client: ClientInfo,
         sale: Sale,

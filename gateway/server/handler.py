@@ -51,7 +51,7 @@ class PublicHandler:
             raise RuntimeError("PublicHandler used before its forwarder was attached")
         return self._forwarder
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         record = request[ACCESS]
         if self._discovery is not None:  # before any route: never priced or forwarded
             answered = self._discovery.answer(request, record)

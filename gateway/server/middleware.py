@@ -17,8 +17,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 CLIENT_CLOSED = 499  # nginx's convention: the client went away before the answer
 
 
-@web.middleware
-async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def request_context(request: web.BaseRequest, handler: Handler) -> web.StreamResponse:
     """Give every request an id (the client's if sane) and an access record, written
     when it ends; every answer the gateway makes carries the id in `X-Request-Id`.
 

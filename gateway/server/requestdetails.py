@@ -23,7 +23,7 @@ from gateway.server.forwarding import send_continue
 class HttpRequestDetails:
     __slots__ = ("_eof", "_read", "_request", "_target")
 
-    def __init__(self, request: web.Request, target: ProxyTarget) -> None:
+    def __init__(self, request: web.BaseRequest, target: ProxyTarget) -> None:
         self._request = request
         self._target = target
         self._read = bytearray()

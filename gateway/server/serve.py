@@ -37,7 +37,7 @@ from gateway.server.edge import (
     raise_descriptor_limit,
     start_listener,
 )
-from gateway.server.keys import HANDLER_KEY, ROUTES_KEY, TARGETS_KEY
+from gateway.server.keys import ENTRY_KEY, HANDLER_KEY, ROUTES_KEY, TARGETS_KEY
 from gateway.store.roles import Store
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ ADMIN_TIMEOUT = 5.0
 class Listening:
     """One listener: its app runner, address, connection cap and deadlines."""
 
-    runner: web.AppRunner
+    runner: web.BaseRunner
     address: Listener
     gate: ConnectionGate
     header_timeout: float
@@ -110,6 +110,32 @@ def upstream_secrets(config: GatewayConfig) -> list[str]:
     return [value for route in config.routes.routes for _, value in route.upstream_headers]
 
 
+class PublicRunner(web.ServerRunner):
+    """The public app's lifecycle (start-up and cleanup contexts, shutdown signal) around
+    aiohttp's low-level server for its requests (gateway.server.entry), as `AppRunner`
+    runs an app around the app's own dispatch."""
+
+    __slots__ = ("_app",)
+
+    def __init__(self, app: web.Application, *, shutdown_timeout: float) -> None:
+        super().__init__(
+            app[ENTRY_KEY].server(handler_cancellation=True), shutdown_timeout=shutdown_timeout
+        )
+        self._app = app
+
+    async def _make_server(self) -> web.Server:
+        self._app.on_startup.freeze()
+        await self._app.startup()
+        self._app.freeze()
+        return await super()._make_server()
+
+    async def shutdown(self) -> None:
+        await self._app.shutdown()
+
+    async def _cleanup_server(self) -> None:
+        await self._app.cleanup()
+
+
 class GatewayServer:
     """The listeners of one gateway process; `start()` returns once they accept."""
 
@@ -156,12 +182,7 @@ class GatewayServer:
         # The public runner cancels a handler whose client went away (leases are given
         # back, gateway.paywall.leases) and never drains an unread body (lingering 0):
         # an unpaid upload is not read, the connection is closed after the answer.
-        public = web.AppRunner(
-            self.app,
-            access_log=None,
-            shutdown_timeout=shutdown_timeout,
-            handler_cancellation=True,
-        )
+        public = PublicRunner(self.app, shutdown_timeout=shutdown_timeout)
         self.public = Listening(
             public,
             listen.public,
@@ -178,7 +199,7 @@ class GatewayServer:
             self._listening.append(
                 admin_listening(self.admin, listen.admin, reuse_port=supervisor is not None)
             )
-        self._readiness: asyncio.Task[None] | None = None
+        self.first_readiness: asyncio.Task[None] | None = None  # the check at start
         self.public_port = 0
         self.admin_port = 0
 
@@ -205,7 +226,7 @@ class GatewayServer:
         # A gateway that starts unable to write its store or reach LND says so now, not only
         # when a probe asks /readyz; the check runs beside serving (it also opens the LND
         # connection the first challenge will use) rather than delaying it.
-        self._readiness = asyncio.create_task(self._first_readiness())
+        self.first_readiness = asyncio.create_task(self._first_readiness())
 
     async def _first_readiness(self) -> None:
         log_readiness_change(self.admin, await readiness(self.app))
@@ -224,8 +245,8 @@ class GatewayServer:
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish (up to the timeout), then clean up."""
-        if self._readiness is not None:
-            self._readiness.cancel()
+        if self.first_readiness is not None:
+            self.first_readiness.cancel()
         for listening in self._listening:
             listening.stop_accepting()
         draining = []
@@ -235,6 +256,7 @@ class GatewayServer:
         await asyncio.gather(*draining)
         if self.h2 is not None:
             await self.h2.close()
+        self.metrics.flush()  # counts of the last requests (multiprocess: into their files)
 
     def reload(self, path: Path) -> bool:
         """Swap in a new routes.yaml; an invalid file keeps the running config."""

@@ -116,7 +116,7 @@ class WebSocketForwarder:
             relay.stop()
 
     async def forward(
-        self, request: web.Request, located: Located, client: ClientInfo, sale: Sale
+        self, request: web.BaseRequest, located: Located, client: ClientInfo, sale: Sale
     ) -> web.StreamResponse:
         try:
             check_handshake(request)
@@ -132,7 +132,7 @@ class WebSocketForwarder:
             self._slots -= 1
 
     async def _session(
-        self, request: web.Request, located: Located, client: ClientInfo, sale: Sale
+        self, request: web.BaseRequest, located: Located, client: ClientInfo, sale: Sale
     ) -> web.StreamResponse:
         limits = self.limits(located.runtime.route)
         upstream = await self._connect(request, located, client, sale)
@@ -158,7 +158,7 @@ class WebSocketForwarder:
         return await self._relay(request, ws, upstream, limits, sale)
 
     async def _connect(
-        self, request: web.Request, located: Located, client: ClientInfo, sale: Sale
+        self, request: web.BaseRequest, located: Located, client: ClientInfo, sale: Sale
     ) -> UpstreamSocket:
         """The upstream socket; any failure gives the single-use token back."""
         target = self._targets.http(located.table, located.runtime)
@@ -180,7 +180,7 @@ class WebSocketForwarder:
 
     async def _relay(
         self,
-        request: web.Request,
+        request: web.BaseRequest,
         ws: web.WebSocketResponse,
         upstream: UpstreamSocket,
         limits: RelayLimits,

@@ -177,8 +177,6 @@ class Supervisor:
             self._start(first, quiet=True)
             self._later_at = time.monotonic() + LATER_WORKERS_AFTER
             self.prepare()  # logging
-            first.announce()
-            log.info("supervising workers", extra={"config": f"workers={len(self.workers)}"})
             while not self._stopping:
                 self._step(self._next_timeout())
         finally:
@@ -243,7 +241,12 @@ class Supervisor:
             if not worker.hear():  # the worker is exiting: reaped below or on SIGCHLD
                 self._selector.unregister(key.fileobj)
             if worker.listening != listening:
-                self._up = True
+                if not self._up:  # said once the gateway answers: a refused start says only why
+                    self._up = True
+                    worker.announce()
+                    log.info(
+                        "supervising workers", extra={"config": f"workers={len(self.workers)}"}
+                    )
                 self._write_status()
         self._handle_signals()
         self._reap()

@@ -29,6 +29,8 @@ async def test_read_only_store_is_logged_at_start_and_on_readyz(
     postgres_server.sql("postgres", f"ALTER DATABASE {name} SET default_transaction_read_only = on")
     caplog.set_level(logging.INFO, logger="gateway.readiness")
     async with in_process(tmp_path, store={"url": url, "prune_after_days": 0}) as gw:
+        assert gw.server.first_readiness is not None  # beside serving, not before it
+        await gw.server.first_readiness
         startup = [r for r in caplog.records if r.name == "gateway.readiness"]
         assert [r.getMessage() for r in startup] == ["not ready"]
         assert "read-only" in str(startup[0].__dict__["error"])
