@@ -270,6 +270,16 @@ class ApiBackend:
             raise WireError("routes: not a list of routes")
         return routes
 
+    async def balance(self, ident: bytes) -> dict[str, Any] | None:
+        """GET /admin/balances/{id}: a metered balance in the API's shape, None if unknown."""
+        body = await self._call("GET", f"/admin/balances/{ident.hex()}")
+        if body["_status"] == 404:
+            return None
+        balance = body.get("balance")
+        if not isinstance(balance, dict):
+            raise WireError("balances: not {balance}")
+        return balance
+
     async def reload(self) -> ReloadOutcome:
         """POST /admin/reload: 200, or 422 with every `file:line: field: message`."""
         body = await self._call("POST", "/admin/reload", passthrough=(422,))

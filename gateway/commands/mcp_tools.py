@@ -321,6 +321,13 @@ def session_tools(api: ApiBackend) -> list[ToolSpec]:
     return build(api)
 
 
+def balance_tools(api: ApiBackend) -> list[ToolSpec]:
+    """Metered balances (gateway.commands.mcp_balances, loaded as session_tools is)."""
+    from gateway.commands.mcp_balances import balance_tools as build
+
+    return build(api)
+
+
 FAMILIES: tuple[Callable[[ApiBackend], list[ToolSpec]], ...] = (
     token_tools,
     report_tools,
@@ -328,6 +335,7 @@ FAMILIES: tuple[Callable[[ApiBackend], list[ToolSpec]], ...] = (
     config_tools,
     health_tools,
     session_tools,
+    balance_tools,
 )
 
 

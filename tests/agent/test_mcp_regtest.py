@@ -30,7 +30,7 @@ from tests.support.served import PRICE_SATS, ROUTE_PATH, Served, served_gateway
 pytestmark = pytest.mark.regtest
 TOOLS = {
     "tokens_list", "tokens_show", "tokens_revoke", "report", "routes_list", "config_reload",
-    "health", "sessions_list", "sessions_show", "sessions_close",
+    "health", "sessions_list", "sessions_show", "sessions_close", "balances_show",
 }  # fmt: skip
 
 
@@ -126,6 +126,12 @@ async def test_every_tool_over_stdio_against_a_gateway_on_regtest(
                 "error": None,
             }
             assert (health["checks"]["lnd"], health["checks"]["store"]) == ("ok", "ok")
+
+            # the route is not metered: the token has no balance, and the tool says so
+            none = refused(
+                await call(client, "balances_show", balance=token["token_id"]), "balances_show"
+            )
+            assert none.startswith(f"no balance for {token['token_id']}")
 
             # read-only: both writes are refused, and nothing changed
             revoke = refused(

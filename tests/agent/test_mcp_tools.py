@@ -28,6 +28,7 @@ from tests.server.harness import InProcess, in_process
 
 READS = {"tokens_list", "tokens_show", "report", "routes_list", "health"}
 READS |= {"sessions_list", "sessions_show"}  # tests/agent/test_mcp_sessions.py
+READS |= {"balances_show"}  # a metered bundle (gateway.commands.mcp_balances)
 WRITES = {"tokens_revoke", "config_reload"}
 WRITES |= {"sessions_close"}
 REFUSAL = (
@@ -244,3 +245,34 @@ async def test_a_rotated_secret_is_followed_and_a_wrong_one_is_named(
         assert refused.startswith("admin.token_file: ")
         assert "readable by group or others" in refused
         assert "b" * 64 not in refused
+
+
+async def test_balances_show_answers_what_the_admin_api_answers(tmp_path: Path) -> None:
+    """A metered route's balance, by token id and by the buying token's payment hash."""
+    token_file = write_secret(tmp_path / "admin.token")
+    bundle = {"name": "bundle", "path": "^/bundle$",
+              "bundle": {"units": 3, "unit": "requests", "price_sats": 5}}  # fmt: skip
+    async with in_process(tmp_path, extra=[bundle], admin={"token_file": str(token_file)}) as gw:
+        bought = await gw.buy("/bundle")
+        async with gw.session.get(gw.url("/bundle"), headers=bought.auth) as r:
+            assert r.status == 200
+        backend = ApiBackend.create(load_for_operator(tmp_path / "routes.yaml", needs=("admin",)))
+        try:
+            async with Client(mcp_tools.build_server(backend, allow_writes=False)) as client:
+                shown = await call(
+                    client, "balances_show", balance=bought.challenge["payment_hash"]
+                )
+                assert not shown.is_error, text_of(shown)
+                token_id = shown.structured_content["balance"]["balance_id"]
+                assert shown.structured_content == await admin_json(
+                    gw, f"/admin/balances/{token_id}"
+                )
+                held = shown.structured_content["balance"]
+                # One bundle credited; this process's allotment is held until it rolls.
+                assert (held["credited"], held["units"]) == (3, held["held"] + held["available"])
+                missing = await call(client, "balances_show", balance="00" * 32)
+                assert error_of(missing, "balances_show").startswith("no balance for")
+                odd = await call(client, "balances_show", balance="zz" * 32)
+                assert error_of(odd, "balances_show") == "the id must be 64 hex characters"
+        finally:
+            await backend.close()

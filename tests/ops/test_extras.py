@@ -49,7 +49,8 @@ import contextlib, io, importlib, pathlib
 import gateway
 
 skip = ("gateway.__main__", "gateway.buyer", "gateway.regtest", "gateway.rehearsal",
-        "gateway.commands.mcp_tools", "gateway.commands.mcp_sessions")
+        "gateway.commands.mcp_tools", "gateway.commands.mcp_sessions",
+        "gateway.commands.mcp_balances")
 root = pathlib.Path(gateway.__file__).parent
 imported = []
 # Every module file (gateway.server is a namespace package: pkgutil would not list it).
