@@ -113,7 +113,7 @@ def cmd_signal_upstream(args: argparse.Namespace) -> int:
     import asyncio
     import contextlib
 
-    from gateway.demo_upstream import run_signal_upstream
+    from gateway.demo.upstream import run_signal_upstream
 
     def started(port: int) -> None:
         print(f"signal upstream listening on http://{args.host}:{port}", flush=True)

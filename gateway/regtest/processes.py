@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from gateway.lifetime import die_with_parent
 from gateway.regtest.owned import start_ticks
+from gateway.server.lifetime import die_with_parent
 
 _handed_out: set[int] = set()
 

@@ -385,8 +385,8 @@ def _worker_main(argv: list[str] | None = None) -> int:
     import asyncio
 
     from gateway.config.errors import ConfigErrors
-    from gateway.lifetime import die_with_parent
     from gateway.observability import logsetup as logs
+    from gateway.server.lifetime import die_with_parent
     from gateway.server.listen_failure import listen_failure
     from gateway.server.serve import serve
     from gateway.server.worker_admin import SupervisorLink

@@ -31,7 +31,7 @@ from gateway.buyer import (
     parse_challenge,
 )
 from gateway.cli import main
-from gateway.demo_upstream import make_signal_app
+from gateway.demo.upstream import make_signal_app
 from gateway.lightning.lnd import LndClient
 from gateway.regtest.network import Descriptor
 from gateway.regtest.processes import free_port, pid_alive

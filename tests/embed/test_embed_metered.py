@@ -21,7 +21,7 @@ from aiohttp import web
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from gateway.demo_llm import chat_completions
+from gateway.demo.llm import chat_completions
 from gateway.embed import L402, L402Middleware, LndSettings, PricedRoute
 from gateway.lightning.lnd import LndClient
 from gateway.metering import parse_balance

@@ -23,7 +23,7 @@ from multidict import CIMultiDictProxy
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config import load_config
-from gateway.demo_upstream import make_signal_app
+from gateway.demo.upstream import make_signal_app
 from gateway.lightning.lnd import LndClient
 from gateway.regtest.network import Descriptor
 from gateway.regtest.processes import free_port

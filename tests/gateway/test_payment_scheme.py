@@ -30,7 +30,7 @@ from gateway.buyer.client import Outcome
 from gateway.buyer.errors import SessionError
 from gateway.buyer.offers import Scheme
 from gateway.buyer.session import LndReturnInvoices, PaymentSession
-from gateway.demo_upstream import make_signal_app
+from gateway.demo.upstream import make_signal_app
 from gateway.jobs.sessions import SessionJanitor
 from gateway.lightning.lnd import LndClient
 from gateway.lightning.types import InvoiceState
@@ -54,7 +54,7 @@ LIMITED = "/limited"
 
 @pytest.fixture
 async def llm() -> AsyncIterator[str]:
-    """The OpenAI-compatible demo upstream (gateway.demo_llm), streaming on request."""
+    """The OpenAI-compatible demo upstream (gateway.demo.llm), streaming on request."""
     runner = web.AppRunner(make_signal_app(), shutdown_timeout=0.5)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()

@@ -11,8 +11,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from gateway.demo_llm import USAGE_HEADER
-from gateway.demo_upstream import make_signal_app
+from gateway.demo.llm import USAGE_HEADER
+from gateway.demo.upstream import make_signal_app
 from gateway.metering import (
     TailCollector,
     UsageProblem,

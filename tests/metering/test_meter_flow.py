@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from gateway.demo_upstream import make_signal_app
+from gateway.demo.upstream import make_signal_app
 from gateway.metering import ChargeBasis, UsageProblem, parse_balance, parse_bundle
 from gateway.paywall.meter import Admission, Exhausted, Meter
 from gateway.store import Store

@@ -93,7 +93,7 @@ def test_wheel_contents(wheel: Path) -> None:
     assert wheel.name == f"l402_gateway-{__version__}-py3-none-any.whl"
     assert "gateway/py.typed" in names
     assert "gateway/__main__.py" in names
-    assert "gateway/demo_upstream.py" in names  # ships: smoke-test upstream (README)
+    assert "gateway/demo/upstream.py" in names  # ships: smoke-test upstream (README)
     assert not [n for n in names if n.startswith(("gateway/regtest/", "gateway/rehearsal/"))]
     assert not [n for n in names if n.startswith("tests/")]
     dist_info = f"l402_gateway-{__version__}.dist-info"

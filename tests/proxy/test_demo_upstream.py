@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from multidict import CIMultiDict
 
-from gateway.demo_upstream import SIGNALS, make_signal_app, run_signal_upstream
+from gateway.demo.upstream import SIGNALS, make_signal_app, run_signal_upstream
 
 Client = TestClient[web.Request, web.Application]
 

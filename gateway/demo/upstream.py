@@ -2,7 +2,7 @@
 
 Stands in for the HTTPS signal service behind l402.openagents.com, for a
 pay-per-request text generator (sats4ai), and for a metered OpenAI-compatible
-inference API (gateway.demo_llm). Every payload reports how many
+inference API (gateway.demo.llm). Every payload reports how many
 `Authorization` headers arrived, so the rehearsal can prove the gateway
 forwarded exactly one L402 credential (EP212's CDN rejected duplicates).
 """
@@ -115,8 +115,8 @@ async def healthz(_request: web.Request) -> web.Response:
 
 def make_signal_app(*, chunk_delay: float = 0.0) -> web.Application:
     """The EP212 routes, and the demo OpenAI-compatible `/v1/chat/completions`
-    (gateway.demo_llm; `chunk_delay` seconds between its stream chunks)."""
-    from gateway.demo_llm import add_llm_routes
+    (gateway.demo.llm; `chunk_delay` seconds between its stream chunks)."""
+    from gateway.demo.llm import add_llm_routes
 
     app = web.Application()
     add_llm_routes(app, chunk_delay=chunk_delay)
@@ -136,7 +136,7 @@ async def run_signal_upstream(
 ) -> None:
     """Serve the demo app until cancelled; `started` receives the bound port.
 
-    `chunk_delay`: seconds between the demo LLM's stream chunks (gateway.demo_llm).
+    `chunk_delay`: seconds between the demo LLM's stream chunks (gateway.demo.llm).
     """
     runner = web.AppRunner(make_signal_app(chunk_delay=chunk_delay))
     await runner.setup()
