@@ -16,13 +16,12 @@ if TYPE_CHECKING:  # what the commands load when they run, not the parser
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gateway.observability import logsetup as logs
-
     if args.workers < 1:
         raise CommandError("--workers must be >= 1")
     if args.workers > 1:
-        return _supervise(args)
+        return _supervise(args)  # logging is set up once the first worker is starting
     from gateway.commands.loading import load_strict
+    from gateway.observability import logsetup as logs
     from gateway.store.types import StoreError
 
     load_strict(args.config)

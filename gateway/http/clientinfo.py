@@ -43,6 +43,12 @@ def _parse_ip(text: str) -> IPAddress | None:
     return address
 
 
+@functools.lru_cache(maxsize=4096)
+def _text(address: IPAddress) -> str:
+    """The address's normal text form (ipaddress renders it in Python each time)."""
+    return str(address)
+
+
 def _is_trusted(address: IPAddress, trusted: Sequence[IPNetwork]) -> bool:
     return any(address in network for network in trusted)
 
@@ -58,7 +64,7 @@ def client_address(
     peer = parse_ip(peer_ip)
     if peer is None:
         return peer_ip or UNKNOWN
-    current = str(peer)
+    current = _text(peer)
     if not _is_trusted(peer, trusted):
         return current
     for hop in reversed(_hops(x_forwarded_for)):
@@ -66,7 +72,7 @@ def client_address(
         if address is None:
             # Garbage such as "unknown": the last trusted hop is all we know.
             return current
-        current = str(address)
+        current = _text(address)
         if not _is_trusted(address, trusted):
             return current
     return current
@@ -82,12 +88,12 @@ def forwarded_chain(
     all trusted proxies and are kept; anything left of the client is dropped.
     """
     peer = parse_ip(peer_ip)
-    peer_text = str(peer) if peer is not None else None
+    peer_text = _text(peer) if peer is not None else None
     if not client_ip or client_ip == UNKNOWN:
         return [peer_text] if peer_text else []
     if peer_text is None or client_ip == peer_text:
         return [client_ip]
-    hops = [str(a) if (a := parse_ip(hop)) is not None else hop for hop in _hops(x_forwarded_for)]
+    hops = [_text(a) if (a := parse_ip(hop)) is not None else hop for hop in _hops(x_forwarded_for)]
     for index in range(len(hops) - 1, -1, -1):
         if hops[index] == client_ip:
             return [*hops[index:], peer_text]

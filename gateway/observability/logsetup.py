@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, cast
 
 from gateway.observability import access_sink
 from gateway.observability.log_files import (
@@ -42,7 +43,7 @@ from gateway.observability.log_limits import (
     SummarizingFilter,
     always_kept,
 )
-from gateway.observability.redaction import exception_text, redact
+from gateway.observability.redaction import exception_text, redact, registered_secrets
 
 __all__ = ["SAFE_FIELDS", "JsonFormatter", "LogSetupError", "LogTicker", "configure", "unconfigure"]
 
@@ -84,6 +85,12 @@ class JsonFormatter(logging.Formatter):
         self._fields = tuple(fields)
         self._trusted = frozenset(trusted)
         self._encode = _json_encoder()
+        # AccessLines writes the access fields in this order, the token id unredacted
+        order = [name for name in self._fields if name in ACCESS_FIELDS]
+        self.fields_in_order = order == [
+            "request_id", "route", "outcome", "status", "method", "path", "duration_ms",
+            "upstream_status", "token_id", "error",
+        ] and self._trusted == {"token_id"}  # fmt: skip
         self._levels = {name: name.lower() for name in logging.getLevelNamesMapping()}
         self._second: tuple[int, str] = (-1, "")
 
@@ -140,16 +147,45 @@ class JsonFormatter(logging.Formatter):
 
     def format_fields(self, logger: str, msg: str, fields: Mapping[str, object]) -> str:
         """The line an INFO record of `logger` with `msg` and these extra fields would be,
-        stamped now: the same fields, order, redaction and encoding, without the record."""
+        stamped now: the same fields, order, redaction and encoding, without the record
+        (written out piece by piece: half the time of a dict through the encoder)."""
         created = time.time()
-        out: dict[str, object] = {
-            "ts": self._timestamp(created, (created - int(created)) * 1000),
-            "level": "info",
-            "logger": logger,
-            "msg": redact(msg),
-        }
-        self._add_fields(out, fields)
-        return self._encode(out)
+        parts = [
+            '{"ts":',
+            _quote(self._timestamp(created, (created - int(created)) * 1000)),
+            ',"level":"info","logger":',
+            _quote(logger),
+            ',"msg":',
+            _quote(redact(msg)),
+        ]
+        trusted = self._trusted
+        for name in self._fields:
+            value = fields.get(name)
+            if value is None:
+                continue
+            kind = type(value)
+            if kind is str:
+                text = _quote(value if name in trusted else redact(value))  # type: ignore[arg-type]
+            elif kind is int or kind is float or kind is bool:
+                text = self._encode_scalar(value)
+            else:
+                text = _quote(redact(str(value)))
+            parts.append(f',"{name}":{text}')
+        parts.append("}")
+        return "".join(parts)
+
+    def _encode_scalar(self, value: object) -> str:
+        """A number or bool exactly as the JSON encoder writes it."""
+        if value is True:
+            return "true"
+        if value is False:
+            return "false"
+        if type(value) is float and not math.isfinite(value):
+            return self._encode({"v": value})[5:-1]  # the encoder's words for nan/inf
+        return repr(value)
+
+
+_quote: Callable[[str], str] = json.encoder.encode_basestring_ascii
 
 
 def _json_encoder() -> Callable[[dict[str, object]], str]:
@@ -198,6 +234,28 @@ class LogTicker:
                     continue
 
 
+# The access record's fields (gateway.paywall.access) and their types: request_id,
+# method, path str; route, outcome, token_id, error str or None; status int,
+# upstream_status int or None; duration_ms a finite float.
+ACCESS_FIELDS = frozenset(
+    (
+        "request_id",
+        "route",
+        "outcome",
+        "status",
+        "method",
+        "path",
+        "duration_ms",
+        "upstream_status",
+        "token_id",
+        "error",
+    )
+)
+
+
+QUOTED_CACHE = 1024
+
+
 class AccessLines:
     """Access lines every request keeps, written without a log record (see
     gateway.observability.access_sink): measured on the bench, the record, the filters
@@ -206,6 +264,8 @@ class AccessLines:
     def __init__(self, handler: QuietErrors, formatter: JsonFormatter) -> None:
         self._handler = handler
         self._formatter = formatter
+        self._quoted: dict[str, str] = {}  # value -> its redacted, quoted JSON text
+        self._secrets = registered_secrets()
         self._root = logging.getLogger()
         self._logger = logging.getLogger(ACCESS_LOGGER)
 
@@ -223,8 +283,45 @@ class AccessLines:
             or not always_kept(fields)
         ):
             return False
-        self._handler.write_soon(self._formatter.format_fields(ACCESS_LOGGER, "request", fields))
+        if fields.keys() == ACCESS_FIELDS and self._formatter.fields_in_order:
+            line = self._line(fields)
+        else:  # another shape: the general writer (the same line, only slower)
+            line = self._formatter.format_fields(ACCESS_LOGGER, "request", fields)
+        self._handler.write_soon(line)
         return True
+
+    def _line(self, f: Mapping[str, object]) -> str:
+        """`JsonFormatter.format_fields` for the access record's own fields and types (see
+        gateway.paywall.access), written out: the same text (tests/logs compares them) at
+        a third of the cost. Strings are redacted as in any record, the token id is not."""
+        created = time.time()
+        stamp = self._formatter._timestamp(created, (created - int(created)) * 1000)
+        parts = ['{"ts":"', stamp, '","level":"info","logger":"gateway.access","msg":"request"']
+        parts.append(f',"request_id":{_quote(redact(f["request_id"]))}')  # type: ignore[arg-type]
+        quoted = self._quoted
+        if registered_secrets() is not self._secrets:  # redact's answers may have changed
+            quoted.clear()
+            self._secrets = registered_secrets()
+        for name in ("route", "outcome", "method", "path"):  # values that repeat
+            text = cast("str | None", f[name])
+            if text is not None:
+                value = quoted.get(text)
+                if value is None:
+                    if len(quoted) >= QUOTED_CACHE:  # bounded: paths come from clients
+                        quoted.clear()
+                    value = quoted[text] = _quote(redact(text))
+                parts.append(f',"{name}":{value}')
+            if name == "outcome":
+                parts.append(f',"status":{f["status"]!r}')
+        parts.append(f',"duration_ms":{f["duration_ms"]!r}')
+        if f["upstream_status"] is not None:
+            parts.append(f',"upstream_status":{f["upstream_status"]!r}')
+        if f["token_id"] is not None:
+            parts.append(f',"token_id":{_quote(f["token_id"])}')  # type: ignore[arg-type]
+        if f["error"] is not None:
+            parts.append(f',"error":{_quote(redact(f["error"]))}')  # type: ignore[arg-type]
+        parts.append("}")
+        return "".join(parts)
 
 
 _installed: tuple[logging.Handler, LogTicker | None] | None = None

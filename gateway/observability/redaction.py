@@ -181,6 +181,11 @@ def register_secrets(values: Iterable[str]) -> None:
     _secret_pattern = re.compile("|".join(re.escape(v) for v in ordered))
 
 
+def registered_secrets() -> frozenset[str]:
+    """The values registered so far: a cache of `redact` results is valid while it holds."""
+    return _secrets
+
+
 def forget_secrets() -> None:
     """Tests only: drop every registered value."""
     global _secrets, _secret_pattern

@@ -238,8 +238,7 @@ class Proxy:
         # The whole exchange: the body's deadline (if any), then the upstream's timeout.
         deadline = (body_deadline if body is not None else loop.time()) + target.timeout_seconds
         try:
-            async with asyncio.timeout_at(deadline):
-                connection = await self._exchange(target, head, body, declared is None)
+            connection = await self._exchange(target, head, body, declared is None, deadline)
         except (ProxyError, UpstreamClosed, OSError, TimeoutError) as exc:
             raise _classify(exc, body, "before answering") from exc
         return UpstreamResponse(
@@ -255,14 +254,26 @@ class Proxy:
         )
 
     async def _exchange(
-        self, target: ProxyTarget, head: bytes, body: _LimitedBody | None, chunked: bool
+        self,
+        target: ProxyTarget,
+        head: bytes,
+        body: _LimitedBody | None,
+        chunked: bool,
+        deadline: float,
     ) -> Connection:
-        """Write the request and wait for the answer's head; the connection keeps its slot."""
+        """Write the request and wait for the answer's head, all by `deadline` (loop time;
+        TimeoutError after it); the connection keeps its slot."""
         endpoint = self._endpoint(target)
-        connection = await self._pool.acquire(endpoint, target.timeout_seconds)
+        if self._pool.ready(endpoint):  # the usual case: an idle connection, no waiting
+            connection = await self._pool.acquire(endpoint, target.timeout_seconds)
+        else:
+            async with asyncio.timeout_at(deadline):
+                connection = await self._pool.acquire(endpoint, target.timeout_seconds)
         try:
             try:
-                return await _send(connection, head, body, chunked, target.timeout_seconds)
+                return await _send(
+                    connection, head, body, chunked, target.timeout_seconds, deadline
+                )
             except UpstreamClosed as exc:
                 # A pooled connection the upstream closed meanwhile: nothing was answered,
                 # so a bodiless request is safely sent again, once, on a new connection.
@@ -270,8 +281,11 @@ class Proxy:
                     raise
                 connection.close()
                 self._pool.forget(connection)
-                connection = await self._pool.connect(endpoint, target.timeout_seconds)
-                return await _send(connection, head, body, chunked, target.timeout_seconds)
+                async with asyncio.timeout_at(deadline):
+                    connection = await self._pool.connect(endpoint, target.timeout_seconds)
+                return await _send(
+                    connection, head, body, chunked, target.timeout_seconds, deadline
+                )
         except BaseException:
             connection.close()
             self._pool.release(connection)
@@ -378,12 +392,21 @@ async def _send(
     body: _LimitedBody | None,
     chunked: bool,
     timeout: float,
+    deadline: float,
 ) -> Connection:
-    """Write the head, stream the body, and return once the answer's head is in."""
+    """Write the head, stream the body, and return once the answer's head is in, all by
+    `deadline` (loop time)."""
     connection.write(head)
-    if body is None:  # open()'s deadline is the upstream's timeout: nothing more to bound
-        await connection.head()
+    if body is None:  # the deadline is the upstream's timeout: nothing more to bound
+        await connection.head(deadline)
         return connection
+    async with asyncio.timeout_at(deadline):
+        return await _send_with_body(connection, body, chunked, timeout)
+
+
+async def _send_with_body(
+    connection: Connection, body: _LimitedBody, chunked: bool, timeout: float
+) -> Connection:
     sending = asyncio.ensure_future(send_body(connection, body, chunked))
     answered = asyncio.ensure_future(connection.head())
     try:

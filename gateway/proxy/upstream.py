@@ -188,8 +188,24 @@ class Connection(asyncio.Protocol):
         assert self.transport is not None
         self.transport.write(data)
 
-    async def head(self) -> None:
-        await self._head
+    async def head(self, deadline: float | None = None) -> None:
+        """Until the answer's head is in; TimeoutError at `deadline` (loop time). A timer
+        on the head itself: cheaper than a timeout scope for the one wait of a bodiless
+        exchange (bench/README.md)."""
+        future = self._head
+        if deadline is None or future.done():
+            await future
+            return
+        timer = asyncio.get_running_loop().call_at(deadline, self._head_late, future)
+        try:
+            await future
+        finally:
+            timer.cancel()
+
+    @staticmethod
+    def _head_late(future: asyncio.Future[None]) -> None:
+        if not future.done():
+            future.set_exception(TimeoutError())
 
     def headers(self) -> CIMultiDictProxy[str]:
         return CIMultiDictProxy(CIMultiDict(self._raw_headers))
@@ -232,6 +248,10 @@ class UpstreamPool:
         self._slots = asyncio.Semaphore(limit)
         self._idle_timeout = idle_timeout
         self._open: set[Connection] = set()
+
+    def ready(self, endpoint: Endpoint) -> bool:
+        """`acquire` would not wait: a free slot and an idle connection to `endpoint`."""
+        return not self._slots.locked() and bool(self._idle.get(endpoint))
 
     async def acquire(self, endpoint: Endpoint, connect_timeout: float) -> Connection:
         """An idle connection to `endpoint`, or a new one; holds a slot until `release`."""

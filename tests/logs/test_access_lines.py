@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from gateway.observability import access_sink, redaction
 from gateway.observability import logsetup as logs
 from gateway.observability.log_files import QuietErrors
 from gateway.paywall.access import AccessRecord
@@ -144,3 +145,55 @@ def test_queued_lines_reach_a_log_file_at_shutdown(tmp_path: Path) -> None:
     finally:
         logs.unconfigure()
     assert [line["path"] for line in lines(path.read_text())] == ["/last"]
+
+
+def test_a_secret_registered_later_is_redacted_from_repeated_values(stream: io.StringIO) -> None:
+    """The direct path remembers redacted route, outcome, method and path texts; an
+    upstream secret registered at a reload must still be redacted from them."""
+    secret = "UpstreamKey-" + "Q7" * 8
+    try:
+        with only_ours():
+            paid_record(f"/premium/{secret}").done(200)
+            redaction.register_secrets([secret])
+            paid_record(f"/premium/{secret}").done(200)
+    finally:
+        redaction.forget_secrets()
+    first, second = lines(stream.getvalue())
+    assert first["path"] == f"/premium/{secret}"  # not a secret yet
+    assert secret not in second["path"]
+    assert second["path"] == "/premium/[redacted]"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"route": None, "outcome": None, "upstream_status": None},
+        {"error": "after the response started: upstream reset", "upstream_status": 502},
+        {"token_id": None, "outcome": "free"},
+        {"method": "L402 " + "B" * 50, "path": "/x?query=secret", "request_id": "f" * 64},
+    ],
+)
+def test_the_written_out_line_is_the_general_one(
+    stream: io.StringIO, changes: dict[str, object]
+) -> None:
+    fields: dict[str, object] = {
+        "request_id": "0123456789abcdef012345",
+        "route": "premium",
+        "outcome": "paid",
+        "status": 200,
+        "method": "GET",
+        "path": "/premium",
+        "duration_ms": 0.125,
+        "upstream_status": 200,
+        "token_id": TOKEN,
+        "error": None,
+    } | changes
+    sink = access_sink._sink
+    assert isinstance(sink, logs.AccessLines)
+    fast = json.loads(sink._line(fields))
+    general = json.loads(sink._formatter.format_fields("gateway.access", "request", fields))
+    fast.pop("ts")
+    general.pop("ts")
+    assert fast == general
+    assert list(fast) == list(general)  # the same order too
