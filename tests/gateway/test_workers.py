@@ -94,7 +94,11 @@ async def test_fifty_way_single_use_race_across_workers(
 
     statuses = await asyncio.gather(*(use() for _ in range(50)))
     assert statuses.count(200) == 1, statuses
-    assert set(statuses) <= {200, 402, 409}
+    # The losers are refused: 409 while the winner holds the lease, 402 (a fresh
+    # challenge) once it is consumed, and 429 when those fresh challenges pass this
+    # client's challenge allowance (burst 20, shared by both workers). How many get
+    # which depends on timing; none of them is served.
+    assert set(statuses) <= {200, 402, 409, 429}, statuses
     consumed = f'l402_tokens_consumed_total{{route="{PER_REQUEST_ROUTE}"}}'
     assert await _metric(stack, consumed) == 1
 
