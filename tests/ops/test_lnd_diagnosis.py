@@ -3,6 +3,7 @@
 Against the real regtest seller: a readonly macaroon (it may read invoices but
 not create them) keeps `serve` from reporting ready, with LND's own words and
 the fix on /readyz and in the log, and `check-config --online` says the same;
+another node's macaroon is named as not this node's;
 a certificate that is not the node's is named as such; the right settings pass,
 the refund macaroon included.
 """
@@ -52,6 +53,19 @@ async def test_check_config_online_names_a_macaroon_that_cannot_mint(
     assert "lightning macaroon: FAILED: the macaroon may not create invoices" in ran.out
     assert "use LND's invoice.macaroon" in ran.out
     assert "permission denied" in ran.out  # LND's own words
+
+
+async def test_check_config_online_names_a_macaroon_of_another_node(
+    tmp_path: Path, regtest: Descriptor
+) -> None:
+    """The buyer node's invoice.macaroon on the seller node: the permission is right, the
+    root key is not this node's (as with a macaroon copied from another network's
+    directory), and the answer says that rather than "needs invoices:write"."""
+    ran = await cli("check-config", str(write(tmp_path, regtest,
+                    macaroon=regtest.buyer.invoice_macaroon)), "--online")  # fmt: skip
+    assert ran.code == 1, ran.out + ran.err
+    assert "lightning macaroon: FAILED: the macaroon was not baked by this node" in ran.out
+    assert "invoices:write" not in ran.out
 
 
 async def test_check_config_online_names_a_certificate_that_is_not_the_nodes(

@@ -10,6 +10,9 @@ Each check keeps LND's (or gRPC's) own message and names the likely cause:
   negative": the macaroon may mint);
 - the node's sync: `GetInfo` when the macaroon may read it (an admin or
   readonly macaroon; invoice.macaroon may not, which is fine);
+- a macaroon baked by another node, or taken from another network's macaroon
+  directory ("verification failed: signature mismatch", "cannot get
+  macaroon: root key ... doesn't exist"), told apart from a missing permission;
 - the connection: TLS (a certificate that is not this node's, a host name
   the certificate does not cover) and reachability, from gRPC's own words.
 """
@@ -68,6 +71,28 @@ def connection_cause(error: BackendError) -> str:
     return f"{cause} ({error.code}: {text[:300]})"
 
 
+_FOREIGN_MACAROON = ("signature mismatch", "root key with id", "cannot get macaroon")
+
+
+def macaroon_cause(error: BackendError) -> str:
+    """Why LND refused the macaroon: baked by another node (or for another network:
+    each network's macaroons live under their own data/chain/bitcoin/<network>/ and
+    have their own root key), or baked without the permission to mint."""
+    lowered = error.message.lower()
+    if any(words in lowered for words in _FOREIGN_MACAROON):
+        cause = (
+            "the macaroon was not baked by this node: another node's, or another network's "
+            "(use invoice.macaroon from this node's data/chain/bitcoin/<network>/ for the "
+            "network it runs)"
+        )
+    else:
+        cause = (
+            "the macaroon may not create invoices (it needs invoices:write): "
+            "use LND's invoice.macaroon"
+        )
+    return f"{cause} ({error.code}: {error.message[:300]})"
+
+
 async def diagnose(client: DiagnosedNode, timeout: float) -> list[Finding]:
     """Every check, in order; stops at the first that makes the rest meaningless."""
     findings: list[Finding] = []
@@ -90,12 +115,7 @@ async def _mint_permission(client: DiagnosedNode, timeout: float) -> Finding:
     try:
         await client.probe_invoice_permission(timeout=timeout)
     except PermissionDenied as exc:
-        return Finding(
-            "macaroon",
-            False,
-            "the macaroon may not create invoices (it needs invoices:write): use LND's "
-            f"invoice.macaroon ({exc.code}: {exc.message})",
-        )
+        return Finding("macaroon", False, macaroon_cause(exc))
     except BackendUnavailable as exc:
         return Finding("macaroon", False, connection_cause(exc))
     except BackendError as exc:
