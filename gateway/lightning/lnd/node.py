@@ -15,6 +15,7 @@ import grpc
 
 from gateway.lightning.backend import Health
 from gateway.lightning.errors import BackendError, BackendUnavailable, PaymentFailed
+from gateway.lightning.lnd.macaroonfile import read_macaroon
 from gateway.lightning.lnd.rpc import (
     lightning_pb2,
     lightning_pb2_grpc,
@@ -39,21 +40,6 @@ CallObserver = Callable[[str, float, str | None], None]
 
 _MAX_MESSAGE = 64 * 1024 * 1024  # list calls exceed gRPC's 4 MiB default on busy nodes
 _T = TypeVar("_T")
-
-
-def _read_macaroon(macaroon: Path | str | bytes | None) -> str | None:
-    if macaroon is None:
-        return None
-    if isinstance(macaroon, bytes):
-        return macaroon.hex()
-    if isinstance(macaroon, Path):
-        return macaroon.read_bytes().hex()
-    text = macaroon.strip()
-    try:
-        bytes.fromhex(text)
-    except ValueError:
-        return Path(text).read_bytes().hex()
-    return text.lower()
 
 
 class LndClient:
@@ -110,7 +96,7 @@ class LndClient:
                 ("grpc.max_reconnect_backoff_ms", 2_000),
             ],
         )
-        return cls(channel, _read_macaroon(macaroon), timeout=timeout, observer=observer)
+        return cls(channel, read_macaroon(macaroon), timeout=timeout, observer=observer)
 
     async def close(self) -> None:
         await self._channel.close()

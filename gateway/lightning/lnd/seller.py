@@ -31,6 +31,7 @@ from typing import TypeVar
 from gateway.lightning.backend import Health
 from gateway.lightning.errors import BackendError, BackendUnavailable
 from gateway.lightning.lnd.h2conn import Call, CallFailed, H2Connection
+from gateway.lightning.lnd.macaroonfile import read_macaroon
 from gateway.lightning.lnd.status import from_status
 from gateway.lightning.lnd.wire import frames, messages
 from gateway.lightning.lnd.wire.grpcframe import message, timeout_value
@@ -43,22 +44,6 @@ _T = TypeVar("_T")
 BACKOFF_START = 0.2
 BACKOFF_MAX = 2.0
 USER_AGENT = "l402-gateway"
-
-
-def read_macaroon(macaroon: Path | str | bytes | None) -> str | None:
-    """A macaroon as hex, from a file, raw bytes or hex text (None: no macaroon)."""
-    if macaroon is None:
-        return None
-    if isinstance(macaroon, bytes):
-        return macaroon.hex()
-    if isinstance(macaroon, Path):
-        return macaroon.read_bytes().hex()
-    text = macaroon.strip()
-    try:
-        bytes.fromhex(text)
-    except ValueError:
-        return Path(text).read_bytes().hex()
-    return text.lower()
 
 
 def split_host(host: str, default_port: int = 10009) -> tuple[str, int]:
