@@ -39,10 +39,10 @@ if __package__ in (None, ""):  # run as a script: make `bench` and `tests.suppor
 from bench.phase import BenchFailure
 from bench.procstat import cpu_seconds
 from bench.pyload import REQUEST_TIMEOUT, Connection
-from bench.stack import HOST, Stack, cli_argv, log, on_regtest, start_upstream, wait_http_ok
+from bench.stack import HOST, Stack, log, on_regtest, serve_file, start_upstream
 from gateway.buyer import parse_challenge
 from gateway.lightning.lnd import LndClient
-from gateway.regtest.processes import ManagedProcess, free_port
+from gateway.regtest.processes import free_port
 
 ROUTES = ("plain", "metered")
 BODY = json.dumps(
@@ -145,14 +145,7 @@ async def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     public, admin = free_port(), free_port()
     config = stack.workdir / "gateway.yaml"
     config.write_text(gateway_config(stack, upstream_port, public, admin))
-    gateway = ManagedProcess(
-        "gateway",
-        cli_argv("serve", "--config", str(config), "--workers", "1", "--log-level", "warning"),
-        stack.workdir / "gateway.log",
-        detached=False,
-    )
-    stack.processes.append(gateway)
-    await wait_http_ok(gateway, f"http://{HOST}:{admin}/readyz")
+    gateway = await serve_file(stack, "gateway", config, admin, workers=1, log_level="warning")
     raws = {}
     for name in ROUTES:
         path = f"/{name}/v1/chat/completions"

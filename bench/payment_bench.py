@@ -43,14 +43,14 @@ import aiohttp
 from bench.phase import BenchFailure
 from bench.procstat import cpu_seconds
 from bench.pyload import REQUEST_TIMEOUT, Connection
-from bench.stack import HOST, Stack, cli_argv, log, on_regtest, start_upstream, wait_http_ok
+from bench.stack import HOST, Stack, log, on_regtest, serve_file, start_upstream
 from gateway.buyer import LndPayer, SpendPolicy, parse_challenge
 from gateway.buyer.offers import charge_offer, first_offer
 from gateway.buyer.session import LndReturnInvoices, PaymentSession
 from gateway.lightning.lnd import LndClient
 from gateway.payment.credential import Credential, format_authorization
 from gateway.payment.payloads import ChargePayload
-from gateway.regtest.processes import ManagedProcess, free_port
+from gateway.regtest.processes import free_port
 
 KINDS = ("l402", "l402-single", "charge", "session")
 REUSABLE = "/signal"
@@ -160,14 +160,7 @@ async def measure(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     public, admin = free_port(), free_port()
     config = stack.workdir / "gateway.yaml"
     config.write_text(gateway_config(stack, upstream_port, public, admin))
-    gateway = ManagedProcess(
-        "gateway",
-        cli_argv("serve", "--config", str(config), "--workers", "1", "--log-level", "warning"),
-        stack.workdir / "gateway.log",
-        detached=False,
-    )
-    stack.processes.append(gateway)
-    await wait_http_ok(gateway, f"http://{HOST}:{admin}/readyz")
+    gateway = await serve_file(stack, "gateway", config, admin, workers=1, log_level="warning")
     node = stack.descriptor.buyer
     lnd = LndClient.connect(
         node.rpc, tls_cert=Path(node.tls_cert), macaroon=Path(node.admin_macaroon)

@@ -152,6 +152,21 @@ async def start_gateway(
 ) -> tuple[ManagedProcess, int]:
     """`l402-gateway serve` (`workers` None: serve's default, one per core)."""
     config, public, admin = gateway_config(stack, name, upstream_port, cache_size=cache_size)
+    proc = await serve_file(stack, name, config, admin, workers=workers, log_level=log_level)
+    return proc, public
+
+
+async def serve_file(
+    stack: Stack,
+    name: str,
+    config: Path,
+    admin: int,
+    *,
+    workers: int | None = None,
+    log_level: str | None = None,
+) -> ManagedProcess:
+    """`l402-gateway serve` on a written config, stopped with the stack; ready once its
+    admin listener (port `admin`) says so."""
     proc = ManagedProcess(
         name,
         serve_argv(config, log_level or stack.gateway_log_level, workers),
@@ -160,7 +175,7 @@ async def start_gateway(
     )
     stack.processes.append(proc)
     await wait_http_ok(proc, f"http://{HOST}:{admin}/readyz")
-    return proc, public
+    return proc
 
 
 async def start_minimal_proxy(stack: Stack, upstream_port: int) -> tuple[ManagedProcess, int]:
