@@ -33,7 +33,8 @@ from gateway.metering.charge import decide_charge, read_usage
 from gateway.metering.estimate import ESTIMATE_BODY_LIMIT, Estimate, estimate_request
 from gateway.metering.tail import TailCollector
 from gateway.metering.terms import BundleTerms
-from gateway.observability.metrics import GatewayMetrics, MeterSeries
+from gateway.observability.meterseries import MeterSeries
+from gateway.observability.metrics import GatewayMetrics
 from gateway.paywall.allotments import Allotments
 from gateway.paywall.credentialkeys import CredentialKey
 from gateway.paywall.holds import AnswerHeaders, BodyWatch, Headers, Send, Settled
