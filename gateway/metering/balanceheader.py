@@ -31,10 +31,16 @@ class BalanceReport(NamedTuple):
     reserved: int | None = None
 
 
+_TOKENS: set[str] = set()  # units already checked (a handful: the routes' own)
+
+
 def format_balance(available: int, unit: str, reserved: int | None = None) -> str:
     """The header value; numbers past RFC 8941's 15 digits are capped at 999999999999999."""
-    if not _TOKEN.match(unit):
-        raise ValueError(f"unit {unit!r} is not a structured-field token")
+    if unit not in _TOKENS:
+        if not _TOKEN.match(unit):
+            raise ValueError(f"unit {unit!r} is not a structured-field token")
+        if len(_TOKENS) < 1024:
+            _TOKENS.add(unit)
     cap = 10**15 - 1
     value = f"{min(max(available, 0), cap)};unit={unit}"
     if reserved is not None:

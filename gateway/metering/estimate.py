@@ -16,11 +16,10 @@ ceiling: an answer may exceed its reservation, see docs/metering.md.)
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from enum import StrEnum
 
-from gateway.metering.reading import strict_count
+from gateway.metering.reading import load_json, strict_count
 from gateway.metering.terms import BundleTerms
 
 ESTIMATE_BODY_LIMIT = 1024 * 1024
@@ -61,7 +60,7 @@ def estimate_request(terms: BundleTerms, body: bytes | None, *, complete: bool) 
     if not complete or len(body) > ESTIMATE_BODY_LIMIT:
         return Estimate(default, EstimateSource.DEFAULT, EstimateProblem.TOO_LARGE)
     try:
-        document = json.loads(body)
+        document = load_json(body)
     except (ValueError, RecursionError):
         return Estimate(default, EstimateSource.DEFAULT, EstimateProblem.NOT_JSON)
     if not isinstance(document, dict):

@@ -16,7 +16,13 @@ from __future__ import annotations
 
 import json
 
-from gateway.metering.reading import UsageProblem, UsageReading, UsageSource, count_tokens
+from gateway.metering.reading import (
+    UsageProblem,
+    UsageReading,
+    UsageSource,
+    count_tokens,
+    load_json,
+)
 
 _KEY = b'"usage"'
 _SPACE = b" \t\r\n"
@@ -38,7 +44,7 @@ def _reading(usage: object) -> UsageReading:
 
 def _whole(body: bytes) -> UsageReading:
     try:
-        document = json.loads(body)
+        document = load_json(body)
     except ValueError:
         return UsageReading.none(UsageProblem.MALFORMED)
     if not isinstance(document, dict) or document.get("usage") is None:

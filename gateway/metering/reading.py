@@ -7,12 +7,26 @@ their estimate (a metric label) without logging the answer itself.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from enum import StrEnum
 
 # JSON numbers above 2**53 lose precision in most parsers: a usage count that
 # large is a broken upstream, not a real answer.
 MAX_USAGE = 2**53
+
+
+_DECODER = json.JSONDecoder()
+
+
+def load_json(body: bytes) -> object:
+    """`json.loads(body)`, without its encoding detection for the usual document (a request
+    or an answer read once per metered request): one that starts with `{` and then a
+    byte other than NUL is UTF-8 by that detection too, so it is decoded as json.loads
+    would. Raises what json.loads raises."""
+    if body[:1] == b"{" and body[1:2] != b"\x00":
+        return _DECODER.decode(body.decode("utf-8", "surrogatepass"))
+    return json.loads(body)
 
 
 class UsageSource(StrEnum):

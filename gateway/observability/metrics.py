@@ -12,11 +12,14 @@ import sys
 from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gateway import __version__
+
+if TYPE_CHECKING:
+    from gateway.observability.meterseries import MeterSeries
 
 # Buckets for latencies the gateway adds itself (sub-millisecond matters) and
 # for upstream / LND round trips (milliseconds to tens of seconds).
@@ -297,9 +300,9 @@ class GatewayMetrics:
         self.build_info.labels(version=__version__, python=platform.python_version()).set(1)
         self._routes: dict[str, RouteSeries] = {}
         self._meters: dict[str, MeterSeries] = {}
-        self._pending: list[RouteSeries] = []
+        self._pending: list[Batched] = []
 
-    def pending(self, series: RouteSeries) -> None:
+    def pending(self, series: Batched) -> None:
         """A series has counts to hand over: at the end of this loop iteration (at once
         outside a running loop)."""
         self._pending.append(series)
@@ -349,44 +352,25 @@ class GatewayMetrics:
     def meter(self, route: str) -> MeterSeries:
         series = self._meters.get(route)
         if series is None:
+            from gateway.observability.meterseries import MeterSeries  # it builds on this module
+
             series = self._meters[route] = MeterSeries(self, route)
         return series
 
 
-class RouteSeries:
-    """The per-request series of one route, counted in the process and handed to
-    prometheus-client once per event-loop iteration.
+class Batched:
+    """Series counted in the process and handed to prometheus-client once per event-loop
+    iteration (see RouteSeries for why); MeterSeries (gateway.observability.meterseries)
+    is the other kind."""
 
-    Every prometheus-client update takes a lock, and under `serve --workers N`
-    (multiprocess mode) also checks the process id (a system call) and writes
-    the value into its memory-mapped file: four to seven updates per paid
-    request. Here a request adds to plain integers; `GatewayMetrics.flush`
-    applies the sums at the end of the loop iteration (one update per bucket
-    touched, however many requests the iteration served), before any later
-    request of the same process can be answered, so a scrape never sees a
-    request's answer before its counts."""
-
-    def __init__(self, metrics: GatewayMetrics, route: str) -> None:
+    def __init__(self, metrics: GatewayMetrics) -> None:
         self._metrics = metrics
-        self.paid_requests = LocalCounter(self, metrics.paid_requests.labels(route=route))
-        self.upstream_latency = LocalHistogram(self, metrics.upstream_latency.labels(route=route))
-        self.added_latency = LocalHistogram(self, metrics.added_latency.labels(route=route))
-        self._upstream_requests = metrics.upstream_requests
-        self._route = route
-        self._by_class: dict[str, LocalCounter] = {}
-        self._parts: list[LocalCounter | LocalHistogram] = [
-            self.paid_requests,
-            self.upstream_latency,
-            self.added_latency,
-        ]
+        self._parts: list[LocalCounter | LocalHistogram] = []
         self.dirty = False
 
-    def upstream_requests(self, status_class: str) -> LocalCounter:
-        counter = self._by_class.get(status_class)
-        if counter is None:
-            child = self._upstream_requests.labels(route=self._route, status_class=status_class)
-            counter = self._by_class[status_class] = LocalCounter(self, child)
-            self._parts.append(counter)
+    def counter(self, child: Counter) -> LocalCounter:
+        counter = LocalCounter(self, child)
+        self._parts.append(counter)
         return counter
 
     def touch(self) -> None:
@@ -400,12 +384,43 @@ class RouteSeries:
             part.flush()
 
 
+class RouteSeries(Batched):
+    """The per-request series of one route, counted in the process and handed to
+    prometheus-client once per event-loop iteration.
+
+    Every prometheus-client update takes a lock, and under `serve --workers N`
+    (multiprocess mode) also checks the process id (a system call) and writes
+    the value into its memory-mapped file: four to seven updates per paid
+    request. Here a request adds to plain integers; `GatewayMetrics.flush`
+    applies the sums at the end of the loop iteration (one update per bucket
+    touched, however many requests the iteration served), before any later
+    request of the same process can be answered, so a scrape never sees a
+    request's answer before its counts."""
+
+    def __init__(self, metrics: GatewayMetrics, route: str) -> None:
+        super().__init__(metrics)
+        self.paid_requests = self.counter(metrics.paid_requests.labels(route=route))
+        self.upstream_latency = LocalHistogram(self, metrics.upstream_latency.labels(route=route))
+        self.added_latency = LocalHistogram(self, metrics.added_latency.labels(route=route))
+        self._parts += [self.upstream_latency, self.added_latency]
+        self._upstream_requests = metrics.upstream_requests
+        self._route = route
+        self._by_class: dict[str, LocalCounter] = {}
+
+    def upstream_requests(self, status_class: str) -> LocalCounter:
+        counter = self._by_class.get(status_class)
+        if counter is None:
+            child = self._upstream_requests.labels(route=self._route, status_class=status_class)
+            counter = self._by_class[status_class] = self.counter(child)
+        return counter
+
+
 class LocalCounter:
     """`inc()` of a Counter child, summed until the series is flushed."""
 
     __slots__ = ("_child", "_count", "_series")
 
-    def __init__(self, series: RouteSeries, child: Counter) -> None:
+    def __init__(self, series: Batched, child: Counter) -> None:
         self._series = series
         self._child = child
         self._count = 0.0
@@ -427,7 +442,7 @@ class LocalHistogram:
 
     __slots__ = ("_bounds", "_child", "_counts", "_series", "_sum")
 
-    def __init__(self, series: RouteSeries, child: Histogram) -> None:
+    def __init__(self, series: Batched, child: Histogram) -> None:
         self._series = series
         self._child = child
         self._bounds: list[float] = list(child._upper_bounds)
@@ -455,41 +470,6 @@ class LocalHistogram:
 def _running_loop() -> Any:
     asyncio = sys.modules.get("asyncio")
     return asyncio.events._get_running_loop() if asyncio is not None else None
-
-
-class MeterSeries:
-    """What one metered route counts per answer (children bound on first use)."""
-
-    def __init__(self, metrics: GatewayMetrics, route: str) -> None:
-        self._metrics = metrics
-        self.route = route
-        self.exhausted = metrics.meter_exhausted.labels(route=route)
-        self.settled = metrics.meter_reservations_released.labels(route=route, how="settled")
-        self.given_back = metrics.meter_reservations_released.labels(route=route, how="given_back")
-        self._children: dict[tuple[str, str], Counter] = {}  # labels() once per value
-
-    def _child(self, family: Counter, name: str, label: str, value: str) -> Counter:
-        key = (name, value)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = family.labels(**{"route": self.route, label: value})
-        return child
-
-    def sold(self, unit: str, units: int) -> None:
-        self._child(self._metrics.meter_units_sold, "sold", "unit", unit).inc(units)
-
-    def served(self, unit: str, units: int, shortfall: int = 0) -> None:
-        if units:
-            self._child(self._metrics.meter_units_served, "served", "unit", unit).inc(units)
-        if shortfall:
-            family = self._metrics.meter_shortfall_units
-            self._child(family, "shortfall", "unit", unit).inc(shortfall)
-
-    def settlement(self, basis: str, problem: str | None) -> None:
-        self._child(self._metrics.meter_settlements, "basis", "basis", basis).inc()
-        if problem is not None:
-            family = self._metrics.meter_usage_problems
-            self._child(family, "problem", "problem", problem).inc()
 
 
 def exported_metric_names() -> set[str]:

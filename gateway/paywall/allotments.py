@@ -136,6 +136,21 @@ class Allotments:
                 return Hold(HoldStatus.INSUFFICIENT, available=allotment.free + allotment.outside)
             await asyncio.sleep(RETRY_SECONDS)
 
+    def hold_now(self, balance_id: bytes, estimate: int, unit: str, scope: str) -> Hold | None:
+        """`reserve`'s usual case without an await: the whole estimate from an allotment
+        that has it free and is not rolling; None when `reserve` must decide (a roll, a
+        wait, a refusal, a mismatch)."""
+        found = self._allotments.get(balance_id)
+        if (
+            found is None
+            or found.free < estimate
+            or found.unit != unit
+            or found.scope != scope
+            or found.rolling.locked()
+        ):
+            return None
+        return self._hold(found, estimate)
+
     def _hold(self, allotment: _Allotment, amount: int) -> Hold:
         hold_id = next(self._ids).to_bytes(8, "big")
         allotment.holds[hold_id] = amount

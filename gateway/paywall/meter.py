@@ -167,6 +167,12 @@ class Outcome:
     settlement: Settlement
 
 
+def minimum_for(terms: BundleTerms, estimate: int) -> int:
+    """The least a request may hold: all of its estimate for counts that cannot be split
+    (requests, a session's msat), else one unit (admitted while anything is left)."""
+    return estimate if terms.unit in (REQUESTS, MSAT) else 1
+
+
 class Meter:
     def __init__(
         self,
@@ -202,13 +208,12 @@ class Meter:
         body_complete: bool = True,
     ) -> Admission | Exhausted:
         estimate = estimate_request(terms, body, complete=body_complete)
-        whole = terms.unit in (REQUESTS, MSAT)
         hold = await self._ledger.reserve(
             balance_id,
             estimate.units,
             unit=terms.unit,
             scope=scope,
-            minimum=estimate.units if whole else 1,
+            minimum=minimum_for(terms, estimate.units),
         )
         if hold.status is not HoldStatus.RESERVED or hold.hold_id is None:
             return Exhausted(hold.status, hold.available, terms.unit)

@@ -38,12 +38,24 @@ class Meters:
         self.bundles = bundles
         self.pricers = pricers
 
-    async def hold(self, route: Route, key: CredentialKey, view: RequestView) -> Hold:
+    async def hold(
+        self,
+        route: Route,
+        key: CredentialKey,
+        method: str,
+        path: str,
+        headers: Iterable[tuple[str, str]],
+        details: RequestDetails | None,
+    ) -> Hold:
+        """A bundle reads at most the body prefix; only a pricer is shown the whole
+        request (its headers copied into a `RequestView`)."""
         if route.bundle is not None:
-            return await self.bundles.hold(route, key, view)
+            return await self.bundles.hold(route, key, details)
         if self.pricers is None:
             raise RuntimeError(f"route {route.name!r} is metered by a pricer, but none is open")
-        return await self.pricers.hold(route, key, view)
+        return await self.pricers.hold(
+            route, key, RequestView(method, path, list(headers), details)
+        )
 
     async def close(self) -> None:
         """Let usage reports in flight reach their pricer (bounded)."""
@@ -72,5 +84,5 @@ async def hold_for(
             raise RuntimeError("single-use routes sell L402 tokens")
         return LeaseHold(leases, await leases.take(token, route))
     if route.metered:
-        return await meters.hold(route, key, RequestView(method, path, list(headers), details))
+        return await meters.hold(route, key, method, path, headers, details)
     return None

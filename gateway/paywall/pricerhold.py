@@ -31,7 +31,8 @@ from typing import Protocol
 
 from gateway.config.model import GrpcPricing, Route
 from gateway.metering.tail import TailCollector
-from gateway.observability.metrics import GatewayMetrics, MeterSeries
+from gateway.observability.meterseries import MeterSeries
+from gateway.observability.metrics import GatewayMetrics
 from gateway.paywall.credentialkeys import CredentialKey
 from gateway.paywall.holds import AnswerHeaders, BodyWatch, Send, Settled
 from gateway.paywall.metered import BundleExhausted

@@ -204,12 +204,15 @@ class Proxy:
         authorization: str | None,
         *,
         prefix: bytes = b"",
+        whole: bool = False,
         drop_headers: Sequence[str] = (),
     ) -> UpstreamResponse:
         """Send `request` upstream as `path` (its normal form) and wait for the status line
         and headers. `prefix`: the body's first bytes, already read from the client (a
-        metered route's estimate): sent before the rest. `drop_headers`: request headers
-        not forwarded (Accept-Encoding on a route whose answers are read for usage).
+        metered route's estimate): sent before the rest; `whole`: that is the whole body,
+        so a body of declared length goes out with the head in one write, with no upload
+        to stream. `drop_headers`: request headers not forwarded (Accept-Encoding on a
+        route whose answers are read for usage).
 
         Bounded in time: the client's body must arrive within the route's body
         deadline and the upstream must answer within its timeout after that,
@@ -226,7 +229,8 @@ class Proxy:
         loop = asyncio.get_running_loop()
         body_deadline = loop.time() + target.body_timeout_seconds
         body = None
-        if request.body_exists:
+        in_hand = request.body_exists and whole and len(prefix) == declared
+        if request.body_exists and not in_hand:
             body = _LimitedBody(request.content, target.max_body_bytes, body_deadline, prefix)
             if declared is None:
                 headers["Transfer-Encoding"] = "chunked"
@@ -234,11 +238,15 @@ class Proxy:
             headers["Content-Length"] = "0"
         url = target.url_for(path, request.rel_url.raw_query_string)
         head = serialize_head(request.method, url.raw_path_qs, headers)
+        if in_hand:
+            head += prefix
         started = time.perf_counter()
         # The whole exchange: the body's deadline (if any), then the upstream's timeout.
         deadline = (body_deadline if body is not None else loop.time()) + target.timeout_seconds
         try:
-            connection = await self._exchange(target, head, body, declared is None, deadline)
+            connection = await self._exchange(
+                target, head, body, declared is None, deadline, resend=not request.body_exists
+            )
         except (ProxyError, UpstreamClosed, OSError, TimeoutError) as exc:
             raise _classify(exc, body, "before answering") from exc
         return UpstreamResponse(
@@ -260,9 +268,12 @@ class Proxy:
         body: _LimitedBody | None,
         chunked: bool,
         deadline: float,
+        *,
+        resend: bool,
     ) -> Connection:
         """Write the request and wait for the answer's head, all by `deadline` (loop time;
-        TimeoutError after it); the connection keeps its slot."""
+        TimeoutError after it); the connection keeps its slot. `resend`: the request may be
+        sent again on a new connection if a pooled one turns out closed (bodiless only)."""
         endpoint = self._endpoint(target)
         if self._pool.ready(endpoint):  # the usual case: an idle connection, no waiting
             connection = await self._pool.acquire(endpoint, target.timeout_seconds)
@@ -277,7 +288,7 @@ class Proxy:
             except UpstreamClosed as exc:
                 # A pooled connection the upstream closed meanwhile: nothing was answered,
                 # so a bodiless request is safely sent again, once, on a new connection.
-                if not connection.used or exc.answered or body is not None:
+                if not connection.used or exc.answered or not resend:
                     raise
                 connection.close()
                 self._pool.forget(connection)

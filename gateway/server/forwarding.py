@@ -116,8 +116,10 @@ class Forwarder:
         client: ClientInfo,
         sale: Sale,
         prefix: bytes = b"",
+        whole: bool = False,
     ) -> web.StreamResponse:
-        """`prefix`: body bytes the decision already read (gateway.server.requestdetails)."""
+        """`prefix`: body bytes the decision already read (gateway.server.requestdetails);
+        `whole`: all of the body."""
         if is_websocket_upgrade(request):
             return await self.websockets.forward(request, located, client, sale)
         target = self.target(located)
@@ -132,6 +134,7 @@ class Forwarder:
                 client,
                 sale.authorization,
                 prefix=prefix,
+                whole=whole,
                 drop_headers=drop,
             )
         except ProxyError as exc:

@@ -75,5 +75,8 @@ class PublicHandler:
         sale = await self.paywall.admit(
             located, request.headers.items(), client, record, details=details
         )
-        prefix = details.consumed if details is not None else b""
-        return await self.forwarder.forward(request, located, client, sale, prefix)
+        if details is None:
+            return await self.forwarder.forward(request, located, client, sale)
+        return await self.forwarder.forward(
+            request, located, client, sale, details.consumed, details.whole
+        )

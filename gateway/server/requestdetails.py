@@ -38,6 +38,11 @@ class HttpRequestDetails:
         """The body bytes read so far, to forward before the rest."""
         return bytes(self._read)
 
+    @property
+    def whole(self) -> bool:
+        """Whether `consumed` is the whole body (it may go upstream with the head)."""
+        return self._eof
+
     async def prefix(self, limit: int) -> tuple[bytes, bool]:
         request, target = self._request, self._target
         declared = request.content_length
@@ -52,6 +57,8 @@ class HttpRequestDetails:
             self._read += chunk
             if len(self._read) > target.max_body_bytes:
                 raise BodyTooLarge(target.max_body_bytes)
+            if content.at_eof():  # the usual small body: all of it came with the head
+                self._eof = True
         if not self._eof and len(self._read) < limit:
             await send_continue(request)
             try:

@@ -17,6 +17,7 @@ from gateway.metering import (
     usage_from_tail,
 )
 from gateway.metering.jsonusage import usage_from_json
+from gateway.metering.reading import load_json
 from gateway.metering.sse import events, usage_from_sse
 
 from .streams import chat_json, chat_stream, sse_event, usage_object
@@ -216,3 +217,18 @@ def test_usage_header_is_strict(
     assert (reading.units, reading.problem) == (units, problem)
     if units is not None:
         assert reading.source is UsageSource.HEADER
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"a": 1}', b"{", b"{}", b'{"\xc3\xa9": "\xed\xa0\x80"}', b'{"a": [1, 2', b"{\x00", b" {}"],
+)
+def test_load_json_is_json_loads(body: bytes) -> None:
+    """The meter's own decoding (no encoding detection for a `{`) answers as json.loads."""
+    try:
+        expected: object = json.loads(body)
+    except ValueError as exc:
+        with pytest.raises(type(exc)):
+            load_json(body)
+    else:
+        assert load_json(body) == expected
