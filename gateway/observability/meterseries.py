@@ -4,7 +4,7 @@ A metered answer settles with three to four counter updates (released, basis,
 units served, a usage problem); each prometheus-client update takes a lock
 and, under `serve --workers N`, writes the process's memory-mapped file. They
 are summed in the process and handed over once per event-loop iteration
-(gateway.observability.metrics.Batched), before any later request of the same
+(gateway.observability.localseries.Batched), before any later request of the same
 process can be answered, so a scrape never sees an answer before its counts.
 """
 
@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter
 
-from gateway.observability.metrics import Batched, GatewayMetrics, LocalCounter
+from gateway.observability.localseries import Batched, LocalCounter
+from gateway.observability.metrics import GatewayMetrics
 
 
 class MeterSeries(Batched):

@@ -19,7 +19,8 @@ from gateway.http.clientinfo import ClientInfo
 from gateway.http.pathrules import path_problem
 from gateway.http.paths import BadPath, normalize
 from gateway.l402.errors import L402Error, Reason
-from gateway.observability.metrics import GatewayMetrics, RouteSeries
+from gateway.observability.localseries import RouteSeries
+from gateway.observability.metrics import GatewayMetrics
 from gateway.payment.credential import find_credential, is_payment, parse_authorization
 from gateway.payment.errors import PaymentAuthError
 from gateway.payment.errors import Reason as PaymentReason

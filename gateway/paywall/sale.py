@@ -30,7 +30,7 @@ from __future__ import annotations
 import time
 
 from gateway.l402.verify import VerifiedToken
-from gateway.observability.metrics import RouteSeries
+from gateway.observability.localseries import RouteSeries
 from gateway.paywall.access import AccessRecord
 from gateway.paywall.holds import AnswerHeaders, BodyWatch, Headers, Hold
 from gateway.paywall.routes import RouteRuntime

@@ -1,4 +1,4 @@
-"""The per-request series counted in the process (gateway.observability.metrics.RouteSeries)
+"""The per-request series counted in the process (gateway.observability.localseries.RouteSeries)
 export exactly what prometheus-client's own calls would, once flushed: after the event-loop
 iteration, or at once outside a loop. (They write into the client's bucket and sum values:
 this also guards that use of its internals against a library upgrade.)"""
