@@ -30,6 +30,20 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """`store.url` of an empty store of each kind (a fresh PostgreSQL database per test)."""
+    if request.param == "sqlite":
+        yield f"sqlite://{tmp_path / 'tokens.db'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = server.create_database()
+    try:
+        yield server.url(name)
+    finally:
+        server.drop_database(name)
+
+
 @pytest.fixture(scope="session")
 def regtest_network() -> Iterator[RegtestNetwork]:
     """btcd + seller/buyer LND with funded channels; built from source on first use.

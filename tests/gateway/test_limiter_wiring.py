@@ -12,12 +12,10 @@ on real LND.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
 
 import aiohttp
-import pytest
 import yaml
 
 from gateway.config import load_config
@@ -31,23 +29,9 @@ from gateway.server.serve import GatewayServer
 from tests.embed.conftest import dummy_lnd
 from tests.support.documents import in_process_document
 from tests.support.invoices import MemoryInvoiceSource
-from tests.support.postgres import PostgresServer
 
 BURST = 20  # the default
 LIMIT = {"per_minute": 1, "burst": BURST}  # no refill within a test
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite://{tmp_path / 'tokens.db'}"
-        return
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    name = server.create_database()
-    try:
-        yield server.url(name)
-    finally:
-        server.drop_database(name)
 
 
 def _gateway(tmp_path: Path, store_url: str, tag: str) -> GatewayServer:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -20,7 +20,6 @@ import pytest
 from gateway.regtest.network import Descriptor
 from gateway.regtest.processes import ManagedProcess, free_port
 from tests.gateway.harness import Buy, Upstream, metric, poll, routes_document, write_config
-from tests.support.postgres import PostgresServer
 
 pytestmark = pytest.mark.regtest
 
@@ -38,19 +37,6 @@ async def fresh() -> AsyncIterator[aiohttp.ClientSession]:
         connector=connector, timeout=aiohttp.ClientTimeout(total=60)
     ) as session:
         yield session
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'tokens.db'}"
-        return
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    name = server.create_database()
-    try:
-        yield server.url(name)
-    finally:
-        server.drop_database(name)
 
 
 class Workers:

@@ -30,7 +30,6 @@ from gateway.payment.credential import Credential, format_authorization
 from gateway.regtest.network import Descriptor
 from gateway.regtest.processes import ManagedProcess, free_port, wait_until
 from tests.gateway.harness import Upstream
-from tests.support.postgres import PostgresServer
 
 pytestmark = pytest.mark.regtest
 PRICE = 7
@@ -50,17 +49,6 @@ def _ready(url: str) -> bool:
             return int(r.status) == 200
     except OSError:
         return False
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'tokens.db'}"
-        return
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    name = server.create_database()
-    yield server.url(name)
-    server.drop_database(name)
 
 
 @pytest.fixture

@@ -21,25 +21,11 @@ import yaml
 from gateway.regtest.network import Descriptor
 from gateway.regtest.processes import ManagedProcess, free_port, wait_until
 from tests.gateway.harness import metric
-from tests.support.postgres import PostgresServer
 
 pytestmark = pytest.mark.regtest
 
 BURST = 20  # the default burst
 EXTRA = 10
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite://{tmp_path / 'tokens.db'}"
-        return
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    name = server.create_database()
-    try:
-        yield server.url(name)
-    finally:
-        server.drop_database(name)
 
 
 def _ready(url: str) -> bool:
