@@ -14,7 +14,7 @@ import hashlib
 import os
 import sys
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,26 +146,39 @@ async def test_paid_on_regtest_served_by_the_apps_own_handlers(live_shop: LiveSh
     await poll("the settlement follower to book both payments", revenue_booked, timeout=30)
 
 
-async def test_uvicorn_root_path_on_regtest(
-    regtest: Descriptor, buyer_admin: LndClient, tmp_path: Path
-) -> None:
-    """`uvicorn ... --root-path /api` (the real command line, its own process): the
-    routes are priced as the app's router matches them. Before, uvicorn's prefixed
-    path (`/api/premium`) matched no route and the paid handler answered for free."""
+@dataclass
+class Uvicorn:
+    """tests/embed/rootpath_app.py under the real `uvicorn` command, serving at `base`."""
+
+    proc: asyncio.subprocess.Process
+    base: str
+    session: aiohttp.ClientSession
+    stderr: bytes = b""  # once stopped, when piped
+
+
+@asynccontextmanager
+async def uvicorn_app(
+    regtest: Descriptor, tmp_path: Path, macaroon: str, *options: str, stderr: int | None = None
+) -> AsyncIterator[Uvicorn]:
+    """Start it with the seller's LND and `macaroon`, wait until it serves, stop it after
+    (a piped stderr is then in `Uvicorn.stderr`)."""
     port = free_port()
     env = {
         **os.environ,
         "L402_TEST_LND_HOST": regtest.seller.rpc,
         "L402_TEST_LND_TLS_CERT": str(regtest.seller.tls_cert),
-        "L402_TEST_LND_MACAROON": str(regtest.seller.invoice_macaroon),
+        "L402_TEST_LND_MACAROON": macaroon,
         "L402_TEST_STORE_URL": f"sqlite://{tmp_path / 'tokens.db'}",
     }
     command = [
-        sys.executable, "-m", "uvicorn", "tests.embed.rootpath_app:app", "--root-path", "/api",
+        sys.executable, "-m", "uvicorn", "tests.embed.rootpath_app:app", *options,
         "--host", "127.0.0.1", "--port", str(port), "--lifespan", "on", "--log-level", "warning",
     ]  # fmt: skip
-    proc = await asyncio.create_subprocess_exec(*command, env=env, cwd=Path(__file__).parents[2])
+    proc = await asyncio.create_subprocess_exec(
+        *command, env=env, cwd=Path(__file__).parents[2], stderr=stderr
+    )
     base = f"http://127.0.0.1:{port}"
+    app: Uvicorn | None = None
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
 
@@ -178,24 +191,39 @@ async def test_uvicorn_root_path_on_regtest(
                     return False
 
             await poll("uvicorn to serve", serving, timeout=60)
-            served = Served(base)
-            shop = LiveShop("fastapi", served, Seen(), buyer_admin, session)
-            async with session.head(base + "/premium") as r:
-                assert r.status == 402  # HEAD is priced with GET
-            async with session.options(base + "/premium") as r:
-                assert (r.status, "GET" in r.headers["Allow"]) == (204, True)
-            auth, challenge = await shop.buy("/premium")
-            assert challenge["route"] == "premium"
-            async with session.get(base + "/premium", headers=auth) as r:
-                assert r.status == 200
-                body = await r.json()
-            assert (body["signal"], body["paid"]["route"]) == ("buy", "premium")
-            issued = await shop.metric("l402_challenges_issued_total", route="premium")
-            assert issued == 2  # the HEAD's and the GET's; the OPTIONS minted nothing
+            app = Uvicorn(proc, base, session)
+            yield app
     finally:
-        proc.terminate()
+        if proc.returncode is None:
+            proc.terminate()
         async with asyncio.timeout(30):
-            await proc.wait()
+            _, err = await proc.communicate()
+        if err and app is not None:
+            app.stderr = err
+
+
+async def test_uvicorn_root_path_on_regtest(
+    regtest: Descriptor, buyer_admin: LndClient, tmp_path: Path
+) -> None:
+    """`uvicorn ... --root-path /api` (the real command line, its own process): the
+    routes are priced as the app's router matches them. Before, uvicorn's prefixed
+    path (`/api/premium`) matched no route and the paid handler answered for free."""
+    macaroon = str(regtest.seller.invoice_macaroon)
+    async with uvicorn_app(regtest, tmp_path, macaroon, "--root-path", "/api") as app:
+        base, session = app.base, app.session
+        shop = LiveShop("fastapi", Served(base), Seen(), buyer_admin, session)
+        async with session.head(base + "/premium") as r:
+            assert r.status == 402  # HEAD is priced with GET
+        async with session.options(base + "/premium") as r:
+            assert (r.status, "GET" in r.headers["Allow"]) == (204, True)
+        auth, challenge = await shop.buy("/premium")
+        assert challenge["route"] == "premium"
+        async with session.get(base + "/premium", headers=auth) as r:
+            assert r.status == 200
+            body = await r.json()
+        assert (body["signal"], body["paid"]["route"]) == ("buy", "premium")
+        issued = await shop.metric("l402_challenges_issued_total", route="premium")
+        assert issued == 2  # the HEAD's and the GET's; the OPTIONS minted nothing
 
 
 async def test_an_embedded_warning_under_uvicorn_carries_its_reason(
@@ -204,40 +232,13 @@ async def test_an_embedded_warning_under_uvicorn_carries_its_reason(
     """uvicorn prints our warnings with its own formatter (message only, no `extra`): the
     reason must be in the message. A readonly macaroon cannot mint: 503, and uvicorn's
     stderr says why, in LND's words."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "L402_TEST_LND_HOST": regtest.seller.rpc,
-        "L402_TEST_LND_TLS_CERT": str(regtest.seller.tls_cert),
-        "L402_TEST_LND_MACAROON": str(regtest.seller.readonly_macaroon),
-        "L402_TEST_STORE_URL": f"sqlite://{tmp_path / 'tokens.db'}",
-    }
-    command = [
-        sys.executable, "-m", "uvicorn", "tests.embed.rootpath_app:app", "--host", "127.0.0.1",
-        "--port", str(port), "--lifespan", "on", "--log-level", "warning",
-    ]  # fmt: skip
-    proc = await asyncio.create_subprocess_exec(
-        *command, env=env, cwd=Path(__file__).parents[2], stderr=asyncio.subprocess.PIPE
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-
-            async def serving() -> bool:
-                assert proc.returncode is None, "uvicorn exited"
-                try:
-                    async with session.get(base + "/open") as r:
-                        return r.status == 200
-                except aiohttp.ClientConnectionError:
-                    return False
-
-            await poll("uvicorn to serve", serving, timeout=60)
-            async with session.get(base + "/premium") as r:
-                assert r.status == 503
-    finally:
-        proc.terminate()
-        async with asyncio.timeout(30):
-            _, err = await proc.communicate()
-    text = err.decode()
+    macaroon = str(regtest.seller.readonly_macaroon)
+    pipe = asyncio.subprocess.PIPE
+    async with (
+        uvicorn_app(regtest, tmp_path, macaroon, stderr=pipe) as app,
+        app.session.get(app.base + "/premium") as r,
+    ):
+        assert r.status == 503
+    text = app.stderr.decode()
     assert "invoice creation failed for route premium" in text
     assert "permission denied" in text
